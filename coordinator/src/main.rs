@@ -1,0 +1,8 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = coordinator::Config::parse();
+    server_kit::telemetry::init(config.server.log_format);
+    coordinator::run(config, server_kit::shutdown::signal_received()).await
+}

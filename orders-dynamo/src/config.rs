@@ -1,0 +1,60 @@
+use std::net::SocketAddr;
+
+use server_kit::ServerOptions;
+
+/// orders-dynamo's configuration: flags with `TICKETDROP_ORDERS_*` env fallbacks and
+/// defaults that work on the local stack (DynamoDB Local takes any credentials).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "orders-dynamo",
+    version,
+    about = "TicketDrop orders and tickets on DynamoDB"
+)]
+pub struct Config {
+    /// Address to serve gRPC on; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "TICKETDROP_ORDERS_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub listen: SocketAddr,
+
+    /// DynamoDB endpoint.
+    #[arg(
+        long,
+        env = "TICKETDROP_DYNAMODB_ENDPOINT",
+        default_value = "http://127.0.0.1:58000"
+    )]
+    pub dynamodb_endpoint: String,
+
+    /// DynamoDB region.
+    #[arg(long, env = "TICKETDROP_DYNAMODB_REGION", default_value = "us-east-1")]
+    pub dynamodb_region: String,
+
+    /// DynamoDB access key id.
+    #[arg(
+        long,
+        env = "TICKETDROP_DYNAMODB_ACCESS_KEY_ID",
+        default_value = "ticketdrop"
+    )]
+    pub dynamodb_access_key_id: String,
+
+    /// DynamoDB secret access key.
+    #[arg(
+        long,
+        env = "TICKETDROP_DYNAMODB_SECRET_ACCESS_KEY",
+        default_value = "ticketdrop"
+    )]
+    pub dynamodb_secret_access_key: String,
+
+    /// Table holding orders, seat claims, participant and idempotency items.
+    #[arg(long, env = "TICKETDROP_ORDERS_TABLE", default_value = "orders")]
+    pub table: String,
+
+    /// Attempts to reach DynamoDB at start (with backoff) before giving up.
+    #[arg(long, env = "TICKETDROP_CONNECT_ATTEMPTS", default_value_t = 20)]
+    pub connect_attempts: u32,
+
+    #[command(flatten)]
+    pub server: ServerOptions,
+}

@@ -1,0 +1,36 @@
+//! orders-dynamo keeps orders, one claim item per (event, seat) and tickets in one
+//! DynamoDB table, written with conditional TransactWriteItems, so that a seat never
+//! belongs to two live orders even when inventory and orders disagree for a moment.
+//!
+//! It must never call another service: the coordinator drives it.
+
+pub mod config;
+pub mod service;
+pub mod table;
+
+use proto::v1::orders_service_server::OrdersServiceServer;
+use server_kit::GrpcServer;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+
+pub use config::Config;
+
+/// Connects to DynamoDB, creates the table if needed, then serves until `shutdown`
+/// resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let server = GrpcServer::bind(config.listen, config.server.clone()).await?;
+    let client = table::client(&config);
+    table::ensure_table(&client, &config.table, config.connect_attempts).await?;
+
+    let service = service::Orders::new(client, config.table.clone());
+    server
+        .serve(
+            OrdersServiceServer::<service::Orders>::NAME,
+            Routes::new(OrdersServiceServer::new(service)),
+            shutdown,
+        )
+        .await
+}

@@ -1,0 +1,122 @@
+//! The single DynamoDB table: created at start when missing (on-demand billing).
+//!
+//! Keys are generic (`pk`, `sk`) so that orders, seat claims, 2PC participant items and
+//! idempotency items share one table and one TransactWriteItems; `gsi1` indexes a
+//! user's orders by time.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use tracing::{info, warn};
+
+use crate::Config;
+
+pub const USER_INDEX: &str = "gsi1";
+
+/// A DynamoDB client for the configured endpoint with static credentials.
+pub fn client(config: &Config) -> Client {
+    let credentials = Credentials::new(
+        &config.dynamodb_access_key_id,
+        &config.dynamodb_secret_access_key,
+        None,
+        None,
+        "ticketdrop-config",
+    );
+    let sdk_config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&config.dynamodb_endpoint)
+        .region(Region::new(config.dynamodb_region.clone()))
+        .credentials_provider(credentials)
+        .build();
+    Client::from_conf(sdk_config)
+}
+
+/// Creates the table unless it exists, retrying while DynamoDB is not reachable.
+pub async fn ensure_table(client: &Client, table: &str, attempts: u32) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=attempts {
+        match try_ensure_table(client, table).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < attempts => {
+                warn!(attempt, error = %format!("{error:#}"), "dynamodb not ready yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("dynamodb not ready after {attempts} attempts"));
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+async fn try_ensure_table(client: &Client, table: &str) -> anyhow::Result<()> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(_) => return Ok(()),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(error) => return Err(error).context("describing the orders table"),
+    }
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attribute("pk")?)
+        .attribute_definitions(string_attribute("sk")?)
+        .attribute_definitions(string_attribute("gsi1pk")?)
+        .attribute_definitions(string_attribute("gsi1sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(USER_INDEX)
+                .key_schema(key("gsi1pk", KeyType::Hash)?)
+                .key_schema(key("gsi1sk", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {
+            info!(table, "created the orders table");
+            Ok(())
+        }
+        // Another instance created it at the same moment.
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(error).context("creating the orders table"),
+    }
+}
+
+fn string_attribute(name: &str) -> anyhow::Result<AttributeDefinition> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+fn key(name: &str, key_type: KeyType) -> anyhow::Result<KeySchemaElement> {
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()?)
+}

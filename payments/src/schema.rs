@@ -1,0 +1,9 @@
+//! The payments database schema, applied in order at start.
+
+use server_kit::pg::Migration;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "payments, ledger, idempotency keys, 2pc participants",
+    sql: include_str!("../migrations/0001_initial.sql"),
+}];

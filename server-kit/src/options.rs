@@ -1,0 +1,42 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options every server takes, flattened into each service's own clap `Args`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerOptions {
+    /// After binding, write the actual listen address (useful with port 0) to this file.
+    #[arg(long, env = "TICKETDROP_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, env = "TICKETDROP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// How long health reports NOT_SERVING before the server stops accepting calls, so
+    /// that clients and load balancers move away first.
+    #[arg(long, env = "TICKETDROP_DRAIN_DELAY_MS", default_value_t = 200)]
+    pub drain_delay_ms: u64,
+
+    /// Longest wait for in-flight calls to finish after shutdown begins.
+    #[arg(long, env = "TICKETDROP_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl ServerOptions {
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_millis(self.drain_delay_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,112 @@
+//! PostgreSQL: a connection pool and ordered, idempotent schema migrations.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tracing::{info, warn};
+
+/// One schema change, applied once, in `version` order.
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Builds a pool, waits for the database and applies `migrations`: what every
+/// PostgreSQL-backed service does at start.
+pub async fn connect_and_migrate(
+    url: &str,
+    max_size: usize,
+    connect_attempts: u32,
+    migrations: &[Migration],
+) -> anyhow::Result<Pool> {
+    let pool = pool(url, max_size)?;
+    wait_until_ready(&pool, connect_attempts).await?;
+    migrate(&pool, migrations).await?;
+    Ok(pool)
+}
+
+/// Builds a pool of at most `max_size` connections. Connections open lazily.
+pub fn pool(url: &str, max_size: usize) -> anyhow::Result<Pool> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("invalid PostgreSQL url {url:?}"))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// Waits for the database to accept a connection: up to `attempts` tries with
+/// doubling backoff, each failure logged.
+pub async fn wait_until_ready(pool: &Pool, attempts: u32) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=attempts {
+        match pool.get().await {
+            Ok(_) => return Ok(()),
+            Err(error) if attempt < attempts => {
+                warn!(attempt, %error, "database not reachable yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("database not reachable after {attempts} attempts"));
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Applies the migrations not applied yet, in one transaction, under an
+/// advisory lock so that two instances starting at once do not race.
+pub async fn migrate(pool: &Pool, migrations: &[Migration]) -> anyhow::Result<()> {
+    let mut client = pool.get().await.context("connecting for migrations")?;
+    let tx = client.transaction().await?;
+    // Any constant works: it only serialises migrations against each other.
+    tx.execute("SELECT pg_advisory_xact_lock(7263616)", &[])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for migration in migrations {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        tx.batch_execute(migration.sql)
+            .await
+            .with_context(|| format!("migration {} ({})", migration.version, migration.name))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&migration.version, &migration.name],
+        )
+        .await?;
+        info!(
+            version = migration.version,
+            name = migration.name,
+            "migration applied"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
+}
