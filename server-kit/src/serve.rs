@@ -62,11 +62,12 @@ impl GrpcServer {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, service_name, ServingStatus::Serving).await;
 
-        let reflection_v1 = reflection(service_name)
+        let reflection_v1 = reflection(service_name, "grpc.reflection.v1.ServerReflection")
             .build_v1()
             .context("building the reflection service")?;
         // grpcurl releases before 1.9 speak only v1alpha reflection.
-        let reflection_v1alpha = reflection(service_name)
+        let reflection_v1alpha =
+            reflection(service_name, "grpc.reflection.v1alpha.ServerReflection")
             .build_v1alpha()
             .context("building the reflection service")?;
 
@@ -125,12 +126,16 @@ impl GrpcServer {
 }
 
 /// Reflection over every ticketdrop.v1 file, listing only the services this server runs.
-fn reflection(service_name: &str) -> tonic_reflection::server::Builder<'static> {
+fn reflection(
+    service_name: &str,
+    reflection_name: &str,
+) -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name(service_name)
         .with_service_name(HEALTH_SERVICE)
+        .with_service_name(reflection_name)
 }
 
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";

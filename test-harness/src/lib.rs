@@ -1,1 +1,30 @@
+//! Starts TicketDrop service binaries as real child processes for integration and chaos
+//! tests: on port 0, waiting for health SERVING, then stopped with SIGTERM, SIGKILL or
+//! SIGSTOP/SIGCONT and restarted on the same address and data.
+//!
+//! It also hands each test a fresh PostgreSQL database on the local stack
+//! ([`TestDatabase`]), so tests never see each other's rows.
+//!
+//! It must never stand in for a real store: everything it starts is the real binary.
 
+mod database;
+mod process;
+
+pub use database::{TestDatabase, stack_pg_url};
+pub use process::{ServiceProcess, health_status, service_binary};
+
+/// The local stack's endpoints, from the same `TICKETDROP_*` variables the services read.
+pub fn redis_url() -> String {
+    std::env::var("TICKETDROP_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into())
+}
+
+/// DynamoDB Local's endpoint on the local stack.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("TICKETDROP_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:58000".into())
+}
+
+/// A name unique to this test run, for databases, tables and ids.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}

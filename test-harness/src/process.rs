@@ -1,0 +1,215 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// How long a service may take from spawn to SERVING (it migrates its store first).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Path of a workspace binary (`inventory-pg`, `coordinator`, ...) next to the running
+/// test executable: `target/<profile>/<name>`. `cargo test --workspace` and
+/// `cargo nextest run --workspace` build every binary before running tests.
+pub fn service_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executables live in target/<profile>/deps");
+    profile_dir.join(name)
+}
+
+/// A service binary running as a child process, killed when dropped.
+pub struct ServiceProcess {
+    binary: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    workdir: tempfile::TempDir,
+    addr: SocketAddr,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl ServiceProcess {
+    /// Spawns `binary` listening on `127.0.0.1:0` with `args` and `envs`, and waits until
+    /// its health check answers SERVING.
+    pub async fn start(
+        binary: impl Into<PathBuf>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut process = Self {
+            binary: binary.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            workdir: tempfile::tempdir().context("creating the process work dir")?,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child: None,
+            starts: 0,
+        };
+        process.spawn_and_wait().await?;
+        Ok(process)
+    }
+
+    /// The address the service listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, for tonic clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process id of the running child.
+    pub fn pid(&self) -> anyhow::Result<Pid> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .context("the service is not running")?;
+        Ok(Pid::from_raw(i32::try_from(pid).context("pid out of range")?))
+    }
+
+    /// The service's log (stderr) of every start so far, for failure messages.
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n--- restart ---\n")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        self.signal(Signal::SIGTERM)?;
+        self.wait_exit(Duration::from_secs(60)).await
+    }
+
+    /// Sends SIGKILL and waits for the process to exit.
+    pub async fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.signal(Signal::SIGKILL)?;
+        self.wait_exit(Duration::from_secs(10)).await
+    }
+
+    /// Freezes the process (SIGSTOP): it keeps its sockets and locks but does nothing.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    /// Thaws a paused process (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGCONT)
+    }
+
+    /// Sends `signal` to the child.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        signal::kill(self.pid()?, signal).with_context(|| format!("sending {signal}"))
+    }
+
+    /// Waits up to `timeout` for the child to exit and returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let child = self.child.as_mut().context("the service is not running")?;
+        let status = tokio::time::timeout(timeout, child.wait())
+            .await
+            .with_context(|| format!("the service did not exit within {timeout:?}"))?
+            .context("waiting for the service")?;
+        self.child = None;
+        Ok(status)
+    }
+
+    /// Starts the service again with the same arguments, address and data, after it
+    /// exited or was killed, and waits until it is SERVING.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && child.try_wait()?.is_none()
+        {
+            bail!("restart needs a stopped service; terminate or kill it first");
+        }
+        self.spawn_and_wait().await
+    }
+
+    /// Asks the service's health endpoint for the whole server's status.
+    pub async fn health(&self) -> anyhow::Result<ServingStatus> {
+        health_status(&self.endpoint()).await
+    }
+
+    fn log_path(&self, start: u32) -> PathBuf {
+        self.workdir.path().join(format!("service-{start}.log"))
+    }
+
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        self.starts += 1;
+        let addr_file = self.workdir.path().join("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::File::create(self.log_path(self.starts)).context("creating the log")?;
+        let child = Command::new(&self.binary)
+            .args(&self.args)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .env("TICKETDROP_DRAIN_DELAY_MS", "200")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {}", self.binary.display()))?;
+        self.child = Some(child);
+
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().transpose()) {
+                bail!(
+                    "{} exited during start with {:?}; log:\n{}",
+                    self.binary.display(),
+                    status?,
+                    self.log()
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(&addr_file)
+                && let Ok(addr) = text.trim().parse::<SocketAddr>()
+            {
+                self.addr = addr;
+                if matches!(self.health().await, Ok(ServingStatus::Serving)) {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "{} not SERVING within {START_TIMEOUT:?}; log:\n{}",
+                    self.binary.display(),
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The whole server's health status at `endpoint`.
+pub async fn health_status(endpoint: &str) -> anyhow::Result<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await?;
+    let mut client = HealthClient::new(channel);
+    let response = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?;
+    Ok(response.into_inner().status())
+}
