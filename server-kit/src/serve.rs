@@ -68,8 +68,8 @@ impl GrpcServer {
         // grpcurl releases before 1.9 speak only v1alpha reflection.
         let reflection_v1alpha =
             reflection(service_name, "grpc.reflection.v1alpha.ServerReflection")
-            .build_v1alpha()
-            .context("building the reflection service")?;
+                .build_v1alpha()
+                .context("building the reflection service")?;
 
         let routes = routes
             .add_service(health_service)

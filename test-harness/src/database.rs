@@ -65,7 +65,10 @@ impl Drop for TestDatabase {
         })
         .join();
         if let Ok(Err(error)) = dropped {
-            eprintln!("test-harness: could not drop database {}: {error:#}", self.name);
+            eprintln!(
+                "test-harness: could not drop database {}: {error:#}",
+                self.name
+            );
         }
     }
 }

@@ -79,7 +79,9 @@ impl ServiceProcess {
             .as_ref()
             .and_then(Child::id)
             .context("the service is not running")?;
-        Ok(Pid::from_raw(i32::try_from(pid).context("pid out of range")?))
+        Ok(Pid::from_raw(
+            i32::try_from(pid).context("pid out of range")?,
+        ))
     }
 
     /// The service's log (stderr) of every start so far, for failure messages.

@@ -11,13 +11,13 @@ use test_harness::{ServiceProcess, TestDatabase, service_binary, unique_name};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 /// One started service plus whatever store it owns for the test.
 struct Started {
@@ -46,8 +46,7 @@ async fn start_payments() -> anyhow::Result<Started> {
     let db = TestDatabase::create("lifecycle_payments").await?;
     let url = db.url();
     let process =
-        ServiceProcess::start(service_binary("payments"), &["--database-url", &url], &[])
-            .await?;
+        ServiceProcess::start(service_binary("payments"), &["--database-url", &url], &[]).await?;
     Ok(Started {
         process,
         service: "ticketdrop.v1.PaymentsService",
@@ -58,9 +57,12 @@ async fn start_payments() -> anyhow::Result<Started> {
 async fn start_coordinator() -> anyhow::Result<Started> {
     let db = TestDatabase::create("lifecycle_coordinator").await?;
     let url = db.url();
-    let process =
-        ServiceProcess::start(service_binary("coordinator"), &["--database-url", &url], &[])
-            .await?;
+    let process = ServiceProcess::start(
+        service_binary("coordinator"),
+        &["--database-url", &url],
+        &[],
+    )
+    .await?;
     Ok(Started {
         process,
         service: "ticketdrop.v1.CoordinatorService",
@@ -177,7 +179,10 @@ async fn assert_serves_health_reflection_and_service(started: Started) {
     .into_iter()
     .map(String::from)
     .collect();
-    assert_eq!(services, expected, "reflection lists exactly what is served");
+    assert_eq!(
+        services, expected,
+        "reflection lists exactly what is served"
+    );
     assert_service_mounted(&started).await;
 }
 
@@ -291,13 +296,19 @@ async fn inventory_serves_again_after_sigkill_on_the_same_data() -> anyhow::Resu
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9)
     );
-    assert!(process.health().await.is_err(), "a killed service answers nothing");
+    assert!(
+        process.health().await.is_err(),
+        "a killed service answers nothing"
+    );
 
     process.restart().await?;
     assert_eq!(process.addr(), addr, "restarted on the same address");
     assert_eq!(process.health().await?, ServingStatus::Serving);
     let venues: i64 = client
-        .query_one("SELECT count(*) FROM venues WHERE name = 'Survivor Hall'", &[])
+        .query_one(
+            "SELECT count(*) FROM venues WHERE name = 'Survivor Hall'",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(venues, 1, "the data written before the kill is still there");
@@ -305,7 +316,10 @@ async fn inventory_serves_again_after_sigkill_on_the_same_data() -> anyhow::Resu
         .query_one("SELECT count(*) FROM schema_migrations", &[])
         .await?
         .get(0);
-    assert_eq!(migrations, 1, "migrations are applied once, not again on restart");
+    assert_eq!(
+        migrations, 1,
+        "migrations are applied once, not again on restart"
+    );
     Ok(())
 }
 
@@ -322,7 +336,13 @@ async fn orders_serves_again_after_sigkill_with_its_table() -> anyhow::Result<()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(test_harness::dynamodb_endpoint())
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("ticketdrop", "ticketdrop", None, None, "test"))
+            .credentials_provider(Credentials::new(
+                "ticketdrop",
+                "ticketdrop",
+                None,
+                None,
+                "test",
+            ))
             .build(),
     );
     let described = dynamodb.describe_table().table_name(&table).send().await?;

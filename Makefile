@@ -1,0 +1,63 @@
+# TicketDrop: `make demo` runs the mesh and a small ticket drop; `make test` runs every
+# test against the real local stack. Everything installs itself under .stack/.
+
+SHELL := /bin/bash
+BUF := .stack/node/node_modules/.bin/buf
+GRPCURL := .stack/venv/bin/grpcurl
+
+.PHONY: demo test up down stack-up stack-down stack-status services-status \
+        build lint fmt-check clippy lint-proto test-only
+
+## The two commands of the README.
+
+demo: up
+	@echo
+	@target/release/ticketdrop health
+
+test: stack-up fmt-check clippy lint-proto test-only
+
+## The local stack (PostgreSQL, Redis, DynamoDB Local, grpcurl, buf).
+
+stack-up:
+	@scripts/stack.sh up
+
+stack-down:
+	@scripts/stack.sh down
+
+stack-status:
+	@scripts/stack.sh status
+
+## The stack plus the four services in the background on their fixed ports.
+
+up: stack-up
+	@scripts/services.sh up
+
+down:
+	@scripts/services.sh down
+	@scripts/stack.sh down
+
+services-status:
+	@scripts/services.sh status
+
+## Checks.
+
+build:
+	cargo build --workspace --all-targets
+
+fmt-check:
+	cargo fmt --all --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+lint-proto: stack-up
+	$(BUF) lint
+
+lint: fmt-check clippy lint-proto
+
+test-only:
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi

@@ -1,0 +1,70 @@
+//! Where the services are: flags with `TICKETDROP_*_ENDPOINT` env fallbacks and the
+//! local stack's defaults.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Endpoints {
+    /// Coordinator gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETDROP_COORDINATOR_ENDPOINT",
+        default_value = "http://127.0.0.1:50050"
+    )]
+    pub coordinator: String,
+
+    /// inventory-pg gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETDROP_INVENTORY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub inventory: String,
+
+    /// orders-dynamo gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETDROP_ORDERS_ENDPOINT",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub orders: String,
+
+    /// payments gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETDROP_PAYMENTS_ENDPOINT",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub payments: String,
+}
+
+impl Endpoints {
+    /// Every service with its endpoint, in the order people read them.
+    pub fn all(&self) -> [(&'static str, &str); 4] {
+        [
+            ("coordinator", &self.coordinator),
+            ("inventory-pg", &self.inventory),
+            ("orders-dynamo", &self.orders),
+            ("payments", &self.payments),
+        ]
+    }
+}
+
+/// Connects to `endpoint`, failing with a message that names the service.
+pub async fn connect(service: &str, endpoint: &str) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("invalid {service} endpoint {endpoint:?}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .with_context(|| {
+            format!("{service} is not reachable at {endpoint} (is `make up` running?)")
+        })
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The four TicketDrop services running in the background on their fixed local ports,
+# with pid files and logs under .stack/services. `up` twice is harmless; `down` stops
+# only the processes whose pid files it wrote.
+#
+#   scripts/services.sh up | down | status
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK="${TICKETDROP_STACK_DIR:-$ROOT/.stack}"
+DIR="$STACK/services"
+PROFILE="${TICKETDROP_PROFILE:-release}"
+BIN="$ROOT/target/$PROFILE"
+
+# service:port, started in this order (the coordinator last: it calls the others).
+SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 coordinator:50050)
+
+log() { printf 'services: %s\n' "$*"; }
+die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() {
+    local file=$1 name=$2 pid
+    [[ -s $file ]] || return 1
+    pid=$(<"$file")
+    [[ -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "/$name"
+}
+
+build() {
+    local flag=()
+    [[ $PROFILE == release ]] && flag=(--release)
+    log "building the services ($PROFILE)"
+    (cd "$ROOT" && cargo build "${flag[@]}" -q -p inventory-pg -p orders-dynamo -p payments -p coordinator -p client)
+}
+
+up() {
+    mkdir -p "$DIR"
+    build
+    local entry name port
+    for entry in "${SERVICES[@]}"; do
+        name=${entry%%:*} port=${entry##*:}
+        if pid_alive "$DIR/$name.pid" "$name"; then
+            log "$name already running on 127.0.0.1:$port"
+            continue
+        fi
+        if port_open "$port"; then
+            die "port $port (for $name) is taken by another process; stop it first"
+        fi
+        setsid "$BIN/$name" >"$DIR/$name.log" 2>&1 </dev/null &
+        echo $! >"$DIR/$name.pid"
+        log "started $name on 127.0.0.1:$port (log: $DIR/$name.log)"
+    done
+    "$BIN/ticketdrop" health --wait 60 >/dev/null ||
+        die "not every service is SERVING; see the logs in $DIR"
+    log "all four services are SERVING"
+}
+
+down() {
+    local entry name pid i
+    for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+        entry=${SERVICES[i]} name=${entry%%:*}
+        if pid_alive "$DIR/$name.pid" "$name"; then
+            pid=$(<"$DIR/$name.pid")
+            kill -TERM "$pid"
+            for _ in $(seq 100); do pid_alive "$DIR/$name.pid" "$name" || break; sleep 0.1; done
+            log "stopped $name"
+        fi
+        rm -f "$DIR/$name.pid"
+    done
+}
+
+status() {
+    local entry name port
+    for entry in "${SERVICES[@]}"; do
+        name=${entry%%:*} port=${entry##*:}
+        if pid_alive "$DIR/$name.pid" "$name"; then
+            echo "$name  up    127.0.0.1:$port  pid $(<"$DIR/$name.pid")"
+        else
+            echo "$name  down  127.0.0.1:$port"
+        fi
+    done
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) die "usage: $0 up|down|status" ;;
+esac
