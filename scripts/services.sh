@@ -15,18 +15,11 @@ BIN="$ROOT/target/$PROFILE"
 # service:port, started in this order (the coordinator last: it calls the others).
 SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 coordinator:50050)
 
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+
 log() { printf 'services: %s\n' "$*"; }
 die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pid_alive() {
-    local file=$1 name=$2 pid
-    [[ -s $file ]] || return 1
-    pid=$(<"$file")
-    [[ -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "/$name"
-}
-
 build() {
     local flag=()
     [[ $PROFILE == release ]] && flag=(--release)
@@ -40,7 +33,7 @@ up() {
     local entry name port
     for entry in "${SERVICES[@]}"; do
         name=${entry%%:*} port=${entry##*:}
-        if pid_alive "$DIR/$name.pid" "$name"; then
+        if pid_alive "$DIR/$name.pid" "/$name"; then
             log "$name already running on 127.0.0.1:$port"
             continue
         fi
@@ -57,16 +50,10 @@ up() {
 }
 
 down() {
-    local entry name pid i
+    local entry name i
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
         entry=${SERVICES[i]} name=${entry%%:*}
-        if pid_alive "$DIR/$name.pid" "$name"; then
-            pid=$(<"$DIR/$name.pid")
-            kill -TERM "$pid"
-            for _ in $(seq 100); do pid_alive "$DIR/$name.pid" "$name" || break; sleep 0.1; done
-            log "stopped $name"
-        fi
-        rm -f "$DIR/$name.pid"
+        if stop_pid "$DIR/$name.pid" "/$name"; then log "stopped $name"; fi
     done
 }
 
@@ -74,7 +61,7 @@ status() {
     local entry name port
     for entry in "${SERVICES[@]}"; do
         name=${entry%%:*} port=${entry##*:}
-        if pid_alive "$DIR/$name.pid" "$name"; then
+        if pid_alive "$DIR/$name.pid" "/$name"; then
             echo "$name  up    127.0.0.1:$port  pid $(<"$DIR/$name.pid")"
         else
             echo "$name  down  127.0.0.1:$port"

