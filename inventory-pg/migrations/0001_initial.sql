@@ -2,7 +2,7 @@
 
 CREATE TABLE venues (
     venue_id   bigserial PRIMARY KEY,
-    name       text NOT NULL,
+    name       text NOT NULL UNIQUE,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -59,6 +59,19 @@ CREATE TABLE txn_participants (
     order_id   text,
     seat_ids   text[] NOT NULL DEFAULT '{}',
     created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- What each prepared branch holds, written right after PREPARE TRANSACTION succeeds
+-- (outside it), so that a repeated Prepare and ListInDoubtSales can answer with the
+-- seats even though the prepared changes themselves are invisible until commit.
+CREATE TABLE txn_prepared (
+    txid        text PRIMARY KEY,
+    event_id    text NOT NULL,
+    order_id    text NOT NULL,
+    seat_ids    text[] NOT NULL,
+    prices      bigint[] NOT NULL,
+    currency    text NOT NULL,
+    prepared_at timestamptz NOT NULL DEFAULT now()
 );
 
 -- Saga barrier: one row per (saga id, step, operation), with the first answer.

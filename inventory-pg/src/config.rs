@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use server_kit::ServerOptions;
 
@@ -35,6 +36,24 @@ pub struct Config {
     #[arg(long, env = "TICKETDROP_CONNECT_ATTEMPTS", default_value_t = 20)]
     pub connect_attempts: u32,
 
+    /// How often the sweeper returns expired holds to AVAILABLE.
+    #[arg(long, env = "TICKETDROP_INVENTORY_SWEEP_INTERVAL_MS", default_value_t = 500)]
+    pub sweep_interval_ms: u64,
+
+    /// Hold duration when HoldSeats gives none.
+    #[arg(long, env = "TICKETDROP_INVENTORY_HOLD_TTL_SECS", default_value_t = 60)]
+    pub hold_ttl_secs: u64,
+
     #[command(flatten)]
     pub server: ServerOptions,
+}
+
+impl Config {
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.sweep_interval_ms.max(1))
+    }
+
+    pub fn default_hold_ttl(&self) -> Duration {
+        Duration::from_secs(self.hold_ttl_secs)
+    }
 }

@@ -5,9 +5,18 @@
 //!
 //! It must never call another service: the coordinator drives it.
 
+mod barrier;
+mod browse;
 pub mod config;
+pub mod error;
+mod fenced;
+pub mod model;
 pub mod schema;
+mod saga;
+mod seats;
 pub mod service;
+pub mod sweeper;
+mod two_phase;
 
 use anyhow::Context;
 use proto::v1::inventory_service_server::InventoryServiceServer;
@@ -32,12 +41,17 @@ pub async fn run(
     .await
     .context("preparing the inventory database")?;
 
-    let service = service::Inventory::new(pool);
-    server
+    let stats = std::sync::Arc::new(sweeper::SweeperStats::default());
+    // Aborted with the server: the sweeper holds no state that needs flushing.
+    let sweeper_task = tokio::spawn(sweeper::run(pool.clone(), config.sweep_interval(), stats.clone()));
+    let service = service::Inventory::new(pool, config.default_hold_ttl(), stats);
+    let served = server
         .serve(
             InventoryServiceServer::<service::Inventory>::NAME,
             Routes::new(InventoryServiceServer::new(service)),
             shutdown,
         )
-        .await
+        .await;
+    sweeper_task.abort();
+    served
 }

@@ -6,14 +6,19 @@
 //!   service, and shuts down gracefully: health NOT_SERVING, a drain delay, in-flight
 //!   calls finish, exit.
 //! - [`pg`]: a PostgreSQL pool and ordered, idempotent migrations.
+//! - [`status`] and [`validate`]: gRPC statuses with ErrorInfo / BadRequest details and
+//!   the field checks every service shares, so errors look the same on the wire.
 //!
 //! It must never hold domain logic: nothing here knows about seats, orders or money.
 
+pub mod convert;
 mod options;
 pub mod pg;
 mod serve;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
+pub mod validate;
 
 pub use options::{LogFormat, ServerOptions};
 pub use serve::GrpcServer;

@@ -1,0 +1,139 @@
+//! inventory-pg's errors and their one mapping to gRPC statuses.
+
+use proto::v1::ErrorReason;
+use server_kit::status::{FieldError, with_reason};
+use tonic::{Code, Status};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    InvalidField(#[from] FieldError),
+    #[error("event {0} not found")]
+    EventNotFound(String),
+    #[error("event {0} already exists")]
+    EventExists(String),
+    #[error("seats not found in event {event_id}: {}", seats.join(", "))]
+    SeatsNotFound { event_id: String, seats: Vec<String> },
+    #[error("seats already taken: {}", seats.join(", "))]
+    SeatsTaken {
+        seats: Vec<String>,
+        order_id: Option<String>,
+    },
+    #[error("seats locked by another purchase in progress: {}", seats.join(", "))]
+    SeatsLocked { seats: Vec<String> },
+    #[error("sold out: {available} of {requested} seats available")]
+    SoldOut { requested: u32, available: u32 },
+    #[error("hold lost for seats: {}", seats.join(", "))]
+    HoldLost { seats: Vec<String> },
+    #[error("stale fencing token {token}: seats {} have seen token {seen}", seats.join(", "))]
+    StaleFencingToken {
+        seats: Vec<String>,
+        token: u64,
+        seen: u64,
+    },
+    #[error("transaction {0} was aborted")]
+    TxnAborted(String),
+    #[error("transaction {0} was already committed")]
+    TxnCommitted(String),
+    #[error("transaction {0} was never prepared here")]
+    TxnNotFound(String),
+    #[error("transaction {0} is being prepared concurrently; retry")]
+    TxnBusy(String),
+    #[error("step {step} of saga {saga_id} was already compensated")]
+    StepCompensated { saga_id: String, step: &'static str },
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl Error {
+    /// The PostgreSQL SQLSTATE of a database error, if any.
+    pub fn sql_state(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            Error::Database(error) => error.code(),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        let message = error.to_string();
+        match error {
+            Error::InvalidField(field) => field.into(),
+            Error::EventNotFound(_) | Error::SeatsNotFound { .. } | Error::TxnNotFound(_) => {
+                Status::not_found(message)
+            }
+            Error::EventExists(_) => Status::already_exists(message),
+            Error::SeatsTaken { seats, order_id } => {
+                let mut metadata = vec![("seats", seats.join(","))];
+                if let Some(order_id) = order_id {
+                    metadata.push(("order_id", order_id));
+                }
+                with_reason(Code::FailedPrecondition, ErrorReason::SeatTaken, message, metadata)
+            }
+            Error::SeatsLocked { seats } => with_reason(
+                Code::Aborted,
+                ErrorReason::SeatTaken,
+                message,
+                [("seats", seats.join(","))],
+            ),
+            Error::SoldOut { .. } => {
+                with_reason(Code::FailedPrecondition, ErrorReason::SoldOut, message, [])
+            }
+            Error::HoldLost { seats } => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::HoldLost,
+                message,
+                [("seats", seats.join(","))],
+            ),
+            Error::StaleFencingToken { seats, token, seen } => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::StaleFencingToken,
+                message,
+                [
+                    ("seats", seats.join(",")),
+                    ("fencing_token", token.to_string()),
+                    ("seen_fencing_token", seen.to_string()),
+                ],
+            ),
+            Error::TxnAborted(txid) => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::TxnAborted,
+                message,
+                [("txid", txid)],
+            ),
+            Error::TxnCommitted(txid) => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::InvalidState,
+                message,
+                [("txid", txid)],
+            ),
+            Error::TxnBusy(_) => Status::aborted(message),
+            Error::StepCompensated { saga_id, step } => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::StepCompensated,
+                message,
+                [("saga_id", saga_id), ("step", step.to_owned())],
+            ),
+            Error::Database(ref db) => match db.code() {
+                Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+                | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                | Some(&SqlState::LOCK_NOT_AVAILABLE) => Status::aborted(message),
+                _ if db.is_closed() => Status::unavailable(message),
+                _ => {
+                    tracing::error!(error = %message, "database error");
+                    Status::internal(message)
+                }
+            },
+            Error::Pool(_) => {
+                tracing::warn!(error = %message, "database pool unavailable");
+                Status::unavailable(message)
+            }
+        }
+    }
+}
