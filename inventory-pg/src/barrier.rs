@@ -66,15 +66,13 @@ pub async fn enter_action(tx: &Transaction<'_>, saga_id: &str, step: Step) -> Re
             step: step.name(),
         });
     }
-    Ok(Entry::Duplicate(row.get::<_, Option<Vec<u8>>>(1).unwrap_or_default()))
+    Ok(Entry::Duplicate(
+        row.get::<_, Option<Vec<u8>>>(1).unwrap_or_default(),
+    ))
 }
 
 /// Enters the barrier for the step's compensation.
-pub async fn enter_compensation(
-    tx: &Transaction<'_>,
-    saga_id: &str,
-    step: Step,
-) -> Result<Entry> {
+pub async fn enter_compensation(tx: &Transaction<'_>, saga_id: &str, step: Step) -> Result<Entry> {
     if !insert(tx, saga_id, step, "compensation", "applied").await? {
         let statement = tx
             .prepare_cached(

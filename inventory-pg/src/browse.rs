@@ -54,8 +54,16 @@ pub async fn create_event(pool: &Pool, event: NewEvent) -> Result<Event> {
     };
     let names: Vec<&str> = event.sections.iter().map(|s| s.name.as_str()).collect();
     let rows: Vec<i32> = event.sections.iter().map(|s| s.rows as i32).collect();
-    let per_row: Vec<i32> = event.sections.iter().map(|s| s.seats_per_row as i32).collect();
-    let tiers: Vec<&str> = event.sections.iter().map(|s| s.price_tier.as_str()).collect();
+    let per_row: Vec<i32> = event
+        .sections
+        .iter()
+        .map(|s| s.seats_per_row as i32)
+        .collect();
+    let tiers: Vec<&str> = event
+        .sections
+        .iter()
+        .map(|s| s.price_tier.as_str())
+        .collect();
     let prices: Vec<i64> = event.sections.iter().map(|s| s.price_cents).collect();
     // Every seat of every section in one statement.
     tx.execute(
@@ -90,11 +98,14 @@ pub async fn list_events(
 ) -> Result<(Vec<Event>, String)> {
     let after = parse_list_token(page_token)?;
     let client = pool.get().await?;
-    let (after_time, after_id) = after.unwrap_or((DateTime::<Utc>::MIN_UTC, String::new()));
+    let (after_time, after_id) = match after {
+        Some((time, id)) => (Some(time), id),
+        None => (None, String::new()),
+    };
     let statement = client
         .prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v USING (venue_id)
-              WHERE (e.starts_at, e.event_id) > ($1, $2)
+              WHERE $1::timestamptz IS NULL OR (e.starts_at, e.event_id) > ($1, $2)
               ORDER BY e.starts_at, e.event_id LIMIT $3"
         ))
         .await?;
@@ -123,14 +134,13 @@ pub async fn search_events(
     page_size: i64,
     page_token: &str,
 ) -> Result<(Vec<SearchResult>, String)> {
-    let offset: i64 = match page_token {
-        "" => 0,
-        token => token
-            .parse()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| FieldError::new("page_token", "is not a token this service issued"))?,
-    };
+    let offset: i64 =
+        match page_token {
+            "" => 0,
+            token => token.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                FieldError::new("page_token", "is not a token this service issued")
+            })?,
+        };
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(
@@ -161,7 +171,11 @@ pub async fn search_events(
     Ok((results, next))
 }
 
-pub async fn get_event(pool: &Pool, event_id: &str, include_seats: bool) -> Result<GetEventResponse> {
+pub async fn get_event(
+    pool: &Pool,
+    event_id: &str,
+    include_seats: bool,
+) -> Result<GetEventResponse> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(

@@ -37,7 +37,11 @@ pub struct Config {
     pub connect_attempts: u32,
 
     /// How often the sweeper returns expired holds to AVAILABLE.
-    #[arg(long, env = "TICKETDROP_INVENTORY_SWEEP_INTERVAL_MS", default_value_t = 500)]
+    #[arg(
+        long,
+        env = "TICKETDROP_INVENTORY_SWEEP_INTERVAL_MS",
+        default_value_t = 500
+    )]
     pub sweep_interval_ms: u64,
 
     /// Hold duration when HoldSeats gives none.

@@ -15,7 +15,10 @@ pub enum Error {
     #[error("event {0} already exists")]
     EventExists(String),
     #[error("seats not found in event {event_id}: {}", seats.join(", "))]
-    SeatsNotFound { event_id: String, seats: Vec<String> },
+    SeatsNotFound {
+        event_id: String,
+        seats: Vec<String>,
+    },
     #[error("seats already taken: {}", seats.join(", "))]
     SeatsTaken {
         seats: Vec<String>,
@@ -43,7 +46,7 @@ pub enum Error {
     TxnBusy(String),
     #[error("step {step} of saga {saga_id} was already compensated")]
     StepCompensated { saga_id: String, step: &'static str },
-    #[error("database: {0}")]
+    #[error("database: {}", server_kit::pg::describe(.0))]
     Database(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -74,7 +77,12 @@ impl From<Error> for Status {
                 if let Some(order_id) = order_id {
                     metadata.push(("order_id", order_id));
                 }
-                with_reason(Code::FailedPrecondition, ErrorReason::SeatTaken, message, metadata)
+                with_reason(
+                    Code::FailedPrecondition,
+                    ErrorReason::SeatTaken,
+                    message,
+                    metadata,
+                )
             }
             Error::SeatsLocked { seats } => with_reason(
                 Code::Aborted,

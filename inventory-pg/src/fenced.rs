@@ -14,7 +14,8 @@ pub async fn sell(pool: &Pool, write: &FencedWrite) -> Result<SellFencedResponse
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let currency = seats::event_currency(&tx, &write.event_id).await?;
-    let locked = seats::lock_named(&tx, &write.event_id, &write.seat_ids, LockWait::Bounded).await?;
+    let locked =
+        seats::lock_named(&tx, &write.event_id, &write.seat_ids, LockWait::Bounded).await?;
     ensure_fresh_token(&locked, write.fencing_token)?;
     let priced: Vec<PricedSeat> = locked.iter().map(LockedSeat::priced).collect();
     let response = SellFencedResponse {
@@ -57,7 +58,8 @@ pub async fn sell(pool: &Pool, write: &FencedWrite) -> Result<SellFencedResponse
 pub async fn unsell(pool: &Pool, write: &FencedWrite) -> Result<UnsellFencedResponse> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let locked = seats::lock_named(&tx, &write.event_id, &write.seat_ids, LockWait::Bounded).await?;
+    let locked =
+        seats::lock_named(&tx, &write.event_id, &write.seat_ids, LockWait::Bounded).await?;
     ensure_fresh_token(&locked, write.fencing_token)?;
     let token = fencing_token_param(write.fencing_token);
     // Only seats sold to this order go back; the token is recorded on every seat named.

@@ -11,8 +11,8 @@ pub mod config;
 pub mod error;
 mod fenced;
 pub mod model;
-pub mod schema;
 mod saga;
+pub mod schema;
 mod seats;
 pub mod service;
 pub mod sweeper;
@@ -43,7 +43,11 @@ pub async fn run(
 
     let stats = std::sync::Arc::new(sweeper::SweeperStats::default());
     // Aborted with the server: the sweeper holds no state that needs flushing.
-    let sweeper_task = tokio::spawn(sweeper::run(pool.clone(), config.sweep_interval(), stats.clone()));
+    let sweeper_task = tokio::spawn(sweeper::run(
+        pool.clone(),
+        config.sweep_interval(),
+        stats.clone(),
+    ));
     let service = service::Inventory::new(pool, config.default_hold_ttl(), stats);
     let served = server
         .serve(

@@ -60,14 +60,20 @@ pub fn seat_list(field: &str, seat_ids: &[String]) -> Result<Vec<String>, FieldE
     if seat_ids.len() > MAX_SEATS {
         return Err(FieldError::new(
             field,
-            format!("at most {MAX_SEATS} seats per request, got {}", seat_ids.len()),
+            format!(
+                "at most {MAX_SEATS} seats per request, got {}",
+                seat_ids.len()
+            ),
         ));
     }
     let mut seen = HashSet::new();
     for (i, seat) in seat_ids.iter().enumerate() {
         seat_id(&format!("{field}[{i}]"), seat)?;
         if !seen.insert(seat.as_str()) {
-            return Err(FieldError::new(field, format!("seat {seat} is listed twice")));
+            return Err(FieldError::new(
+                field,
+                format!("seat {seat} is listed twice"),
+            ));
         }
     }
     let mut sorted = seat_ids.to_vec();
@@ -81,9 +87,10 @@ pub fn seat_id(field: &str, value: &str) -> Result<(), FieldError> {
     let parts: Vec<&str> = value.split('-').collect();
     let well_formed = parts.len() == 3
         && section_name_ok(parts[0])
-        && parts[1..]
-            .iter()
-            .all(|n| n.parse::<u32>().is_ok_and(|n| (1..=MAX_ROWS.max(MAX_SEATS_PER_ROW)).contains(&n)));
+        && parts[1..].iter().all(|n| {
+            n.parse::<u32>()
+                .is_ok_and(|n| (1..=MAX_ROWS.max(MAX_SEATS_PER_ROW)).contains(&n))
+        });
     if well_formed {
         Ok(())
     } else {
@@ -161,7 +168,10 @@ impl TryFrom<pb::CreateEventRequest> for NewEvent {
         let venue_name = validate::text("venue.venue_name", &venue.venue_name, MAX_NAME)?;
 
         if venue.price_tiers.is_empty() {
-            return Err(FieldError::new("venue.price_tiers", "must have at least one tier"));
+            return Err(FieldError::new(
+                "venue.price_tiers",
+                "must have at least one tier",
+            ));
         }
         let mut tiers = std::collections::HashMap::new();
         for (i, tier) in venue.price_tiers.iter().enumerate() {
@@ -174,12 +184,18 @@ impl TryFrom<pb::CreateEventRequest> for NewEvent {
                 ));
             }
             if tiers.insert(name.clone(), tier.price_cents).is_some() {
-                return Err(FieldError::new(field, format!("tier {name} is listed twice")));
+                return Err(FieldError::new(
+                    field,
+                    format!("tier {name} is listed twice"),
+                ));
             }
         }
 
         if venue.sections.is_empty() {
-            return Err(FieldError::new("venue.sections", "must have at least one section"));
+            return Err(FieldError::new(
+                "venue.sections",
+                "must have at least one section",
+            ));
         }
         let mut sections = Vec::with_capacity(venue.sections.len());
         let mut section_names = HashSet::new();
@@ -212,7 +228,10 @@ impl TryFrom<pb::CreateEventRequest> for NewEvent {
             let price_cents = *tiers.get(&section.price_tier).ok_or_else(|| {
                 FieldError::new(
                     format!("{field}.price_tier"),
-                    format!("names no tier of venue.price_tiers: {:?}", section.price_tier),
+                    format!(
+                        "names no tier of venue.price_tiers: {:?}",
+                        section.price_tier
+                    ),
                 )
             })?;
             sections.push(NewSection {
@@ -235,7 +254,10 @@ impl TryFrom<pb::CreateEventRequest> for NewEvent {
         if event.capacity() > MAX_CAPACITY {
             return Err(FieldError::new(
                 "venue.sections",
-                format!("at most {MAX_CAPACITY} seats per event, got {}", event.capacity()),
+                format!(
+                    "at most {MAX_CAPACITY} seats per event, got {}",
+                    event.capacity()
+                ),
             ));
         }
         Ok(event)
@@ -252,7 +274,10 @@ pub struct Hold {
 }
 
 impl Hold {
-    pub fn parse(request: &pb::HoldSeatsRequest, default_ttl: Duration) -> Result<Self, FieldError> {
+    pub fn parse(
+        request: &pb::HoldSeatsRequest,
+        default_ttl: Duration,
+    ) -> Result<Self, FieldError> {
         let ttl = match &request.hold_ttl {
             None => default_ttl,
             Some(ttl) => convert::from_duration("hold_ttl", ttl)?,
@@ -342,21 +367,51 @@ mod tests {
             SeatSelection::parse(&ids(&["B-1-2", "A-1-1"]), 0),
             Ok(SeatSelection::Named(ids(&["A-1-1", "B-1-2"])))
         );
-        assert_eq!(SeatSelection::parse(&[], 3), Ok(SeatSelection::BestAvailable(3)));
+        assert_eq!(
+            SeatSelection::parse(&[], 3),
+            Ok(SeatSelection::BestAvailable(3))
+        );
         assert_eq!(SeatSelection::parse(&[], 0).unwrap_err().field, "seat_ids");
         assert_eq!(SeatSelection::parse(&[], 11).unwrap_err().field, "quantity");
-        assert_eq!(SeatSelection::parse(&ids(&["A-1-1"]), 1).unwrap_err().field, "quantity");
+        assert_eq!(
+            SeatSelection::parse(&ids(&["A-1-1"]), 1).unwrap_err().field,
+            "quantity"
+        );
     }
 
     #[test]
     fn seat_lists_reject_bad_ids_duplicates_and_too_many() {
-        assert_eq!(seat_list("seat_ids", &ids(&["A-1-1", ""])).unwrap_err().field, "seat_ids[1]");
-        assert_eq!(seat_list("seat_ids", &ids(&["A-1-1", "A-1-1"])).unwrap_err().field, "seat_ids");
-        assert_eq!(seat_list("seat_ids", &ids(&["A-1"])).unwrap_err().field, "seat_ids[0]");
-        assert_eq!(seat_list("seat_ids", &ids(&["A-0-1"])).unwrap_err().field, "seat_ids[0]");
+        assert_eq!(
+            seat_list("seat_ids", &ids(&["A-1-1", ""]))
+                .unwrap_err()
+                .field,
+            "seat_ids[1]"
+        );
+        assert_eq!(
+            seat_list("seat_ids", &ids(&["A-1-1", "A-1-1"]))
+                .unwrap_err()
+                .field,
+            "seat_ids"
+        );
+        assert_eq!(
+            seat_list("seat_ids", &ids(&["A-1"])).unwrap_err().field,
+            "seat_ids[0]"
+        );
+        assert_eq!(
+            seat_list("seat_ids", &ids(&["A-0-1"])).unwrap_err().field,
+            "seat_ids[0]"
+        );
         let eleven: Vec<String> = (1..=11).map(|n| format!("A-1-{n}")).collect();
-        assert_eq!(seat_list("seat_ids", &eleven).unwrap_err().field, "seat_ids");
+        assert_eq!(
+            seat_list("seat_ids", &eleven).unwrap_err().field,
+            "seat_ids"
+        );
         let long = format!("A-1-{}", "1".repeat(70));
-        assert!(seat_list("seat_ids", &[long]).unwrap_err().reason.contains("at most 64"));
+        assert!(
+            seat_list("seat_ids", &[long])
+                .unwrap_err()
+                .reason
+                .contains("at most 64")
+        );
     }
 }

@@ -43,7 +43,7 @@ pub async fn hold_seats(pool: &Pool, hold: &Hold) -> Result<HoldSeatsResponse> {
         .prepare_cached(
             "UPDATE seats
                 SET status = 'HELD', holder = $3, order_id = NULL,
-                    hold_expires_at = now() + $4 * interval '1 millisecond',
+                    hold_expires_at = now() + $4::bigint * interval '1 millisecond',
                     version = version + 1
               WHERE event_id = $1 AND seat_id = ANY($2)
           RETURNING hold_expires_at",
@@ -52,7 +52,12 @@ pub async fn hold_seats(pool: &Pool, hold: &Hold) -> Result<HoldSeatsResponse> {
     let rows = tx
         .query(
             &statement,
-            &[&hold.event_id, &seats::seat_ids(&locked), &hold.saga_id, &ttl_ms],
+            &[
+                &hold.event_id,
+                &seats::seat_ids(&locked),
+                &hold.saga_id,
+                &ttl_ms,
+            ],
         )
         .await?;
     let expires_at: chrono::DateTime<chrono::Utc> = rows
@@ -67,8 +72,14 @@ pub async fn hold_seats(pool: &Pool, hold: &Hold) -> Result<HoldSeatsResponse> {
         hold_expires_at: Some(convert::timestamp(expires_at)),
         barrier: BarrierOutcome::Applied.into(),
     };
-    barrier::record(&tx, &hold.saga_id, Step::HoldSeats, "action", &response.encode_to_vec())
-        .await?;
+    barrier::record(
+        &tx,
+        &hold.saga_id,
+        Step::HoldSeats,
+        "action",
+        &response.encode_to_vec(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -102,8 +113,14 @@ pub async fn release_seats(
             }
         }
     };
-    barrier::record(&tx, saga_id, Step::HoldSeats, "compensation", &response.encode_to_vec())
-        .await?;
+    barrier::record(
+        &tx,
+        saga_id,
+        Step::HoldSeats,
+        "compensation",
+        &response.encode_to_vec(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -146,15 +163,24 @@ pub async fn confirm_seats(
     );
     if confirmed.len() != held.len() {
         // Dropping the transaction rolls back the partial confirmation and the barrier.
-        let lost = held.into_iter().filter(|s| !confirmed.contains(s)).collect();
+        let lost = held
+            .into_iter()
+            .filter(|s| !confirmed.contains(s))
+            .collect();
         return Err(Error::HoldLost { seats: lost });
     }
     let response = ConfirmSeatsResponse {
         seat_ids: confirmed,
         barrier: BarrierOutcome::Applied.into(),
     };
-    barrier::record(&tx, saga_id, Step::ConfirmSeats, "action", &response.encode_to_vec())
-        .await?;
+    barrier::record(
+        &tx,
+        saga_id,
+        Step::ConfirmSeats,
+        "action",
+        &response.encode_to_vec(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -188,8 +214,14 @@ pub async fn unsell_seats(
             }
         }
     };
-    barrier::record(&tx, saga_id, Step::ConfirmSeats, "compensation", &response.encode_to_vec())
-        .await?;
+    barrier::record(
+        &tx,
+        saga_id,
+        Step::ConfirmSeats,
+        "compensation",
+        &response.encode_to_vec(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(response)
 }

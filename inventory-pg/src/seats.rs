@@ -82,7 +82,9 @@ pub async fn lock_named(
     let statement = tx.prepare_cached(sql).await?;
     let rows = match tx.query(&statement, &[&event_id, &seat_ids]).await {
         Ok(rows) => rows,
-        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+        Err(error)
+            if error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+        {
             return Err(Error::SeatsLocked {
                 seats: seat_ids.to_vec(),
             });

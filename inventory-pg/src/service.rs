@@ -41,7 +41,10 @@ fn reply<T>(result: Result<T, Error>) -> Reply<T> {
 
 #[tonic::async_trait]
 impl InventoryService for Inventory {
-    async fn create_event(&self, request: Request<CreateEventRequest>) -> Reply<CreateEventResponse> {
+    async fn create_event(
+        &self,
+        request: Request<CreateEventRequest>,
+    ) -> Reply<CreateEventResponse> {
         let event = NewEvent::try_from(request.into_inner())?;
         reply(
             browse::create_event(&self.pool, event)
@@ -112,14 +115,20 @@ impl InventoryService for Inventory {
         reply(saga::confirm_seats(&self.pool, &saga_id, &event_id, &order_id).await)
     }
 
-    async fn unsell_seats(&self, request: Request<UnsellSeatsRequest>) -> Reply<UnsellSeatsResponse> {
+    async fn unsell_seats(
+        &self,
+        request: Request<UnsellSeatsRequest>,
+    ) -> Reply<UnsellSeatsResponse> {
         let request = request.into_inner();
         let saga_id = validate::id("saga_id", &request.saga_id)?;
         let event_id = validate::id("event_id", &request.event_id)?;
         reply(saga::unsell_seats(&self.pool, &saga_id, &event_id).await)
     }
 
-    async fn prepare_sale(&self, request: Request<PrepareSaleRequest>) -> Reply<PrepareSaleResponse> {
+    async fn prepare_sale(
+        &self,
+        request: Request<PrepareSaleRequest>,
+    ) -> Reply<PrepareSaleResponse> {
         let prepare = Prepare::try_from(request.get_ref())?;
         reply(two_phase::prepare(&self.pool, &prepare).await)
     }
@@ -147,7 +156,13 @@ impl InventoryService for Inventory {
 
     async fn sell_fenced(&self, request: Request<SellFencedRequest>) -> Reply<SellFencedResponse> {
         let r = request.get_ref();
-        let write = FencedWrite::parse(&r.txid, &r.event_id, &r.order_id, &r.seat_ids, r.fencing_token)?;
+        let write = FencedWrite::parse(
+            &r.txid,
+            &r.event_id,
+            &r.order_id,
+            &r.seat_ids,
+            r.fencing_token,
+        )?;
         reply(fenced::sell(&self.pool, &write).await)
     }
 
@@ -156,7 +171,13 @@ impl InventoryService for Inventory {
         request: Request<UnsellFencedRequest>,
     ) -> Reply<UnsellFencedResponse> {
         let r = request.get_ref();
-        let write = FencedWrite::parse(&r.txid, &r.event_id, &r.order_id, &r.seat_ids, r.fencing_token)?;
+        let write = FencedWrite::parse(
+            &r.txid,
+            &r.event_id,
+            &r.order_id,
+            &r.seat_ids,
+            r.fencing_token,
+        )?;
         reply(fenced::unsell(&self.pool, &write).await)
     }
 

@@ -100,7 +100,8 @@ async fn sell_in_open_transaction(
     let currency = seats::event_currency(client, &request.event_id).await?;
     let locked = match &request.selection {
         SeatSelection::Named(ids) => {
-            let locked = seats::lock_named(client, &request.event_id, ids, LockWait::NoWait).await?;
+            let locked =
+                seats::lock_named(client, &request.event_id, ids, LockWait::NoWait).await?;
             seats::ensure_free(&locked)?;
             locked
         }
@@ -261,7 +262,11 @@ pub async fn abort(pool: &Pool, txid: &str) -> Result<AbortSaleResponse> {
             Err(error) if error.sql_state() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {}
             Err(error) => return Err(error),
         }
-        tracing::warn!(txid, attempt, "abort raced a prepare of the same txid; retrying");
+        tracing::warn!(
+            txid,
+            attempt,
+            "abort raced a prepare of the same txid; retrying"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
     }
     Err(Error::TxnBusy(txid.to_owned()))
@@ -270,10 +275,7 @@ pub async fn abort(pool: &Pool, txid: &str) -> Result<AbortSaleResponse> {
 /// Inserts the ABORTED row unless the txid already has one; true when it wrote it.
 async fn write_tombstone(client: &impl GenericClient, txid: &str) -> Result<bool> {
     client
-        .batch_execute(&format!(
-            "SET lock_timeout = '{}'",
-            seats::LOCK_TIMEOUT
-        ))
+        .batch_execute(&format!("SET lock_timeout = '{}'", seats::LOCK_TIMEOUT))
         .await?;
     let statement = client
         .prepare_cached(

@@ -14,7 +14,10 @@ pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
 }
 
 /// A request timestamp as chrono, naming `field` when it is out of range.
-pub fn from_timestamp(field: &str, ts: &prost_types::Timestamp) -> Result<DateTime<Utc>, FieldError> {
+pub fn from_timestamp(
+    field: &str,
+    ts: &prost_types::Timestamp,
+) -> Result<DateTime<Utc>, FieldError> {
     u32::try_from(ts.nanos)
         .ok()
         .and_then(|nanos| Utc.timestamp_opt(ts.seconds, nanos).single())

@@ -14,6 +14,14 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// A database error with the server's own message ("db error" alone says nothing).
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
+
 /// Builds a pool, waits for the database and applies `migrations`: what every
 /// PostgreSQL-backed service does at start.
 pub async fn connect_and_migrate(

@@ -14,7 +14,10 @@ pub fn id(field: &str, value: &str) -> Result<String, FieldError> {
     if value.len() > MAX_ID_LEN {
         return Err(FieldError::new(
             field,
-            format!("must be at most {MAX_ID_LEN} characters, got {}", value.len()),
+            format!(
+                "must be at most {MAX_ID_LEN} characters, got {}",
+                value.len()
+            ),
         ));
     }
     if let Some(bad) = value
@@ -61,7 +64,10 @@ pub fn page_size(field: &str, value: u32, default: u32, max: u32) -> Result<i64,
     match value {
         0 => Ok(i64::from(default)),
         n if n <= max => Ok(i64::from(n)),
-        n => Err(FieldError::new(field, format!("must be at most {max}, got {n}"))),
+        n => Err(FieldError::new(
+            field,
+            format!("must be at most {max}, got {n}"),
+        )),
     }
 }
 

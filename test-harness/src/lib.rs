@@ -3,14 +3,17 @@
 //! SIGSTOP/SIGCONT and restarted on the same address and data.
 //!
 //! It also hands each test a fresh PostgreSQL database on the local stack
-//! ([`TestDatabase`]), so tests never see each other's rows.
+//! ([`TestDatabase`]), so tests never see each other's rows, and a private PostgreSQL
+//! server ([`PrivatePostgres`]) for tests that restart the database itself.
 //!
 //! It must never stand in for a real store: everything it starts is the real binary.
 
 mod database;
+mod postgres;
 mod process;
 
 pub use database::{TestDatabase, stack_pg_url};
+pub use postgres::PrivatePostgres;
 pub use process::{ServiceProcess, health_status, service_binary};
 
 /// The local stack's endpoints, from the same `TICKETDROP_*` variables the services read.

@@ -1,0 +1,230 @@
+use proto::v1::*;
+
+use crate::common::*;
+
+fn event_request(event_id: &str, name: &str, description: &str, day: i64) -> CreateEventRequest {
+    CreateEventRequest {
+        event_id: event_id.into(),
+        name: name.into(),
+        starts_at: Some(prost_types::Timestamp {
+            seconds: 1_900_000_000 + day * 86_400,
+            nanos: 0,
+        }),
+        description: description.into(),
+        currency: "GBP".into(),
+        venue: Some(VenueLayout {
+            venue_name: "Roundhouse".into(),
+            price_tiers: vec![
+                PriceTier {
+                    name: "floor".into(),
+                    price_cents: 9_000,
+                },
+                PriceTier {
+                    name: "balcony".into(),
+                    price_cents: 4_500,
+                },
+            ],
+            sections: vec![
+                SectionLayout {
+                    name: "F".into(),
+                    rows: 2,
+                    seats_per_row: 5,
+                    price_tier: "floor".into(),
+                },
+                SectionLayout {
+                    name: "B".into(),
+                    rows: 3,
+                    seats_per_row: 4,
+                    price_tier: "balcony".into(),
+                },
+            ],
+        }),
+    }
+}
+
+#[tokio::test]
+async fn search_finds_events_by_a_word_of_their_description_ranked() {
+    let inventory = Inventory::start().await;
+    let mut client = inventory.client.clone();
+    for request in [
+        event_request("jazz", "Jazz Night", "smooth saxophone until late", 1),
+        event_request("rock", "Rock Arena", "loud guitars and a jazz encore", 2),
+        event_request("folk", "Folk Evening", "acoustic songs", 3),
+    ] {
+        client.create_event(request).await.expect("created");
+    }
+
+    let found = client
+        .search_events(SearchEventsRequest {
+            query: "saxophone".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("searched")
+        .into_inner();
+    let ids: Vec<_> = found
+        .results
+        .iter()
+        .map(|r| r.event.as_ref().map(|e| e.event_id.as_str()))
+        .collect();
+    assert_eq!(ids, [Some("jazz")]);
+
+    let found = client
+        .search_events(SearchEventsRequest {
+            query: "jazz".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("searched")
+        .into_inner();
+    let ids: Vec<_> = found
+        .results
+        .iter()
+        .map(|r| r.event.as_ref().map(|e| e.event_id.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [Some("jazz"), Some("rock")],
+        "a name match outranks a description match"
+    );
+    assert!(found.results[0].rank > found.results[1].rank);
+}
+
+#[tokio::test]
+async fn paging_is_stable_for_lists_and_searches() {
+    let inventory = Inventory::start().await;
+    let mut client = inventory.client.clone();
+    for i in 0..7 {
+        client
+            .create_event(event_request(
+                &format!("fest-{i}"),
+                &format!("Festival day {i}"),
+                "summer festival",
+                // Two events share each start time, so the id breaks the tie.
+                i / 2,
+            ))
+            .await
+            .expect("created");
+    }
+
+    let all = client
+        .list_events(ListEventsRequest {
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(all.events.len(), 7);
+    assert!(all.next_page_token.is_empty());
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .list_events(ListEventsRequest {
+                page_size: 3,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("listed")
+            .into_inner();
+        pages += 1;
+        paged.extend(page.events);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        paged, all.events,
+        "pages of 3 add up to the whole list, in order"
+    );
+
+    let whole = client
+        .search_events(SearchEventsRequest {
+            query: "festival".into(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .expect("searched")
+        .into_inner()
+        .results;
+    assert_eq!(whole.len(), 7);
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .search_events(SearchEventsRequest {
+                query: "festival".into(),
+                page_size: 2,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("searched")
+            .into_inner();
+        paged.extend(page.results);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(paged, whole);
+}
+
+#[tokio::test]
+async fn get_event_draws_the_seat_map_with_availability_per_section_and_tier() {
+    let inventory = Inventory::start().await;
+    let mut client = inventory.client.clone();
+    let created = client
+        .create_event(event_request("map", "Map Show", "", 1))
+        .await
+        .expect("created")
+        .into_inner()
+        .event
+        .expect("event");
+    assert_eq!(created.capacity, 22);
+    assert_eq!(created.currency, "GBP");
+    client
+        .hold_seats(hold("saga-map", "map", &["F-1-1", "B-3-4"], 600))
+        .await
+        .expect("held");
+
+    let event = client
+        .get_event(GetEventRequest {
+            event_id: "map".into(),
+            include_seats: true,
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    assert_eq!(event.seats.len(), 22);
+    assert_eq!(event.seats[0].seat_id, "B-1-1");
+    let summary: Vec<_> = event
+        .availability
+        .iter()
+        .map(|a| {
+            (
+                a.section.as_str(),
+                a.price_tier.as_str(),
+                a.price_cents,
+                a.available,
+                a.held,
+                a.sold,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("B", "balcony", 4_500, 11, 1, 0),
+            ("F", "floor", 9_000, 9, 1, 0)
+        ]
+    );
+    let total = event.total.expect("total");
+    assert_eq!((total.available, total.held, total.sold), (20, 2, 0));
+}
