@@ -51,6 +51,16 @@ pub struct Config {
     #[arg(long, env = "TICKETDROP_ORDERS_TABLE", default_value = "orders")]
     pub table: String,
 
+    /// Key that signs tickets (HMAC-SHA256); anyone holding it can verify a ticket
+    /// offline. The default suits the local stack only.
+    #[arg(
+        long,
+        env = "TICKETDROP_TICKET_KEY",
+        default_value = "ticketdrop-local-ticket-key",
+        hide_env_values = true
+    )]
+    pub ticket_key: String,
+
     /// Attempts to reach DynamoDB at start (with backoff) before giving up.
     #[arg(long, env = "TICKETDROP_CONNECT_ATTEMPTS", default_value_t = 20)]
     pub connect_attempts: u32,

@@ -5,8 +5,18 @@
 //! It must never call another service: the coordinator drives it.
 
 pub mod config;
+pub mod error;
+mod fenced;
+pub mod items;
+pub mod model;
+mod queries;
+mod saga;
 pub mod service;
+pub mod store;
 pub mod table;
+pub mod tickets;
+mod two_phase;
+mod write;
 
 use proto::v1::orders_service_server::OrdersServiceServer;
 use server_kit::GrpcServer;
@@ -25,7 +35,12 @@ pub async fn run(
     let client = table::client(&config);
     table::ensure_table(&client, &config.table, config.connect_attempts).await?;
 
-    let service = service::Orders::new(client, config.table.clone());
+    let store = store::Store {
+        client,
+        table: config.table.clone(),
+        signer: tickets::TicketSigner::new(config.ticket_key.as_bytes()),
+    };
+    let service = service::Orders::new(store);
     server
         .serve(
             OrdersServiceServer::<service::Orders>::NAME,

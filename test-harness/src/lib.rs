@@ -9,10 +9,12 @@
 //! It must never stand in for a real store: everything it starts is the real binary.
 
 mod database;
+mod dynamodb;
 mod postgres;
 mod process;
 
 pub use database::{TestDatabase, stack_pg_url};
+pub use dynamodb::{PrivateDynamo, stack_dir};
 pub use postgres::PrivatePostgres;
 pub use process::{ServiceProcess, health_status, service_binary};
 

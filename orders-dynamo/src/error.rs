@@ -1,0 +1,141 @@
+//! orders-dynamo's errors and their one mapping to gRPC statuses.
+
+use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, SdkError};
+use proto::v1::ErrorReason;
+use server_kit::status::{FieldError, with_reason};
+use tonic::{Code, Status};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    InvalidField(#[from] FieldError),
+    #[error("order {0} not found")]
+    OrderNotFound(String),
+    #[error("order {0} already exists")]
+    OrderExists(String),
+    #[error("seats already claimed by order {}: {}", order_id.as_deref().unwrap_or("unknown"), seats.join(", "))]
+    SeatsTaken {
+        seats: Vec<String>,
+        order_id: Option<String>,
+    },
+    #[error("stale fencing token {token}: seats {} have seen token {seen}", seats.join(", "))]
+    StaleFencingToken {
+        seats: Vec<String>,
+        token: u64,
+        seen: u64,
+    },
+    #[error("transaction {0} was aborted")]
+    TxnAborted(String),
+    #[error("transaction {0} was already committed")]
+    TxnCommitted(String),
+    #[error("transaction {0} was never prepared here")]
+    TxnNotFound(String),
+    #[error("step {step} of saga {saga_id} was already compensated")]
+    StepCompensated { saga_id: String, step: &'static str },
+    #[error("order {order_id} is {status}; {action} is not allowed")]
+    InvalidState {
+        order_id: String,
+        status: String,
+        action: &'static str,
+    },
+    #[error("idempotency key {key} already belongs to order {order_id}")]
+    IdempotencyKeyReused { key: String, order_id: String },
+    #[error("a retried transaction differs from the first one with the same txid")]
+    IdempotencyMismatch,
+    #[error("write conflict; retry")]
+    Conflict,
+    #[error("dynamodb: {0}")]
+    Dynamo(String),
+}
+
+impl<E, R> From<SdkError<E, R>> for Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    fn from(error: SdkError<E, R>) -> Self {
+        Error::Dynamo(DisplayErrorContext(error).to_string())
+    }
+}
+
+impl From<BuildError> for Error {
+    fn from(error: BuildError) -> Self {
+        Error::Dynamo(error.to_string())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::InvalidField(field) => field.into(),
+            Error::OrderNotFound(_) | Error::TxnNotFound(_) => Status::not_found(message),
+            Error::OrderExists(_) => Status::already_exists(message),
+            Error::SeatsTaken { seats, order_id } => {
+                let mut metadata = vec![("seats", seats.join(","))];
+                if let Some(order_id) = order_id {
+                    metadata.push(("order_id", order_id));
+                }
+                with_reason(
+                    Code::FailedPrecondition,
+                    ErrorReason::SeatTaken,
+                    message,
+                    metadata,
+                )
+            }
+            Error::StaleFencingToken { seats, token, seen } => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::StaleFencingToken,
+                message,
+                [
+                    ("seats", seats.join(",")),
+                    ("fencing_token", token.to_string()),
+                    ("seen_fencing_token", seen.to_string()),
+                ],
+            ),
+            Error::TxnAborted(txid) => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::TxnAborted,
+                message,
+                [("txid", txid)],
+            ),
+            Error::TxnCommitted(txid) => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::InvalidState,
+                message,
+                [("txid", txid)],
+            ),
+            Error::StepCompensated { saga_id, step } => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::StepCompensated,
+                message,
+                [("saga_id", saga_id), ("step", step.to_owned())],
+            ),
+            Error::InvalidState { order_id, .. } => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::InvalidState,
+                message,
+                [("order_id", order_id)],
+            ),
+            Error::IdempotencyKeyReused { order_id, .. } => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::IdempotencyKeyReused,
+                message,
+                [("order_id", order_id)],
+            ),
+            Error::IdempotencyMismatch => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::IdempotencyKeyReused,
+                message,
+                [],
+            ),
+            Error::Conflict => Status::aborted(message),
+            Error::Dynamo(_) => {
+                tracing::warn!(error = %message, "dynamodb call failed");
+                Status::unavailable(message)
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Two-phase commit on DynamoDB. Prepare is one TransactWriteItems: the participant item
+//! (`TXN#<txid>`, PREPARED), the order as PREPARED, one claim per seat and the
+//! idempotency item, with a ClientRequestToken derived from the txid so the SDK's own
+//! retries of a lost response are idempotent. Commit and Abort are conditional on the
+//! participant item's state; an Abort that finds no participant item writes an ABORTED
+//! tombstone, and the next Prepare of that txid fails its condition.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use proto::v1::{InDoubtTransaction, OrderStatus, ParticipantTxnState, Protocol};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::items::{self, OrderRecord, s};
+use crate::model::NewOrder;
+use crate::store::{self, Store};
+use crate::write::{Purpose, TxnWrite, WriteError, failed};
+
+const PREPARED: &str = "PREPARED";
+const COMMITTED: &str = "COMMITTED";
+const ABORTED: &str = "ABORTED";
+
+fn participant_item(txid: &str, state: &str, order_id: Option<&str>) -> items::Item {
+    let mut item = items::participant_key(txid);
+    item.insert("txid".into(), s(txid));
+    item.insert("txn_state".into(), s(state));
+    item.insert("updated_at".into(), s(items::now()));
+    if let Some(order_id) = order_id {
+        item.insert("order_id".into(), s(order_id));
+    }
+    item
+}
+
+/// The participant item's (state, order id), if it exists.
+async fn participant(store: &Store, txid: &str) -> Result<Option<(String, Option<String>)>> {
+    Ok(store.get(items::participant_key(txid)).await?.map(|item| {
+        (
+            items::get_s(&item, "txn_state").unwrap_or_default(),
+            items::get_s(&item, "order_id"),
+        )
+    }))
+}
+
+/// A ClientRequestToken (at most 36 characters) that only this txid's Prepare on this
+/// table uses: DynamoDB scopes tokens to the account, not the table.
+fn request_token(table: &str, txid: &str) -> String {
+    let digest = Sha256::digest(format!("{table}/prepare/{txid}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn prepare(
+    store: &Store,
+    txid: &str,
+    order: &NewOrder,
+    payment_id: Option<String>,
+) -> Result<OrderRecord> {
+    let now = items::now();
+    let record = OrderRecord {
+        order_id: order.order_id.clone(),
+        user_id: order.user_id.clone(),
+        event_id: order.event_id.clone(),
+        status: OrderStatus::Prepared,
+        seats: order.seats.clone(),
+        currency: order.currency.clone(),
+        protocol: Protocol::TwoPhaseCommit,
+        txid: txid.to_owned(),
+        payment_id,
+        idempotency_key: order.idempotency_key.clone(),
+        tickets: Vec::new(),
+        fencing_token: 0,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    let table = &store.table;
+    let txn = TxnWrite::new(table)
+        .client_request_token(request_token(&store.table, txid))
+        .put(
+            participant_item(txid, PREPARED, Some(&order.order_id)),
+            "attribute_not_exists(pk)",
+            &[],
+            Purpose::Participant,
+        )?
+        .put(
+            record.to_item(),
+            "attribute_not_exists(pk)",
+            &[],
+            Purpose::Order,
+        )?;
+    let txn = store::add_idempotency(store::add_claims(txn, order)?, order)?;
+    match txn.send(&store.client).await {
+        Ok(()) => Ok(record),
+        Err(WriteError::Cancelled(failures))
+            if failed(&failures, &Purpose::Participant).is_none() =>
+        {
+            Err(store::refusal(order, &failures))
+        }
+        // The txid has a participant item already (or a retry differed in timestamps).
+        Err(WriteError::Cancelled(_)) | Err(WriteError::Other(Error::IdempotencyMismatch)) => {
+            match participant(store, txid).await? {
+                Some((state, _)) if state == ABORTED => Err(Error::TxnAborted(txid.to_owned())),
+                Some((_, Some(order_id))) if order_id == order.order_id => {
+                    store.require_order(&order_id).await
+                }
+                _ => Err(Error::IdempotencyMismatch),
+            }
+        }
+        Err(WriteError::Other(error)) => Err(error),
+    }
+}
+
+pub async fn commit(
+    store: &Store,
+    txid: &str,
+    payment_id: &str,
+) -> Result<(ParticipantTxnState, bool, OrderRecord)> {
+    let (state, order_id) = participant(store, txid)
+        .await?
+        .ok_or_else(|| Error::TxnNotFound(txid.to_owned()))?;
+    let order_id = order_id.ok_or_else(|| Error::TxnAborted(txid.to_owned()))?;
+    match state.as_str() {
+        COMMITTED => {
+            let order = store.require_order(&order_id).await?;
+            return Ok((ParticipantTxnState::Committed, true, order));
+        }
+        ABORTED => return Err(Error::TxnAborted(txid.to_owned())),
+        _ => {}
+    }
+    let order = store.require_order(&order_id).await?;
+    let now = chrono::Utc::now();
+    let tickets = store.tickets_for(&order, now.timestamp());
+    let now = items::timestamp_string(now);
+    let mut update = "SET #s = :confirmed, tickets = :tickets, updated_at = :now".to_owned();
+    let mut values: Vec<(&str, AttributeValue)> = vec![
+        (":confirmed", s(OrderStatus::Confirmed.as_str_name())),
+        (":prepared", s(OrderStatus::Prepared.as_str_name())),
+        (":tickets", store::tickets_value(&tickets)),
+        (":now", s(&now)),
+    ];
+    if !payment_id.is_empty() {
+        update.push_str(", payment_id = :payment");
+        values.push((":payment", s(payment_id)));
+    }
+    let table = &store.table;
+    let txn = TxnWrite::new(table)
+        .update(
+            items::participant_key(txid),
+            "SET txn_state = :committed, updated_at = :now",
+            "txn_state = :prepared_state",
+            &[],
+            &[
+                (":committed", s(COMMITTED)),
+                (":prepared_state", s(PREPARED)),
+                (":now", s(&now)),
+            ],
+            Purpose::Participant,
+        )?
+        .update(
+            items::order_key(&order_id),
+            &update,
+            "#s = :prepared",
+            &[("#s", "status")],
+            &values,
+            Purpose::Order,
+        )?;
+    match txn.send(&store.client).await {
+        Ok(()) => Ok((
+            ParticipantTxnState::Committed,
+            false,
+            OrderRecord {
+                status: OrderStatus::Confirmed,
+                tickets,
+                payment_id: (!payment_id.is_empty())
+                    .then(|| payment_id.to_owned())
+                    .or(order.payment_id.clone()),
+                updated_at: now,
+                ..order
+            },
+        )),
+        Err(WriteError::Other(error)) => Err(error),
+        // A concurrent Commit or Abort moved the state: answer from what it is now.
+        Err(WriteError::Cancelled(_)) => match participant(store, txid).await? {
+            Some((state, _)) if state == COMMITTED => Ok((
+                ParticipantTxnState::Committed,
+                true,
+                store.require_order(&order_id).await?,
+            )),
+            _ => Err(Error::TxnAborted(txid.to_owned())),
+        },
+    }
+}
+
+/// Returns (already done, tombstone written).
+pub async fn abort(store: &Store, txid: &str) -> Result<(bool, bool)> {
+    let table = &store.table;
+    let tombstone = TxnWrite::new(table).put(
+        participant_item(txid, ABORTED, None),
+        "attribute_not_exists(pk)",
+        &[],
+        Purpose::Participant,
+    )?;
+    match tombstone.send(&store.client).await {
+        Ok(()) => return Ok((false, true)),
+        Err(WriteError::Other(error)) => return Err(error),
+        Err(WriteError::Cancelled(_)) => {}
+    }
+    let (state, order_id) = participant(store, txid).await?.ok_or(Error::Conflict)?;
+    match state.as_str() {
+        ABORTED => return Ok((true, false)),
+        COMMITTED => return Err(Error::TxnCommitted(txid.to_owned())),
+        _ => {}
+    }
+    let order_id = order_id.ok_or(Error::Conflict)?;
+    let order = store.require_order(&order_id).await?;
+    let live = store.live_claims(&order).await?;
+    let now = items::now();
+    let txn = TxnWrite::new(table)
+        .update(
+            items::participant_key(txid),
+            "SET txn_state = :aborted, updated_at = :now",
+            "txn_state = :prepared_state",
+            &[],
+            &[
+                (":aborted", s(ABORTED)),
+                (":prepared_state", s(PREPARED)),
+                (":now", s(&now)),
+            ],
+            Purpose::Participant,
+        )?
+        .update(
+            items::order_key(&order_id),
+            "SET #s = :cancelled, updated_at = :now",
+            "#s = :prepared",
+            &[("#s", "status")],
+            &[
+                (":cancelled", s(OrderStatus::Cancelled.as_str_name())),
+                (":prepared", s(OrderStatus::Prepared.as_str_name())),
+                (":now", s(&now)),
+            ],
+            Purpose::Order,
+        )?;
+    let txn = store::release_claims(txn, &order, &live, None)?;
+    match txn.send(&store.client).await {
+        Ok(()) => Ok((false, false)),
+        Err(WriteError::Other(error)) => Err(error),
+        Err(WriteError::Cancelled(_)) => match participant(store, txid).await? {
+            Some((state, _)) if state == ABORTED => Ok((true, false)),
+            Some((state, _)) if state == COMMITTED => Err(Error::TxnCommitted(txid.to_owned())),
+            _ => Err(Error::Conflict),
+        },
+    }
+}
+
+pub async fn list_in_doubt(store: &Store) -> Result<Vec<InDoubtTransaction>> {
+    let mut found = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .client
+            .scan()
+            .table_name(&store.table)
+            .filter_expression("begins_with(pk, :txn) AND txn_state = :prepared")
+            .expression_attribute_values(":txn", s("TXN#"))
+            .expression_attribute_values(":prepared", s(PREPARED))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        for item in page.items() {
+            found.push((
+                items::get_s(item, "updated_at").unwrap_or_default(),
+                InDoubtTransaction {
+                    txid: items::get_s(item, "txid").unwrap_or_default(),
+                    prepared_at: chrono::DateTime::parse_from_rfc3339(
+                        &items::get_s(item, "updated_at").unwrap_or_default(),
+                    )
+                    .ok()
+                    .map(|t| server_kit::convert::timestamp(t.with_timezone(&chrono::Utc))),
+                    detail: items::get_s(item, "order_id").unwrap_or_default(),
+                },
+            ));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found.into_iter().map(|(_, t)| t).collect())
+}
