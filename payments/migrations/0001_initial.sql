@@ -41,7 +41,10 @@ CREATE TABLE idempotency_keys (
     idempotency_key text PRIMARY KEY,
     operation       text NOT NULL,
     request_hash    bytea NOT NULL,
+    -- gRPC code of the stored answer (0 = OK) and the answer: the encoded response, or
+    -- for an error its message and encoded google.rpc.Status details.
     status_code     integer NOT NULL,
+    message         text NOT NULL DEFAULT '',
     response        bytea NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz NOT NULL

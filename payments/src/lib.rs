@@ -1,13 +1,24 @@
 //! payments moves money in the two-phase card model (authorize, then capture; void
 //! before capture, refund after) on its own PostgreSQL database, with Stripe-style
-//! idempotency keys and a simulated card network for fault injection.
+//! idempotency keys, a double-entry ledger and a simulated card network for fault
+//! injection.
 //!
 //! It must never charge twice for one idempotency key or txid, and never call another
 //! service.
 
+pub mod card_network;
 pub mod config;
+pub mod error;
+mod idempotency;
+pub mod ledger;
+mod lifecycle;
+pub mod model;
 pub mod schema;
 pub mod service;
+pub mod sweeper;
+mod two_phase;
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use proto::v1::payments_service_server::PaymentsServiceServer;
@@ -22,6 +33,7 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let faults = card_network::validate(config.faults()).context("invalid fault flags")?;
     let server = GrpcServer::bind(config.listen, config.server.clone()).await?;
     let pool = server_kit::pg::connect_and_migrate(
         &config.database_url,
@@ -32,12 +44,22 @@ pub async fn run(
     .await
     .context("preparing the payments database")?;
 
-    let service = service::Payments::new(pool);
-    server
+    let sweeper_task = tokio::spawn(sweeper::run(pool.clone(), config.sweep_interval()));
+    let payments = lifecycle::Payments {
+        pool,
+        network: Arc::new(card_network::CardNetwork::new(faults)),
+        authorization_ttl_secs: config.authorization_ttl_secs,
+        key_retention_hours: config.key_retention_hours,
+    };
+    let served = server
         .serve(
-            PaymentsServiceServer::<service::Payments>::NAME,
-            Routes::new(PaymentsServiceServer::new(service)),
+            PaymentsServiceServer::<service::PaymentsApi>::NAME,
+            Routes::new(PaymentsServiceServer::new(service::PaymentsApi::new(
+                payments,
+            ))),
             shutdown,
         )
-        .await
+        .await;
+    sweeper_task.abort();
+    served
 }
