@@ -78,12 +78,12 @@ impl CardNetwork {
     }
 
     pub fn faults(&self) -> FaultSettings {
-        self.faults.read().expect("fault settings lock").clone()
+        *self.faults.read().expect("fault settings lock")
     }
 
     pub fn set_faults(&self, faults: FaultSettings) -> Result<FaultSettings, FieldError> {
         let faults = validate(faults)?;
-        *self.faults.write().expect("fault settings lock") = faults.clone();
+        *self.faults.write().expect("fault settings lock") = faults;
         tracing::info!(?faults, "card network faults changed");
         Ok(faults)
     }
@@ -157,7 +157,7 @@ pub fn validate(faults: FaultSettings) -> Result<FaultSettings, FieldError> {
     }
     if let Some(LatencyDistribution { min, max }) = &faults.latency {
         let to_ms = |d: &Option<prost_types::Duration>, field: &str| {
-            let d = d.clone().unwrap_or_default();
+            let d = d.unwrap_or_default();
             server_kit::convert::from_duration(field, &d).map(|d| d.as_millis())
         };
         let (min, max) = (
