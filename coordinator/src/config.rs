@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use server_kit::ServerOptions;
 
@@ -67,6 +68,87 @@ pub struct Config {
     #[arg(long, env = "TICKETDROP_CONNECT_ATTEMPTS", default_value_t = 20)]
     pub connect_attempts: u32,
 
+    /// Timeout of one participant call.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_CALL_TIMEOUT_MS",
+        default_value_t = 3_000
+    )]
+    pub call_timeout_ms: u64,
+
+    /// Attempts of a forward step before the purchase is aborted (or compensated).
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_FORWARD_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub forward_attempts: u32,
+
+    /// Attempts of a phase-two call or compensation before the purchase is parked.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_FINISH_ATTEMPTS",
+        default_value_t = 8
+    )]
+    pub finish_attempts: u32,
+
+    /// First retry backoff; doubles per attempt, with jitter.
+    #[arg(long, env = "TICKETDROP_COORDINATOR_BACKOFF_MS", default_value_t = 50)]
+    pub backoff_ms: u64,
+
+    /// Longest retry backoff.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_MAX_BACKOFF_MS",
+        default_value_t = 2_000
+    )]
+    pub max_backoff_ms: u64,
+
+    /// How long a saga holds its seats before they return to sale.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_HOLD_TTL_SECS",
+        default_value_t = 60
+    )]
+    pub hold_ttl_secs: u64,
+
+    /// Lease duration of the lease protocol's seat locks (renewed while working).
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_LEASE_TTL_MS",
+        default_value_t = 5_000
+    )]
+    pub lease_ttl_ms: u64,
+
+    /// UNSAFE, the lab's negative control only: lease-protocol writes carry no fencing
+    /// token, so a paused lease holder's late write is not refused by fencing.
+    #[arg(long, env = "TICKETDROP_COORDINATOR_UNSAFE_NO_FENCING")]
+    pub unsafe_no_fencing: bool,
+
+    /// How often recovery looks for purchases nobody is driving.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_RECOVERY_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub recovery_interval_ms: u64,
+
     #[command(flatten)]
     pub server: ServerOptions,
+}
+
+impl Config {
+    pub fn policies(&self) -> crate::driver::Policies {
+        let policy = |attempts, retry_conflicts| crate::driver::RetryPolicy {
+            timeout: Duration::from_millis(self.call_timeout_ms),
+            attempts: u32::max(attempts, 1),
+            backoff: Duration::from_millis(self.backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+            retry_conflicts,
+        };
+        crate::driver::Policies {
+            forward: policy(self.forward_attempts, false),
+            finish: policy(self.finish_attempts, true),
+        }
+    }
 }

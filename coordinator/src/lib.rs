@@ -6,9 +6,19 @@
 //! It must never resolve contention itself (no global lock): the participants do.
 
 pub mod config;
+pub mod driver;
+pub mod error;
+mod inspect;
+mod lease;
+pub mod log;
+pub mod model;
+mod outcome;
 pub mod participants;
+pub mod recovery;
+mod saga;
 pub mod schema;
 pub mod service;
+mod two_pc;
 
 use anyhow::Context;
 use proto::v1::coordinator_service_server::CoordinatorServiceServer;
@@ -35,14 +45,33 @@ pub async fn run(
     let redis = connect_redis(&config.redis_url, config.connect_attempts).await?;
     let participants = participants::Participants::connect_lazy(&config)?;
 
-    let service = service::Coordinator::new(pool, redis, participants);
-    server
+    if config.unsafe_no_fencing {
+        tracing::warn!("UNSAFE: lease writes carry no fencing token (--unsafe-no-fencing)");
+    }
+    let driver = driver::Driver {
+        log: log::Log::new(pool),
+        participants,
+        redis,
+        policies: config.policies(),
+        hold_ttl: std::time::Duration::from_secs(config.hold_ttl_secs),
+        lease_ttl: std::time::Duration::from_millis(config.lease_ttl_ms),
+        unsafe_no_fencing: config.unsafe_no_fencing,
+        active: Default::default(),
+    };
+    let recovery_task = tokio::spawn(recovery::run(
+        driver.clone(),
+        std::time::Duration::from_millis(config.recovery_interval_ms.max(100)),
+    ));
+    let service = service::Coordinator::new(driver);
+    let served = server
         .serve(
             CoordinatorServiceServer::<service::Coordinator>::NAME,
             Routes::new(CoordinatorServiceServer::new(service)),
             shutdown,
         )
-        .await
+        .await;
+    recovery_task.abort();
+    served
 }
 
 /// Opens a managed Redis connection and checks it with PING, retrying with backoff.

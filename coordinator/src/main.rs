@@ -2,6 +2,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Named failpoints from FAILPOINTS (crash tests); compiled out without `failpoints`.
+    let _failpoints = fail::FailScenario::setup();
     let config = coordinator::Config::parse();
     server_kit::telemetry::init(config.server.log_format);
     coordinator::run(config, server_kit::shutdown::signal_received()).await

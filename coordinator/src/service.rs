@@ -1,31 +1,217 @@
-//! The `ticketdrop.v1.CoordinatorService` gRPC service.
+//! The `ticketdrop.v1.CoordinatorService` gRPC service: Purchase (log BEGIN, drive the
+//! protocol in its own task, answer within the deadline), replays for repeated
+//! idempotency keys, GetDecision for participants, and the inspection RPCs.
 
-use deadpool_postgres::Pool;
+use std::time::{Duration, Instant};
+
+use prost::Message;
 use proto::v1::coordinator_service_server::CoordinatorService;
+use proto::v1::*;
+use server_kit::validate;
+use tonic::{Code, Request, Response, Status};
 
-use crate::participants::Participants;
+use crate::driver::{Driver, Run};
+use crate::error::{Error, Result};
+use crate::inspect;
+use crate::log::{self, Begun, State, TxnRecord};
+use crate::model::Purchase;
+use crate::{lease, saga, two_pc};
 
-/// The transaction manager. RPCs not implemented yet answer UNIMPLEMENTED.
-#[allow(dead_code)] // the fields are used by the RPCs of the coordinator issue
+/// How long a repeated idempotency key waits for the first purchase to finish.
+const REPLAY_WAIT: Duration = Duration::from_secs(10);
+
+/// The transaction manager.
 pub struct Coordinator {
-    log: Pool,
-    redis: redis::aio::ConnectionManager,
-    participants: Participants,
+    driver: Driver,
 }
 
 impl Coordinator {
-    pub fn new(
-        log: Pool,
-        redis: redis::aio::ConnectionManager,
-        participants: Participants,
-    ) -> Self {
-        Self {
-            log,
-            redis,
-            participants,
+    pub fn new(driver: Driver) -> Self {
+        Self { driver }
+    }
+
+    async fn purchase(&self, purchase: Purchase) -> Result<PurchaseResponse> {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let (txid, order_id) = (format!("tx-{id}"), format!("ord-{id}"));
+        let guard = self
+            .driver
+            .claim(&txid)
+            .expect("a fresh txid is claimed by nobody");
+        let txn = match self.driver.log.begin(&txid, &order_id, &purchase).await? {
+            Begun::New(txn) => txn,
+            Begun::Existing(txn) => {
+                drop(guard);
+                return self.replay(txn, &purchase).await;
+            }
+        };
+        // The protocol runs in its own task: a caller that gives up or disconnects
+        // never leaves a purchase half-driven.
+        let driver = self.driver.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            drive(&driver, txn).await
+        });
+        let joined = match purchase.deadline {
+            Some(deadline) => match tokio::time::timeout(deadline, task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    return Err(Error::OutcomeUnknown {
+                        txid,
+                        cause: format!("the deadline of {deadline:?} passed"),
+                        deadline: true,
+                    });
+                }
+            },
+            None => task.await,
+        };
+        joined.unwrap_or_else(|error| {
+            Err(Error::OutcomeUnknown {
+                txid,
+                cause: format!("the purchase task failed: {error}"),
+                deadline: false,
+            })
+        })
+    }
+
+    /// The answer a repeated idempotency key gets: the first purchase's outcome.
+    async fn replay(&self, txn: TxnRecord, purchase: &Purchase) -> Result<PurchaseResponse> {
+        let first = &txn.purchase;
+        if (
+            &first.user_id,
+            &first.event_id,
+            &first.seat_ids,
+            first.quantity,
+            first.protocol,
+            &first.card_token,
+        ) != (
+            &purchase.user_id,
+            &purchase.event_id,
+            &purchase.seat_ids,
+            purchase.quantity,
+            purchase.protocol,
+            &purchase.card_token,
+        ) {
+            return Err(Error::KeyReused(purchase.idempotency_key.clone()));
+        }
+        let waited = Instant::now();
+        let mut txn = txn;
+        while !txn.state.is_finished() && waited.elapsed() < REPLAY_WAIT {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            txn = self.driver.log.load(&txn.txid).await?;
+        }
+        match txn.state {
+            State::Committed => {
+                let mut response =
+                    PurchaseResponse::decode(txn.response.as_deref().unwrap_or_default())
+                        .unwrap_or_default();
+                response.replayed = true;
+                Ok(response)
+            }
+            State::Aborted => Err(Error::Refused {
+                status: Status::with_details(
+                    Code::from(txn.error_code.unwrap_or(Code::Aborted as i32)),
+                    txn.error.clone().unwrap_or_default(),
+                    txn.error_details.clone().unwrap_or_default().into(),
+                ),
+                txid: txn.txid,
+            }),
+            _ => Err(Error::OutcomeUnknown {
+                txid: txn.txid,
+                cause: "the first purchase with this key is still running".into(),
+                deadline: false,
+            }),
         }
     }
 }
 
+/// Runs a freshly logged purchase under its protocol.
+async fn drive(driver: &Driver, txn: TxnRecord) -> Result<PurchaseResponse> {
+    let run = Run::fresh(driver, &txn.txid);
+    let result = match txn.protocol {
+        Protocol::TwoPhaseCommit => two_pc::run(&run, &txn).await,
+        Protocol::Saga => saga::run(&run, &txn).await,
+        Protocol::Lease => lease::run(&run, &txn).await,
+        Protocol::Unspecified => unreachable!("validated at the edge"),
+    };
+    match result {
+        // The log or Redis failed mid-way: recovery finishes it; the caller cannot know.
+        Err(error @ (Error::Log(_) | Error::LogPool(_) | Error::Redis(_))) => {
+            Err(Error::OutcomeUnknown {
+                txid: txn.txid,
+                cause: error.to_string(),
+                deadline: false,
+            })
+        }
+        other => other,
+    }
+}
+
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
 #[tonic::async_trait]
-impl CoordinatorService for Coordinator {}
+impl CoordinatorService for Coordinator {
+    async fn purchase(&self, request: Request<PurchaseRequest>) -> Reply<PurchaseResponse> {
+        let purchase = Purchase::try_from(request.get_ref())?;
+        Ok(Response::new(self.purchase(purchase).await?))
+    }
+
+    async fn get_transaction(
+        &self,
+        request: Request<GetTransactionRequest>,
+    ) -> Reply<GetTransactionResponse> {
+        let txid = validate::id("txid", &request.get_ref().txid)?;
+        Ok(Response::new(GetTransactionResponse {
+            transaction: Some(inspect::get(&self.driver.log, &txid).await?),
+        }))
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<ListTransactionsRequest>,
+    ) -> Reply<ListTransactionsResponse> {
+        let (transactions, next_page_token) =
+            inspect::list(&self.driver.log, request.get_ref()).await?;
+        Ok(Response::new(ListTransactionsResponse {
+            transactions,
+            next_page_token,
+        }))
+    }
+
+    async fn list_pending(
+        &self,
+        _request: Request<ListPendingRequest>,
+    ) -> Reply<ListPendingResponse> {
+        Ok(Response::new(ListPendingResponse {
+            transactions: inspect::pending(&self.driver.log).await?,
+        }))
+    }
+
+    async fn failure_summary(
+        &self,
+        request: Request<FailureSummaryRequest>,
+    ) -> Reply<FailureSummaryResponse> {
+        Ok(Response::new(
+            inspect::failures(&self.driver.log, request.get_ref()).await?,
+        ))
+    }
+
+    async fn get_decision(
+        &self,
+        request: Request<GetDecisionRequest>,
+    ) -> Reply<GetDecisionResponse> {
+        let txid = validate::id("txid", &request.get_ref().txid)?;
+        let decision = match self.driver.log.find(&txid).await? {
+            // Presumed abort: the log never heard of it.
+            None => Decision::Abort,
+            Some(txn) => match txn.decision {
+                Some(log::Decision::Commit) => Decision::Commit,
+                Some(log::Decision::Abort) => Decision::Abort,
+                None if txn.state == State::Aborted => Decision::Abort,
+                None => Decision::Undecided,
+            },
+        };
+        Ok(Response::new(GetDecisionResponse {
+            decision: decision.into(),
+        }))
+    }
+}

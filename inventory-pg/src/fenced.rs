@@ -36,7 +36,7 @@ pub async fn sell(pool: &Pool, write: &FencedWrite) -> Result<SellFencedResponse
         .prepare_cached(
             "UPDATE seats
                 SET status = 'SOLD', order_id = $3, holder = $4, hold_expires_at = NULL,
-                    fencing_token = $5, version = version + 1
+                    fencing_token = greatest(fencing_token, $5), version = version + 1
               WHERE event_id = $1 AND seat_id = ANY($2)",
         )
         .await?;
@@ -69,7 +69,7 @@ pub async fn unsell(pool: &Pool, write: &FencedWrite) -> Result<UnsellFencedResp
                 SET status = CASE WHEN status = 'SOLD' AND order_id = $3 THEN 'AVAILABLE' ELSE status END,
                     holder = CASE WHEN status = 'SOLD' AND order_id = $3 THEN NULL ELSE holder END,
                     order_id = CASE WHEN status = 'SOLD' AND order_id = $3 THEN NULL ELSE order_id END,
-                    fencing_token = $4, version = version + 1
+                    fencing_token = greatest(fencing_token, $4), version = version + 1
               WHERE event_id = $1 AND seat_id = ANY($2)
           RETURNING seat_id, status",
         )
@@ -90,8 +90,12 @@ pub async fn unsell(pool: &Pool, write: &FencedWrite) -> Result<UnsellFencedResp
     Ok(UnsellFencedResponse { seat_ids: returned })
 }
 
-/// Refuses the write when any seat has seen a newer token than `token`.
+/// Refuses the write when any seat has seen a newer token than `token`. Token 0 is an
+/// unfenced write (the lab's negative control) and is never refused here.
 fn ensure_fresh_token(seats: &[LockedSeat], token: u64) -> Result<()> {
+    if token == 0 {
+        return Ok(());
+    }
     let newer: Vec<&LockedSeat> = seats
         .iter()
         .filter(|s| u64::try_from(s.fencing_token).unwrap_or(0) > token)

@@ -337,11 +337,9 @@ impl FencedWrite {
         seat_ids: &[String],
         fencing_token: u64,
     ) -> Result<Self, FieldError> {
-        if fencing_token == 0 || i64::try_from(fencing_token).is_err() {
-            return Err(FieldError::new(
-                "fencing_token",
-                "must be between 1 and 2^63-1",
-            ));
+        // 0 is an unfenced write: only the coordinator's --unsafe-no-fencing sends it.
+        if i64::try_from(fencing_token).is_err() {
+            return Err(FieldError::new("fencing_token", "must be at most 2^63-1"));
         }
         Ok(Self {
             txid: validate::id("txid", txid)?,

@@ -12,6 +12,9 @@ use crate::write::{Failed, Purpose, TxnWrite, WriteError, failed_claims};
 /// Claim condition under fencing: free (or already ours) and no newer token seen.
 const FENCED_CLAIM: &str = "(attribute_not_exists(pk) OR claim_status = :released OR order_id = :order) \
      AND (attribute_not_exists(fencing_token) OR fencing_token <= :token)";
+/// Claim condition of an unfenced write (token 0, the lab's negative control).
+const UNFENCED_CLAIM: &str =
+    "attribute_not_exists(pk) OR claim_status = :released OR order_id = :order";
 
 pub async fn place(
     store: &Store,
@@ -49,20 +52,21 @@ pub async fn place(
         &[],
         Purpose::Order,
     )?;
+    let fenced = fencing_token > 0;
     for seat in &order.seats {
+        let mut values = vec![(":released", s(RELEASED)), (":order", s(&order.order_id))];
+        if fenced {
+            values.push((":token", n(fencing_token)));
+        }
         txn = txn.put(
             store::claim_item(
                 &order.event_id,
                 &seat.seat_id,
                 &order.order_id,
-                Some(fencing_token),
+                fenced.then_some(fencing_token),
             ),
-            FENCED_CLAIM,
-            &[
-                (":released", s(RELEASED)),
-                (":order", s(&order.order_id)),
-                (":token", n(fencing_token)),
-            ],
+            if fenced { FENCED_CLAIM } else { UNFENCED_CLAIM },
+            &values,
             Purpose::Claim(seat.seat_id.clone()),
         )?;
     }
@@ -107,7 +111,8 @@ pub async fn cancel(
         Purpose::Order,
     )?;
     let live = store.live_claims(&order).await?;
-    let txn = store::release_claims(txn, &order, &live, Some(fencing_token))?;
+    let token = (fencing_token > 0).then_some(fencing_token);
+    let txn = store::release_claims(txn, &order, &live, token)?;
     match txn.send(&store.client).await {
         Ok(()) => {
             tracing::info!(txid, order_id, "fenced order cancelled");

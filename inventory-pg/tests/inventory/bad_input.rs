@@ -134,7 +134,7 @@ async fn each_kind_of_bad_input_gets_its_code_and_changes_nothing() {
             event_id: "bad".into(),
             order_id: "o".into(),
             seat_ids: ids(&["A-1-1"]),
-            fencing_token: 0,
+            fencing_token: u64::MAX,
         }),
         Code::InvalidArgument,
         "fencing_token"

@@ -99,7 +99,7 @@ async fn bad_input_gets_a_clear_code_naming_the_field_and_writes_nothing() {
             seats: seats(&["A-1-1"]),
             currency: "EUR".into(),
             payment_id: String::new(),
-            fencing_token: 0,
+            fencing_token: u64::MAX,
             idempotency_key: String::new(),
         }),
         Code::InvalidArgument,

@@ -1,0 +1,282 @@
+//! What every protocol uses to talk to a participant: a per-call timeout, a bounded
+//! retry policy with exponential backoff and jitter, and one step row per attempt in
+//! the log. Nothing retries forever; a call that runs out of attempts says so.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proto::v1::{Participant, PhaseTiming, StepOutcome};
+use tonic::{Code, Response, Status};
+use tracing::warn;
+
+use crate::log::Log;
+use crate::participants::Participants;
+
+/// One attempt of a participant RPC as an owned future: tonic clients borrow `&mut
+/// self`, so each attempt clones the (cheap, channel-sharing) client.
+#[macro_export]
+macro_rules! rpc {
+    ($client:expr, $method:ident, $request:expr) => {{
+        let mut client = $client.clone();
+        let request = $request;
+        async move { client.$method(request).await }
+    }};
+}
+
+/// How a participant call is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Timeout of one attempt.
+    pub timeout: Duration,
+    /// Attempts before giving up.
+    pub attempts: u32,
+    /// Backoff after the first failed attempt; doubles each time.
+    pub backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// Retry ABORTED (a conflict) too: for phase two and compensations, which must
+    /// eventually go through, unlike forward steps, where a conflict is an answer.
+    pub retry_conflicts: bool,
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .backoff
+            .saturating_mul(1 << attempt.min(16).saturating_sub(1));
+        let capped = exp.min(self.max_backoff);
+        // Full jitter on the upper half, so retries of many purchases spread out.
+        capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
+    }
+}
+
+/// The policies the protocols use.
+#[derive(Debug, Clone, Copy)]
+pub struct Policies {
+    /// Forward steps before the decision: few attempts; giving up means aborting.
+    pub forward: RetryPolicy,
+    /// Phase two, compensations and steps after a saga's pivot: many attempts; giving
+    /// up parks the purchase as needing attention.
+    pub finish: RetryPolicy,
+}
+
+/// How a participant call failed.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    /// The participant said no: a definite answer.
+    Refused(Status),
+    /// No answer we can trust (timeout, unavailable) after every attempt.
+    Unknown(Status),
+}
+
+impl CallError {
+    pub fn status(&self) -> &Status {
+        match self {
+            CallError::Refused(status) | CallError::Unknown(status) => status,
+        }
+    }
+}
+
+/// The coordinator's shared machinery.
+#[derive(Clone)]
+pub struct Driver {
+    pub log: Log,
+    pub participants: Participants,
+    pub redis: redis::aio::ConnectionManager,
+    pub policies: Policies,
+    pub hold_ttl: Duration,
+    pub lease_ttl: Duration,
+    pub unsafe_no_fencing: bool,
+    /// Transactions this process is driving now; recovery leaves them alone.
+    pub active: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Driver {
+    /// Marks `txid` as driven by this process until the guard drops; None when another
+    /// task of this process drives it already.
+    pub fn claim(&self, txid: &str) -> Option<ActiveGuard> {
+        let mut active = self.active.lock().expect("active set lock");
+        active.insert(txid.to_owned()).then(|| ActiveGuard {
+            active: self.active.clone(),
+            txid: txid.to_owned(),
+        })
+    }
+}
+
+pub struct ActiveGuard {
+    active: Arc<Mutex<HashSet<String>>>,
+    txid: String,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.active
+            .lock()
+            .expect("active set lock")
+            .remove(&self.txid);
+    }
+}
+
+/// One transaction being driven: its step sequence and phase timings.
+pub struct Run {
+    pub driver: Driver,
+    pub txid: String,
+    sequence: AtomicU32,
+    phases: Mutex<Vec<PhaseTiming>>,
+    started: Instant,
+}
+
+impl Run {
+    pub async fn new(driver: &Driver, txid: &str) -> crate::error::Result<Self> {
+        let next = driver.log.next_sequence(txid).await?;
+        Ok(Self {
+            driver: driver.clone(),
+            txid: txid.to_owned(),
+            sequence: AtomicU32::new(next),
+            phases: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        })
+    }
+
+    /// A run of a transaction just logged: its steps start at 1.
+    pub fn fresh(driver: &Driver, txid: &str) -> Self {
+        Self {
+            driver: driver.clone(),
+            txid: txid.to_owned(),
+            sequence: AtomicU32::new(1),
+            phases: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records how long a phase took, for the purchase's answer.
+    pub fn phase(&self, name: &str, since: Instant) {
+        self.phases.lock().expect("phases lock").push(PhaseTiming {
+            phase: name.to_owned(),
+            duration: Some(server_kit::convert::duration(since.elapsed())),
+        });
+    }
+
+    pub fn phases(&self) -> Vec<PhaseTiming> {
+        self.phases.lock().expect("phases lock").clone()
+    }
+
+    pub fn total(&self) -> prost_types::Duration {
+        server_kit::convert::duration(self.started.elapsed())
+    }
+
+    /// Calls a participant under `policy`, logging every attempt as a step.
+    pub async fn call<T, F, Fut>(
+        &self,
+        participant: Participant,
+        operation: &str,
+        compensation: bool,
+        policy: RetryPolicy,
+        mut attempt_call: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let started_at = chrono::Utc::now();
+            let result = match tokio::time::timeout(policy.timeout, attempt_call()).await {
+                Ok(result) => result.map(Response::into_inner),
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "no answer within {:?}",
+                    policy.timeout
+                ))),
+            };
+            let (outcome, error) = match &result {
+                Ok(_) => (StepOutcome::Ok, None),
+                Err(status) if is_unknown(status, policy) => {
+                    (StepOutcome::Unknown, Some(describe(status)))
+                }
+                Err(status) => (StepOutcome::Failed, Some(describe(status))),
+            };
+            self.record(
+                participant,
+                operation,
+                attempt,
+                compensation,
+                started_at,
+                outcome,
+                error.as_deref(),
+            )
+            .await;
+            match result {
+                Ok(value) => return Ok(value),
+                Err(status) if outcome == StepOutcome::Failed => {
+                    return Err(CallError::Refused(status));
+                }
+                Err(status) if attempt >= policy.attempts => {
+                    warn!(txid = %self.txid, operation, attempt, error = %describe(&status),
+                          "participant call gave up after its last attempt");
+                    return Err(CallError::Unknown(status));
+                }
+                Err(_) => {
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Logs a step that is not a gRPC call (Redis leases, the coordinator's own work).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record(
+        &self,
+        participant: Participant,
+        operation: &str,
+        attempt: u32,
+        compensation: bool,
+        started_at: chrono::DateTime<chrono::Utc>,
+        outcome: StepOutcome,
+        error: Option<&str>,
+    ) {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        if let Err(log_error) = self
+            .driver
+            .log
+            .record_step(
+                &self.txid,
+                sequence,
+                participant,
+                operation,
+                attempt,
+                compensation,
+                started_at,
+                outcome,
+                error,
+            )
+            .await
+        {
+            // The step row is for people; the decision and state rows are what recovery
+            // relies on, and those errors are not swallowed.
+            warn!(txid = %self.txid, operation, error = %log_error, "could not log a step");
+        }
+    }
+}
+
+/// Whether a failed attempt leaves the outcome unknown (worth retrying).
+fn is_unknown(status: &Status, policy: RetryPolicy) -> bool {
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Unknown
+        | Code::Internal
+        | Code::Cancelled
+        | Code::ResourceExhausted => true,
+        Code::Aborted => policy.retry_conflicts,
+        _ => false,
+    }
+}
+
+/// An error as one line for the log: the code and the message.
+pub fn describe(status: &Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}

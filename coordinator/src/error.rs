@@ -1,0 +1,90 @@
+//! The coordinator's errors. A purchase either fails for certain (nothing it did lasts)
+//! or ends with an unknown outcome (the txid is returned so the caller can look it up);
+//! the type keeps the two apart.
+
+use proto::v1::ErrorReason;
+use server_kit::status::{FieldError, with_reason};
+use tonic::{Code, Status};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    InvalidField(#[from] FieldError),
+    /// Certainly aborted: the participant's refusal (sold out, seat taken, declined...),
+    /// replayed as the participant said it.
+    #[error("{}", .status.message())]
+    Refused { txid: String, status: Status },
+    /// The outcome is not known yet: the coordinator keeps driving the transaction.
+    #[error("outcome of {txid} is unknown: {cause}")]
+    OutcomeUnknown {
+        txid: String,
+        cause: String,
+        deadline: bool,
+    },
+    #[error("idempotency key {0} was used for a different purchase")]
+    KeyReused(String),
+    #[error("transaction {0} not found")]
+    TxnNotFound(String),
+    #[error("transaction log: {}", server_kit::pg::describe(.0))]
+    Log(#[from] tokio_postgres::Error),
+    #[error("transaction log pool: {0}")]
+    LogPool(#[from] deadpool_postgres::PoolError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl Error {
+    /// True when the purchase certainly changed nothing that lasts.
+    pub fn is_certainly_aborted(&self) -> bool {
+        matches!(
+            self,
+            Error::Refused { .. } | Error::InvalidField(_) | Error::KeyReused(_)
+        )
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::InvalidField(field) => field.into(),
+            Error::Refused { txid, status } => {
+                // Keep the participant's reason and metadata, add the txid.
+                let (reason, mut metadata) =
+                    server_kit::status::reason_of(&status).unwrap_or_default();
+                metadata.insert("txid".to_owned(), txid);
+                let reason = ErrorReason::from_str_name(&format!("ERROR_REASON_{reason}"))
+                    .unwrap_or(ErrorReason::Unspecified);
+                with_reason(
+                    status.code(),
+                    reason,
+                    status.message(),
+                    metadata.iter().map(|(k, v)| (k.as_str(), v.clone())),
+                )
+            }
+            Error::OutcomeUnknown { txid, deadline, .. } => with_reason(
+                if deadline {
+                    Code::DeadlineExceeded
+                } else {
+                    Code::Unavailable
+                },
+                ErrorReason::OutcomeUnknown,
+                message,
+                [("txid", txid)],
+            ),
+            Error::KeyReused(key) => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::IdempotencyKeyReused,
+                message,
+                [("idempotency_key", key)],
+            ),
+            Error::TxnNotFound(_) => Status::not_found(message),
+            Error::Log(_) | Error::LogPool(_) | Error::Redis(_) => {
+                tracing::warn!(error = %message, "coordinator store unavailable");
+                Status::unavailable(message)
+            }
+        }
+    }
+}

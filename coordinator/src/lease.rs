@@ -1,0 +1,609 @@
+//! Lease locks: Redis gives cross-database isolation, each database write is local.
+//!
+//! 1. Acquire `lock:seat:{event}:{seat}` for every seat, in sorted order, with
+//!    `SET NX PX` and the txid as the unique value; take a fencing token from the
+//!    event's Redis counter; log the intent (token and seats) durably.
+//! 2. Renew the leases while working; write inventory (SellFenced), payments
+//!    (authorize + capture) and orders (PlaceOrderFenced), every seat write carrying the
+//!    fencing token. A participant refuses a token older than one it has seen.
+//! 3. Log COMMIT, release the leases with a compare-and-delete script.
+//!
+//! A holder paused past its lease (SIGSTOP) may wake up and write: the fencing token is
+//! what refuses it. `--unsafe-no-fencing` sends no token (0): the lab's negative control.
+
+use std::time::{Duration, Instant};
+
+use fail::fail_point;
+use proto::v1::*;
+use redis::Script;
+
+use crate::driver::{CallError, Run};
+use crate::error::{Error, Result};
+use crate::log::{Decision, TxnRecord};
+use crate::outcome;
+use crate::rpc;
+
+/// Deletes the lease only while it is still ours.
+const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+                       return redis.call('del', KEYS[1]) else return 0 end";
+/// Extends the lease only while it is still ours.
+const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+                     return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+/// Candidate seats tried beyond the quantity when others grab them first.
+const EXTRA_CANDIDATES: usize = 20;
+
+fn lock_key(event_id: &str, seat_id: &str) -> String {
+    format!("lock:seat:{{{event_id}}}:{seat_id}")
+}
+
+fn fencing_key(event_id: &str) -> String {
+    format!("fencing:{{{event_id}}}")
+}
+
+fn key(txid: &str, step: &str) -> String {
+    format!("{txid}:{step}")
+}
+
+pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
+    let purchase = &txn.purchase;
+    let txid = &run.txid;
+    let started = Instant::now();
+    let seats = match acquire(run, txn).await {
+        Ok(seats) => seats,
+        Err(cause) => return Err(outcome::aborted(run, cause, Ok(())).await),
+    };
+    let token = if run.driver.unsafe_no_fencing {
+        0
+    } else {
+        let mut redis = run.driver.redis.clone();
+        let began = chrono::Utc::now();
+        let token: i64 = redis::cmd("INCR")
+            .arg(fencing_key(&purchase.event_id))
+            .query_async(&mut redis)
+            .await?;
+        run.record(
+            Participant::Locks,
+            "fencing_token",
+            1,
+            false,
+            began,
+            StepOutcome::Ok,
+            None,
+        )
+        .await;
+        token
+    };
+    run.driver.log.set_intent(txid, token, &seats).await?;
+    run.phase("acquire_leases", started);
+    fail_point!("lease::after_acquire");
+
+    let renewal = tokio::spawn(renew(
+        run.driver.clone(),
+        txid.clone(),
+        purchase.event_id.clone(),
+        seats.clone(),
+        run.driver.lease_ttl,
+    ));
+    let result = write(run, txn, &seats, token as u64).await;
+    renewal.abort();
+    release(run, &purchase.event_id, &seats).await;
+    result
+}
+
+/// The writes under the leases, undone on failure.
+async fn write(
+    run: &Run,
+    txn: &TxnRecord,
+    seats: &[String],
+    token: u64,
+) -> Result<PurchaseResponse> {
+    let p = &run.driver.participants;
+    let forward = run.driver.policies.forward;
+    let purchase = &txn.purchase;
+    let txid = &run.txid;
+
+    let started = Instant::now();
+    let sell = SellFencedRequest {
+        txid: txid.clone(),
+        event_id: purchase.event_id.clone(),
+        order_id: txn.order_id.clone(),
+        seat_ids: seats.to_vec(),
+        fencing_token: token,
+    };
+    let sold = match run
+        .call(
+            Participant::Inventory,
+            "sell_fenced",
+            false,
+            forward,
+            || rpc!(p.inventory, sell_fenced, sell.clone()),
+        )
+        .await
+    {
+        Ok(sold) => sold,
+        Err(error) => {
+            let undone = match &error {
+                CallError::Refused(_) => Ok(()),
+                // It may have sold: undo it (a no-op when it did not).
+                CallError::Unknown(_) => undo(run, txn, seats, token, false).await,
+            };
+            return Err(abort(run, outcome::refusal("inventory", &error), undone).await);
+        }
+    };
+    run.phase("sell_seats", started);
+    run.driver
+        .log
+        .set_seats(txid, &sold.seats, &sold.currency)
+        .await?;
+
+    let started = Instant::now();
+    let authorize = AuthorizeRequest {
+        order_id: txn.order_id.clone(),
+        amount_cents: sold.total_cents,
+        currency: sold.currency.clone(),
+        card_token: purchase.card_token.clone(),
+        idempotency_key: key(txid, "authorize"),
+    };
+    let payment = match run
+        .call(Participant::Payments, "authorize", false, forward, || {
+            rpc!(p.payments, authorize, authorize.clone())
+        })
+        .await
+    {
+        Ok(answer) => answer.payment.unwrap_or_default(),
+        Err(error) => {
+            let undone = undo(run, txn, seats, token, true).await;
+            return Err(abort(run, outcome::refusal("payments", &error), undone).await);
+        }
+    };
+    run.driver
+        .log
+        .set_payment(txid, &payment.payment_id)
+        .await?;
+    let capture = CaptureRequest {
+        payment_id: payment.payment_id.clone(),
+        amount_cents: 0,
+        idempotency_key: key(txid, "capture"),
+    };
+    if let Err(error) = run
+        .call(Participant::Payments, "capture", false, forward, || {
+            rpc!(p.payments, capture, capture.clone())
+        })
+        .await
+    {
+        let undone = undo(run, txn, seats, token, true).await;
+        return Err(abort(run, outcome::refusal("payments", &error), undone).await);
+    }
+    run.phase("charge", started);
+
+    let started = Instant::now();
+    let place = PlaceOrderFencedRequest {
+        txid: txid.clone(),
+        order_id: txn.order_id.clone(),
+        user_id: purchase.user_id.clone(),
+        event_id: purchase.event_id.clone(),
+        seats: sold.seats.clone(),
+        currency: sold.currency.clone(),
+        payment_id: payment.payment_id.clone(),
+        fencing_token: token,
+        idempotency_key: purchase.idempotency_key.clone(),
+    };
+    let order = match run
+        .call(
+            Participant::Orders,
+            "place_order_fenced",
+            false,
+            forward,
+            || rpc!(p.orders, place_order_fenced, place.clone()),
+        )
+        .await
+    {
+        Ok(answer) => answer.order,
+        Err(error) => {
+            let undone = undo(run, txn, seats, token, true).await;
+            return Err(abort(run, outcome::refusal("orders", &error), undone).await);
+        }
+    };
+    run.phase("place_order", started);
+    run.driver.log.decide(txid, Decision::Commit).await?;
+    outcome::committed(
+        run,
+        Protocol::Lease,
+        &txn.order_id,
+        &sold.seats,
+        &sold.currency,
+        &payment.payment_id,
+        order,
+    )
+    .await
+}
+
+async fn abort(run: &Run, cause: tonic::Status, undone: Result<(), CallError>) -> Error {
+    if let Err(error) = run.driver.log.decide(&run.txid, Decision::Abort).await {
+        tracing::warn!(txid = %run.txid, %error, "could not log the abort decision");
+    }
+    outcome::aborted(run, cause, undone).await
+}
+
+/// Takes the leases: the named seats, or the best available ones. Returns the seats
+/// held, sorted, or the refusal.
+async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Status> {
+    let purchase = &txn.purchase;
+    let candidates = if purchase.seat_ids.is_empty() {
+        available_seats(
+            run,
+            &purchase.event_id,
+            purchase.quantity as usize + EXTRA_CANDIDATES,
+        )
+        .await?
+    } else {
+        purchase.seat_ids.clone()
+    };
+    let wanted = if purchase.seat_ids.is_empty() {
+        purchase.quantity as usize
+    } else {
+        purchase.seat_ids.len()
+    };
+    let ttl_ms = u64::try_from(run.driver.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+    let mut redis = run.driver.redis.clone();
+    let mut held: Vec<String> = Vec::new();
+    let began = chrono::Utc::now();
+    // Sorted order: two buyers of overlapping seats never wait on each other in a cycle.
+    let mut sorted = candidates.clone();
+    sorted.sort();
+    let mut refused = Vec::new();
+    for seat in &sorted {
+        if held.len() == wanted {
+            break;
+        }
+        let acquired: Option<String> = redis::cmd("SET")
+            .arg(lock_key(&purchase.event_id, seat))
+            .arg(&run.txid)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut redis)
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("redis: {e}")))?;
+        if acquired.is_some() {
+            held.push(seat.clone());
+        } else {
+            refused.push(seat.clone());
+            if !purchase.seat_ids.is_empty() {
+                break; // a named seat is leased by someone else: no purchase
+            }
+        }
+    }
+    if held.len() < wanted {
+        release(run, &purchase.event_id, &held).await;
+        let error = format!("leases held by other purchases: {}", refused.join(","));
+        run.record(
+            Participant::Locks,
+            "acquire_leases",
+            1,
+            false,
+            began,
+            StepOutcome::Failed,
+            Some(&error),
+        )
+        .await;
+        let reason = if purchase.seat_ids.is_empty() {
+            ErrorReason::SoldOut
+        } else {
+            ErrorReason::SeatTaken
+        };
+        return Err(server_kit::status::with_reason(
+            tonic::Code::FailedPrecondition,
+            reason,
+            error,
+            [("seats", refused.join(","))],
+        ));
+    }
+    run.record(
+        Participant::Locks,
+        "acquire_leases",
+        1,
+        false,
+        began,
+        StepOutcome::Ok,
+        None,
+    )
+    .await;
+    held.sort();
+    Ok(held)
+}
+
+/// Up to `limit` AVAILABLE seats, cheapest first, from inventory's seat map.
+async fn available_seats(
+    run: &Run,
+    event_id: &str,
+    limit: usize,
+) -> Result<Vec<String>, tonic::Status> {
+    let p = &run.driver.participants;
+    let event = run
+        .call(
+            Participant::Inventory,
+            "get_event",
+            false,
+            run.driver.policies.forward,
+            || {
+                rpc!(
+                    p.inventory,
+                    get_event,
+                    GetEventRequest {
+                        event_id: event_id.to_owned(),
+                        include_seats: true,
+                    }
+                )
+            },
+        )
+        .await
+        .map_err(|error| error.status().clone())?;
+    let mut seats: Vec<&Seat> = event
+        .seats
+        .iter()
+        .filter(|seat| seat.status() == SeatStatus::Available)
+        .collect();
+    seats.sort_by(|a, b| {
+        (a.price_cents, &a.section, a.row, a.number).cmp(&(
+            b.price_cents,
+            &b.section,
+            b.row,
+            b.number,
+        ))
+    });
+    Ok(seats
+        .into_iter()
+        .take(limit)
+        .map(|s| s.seat_id.clone())
+        .collect())
+}
+
+async fn release(run: &Run, event_id: &str, seats: &[String]) {
+    let mut redis = run.driver.redis.clone();
+    let began = chrono::Utc::now();
+    let script = Script::new(RELEASE);
+    let mut failed = None;
+    for seat in seats {
+        if let Err(error) = script
+            .key(lock_key(event_id, seat))
+            .arg(&run.txid)
+            .invoke_async::<i64>(&mut redis)
+            .await
+        {
+            failed = Some(error.to_string());
+        }
+    }
+    let outcome = if failed.is_some() {
+        StepOutcome::Unknown
+    } else {
+        StepOutcome::Ok
+    };
+    // A lease we could not delete expires by itself; the audit lists orphans.
+    run.record(
+        Participant::Locks,
+        "release_leases",
+        1,
+        false,
+        began,
+        outcome,
+        failed.as_deref(),
+    )
+    .await;
+}
+
+/// Renews the leases every third of their ttl until aborted.
+async fn renew(
+    driver: crate::driver::Driver,
+    txid: String,
+    event_id: String,
+    seats: Vec<String>,
+    ttl: Duration,
+) {
+    let mut redis = driver.redis.clone();
+    let script = Script::new(RENEW);
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        for seat in &seats {
+            let renewed = script
+                .key(lock_key(&event_id, seat))
+                .arg(&txid)
+                .arg(ttl_ms)
+                .invoke_async::<i64>(&mut redis)
+                .await;
+            if !matches!(renewed, Ok(1)) {
+                // Lost the lease: keep going; the fencing token guards the writes.
+                tracing::warn!(%txid, seat, "lease lost while working");
+            }
+        }
+    }
+}
+
+/// Undoes the writes of a purchase: order (if placed), money, seats, all under the
+/// purchase's fencing token. A write refused as stale means a newer lease holder owns
+/// the seat now: there is nothing of ours to undo there.
+async fn undo(
+    run: &Run,
+    txn: &TxnRecord,
+    seats: &[String],
+    token: u64,
+    money: bool,
+) -> Result<(), CallError> {
+    let p = &run.driver.participants;
+    let finish = run.driver.policies.finish;
+    let started = Instant::now();
+    let result = async {
+        if money {
+            ignore_stale(
+                run.call(
+                    Participant::Orders,
+                    "cancel_order_fenced",
+                    true,
+                    finish,
+                    || {
+                        rpc!(
+                            p.orders,
+                            cancel_order_fenced,
+                            CancelOrderFencedRequest {
+                                txid: run.txid.clone(),
+                                order_id: txn.order_id.clone(),
+                                fencing_token: token.max(1),
+                            }
+                        )
+                    },
+                )
+                .await
+                .map(drop),
+            )?;
+            undo_payments(run, &txn.order_id).await?;
+        }
+        ignore_stale(
+            run.call(
+                Participant::Inventory,
+                "unsell_fenced",
+                true,
+                finish,
+                || {
+                    rpc!(
+                        p.inventory,
+                        unsell_fenced,
+                        UnsellFencedRequest {
+                            txid: run.txid.clone(),
+                            event_id: txn.purchase.event_id.clone(),
+                            order_id: txn.order_id.clone(),
+                            seat_ids: seats.to_vec(),
+                            fencing_token: token.max(1),
+                        }
+                    )
+                },
+            )
+            .await
+            .map(drop),
+        )
+    }
+    .await;
+    run.phase("undo", started);
+    result
+}
+
+/// Voids an authorization or refunds a capture of the order.
+async fn undo_payments(run: &Run, order_id: &str) -> Result<(), CallError> {
+    let p = &run.driver.participants;
+    let finish = run.driver.policies.finish;
+    let payments = run
+        .call(Participant::Payments, "list_payments", true, finish, || {
+            rpc!(
+                p.payments,
+                list_by_order,
+                ListByOrderRequest {
+                    order_id: order_id.to_owned(),
+                }
+            )
+        })
+        .await?
+        .payments;
+    for payment in payments {
+        match payment.state() {
+            PaymentState::Authorized => {
+                let request = VoidRequest {
+                    payment_id: payment.payment_id.clone(),
+                    idempotency_key: key(&run.txid, &format!("void:{}", payment.payment_id)),
+                };
+                run.call(Participant::Payments, "void", true, finish, || {
+                    rpc!(p.payments, void, request.clone())
+                })
+                .await?;
+            }
+            PaymentState::Captured => {
+                let request = RefundRequest {
+                    payment_id: payment.payment_id.clone(),
+                    amount_cents: 0,
+                    idempotency_key: key(&run.txid, &format!("refund:{}", payment.payment_id)),
+                };
+                run.call(Participant::Payments, "refund", true, finish, || {
+                    rpc!(p.payments, refund, request.clone())
+                })
+                .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A refused undo is fine when the seat's claim has a newer holder (stale token) or the
+/// order was never placed (not found): there is nothing of ours to undo.
+fn ignore_stale(result: Result<(), CallError>) -> Result<(), CallError> {
+    match result {
+        Err(CallError::Refused(status))
+            if status.code() == tonic::Code::NotFound
+                || server_kit::status::reason_of(&status)
+                    .is_some_and(|(reason, _)| reason == "STALE_FENCING_TOKEN") =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Drives a lease purchase found in the log after a crash. Decided: the writes are all
+/// done; release the leases and finish. Otherwise: undo whatever the intent's token may
+/// have written (every undo is a no-op where nothing was written).
+pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
+    let seats = txn.purchase.seat_ids.clone();
+    if txn.decision == Some(Decision::Commit) {
+        release(run, &txn.purchase.event_id, &seats).await;
+        let p = &run.driver.participants;
+        let order = run
+            .call(
+                Participant::Orders,
+                "get_order",
+                false,
+                run.driver.policies.finish,
+                || {
+                    rpc!(
+                        p.orders,
+                        get_order,
+                        GetOrderRequest {
+                            order_id: txn.order_id.clone(),
+                            idempotency_key: String::new(),
+                        }
+                    )
+                },
+            )
+            .await
+            .map_err(|error| Error::OutcomeUnknown {
+                txid: run.txid.clone(),
+                cause: crate::driver::describe(error.status()),
+                deadline: false,
+            })?
+            .order;
+        let currency = txn.currency.clone().unwrap_or_default();
+        let payment_id = txn.payment_id.clone().unwrap_or_default();
+        return outcome::committed(
+            run,
+            Protocol::Lease,
+            &txn.order_id,
+            &txn.seats,
+            &currency,
+            &payment_id,
+            order,
+        )
+        .await
+        .map(drop);
+    }
+    let cause = tonic::Status::aborted(
+        "the coordinator stopped mid-purchase; the lease purchase was undone",
+    );
+    let undone = match txn.fencing_token {
+        // No intent logged: nothing was written under a token.
+        None => Ok(()),
+        Some(token) => undo(run, txn, &seats, u64::try_from(token).unwrap_or(0), true).await,
+    };
+    release(run, &txn.purchase.event_id, &seats).await;
+    match abort(run, cause, undone).await {
+        Error::Refused { .. } => Ok(()),
+        other => Err(other),
+    }
+}

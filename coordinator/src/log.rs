@@ -1,0 +1,460 @@
+//! The durable transaction log in the coordinator's PostgreSQL database: one row per
+//! purchase (protocol, state, decision, what the participants answered, the final
+//! answer) and one row per attempt of every participant call.
+//!
+//! The 2PC decision is a committed UPDATE before phase two starts: that is the commit
+//! point. Everything recovery needs to finish or undo a purchase is in this row.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use proto::v1::{Participant, PricedSeat, Protocol, StepOutcome};
+use tokio_postgres::Row;
+
+use crate::error::{Error, Result};
+use crate::model::{Purchase, protocol_from_name, protocol_name};
+
+/// Where a purchase is in its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Committing,
+    Aborting,
+    Committed,
+    Aborted,
+    NeedsAttention,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "RUNNING",
+            State::Committing => "COMMITTING",
+            State::Aborting => "ABORTING",
+            State::Committed => "COMMITTED",
+            State::Aborted => "ABORTED",
+            State::NeedsAttention => "NEEDS_ATTENTION",
+        }
+    }
+
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "COMMITTING" => State::Committing,
+            "ABORTING" => State::Aborting,
+            "COMMITTED" => State::Committed,
+            "ABORTED" => State::Aborted,
+            "NEEDS_ATTENTION" => State::NeedsAttention,
+            _ => State::Running,
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, State::Committed | State::Aborted)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Commit,
+    Abort,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Commit => "COMMIT",
+            Decision::Abort => "ABORT",
+        }
+    }
+}
+
+/// One purchase as logged.
+#[derive(Debug, Clone)]
+pub struct TxnRecord {
+    pub txid: String,
+    pub protocol: Protocol,
+    pub state: State,
+    pub decision: Option<Decision>,
+    pub purchase: Purchase,
+    pub order_id: String,
+    pub seats: Vec<PricedSeat>,
+    pub amount_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub payment_id: Option<String>,
+    pub fencing_token: Option<i64>,
+    pub response: Option<Vec<u8>>,
+    pub error_code: Option<i32>,
+    pub error: Option<String>,
+    pub error_details: Option<Vec<u8>>,
+    pub started_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "txid, protocol, state, decision, user_id, event_id, seat_ids, quantity,
+                       card_token, idempotency_key, order_id, seats, amount_cents, currency,
+                       payment_id, fencing_token, response, error_code, error, error_details,
+                       started_at, decided_at, finished_at";
+
+/// How `begin` found the idempotency key.
+pub enum Begun {
+    /// A new transaction was logged.
+    New(TxnRecord),
+    /// The key already has a transaction.
+    Existing(TxnRecord),
+}
+
+#[derive(Clone)]
+pub struct Log {
+    pool: Pool,
+}
+
+impl Log {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Logs BEGIN for a new purchase, or finds the one its idempotency key already has.
+    pub async fn begin(&self, txid: &str, order_id: &str, purchase: &Purchase) -> Result<Begun> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO transactions (txid, protocol, state, user_id, event_id, seat_ids,
+                                           quantity, card_token, idempotency_key, order_id)
+                 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (idempotency_key) DO NOTHING
+                 RETURNING {COLUMNS}"
+            ))
+            .await?;
+        let quantity = i32::try_from(purchase.quantity).expect("at most 10");
+        let inserted = client
+            .query_opt(
+                &statement,
+                &[
+                    &txid,
+                    &protocol_name(purchase.protocol),
+                    &purchase.user_id,
+                    &purchase.event_id,
+                    &purchase.seat_ids,
+                    &quantity,
+                    &purchase.card_token,
+                    &purchase.idempotency_key,
+                    &order_id,
+                ],
+            )
+            .await?;
+        if let Some(row) = inserted {
+            return Ok(Begun::New(record(&row)));
+        }
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM transactions WHERE idempotency_key = $1"
+            ))
+            .await?;
+        let row = client
+            .query_one(&statement, &[&purchase.idempotency_key])
+            .await?;
+        Ok(Begun::Existing(record(&row)))
+    }
+
+    pub async fn load(&self, txid: &str) -> Result<TxnRecord> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM transactions WHERE txid = $1"
+            ))
+            .await?;
+        client
+            .query_opt(&statement, &[&txid])
+            .await?
+            .map(|row| record(&row))
+            .ok_or_else(|| Error::TxnNotFound(txid.to_owned()))
+    }
+
+    pub async fn find(&self, txid: &str) -> Result<Option<TxnRecord>> {
+        match self.load(txid).await {
+            Ok(record) => Ok(Some(record)),
+            Err(Error::TxnNotFound(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Transactions recovery must drive: unfinished ones, parked ones only when asked.
+    pub async fn unfinished(&self, include_parked: bool) -> Result<Vec<TxnRecord>> {
+        let client = self.pool.get().await?;
+        let states: Vec<&str> = if include_parked {
+            vec!["RUNNING", "COMMITTING", "ABORTING", "NEEDS_ATTENTION"]
+        } else {
+            vec!["RUNNING", "COMMITTING", "ABORTING"]
+        };
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM transactions WHERE state = ANY($1) ORDER BY started_at"
+            ))
+            .await?;
+        Ok(client
+            .query(&statement, &[&states])
+            .await?
+            .iter()
+            .map(record)
+            .collect())
+    }
+
+    /// What the participants answered: the priced seats and the money.
+    pub async fn set_seats(&self, txid: &str, seats: &[PricedSeat], currency: &str) -> Result<()> {
+        let json = serde_json::Value::Array(
+            seats
+                .iter()
+                .map(|s| serde_json::json!({"seat_id": s.seat_id, "price_cents": s.price_cents}))
+                .collect(),
+        );
+        let amount: i64 = seats.iter().map(|s| s.price_cents).sum();
+        self.update(
+            "UPDATE transactions SET seats = $2, amount_cents = $3, currency = $4, updated_at = now()
+              WHERE txid = $1",
+            &[&txid, &json, &amount, &currency],
+        )
+        .await
+    }
+
+    pub async fn set_payment(&self, txid: &str, payment_id: &str) -> Result<()> {
+        self.update(
+            "UPDATE transactions SET payment_id = $2, updated_at = now() WHERE txid = $1",
+            &[&txid, &payment_id],
+        )
+        .await
+    }
+
+    /// The lease protocol's durable intent: the fencing token its writes carry.
+    pub async fn set_intent(
+        &self,
+        txid: &str,
+        fencing_token: i64,
+        seat_ids: &[String],
+    ) -> Result<()> {
+        self.update(
+            "UPDATE transactions SET fencing_token = $2, seat_ids = $3, updated_at = now()
+              WHERE txid = $1",
+            &[&txid, &fencing_token, &seat_ids],
+        )
+        .await
+    }
+
+    /// Logs the decision durably; for 2PC this is the commit point.
+    pub async fn decide(&self, txid: &str, decision: Decision) -> Result<()> {
+        let state = match decision {
+            Decision::Commit => State::Committing,
+            Decision::Abort => State::Aborting,
+        };
+        self.update(
+            "UPDATE transactions SET decision = $2, state = $3, decided_at = now(), updated_at = now()
+              WHERE txid = $1",
+            &[&txid, &decision.as_str(), &state.as_str()],
+        )
+        .await
+    }
+
+    pub async fn finish_committed(&self, txid: &str, response: &[u8]) -> Result<()> {
+        self.update(
+            "UPDATE transactions SET state = 'COMMITTED', response = $2, finished_at = now(),
+                    updated_at = now()
+              WHERE txid = $1",
+            &[&txid, &response],
+        )
+        .await
+    }
+
+    /// Finishes an aborted purchase; keeps the first refusal recorded, if any.
+    pub async fn finish_aborted(&self, txid: &str) -> Result<()> {
+        self.update(
+            "UPDATE transactions SET state = 'ABORTED', finished_at = now(), updated_at = now()
+              WHERE txid = $1",
+            &[&txid],
+        )
+        .await
+    }
+
+    /// Records why the purchase was refused (the answer replayed to its key).
+    pub async fn set_refusal(
+        &self,
+        txid: &str,
+        code: i32,
+        message: &str,
+        details: &[u8],
+    ) -> Result<()> {
+        self.update(
+            "UPDATE transactions SET error_code = $2, error = $3, error_details = $4, updated_at = now()
+              WHERE txid = $1 AND error_code IS NULL",
+            &[&txid, &code, &message, &details],
+        )
+        .await
+    }
+
+    /// Parks a purchase whose step exhausted its retries.
+    pub async fn park(&self, txid: &str, error: &str) -> Result<()> {
+        self.update(
+            "UPDATE transactions SET state = 'NEEDS_ATTENTION', error = coalesce(error, $2),
+                    updated_at = now()
+              WHERE txid = $1",
+            &[&txid, &error],
+        )
+        .await
+    }
+
+    /// Puts a parked purchase back to the state its decision implies, for recovery.
+    pub async fn unpark(&self, txid: &str) -> Result<()> {
+        self.update(
+            "UPDATE transactions
+                SET state = CASE decision WHEN 'COMMIT' THEN 'COMMITTING'
+                                          WHEN 'ABORT' THEN 'ABORTING' ELSE 'RUNNING' END,
+                    updated_at = now()
+              WHERE txid = $1 AND state = 'NEEDS_ATTENTION'",
+            &[&txid],
+        )
+        .await
+    }
+
+    pub async fn next_sequence(&self, txid: &str) -> Result<u32> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached("SELECT coalesce(max(sequence), 0) FROM steps WHERE txid = $1")
+            .await?;
+        let max: i32 = client.query_one(&statement, &[&txid]).await?.get(0);
+        Ok(u32::try_from(max).unwrap_or(0) + 1)
+    }
+
+    /// One attempt of one participant call.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_step(
+        &self,
+        txid: &str,
+        sequence: u32,
+        participant: Participant,
+        operation: &str,
+        attempt: u32,
+        compensation: bool,
+        started_at: DateTime<Utc>,
+        outcome: StepOutcome,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO steps (txid, sequence, participant, operation, attempt, compensation,
+                                    started_at, finished_at, outcome, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9)",
+            )
+            .await?;
+        client
+            .execute(
+                &statement,
+                &[
+                    &txid,
+                    &(sequence as i32),
+                    &participant_name(participant),
+                    &operation,
+                    &(attempt as i32),
+                    &compensation,
+                    &started_at,
+                    &outcome_name(outcome),
+                    &error,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<()> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(sql).await?;
+        client.execute(&statement, params).await?;
+        Ok(())
+    }
+}
+
+pub fn participant_name(participant: Participant) -> &'static str {
+    match participant {
+        Participant::Inventory => "inventory",
+        Participant::Orders => "orders",
+        Participant::Payments => "payments",
+        Participant::Locks => "locks",
+        Participant::Coordinator | Participant::Unspecified => "coordinator",
+    }
+}
+
+pub fn participant_from_name(name: &str) -> Participant {
+    match name {
+        "inventory" => Participant::Inventory,
+        "orders" => Participant::Orders,
+        "payments" => Participant::Payments,
+        "locks" => Participant::Locks,
+        _ => Participant::Coordinator,
+    }
+}
+
+pub fn outcome_name(outcome: StepOutcome) -> &'static str {
+    match outcome {
+        StepOutcome::Ok => "OK",
+        StepOutcome::Failed => "FAILED",
+        StepOutcome::Unknown => "UNKNOWN",
+        StepOutcome::InFlight | StepOutcome::Unspecified => "IN_FLIGHT",
+    }
+}
+
+fn record(row: &Row) -> TxnRecord {
+    let seats = row
+        .get::<_, Option<serde_json::Value>>(11)
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| {
+            Some(PricedSeat {
+                seat_id: s.get("seat_id")?.as_str()?.to_owned(),
+                price_cents: s.get("price_cents")?.as_i64()?,
+            })
+        })
+        .collect();
+    let protocol = protocol_from_name(row.get(1));
+    TxnRecord {
+        txid: row.get(0),
+        protocol,
+        state: State::parse(row.get(2)),
+        decision: row.get::<_, Option<&str>>(3).map(|d| {
+            if d == "COMMIT" {
+                Decision::Commit
+            } else {
+                Decision::Abort
+            }
+        }),
+        purchase: Purchase {
+            user_id: row.get(4),
+            event_id: row.get(5),
+            seat_ids: row.get(6),
+            quantity: u32::try_from(row.get::<_, i32>(7)).unwrap_or(0),
+            card_token: row.get(8),
+            idempotency_key: row.get(9),
+            protocol,
+            deadline: None,
+        },
+        order_id: row.get(10),
+        seats,
+        amount_cents: row.get(12),
+        currency: row.get(13),
+        payment_id: row.get(14),
+        fencing_token: row.get(15),
+        response: row.get(16),
+        error_code: row.get(17),
+        error: row.get(18),
+        error_details: row.get(19),
+        started_at: row.get(20),
+        decided_at: row.get(21),
+        finished_at: row.get(22),
+    }
+}

@@ -1,0 +1,114 @@
+//! How a purchase ends, the same for every protocol: committed (answer logged and
+//! returned), aborted (the refusal logged and returned; parked if the undo did not
+//! finish), or unknown (parked, txid returned).
+
+use prost::Message;
+use proto::v1::{Order, PricedSeat, Protocol, PurchaseResponse};
+use tonic::Status;
+use tracing::{info, warn};
+
+use crate::driver::{CallError, Run};
+use crate::error::{Error, Result};
+
+/// Logs COMMITTED with the answer and returns it.
+#[allow(clippy::too_many_arguments)]
+pub async fn committed(
+    run: &Run,
+    protocol: Protocol,
+    order_id: &str,
+    seats: &[PricedSeat],
+    currency: &str,
+    payment_id: &str,
+    order: Option<Order>,
+) -> Result<PurchaseResponse> {
+    let response = PurchaseResponse {
+        txid: run.txid.clone(),
+        order_id: order_id.to_owned(),
+        protocol: protocol.into(),
+        seats: seats.to_vec(),
+        tickets: order.map(|o| o.tickets).unwrap_or_default(),
+        amount_cents: seats.iter().map(|s| s.price_cents).sum(),
+        currency: currency.to_owned(),
+        payment_id: payment_id.to_owned(),
+        phases: run.phases(),
+        total: Some(run.total()),
+        replayed: false,
+    };
+    run.driver
+        .log
+        .finish_committed(&run.txid, &response.encode_to_vec())
+        .await?;
+    info!(txid = %run.txid, seats = seats.len(), "purchase committed");
+    Ok(response)
+}
+
+/// Logs the refusal and ABORTED (or NEEDS_ATTENTION when the undo did not finish) and
+/// returns the refusal: the purchase certainly did not happen.
+pub async fn aborted(run: &Run, cause: Status, undo: Result<(), CallError>) -> Error {
+    let log = &run.driver.log;
+    if let Err(error) = log
+        .set_refusal(
+            &run.txid,
+            cause.code() as i32,
+            cause.message(),
+            cause.details(),
+        )
+        .await
+    {
+        warn!(txid = %run.txid, %error, "could not log the refusal");
+    }
+    let ended = match &undo {
+        Ok(()) => log.finish_aborted(&run.txid).await,
+        Err(error) => {
+            log.park(
+                &run.txid,
+                &format!(
+                    "undo did not finish: {}",
+                    crate::driver::describe(error.status())
+                ),
+            )
+            .await
+        }
+    };
+    if let Err(error) = ended {
+        warn!(txid = %run.txid, %error, "could not log the end of an aborted purchase");
+    }
+    info!(txid = %run.txid, reason = %cause.message(), "purchase aborted");
+    Error::Refused {
+        txid: run.txid.clone(),
+        status: cause,
+    }
+}
+
+/// Parks the purchase and answers "outcome unknown" with its txid.
+pub async fn unknown(run: &Run, cause: &Status) -> Error {
+    let message = crate::driver::describe(cause);
+    if let Err(error) = run.driver.log.park(&run.txid, &message).await {
+        warn!(txid = %run.txid, %error, "could not park a purchase");
+    }
+    warn!(txid = %run.txid, cause = %message, "purchase parked; outcome unknown to the caller");
+    Error::OutcomeUnknown {
+        txid: run.txid.clone(),
+        cause: message,
+        deadline: false,
+    }
+}
+
+/// The refusal to report for a failed forward call: the participant's own answer when
+/// it said no, or "did not answer" when it never did (the purchase is aborted either way).
+pub fn refusal(participant: &str, error: &CallError) -> Status {
+    match error {
+        CallError::Refused(status) => status.clone(),
+        CallError::Unknown(status) => Status::unavailable(format!(
+            "{participant} did not answer ({}); the purchase was aborted",
+            status.message()
+        )),
+    }
+}
+
+/// Both results, keeping the first failure.
+pub fn first_error(
+    results: impl IntoIterator<Item = Result<(), CallError>>,
+) -> Result<(), CallError> {
+    results.into_iter().collect()
+}

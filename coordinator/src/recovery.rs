@@ -1,0 +1,165 @@
+//! Recovery: at start, every unfinished purchase in the log is driven to its end (parked
+//! ones too: a restart is when a person expects them retried); then, continuously, the
+//! unfinished ones nobody in this process is driving. Participants' in-doubt lists are
+//! reconciled against the log, so a branch prepared in a crash window the log never
+//! heard of is aborted (presumed abort).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use proto::v1::*;
+use tracing::{info, warn};
+
+use crate::driver::{Driver, Run};
+use crate::error::Result;
+use crate::log::{State, TxnRecord};
+use crate::{lease, saga, two_pc};
+
+/// Purchases recovered at once.
+const CONCURRENCY: usize = 8;
+
+/// Drives every unfinished purchase; returns how many were driven.
+pub async fn recover_all(driver: &Driver, include_parked: bool) -> Result<usize> {
+    let unfinished = driver.log.unfinished(include_parked).await?;
+    let driven = futures::stream::iter(unfinished)
+        .map(|txn| async move { recover_one(driver, txn).await })
+        .buffer_unordered(CONCURRENCY)
+        .filter(|driven| std::future::ready(*driven))
+        .count()
+        .await;
+    reconcile_participants(driver).await;
+    Ok(driven)
+}
+
+/// Drives one purchase unless this process is already driving it.
+async fn recover_one(driver: &Driver, txn: TxnRecord) -> bool {
+    let Some(_guard) = driver.claim(&txn.txid) else {
+        return false;
+    };
+    // Re-read under the claim: the live driver may have finished it meanwhile.
+    let txn = match driver.log.load(&txn.txid).await {
+        Ok(txn) if !txn.state.is_finished() => txn,
+        _ => return false,
+    };
+    if txn.state == State::NeedsAttention
+        && let Err(error) = driver.log.unpark(&txn.txid).await
+    {
+        warn!(txid = %txn.txid, %error, "could not unpark");
+        return false;
+    }
+    let run = match Run::new(driver, &txn.txid).await {
+        Ok(run) => run,
+        Err(error) => {
+            warn!(txid = %txn.txid, %error, "could not start recovery");
+            return false;
+        }
+    };
+    info!(txid = %txn.txid, protocol = ?txn.protocol, state = txn.state.as_str(), "recovering");
+    let result = match txn.protocol {
+        Protocol::TwoPhaseCommit => two_pc::recover(&run, &txn).await,
+        Protocol::Saga => saga::recover(&run, &txn).await,
+        Protocol::Lease => lease::recover(&run, &txn).await,
+        Protocol::Unspecified => Ok(()),
+    };
+    if let Err(error) = result {
+        // Bounded: the purchase is parked and only a restart drives it again.
+        warn!(txid = %txn.txid, %error, "recovery did not finish; parked");
+        let _ = driver.log.park(&txn.txid, &error.to_string()).await;
+    }
+    true
+}
+
+/// Aborts prepared branches whose txid the log does not know (presumed abort), and
+/// re-drives those it knows through the log above.
+async fn reconcile_participants(driver: &Driver) {
+    let p = &driver.participants;
+    let mut in_doubt: Vec<(Participant, String)> = Vec::new();
+    if let Ok(list) = p
+        .inventory
+        .clone()
+        .list_in_doubt_sales(ListInDoubtSalesRequest {})
+        .await
+    {
+        in_doubt.extend(
+            list.into_inner()
+                .transactions
+                .into_iter()
+                .map(|t| (Participant::Inventory, t.txid)),
+        );
+    }
+    if let Ok(list) = p
+        .orders
+        .clone()
+        .list_in_doubt_orders(ListInDoubtOrdersRequest {})
+        .await
+    {
+        in_doubt.extend(
+            list.into_inner()
+                .transactions
+                .into_iter()
+                .map(|t| (Participant::Orders, t.txid)),
+        );
+    }
+    if let Ok(list) = p
+        .payments
+        .clone()
+        .list_in_doubt_payments(ListInDoubtPaymentsRequest {})
+        .await
+    {
+        in_doubt.extend(
+            list.into_inner()
+                .transactions
+                .into_iter()
+                .map(|t| (Participant::Payments, t.txid)),
+        );
+    }
+    for (participant, txid) in in_doubt {
+        match driver.log.find(&txid).await {
+            Ok(None) => {
+                warn!(%txid, ?participant, "in-doubt branch unknown to the log; aborting it");
+                let aborted = match participant {
+                    Participant::Inventory => p
+                        .inventory
+                        .clone()
+                        .abort_sale(AbortSaleRequest { txid: txid.clone() })
+                        .await
+                        .map(drop),
+                    Participant::Orders => p
+                        .orders
+                        .clone()
+                        .abort_order(AbortOrderRequest { txid: txid.clone() })
+                        .await
+                        .map(drop),
+                    _ => p
+                        .payments
+                        .clone()
+                        .abort_payment(AbortPaymentRequest { txid: txid.clone() })
+                        .await
+                        .map(drop),
+                };
+                if let Err(status) = aborted {
+                    warn!(%txid, error = %status, "could not abort an unknown branch");
+                }
+            }
+            Ok(Some(_)) => {} // the log drives it
+            Err(error) => warn!(%txid, %error, "could not look up an in-doubt branch"),
+        }
+    }
+}
+
+/// Recovers at start, then every `interval` for purchases nobody is driving.
+pub async fn run(driver: Driver, interval: Duration) {
+    match recover_all(&driver, true).await {
+        Ok(0) => {}
+        Ok(n) => info!(recovered = n, "recovery at start finished"),
+        Err(error) => warn!(%error, "recovery at start failed; retrying on the next round"),
+    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if let Err(error) = recover_all(&driver, false).await {
+            warn!(%error, "recovery round failed");
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Orchestrated saga. Forward steps, each with its compensation:
+//!
+//! | step | compensation |
+//! | --- | --- |
+//! | inventory HoldSeats (ttl) | ReleaseSeats |
+//! | orders CreateOrder (PENDING) | CancelOrder |
+//! | payments Authorize | Void |
+//! | inventory ConfirmSeats (only while held by this saga) | UnsellSeats |
+//! | **pivot: payments Capture** | — |
+//! | orders ConfirmOrder + tickets, retried until it succeeds | — |
+//!
+//! A failure before the pivot compensates what was attempted, in reverse order; after
+//! the pivot the saga only moves forward. Every participant applies the barrier rules,
+//! so a repeated step is a no-op and a compensation for a step that never ran is a
+//! recorded no-op: recovery can compensate everything without knowing how far it got.
+
+use std::time::Instant;
+
+use fail::fail_point;
+use proto::v1::*;
+
+use crate::driver::{CallError, Run};
+use crate::error::{Error, Result};
+use crate::log::{Decision, TxnRecord};
+use crate::outcome;
+use crate::rpc;
+
+/// How far the forward steps got (the number attempted, 1 to 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reached {
+    Hold = 1,
+    CreateOrder = 2,
+    Authorize = 3,
+    ConfirmSeats = 4,
+}
+
+fn key(txid: &str, step: &str) -> String {
+    format!("{txid}:{step}")
+}
+
+pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
+    let p = &run.driver.participants;
+    let forward = run.driver.policies.forward;
+    let purchase = &txn.purchase;
+    let txid = &run.txid;
+
+    let started = Instant::now();
+    let hold_request = HoldSeatsRequest {
+        saga_id: txid.clone(),
+        event_id: purchase.event_id.clone(),
+        seat_ids: purchase.seat_ids.clone(),
+        quantity: purchase.quantity,
+        hold_ttl: Some(server_kit::convert::duration(run.driver.hold_ttl)),
+    };
+    let hold = match run
+        .call(Participant::Inventory, "hold_seats", false, forward, || {
+            rpc!(p.inventory, hold_seats, hold_request.clone())
+        })
+        .await
+    {
+        Ok(hold) => hold,
+        Err(error) => return Err(fail(run, txn, Reached::Hold, "inventory", error).await),
+    };
+    run.phase("hold", started);
+    run.driver
+        .log
+        .set_seats(txid, &hold.seats, &hold.currency)
+        .await?;
+    fail_point!("saga::after_hold");
+
+    let started = Instant::now();
+    let order_request = CreateOrderRequest {
+        saga_id: txid.clone(),
+        order_id: txn.order_id.clone(),
+        user_id: purchase.user_id.clone(),
+        event_id: purchase.event_id.clone(),
+        seats: hold.seats.clone(),
+        currency: hold.currency.clone(),
+        idempotency_key: purchase.idempotency_key.clone(),
+    };
+    if let Err(error) = run
+        .call(Participant::Orders, "create_order", false, forward, || {
+            rpc!(p.orders, create_order, order_request.clone())
+        })
+        .await
+    {
+        return Err(fail(run, txn, Reached::CreateOrder, "orders", error).await);
+    }
+    run.phase("create_order", started);
+
+    let started = Instant::now();
+    let authorize_request = AuthorizeRequest {
+        order_id: txn.order_id.clone(),
+        amount_cents: hold.total_cents,
+        currency: hold.currency.clone(),
+        card_token: purchase.card_token.clone(),
+        idempotency_key: key(txid, "authorize"),
+    };
+    let payment = match run
+        .call(Participant::Payments, "authorize", false, forward, || {
+            rpc!(p.payments, authorize, authorize_request.clone())
+        })
+        .await
+    {
+        Ok(answer) => answer.payment.unwrap_or_default(),
+        Err(error) => return Err(fail(run, txn, Reached::Authorize, "payments", error).await),
+    };
+    run.phase("authorize", started);
+    run.driver
+        .log
+        .set_payment(txid, &payment.payment_id)
+        .await?;
+
+    let started = Instant::now();
+    let confirm_request = ConfirmSeatsRequest {
+        saga_id: txid.clone(),
+        event_id: purchase.event_id.clone(),
+        order_id: txn.order_id.clone(),
+    };
+    if let Err(error) = run
+        .call(
+            Participant::Inventory,
+            "confirm_seats",
+            false,
+            forward,
+            || rpc!(p.inventory, confirm_seats, confirm_request.clone()),
+        )
+        .await
+    {
+        return Err(fail(run, txn, Reached::ConfirmSeats, "inventory", error).await);
+    }
+    run.phase("confirm_seats", started);
+
+    // The pivot: once the money is captured, the saga only moves forward.
+    let started = Instant::now();
+    let capture_request = CaptureRequest {
+        payment_id: payment.payment_id.clone(),
+        amount_cents: 0,
+        idempotency_key: key(txid, "capture"),
+    };
+    match run
+        .call(Participant::Payments, "capture", false, forward, || {
+            rpc!(p.payments, capture, capture_request.clone())
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(error @ CallError::Refused(_)) => {
+            return Err(fail(run, txn, Reached::ConfirmSeats, "payments", error).await);
+        }
+        // Captured or not: recovery finds out from the payment and goes on from there.
+        Err(CallError::Unknown(status)) => return Err(outcome::unknown(run, &status).await),
+    }
+    run.phase("capture", started);
+    fail_point!("saga::after_capture");
+    run.driver.log.decide(txid, Decision::Commit).await?;
+
+    forward_after_pivot(run, txn, &hold.seats, &hold.currency, &payment.payment_id).await
+}
+
+/// After the pivot: confirm the order and issue tickets, retried until it succeeds.
+async fn forward_after_pivot(
+    run: &Run,
+    txn: &TxnRecord,
+    seats: &[PricedSeat],
+    currency: &str,
+    payment_id: &str,
+) -> Result<PurchaseResponse> {
+    let p = &run.driver.participants;
+    let started = Instant::now();
+    let request = ConfirmOrderRequest {
+        saga_id: run.txid.clone(),
+        order_id: txn.order_id.clone(),
+        payment_id: payment_id.to_owned(),
+    };
+    let order = match run
+        .call(
+            Participant::Orders,
+            "confirm_order",
+            false,
+            run.driver.policies.finish,
+            || rpc!(p.orders, confirm_order, request.clone()),
+        )
+        .await
+    {
+        Ok(answer) => answer.order,
+        Err(error) => return Err(outcome::unknown(run, error.status()).await),
+    };
+    run.phase("confirm_order", started);
+    outcome::committed(
+        run,
+        Protocol::Saga,
+        &txn.order_id,
+        seats,
+        currency,
+        payment_id,
+        order,
+    )
+    .await
+}
+
+/// A forward step failed before the pivot: log ABORT, compensate in reverse, answer.
+async fn fail(
+    run: &Run,
+    txn: &TxnRecord,
+    reached: Reached,
+    participant: &str,
+    error: CallError,
+) -> Error {
+    let cause = outcome::refusal(participant, &error);
+    if let Err(log_error) = run.driver.log.decide(&run.txid, Decision::Abort).await {
+        tracing::warn!(txid = %run.txid, error = %log_error, "could not log the abort decision");
+    }
+    let started = Instant::now();
+    let undone = compensate(run, txn, reached).await;
+    run.phase("compensate", started);
+    outcome::aborted(run, cause, undone).await
+}
+
+/// Runs the compensations of every step up to `reached`, in reverse order.
+async fn compensate(run: &Run, txn: &TxnRecord, reached: Reached) -> Result<(), CallError> {
+    let p = &run.driver.participants;
+    let finish = run.driver.policies.finish;
+    let txid = run.txid.clone();
+    let event_id = txn.purchase.event_id.clone();
+    if reached >= Reached::ConfirmSeats {
+        run.call(Participant::Inventory, "unsell_seats", true, finish, || {
+            rpc!(
+                p.inventory,
+                unsell_seats,
+                UnsellSeatsRequest {
+                    saga_id: txid.clone(),
+                    event_id: event_id.clone(),
+                }
+            )
+        })
+        .await?;
+    }
+    if reached >= Reached::Authorize {
+        void_payments(run, &txn.order_id).await?;
+    }
+    if reached >= Reached::CreateOrder {
+        run.call(Participant::Orders, "cancel_order", true, finish, || {
+            rpc!(
+                p.orders,
+                cancel_order,
+                CancelOrderRequest {
+                    saga_id: txid.clone(),
+                    order_id: txn.order_id.clone(),
+                }
+            )
+        })
+        .await?;
+    }
+    run.call(
+        Participant::Inventory,
+        "release_seats",
+        true,
+        finish,
+        || {
+            rpc!(
+                p.inventory,
+                release_seats,
+                ReleaseSeatsRequest {
+                    saga_id: txid.clone(),
+                    event_id: event_id.clone(),
+                }
+            )
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Voids every authorization of the order (there is at most one, but an Authorize whose
+/// answer was lost may have made it without our knowing its id).
+async fn void_payments(run: &Run, order_id: &str) -> Result<(), CallError> {
+    let p = &run.driver.participants;
+    let finish = run.driver.policies.finish;
+    let payments = run
+        .call(Participant::Payments, "list_payments", true, finish, || {
+            rpc!(
+                p.payments,
+                list_by_order,
+                ListByOrderRequest {
+                    order_id: order_id.to_owned(),
+                }
+            )
+        })
+        .await?
+        .payments;
+    for payment in payments
+        .iter()
+        .filter(|payment| payment.state() == PaymentState::Authorized)
+    {
+        let request = VoidRequest {
+            payment_id: payment.payment_id.clone(),
+            idempotency_key: key(&run.txid, &format!("void:{}", payment.payment_id)),
+        };
+        run.call(Participant::Payments, "void", true, finish, || {
+            rpc!(p.payments, void, request.clone())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Drives a saga found in the log after a crash. Past the pivot (decision COMMIT, or a
+/// captured payment the coordinator died before logging): forward. Otherwise:
+/// compensate every step; the barrier makes the ones that never ran no-ops.
+pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
+    let p = &run.driver.participants;
+    let finish = run.driver.policies.finish;
+    let payments = run
+        .call(
+            Participant::Payments,
+            "list_payments",
+            false,
+            finish,
+            || {
+                rpc!(
+                    p.payments,
+                    list_by_order,
+                    ListByOrderRequest {
+                        order_id: txn.order_id.clone(),
+                    }
+                )
+            },
+        )
+        .await
+        .map_err(|error| Error::OutcomeUnknown {
+            txid: run.txid.clone(),
+            cause: crate::driver::describe(error.status()),
+            deadline: false,
+        })?
+        .payments;
+    let captured = payments
+        .iter()
+        .find(|payment| payment.state() == PaymentState::Captured);
+    let past_pivot = txn.decision == Some(Decision::Commit) || captured.is_some();
+    if past_pivot && txn.decision != Some(Decision::Abort) {
+        let payment_id = captured
+            .map(|payment| payment.payment_id.clone())
+            .or_else(|| txn.payment_id.clone())
+            .unwrap_or_default();
+        if txn.decision != Some(Decision::Commit) {
+            run.driver.log.decide(&run.txid, Decision::Commit).await?;
+        }
+        let currency = txn.currency.clone().unwrap_or_default();
+        return forward_after_pivot(run, txn, &txn.seats, &currency, &payment_id)
+            .await
+            .map(drop);
+    }
+    let cause = tonic::Status::aborted(
+        "the coordinator stopped before the pivot; the saga was compensated",
+    );
+    match fail(
+        run,
+        txn,
+        Reached::ConfirmSeats,
+        "coordinator",
+        CallError::Refused(cause),
+    )
+    .await
+    {
+        Error::Refused { .. } => Ok(()),
+        other => Err(other),
+    }
+}
