@@ -10,11 +10,13 @@
 
 mod database;
 mod dynamodb;
+mod mesh;
 mod postgres;
 mod process;
 
 pub use database::{TestDatabase, stack_pg_url};
 pub use dynamodb::{PrivateDynamo, stack_dir};
+pub use mesh::{Mesh, MeshOptions};
 pub use postgres::PrivatePostgres;
 pub use process::{ServiceProcess, health_status, service_binary};
 

@@ -1,0 +1,361 @@
+//! Shared by the coordinator's test binaries: the mesh, clients, and the invariants of
+//! shared/DESIGN.md checked across all three databases.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
+use proto::v1::coordinator_service_client::CoordinatorServiceClient;
+use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::*;
+use test_harness::{Mesh, MeshOptions, ServiceProcess};
+use tonic::transport::Channel;
+
+pub struct World {
+    pub mesh: Mesh,
+    pub coordinator: CoordinatorServiceClient<Channel>,
+    pub inventory: InventoryServiceClient<Channel>,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl World {
+    pub async fn start(options: MeshOptions<'_>) -> Self {
+        let mesh = Mesh::start(options).await.expect("the mesh starts");
+        let coordinator = coordinator_client(&mesh.coordinator).await;
+        let inventory = InventoryServiceClient::connect(mesh.inventory.endpoint())
+            .await
+            .expect("inventory connects");
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .endpoint_url(test_harness::dynamodb_endpoint())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new(
+                    "ticketdrop",
+                    "ticketdrop",
+                    None,
+                    None,
+                    "test",
+                ))
+                .build(),
+        );
+        Self {
+            mesh,
+            coordinator,
+            inventory,
+            dynamodb,
+        }
+    }
+
+    pub async fn reconnect(&mut self) {
+        self.coordinator = coordinator_client(&self.mesh.coordinator).await;
+    }
+
+    /// An event with one section of `rows` x `per_row` seats at `price_cents` each.
+    pub async fn event(&self, event_id: &str, rows: u32, per_row: u32, price_cents: i64) {
+        self.inventory
+            .clone()
+            .create_event(CreateEventRequest {
+                event_id: event_id.into(),
+                name: format!("Show {event_id}"),
+                starts_at: Some(prost_types::Timestamp {
+                    seconds: 1_900_000_000,
+                    nanos: 0,
+                }),
+                description: String::new(),
+                currency: "EUR".into(),
+                venue: Some(VenueLayout {
+                    venue_name: "Mesh Hall".into(),
+                    price_tiers: vec![PriceTier {
+                        name: "standard".into(),
+                        price_cents,
+                    }],
+                    sections: vec![SectionLayout {
+                        name: "A".into(),
+                        rows,
+                        seats_per_row: per_row,
+                        price_tier: "standard".into(),
+                    }],
+                }),
+            })
+            .await
+            .expect("event created");
+    }
+
+    pub async fn buy(
+        &self,
+        protocol: Protocol,
+        event_id: &str,
+        seats: &[&str],
+        card: &str,
+        key: &str,
+    ) -> Result<PurchaseResponse, tonic::Status> {
+        self.coordinator
+            .clone()
+            .purchase(purchase(protocol, event_id, seats, card, key))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// (status, order_id) of every seat of the event.
+    pub async fn seats(&self, event_id: &str) -> HashMap<String, (String, Option<String>)> {
+        let sql = self.mesh.inventory_db.connect().await.expect("connects");
+        sql.query(
+            "SELECT seat_id, status, order_id FROM seats WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await
+        .expect("seats")
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect()
+    }
+
+    /// Every order of the event: order id -> (status, seat ids, tickets, total).
+    pub async fn orders(&self, event_id: &str) -> HashMap<String, OrderRow> {
+        let mut orders = HashMap::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.mesh.orders_table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            for item in page.items() {
+                if text(item, "sk") != "ORDER" || text(item, "event_id") != event_id {
+                    continue;
+                }
+                let seats = item
+                    .get("seats")
+                    .and_then(|v| v.as_l().ok())
+                    .map(|l| {
+                        l.iter()
+                            .filter_map(|s| s.as_m().ok().map(|m| text(m, "seat_id")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let tickets = item
+                    .get("tickets")
+                    .and_then(|v| v.as_l().ok())
+                    .map_or(0, Vec::len);
+                orders.insert(
+                    text(item, "order_id"),
+                    OrderRow {
+                        status: text(item, "status"),
+                        seats,
+                        tickets,
+                        total_cents: text_n(item, "total_cents"),
+                    },
+                );
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return orders;
+            }
+        }
+    }
+
+    /// Every payment of the mesh: order id -> [(state, amount, captured)].
+    pub async fn payments(&self) -> HashMap<String, Vec<(String, i64, i64)>> {
+        let sql = self.mesh.payments_db.connect().await.expect("connects");
+        let mut payments: HashMap<String, Vec<(String, i64, i64)>> = HashMap::new();
+        for row in sql
+            .query(
+                "SELECT order_id, state, amount_cents, captured_cents FROM payments",
+                &[],
+            )
+            .await
+            .expect("payments")
+        {
+            payments
+                .entry(row.get(0))
+                .or_default()
+                .push((row.get(1), row.get(2), row.get(3)));
+        }
+        payments
+    }
+
+    /// Waits until the coordinator has no unfinished purchase (recovery included).
+    pub async fn settle(&self) {
+        let sql = self.mesh.coordinator_db.connect().await.expect("connects");
+        for _ in 0..200 {
+            let unfinished: i64 = sql
+                .query_one(
+                    "SELECT count(*) FROM transactions WHERE state NOT IN ('COMMITTED', 'ABORTED')",
+                    &[],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            if unfinished == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("purchases still unfinished after 20 s");
+    }
+
+    /// The invariants of shared/DESIGN.md for one event, across the three databases.
+    pub async fn assert_invariants(&self, event_id: &str, capacity: usize) {
+        let seats = self.seats(event_id).await;
+        let orders = self.orders(event_id).await;
+        let payments = self.payments().await;
+        assert_eq!(seats.len(), capacity, "available + held + sold = capacity");
+
+        // 1. A SOLD seat belongs to exactly one CONFIRMED order with a captured payment.
+        let mut sold_by_orders: HashMap<&str, &str> = HashMap::new();
+        for (order_id, order) in &orders {
+            if order.status != "ORDER_STATUS_CONFIRMED" {
+                continue;
+            }
+            assert_eq!(
+                order.tickets,
+                order.seats.len(),
+                "{order_id}: one ticket per seat"
+            );
+            for seat in &order.seats {
+                assert!(
+                    sold_by_orders.insert(seat, order_id).is_none(),
+                    "seat {seat} in two confirmed orders"
+                );
+            }
+            let captured: Vec<_> = payments
+                .get(order_id)
+                .map(|p| {
+                    p.iter()
+                        .filter(|(state, _, _)| state == "CAPTURED")
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(
+                captured.len(),
+                1,
+                "{order_id}: exactly one captured payment"
+            );
+            assert_eq!(
+                captured[0].2, order.total_cents,
+                "{order_id}: captured = order total"
+            );
+        }
+        for (seat, (status, order_id)) in &seats {
+            match status.as_str() {
+                "SOLD" => assert_eq!(
+                    sold_by_orders.get(seat.as_str()).copied(),
+                    order_id.as_deref(),
+                    "seat {seat} is SOLD to a confirmed order"
+                ),
+                "AVAILABLE" => assert!(
+                    !sold_by_orders.contains_key(seat.as_str()),
+                    "seat {seat} is AVAILABLE but in a confirmed order"
+                ),
+                other => panic!("seat {seat} is {other} after every purchase finished"),
+            }
+        }
+        // 2. Money: no capture without a confirmed order.
+        for (order_id, list) in &payments {
+            for (state, _, _) in list {
+                assert!(
+                    state != "AUTHORIZED",
+                    "{order_id}: an authorization was left uncaptured"
+                );
+                if state == "CAPTURED" && orders.contains_key(order_id) {
+                    assert_eq!(
+                        orders[order_id].status, "ORDER_STATUS_CONFIRMED",
+                        "{order_id}"
+                    );
+                }
+            }
+        }
+        // 6. Nothing stuck.
+        let prepared: i64 = self
+            .mesh
+            .inventory_db
+            .connect()
+            .await
+            .expect("connects")
+            .query_one(
+                "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(prepared, 0, "no prepared transaction is left");
+        assert!(
+            orders
+                .values()
+                .all(|o| o.status != "ORDER_STATUS_PREPARED" && o.status != "ORDER_STATUS_PENDING"),
+            "no order is left PREPARED or PENDING: {orders:?}"
+        );
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub status: String,
+    pub seats: Vec<String>,
+    pub tickets: usize,
+    pub total_cents: i64,
+}
+
+pub async fn coordinator_client(process: &ServiceProcess) -> CoordinatorServiceClient<Channel> {
+    CoordinatorServiceClient::connect(process.endpoint())
+        .await
+        .expect("the coordinator accepts connections")
+}
+
+pub fn purchase(
+    protocol: Protocol,
+    event_id: &str,
+    seats: &[&str],
+    card: &str,
+    key: &str,
+) -> PurchaseRequest {
+    PurchaseRequest {
+        user_id: format!("user-{key}"),
+        event_id: event_id.into(),
+        seat_ids: seats.iter().map(|s| (*s).to_owned()).collect(),
+        quantity: 0,
+        card_token: card.into(),
+        idempotency_key: key.into(),
+        protocol: protocol.into(),
+        deadline: None,
+    }
+}
+
+pub const PROTOCOLS: [Protocol; 3] = [Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease];
+
+pub fn short(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::TwoPhaseCommit => "2pc",
+        Protocol::Saga => "saga",
+        Protocol::Lease => "lease",
+        Protocol::Unspecified => "none",
+    }
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn text_n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn reason(status: &tonic::Status) -> (tonic::Code, String, HashMap<String, String>) {
+    let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
+    (status.code(), reason, metadata)
+}
