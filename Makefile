@@ -47,8 +47,12 @@ build:
 fmt-check:
 	cargo fmt --all --check
 
+# The coordinator's crash tests need its named failpoints.
+FEATURES := --features coordinator/failpoints
+
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
 lint-proto: stack-up
 	$(BUF) lint
@@ -57,7 +61,7 @@ lint: fmt-check clippy lint-proto
 
 test-only:
 	@if cargo nextest --version >/dev/null 2>&1; then \
-		cargo nextest run --workspace --no-fail-fast; \
+		cargo nextest run --workspace $(FEATURES) --no-fail-fast; \
 	else \
-		cargo test --workspace --no-fail-fast; \
+		cargo test --workspace $(FEATURES) --no-fail-fast; \
 	fi

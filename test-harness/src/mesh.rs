@@ -62,19 +62,16 @@ impl Mesh {
         })
     }
 
-    /// A second coordinator on the same log and participants (for lease races).
+    /// A second coordinator with a log of its own on the same participants (two lease
+    /// holders racing): it must not recover the first one's purchases.
     pub async fn another_coordinator(
         &self,
         options: &MeshOptions<'_>,
-    ) -> anyhow::Result<ServiceProcess> {
-        start_coordinator(
-            &self.coordinator_db,
-            &self.inventory,
-            &self.orders,
-            &self.payments,
-            options,
-        )
-        .await
+    ) -> anyhow::Result<(ServiceProcess, TestDatabase)> {
+        let db = TestDatabase::create("mesh_coordinator_b").await?;
+        let process =
+            start_coordinator(&db, &self.inventory, &self.orders, &self.payments, options).await?;
+        Ok((process, db))
     }
 }
 

@@ -4,3 +4,372 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+
+use std::time::Duration;
+
+use common::*;
+use proto::v1::orders_service_client::OrdersServiceClient;
+use proto::v1::payments_service_client::PaymentsServiceClient;
+use proto::v1::*;
+use test_harness::MeshOptions;
+use tonic::Code;
+
+/// Polls `check` every 50 ms for up to 30 s.
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn log_value(world: &World, sql: &str) -> Option<String> {
+    world
+        .mesh
+        .coordinator_db
+        .connect()
+        .await
+        .expect("connects")
+        .query_opt(sql, &[])
+        .await
+        .expect("query")
+        .and_then(|row| row.get(0))
+}
+
+/// Starts a purchase in the background; its answer does not matter (the coordinator dies).
+fn start_purchase(world: &World, protocol: Protocol, event: &str, seats: &[&str]) {
+    let mut client = world.coordinator.clone();
+    let request = purchase(
+        protocol,
+        event,
+        seats,
+        "tok_visa",
+        &format!("crash-{event}"),
+    );
+    tokio::spawn(async move {
+        let _ = client.purchase(request).await;
+    });
+}
+
+async fn in_doubt_everywhere(world: &World) -> bool {
+    let mut inventory = world.inventory.clone();
+    let mut orders = OrdersServiceClient::connect(world.mesh.orders.endpoint())
+        .await
+        .expect("orders");
+    let mut payments = PaymentsServiceClient::connect(world.mesh.payments.endpoint())
+        .await
+        .expect("payments");
+    let sales = inventory
+        .list_in_doubt_sales(ListInDoubtSalesRequest {})
+        .await
+        .expect("listed")
+        .into_inner();
+    let order = orders
+        .list_in_doubt_orders(ListInDoubtOrdersRequest {})
+        .await
+        .expect("listed")
+        .into_inner();
+    let payment = payments
+        .list_in_doubt_payments(ListInDoubtPaymentsRequest {})
+        .await
+        .expect("listed")
+        .into_inner();
+    !sales.transactions.is_empty()
+        && !order.transactions.is_empty()
+        && !payment.transactions.is_empty()
+}
+
+async fn kill_and_restart_coordinator(world: &mut World) {
+    let status = world.mesh.coordinator.kill().await.expect("SIGKILL");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    world
+        .mesh
+        .coordinator
+        .restart()
+        .await
+        .expect("the coordinator restarts");
+    world.reconnect().await;
+    world.settle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pc_killed_after_every_prepare_before_the_decision_aborts_on_restart() {
+    let mut world = World::start(MeshOptions {
+        coordinator_env: vec![("FAILPOINTS", "2pc::before_decision=sleep(60000)")],
+        ..Default::default()
+    })
+    .await;
+    world.event("crash-2pc-a", 1, 4, 5_000).await;
+    start_purchase(
+        &world,
+        Protocol::TwoPhaseCommit,
+        "crash-2pc-a",
+        &["A-1-1", "A-1-2"],
+    );
+    wait_for("every participant to prepare", || {
+        in_doubt_everywhere(&world)
+    })
+    .await;
+
+    kill_and_restart_coordinator(&mut world).await;
+
+    assert_eq!(
+        log_value(
+            &world,
+            "SELECT state || ' ' || coalesce(decision, '-') FROM transactions"
+        )
+        .await
+        .as_deref(),
+        Some("ABORTED ABORT"),
+        "presumed abort"
+    );
+    let seats = world.seats("crash-2pc-a").await;
+    assert!(
+        seats.values().all(|(status, _)| status == "AVAILABLE"),
+        "the seats are free: {seats:?}"
+    );
+    assert!(!in_doubt_everywhere(&world).await);
+    let payments = world.payments().await;
+    assert!(
+        payments
+            .values()
+            .flatten()
+            .all(|(state, _, _)| state == "VOIDED"),
+        "{payments:?}"
+    );
+    world.assert_invariants("crash-2pc-a", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pc_killed_after_the_decision_commits_everywhere_on_restart() {
+    let mut world = World::start(MeshOptions {
+        coordinator_env: vec![("FAILPOINTS", "2pc::after_decision=sleep(60000)")],
+        ..Default::default()
+    })
+    .await;
+    world.event("crash-2pc-b", 1, 4, 5_000).await;
+    start_purchase(
+        &world,
+        Protocol::TwoPhaseCommit,
+        "crash-2pc-b",
+        &["A-1-3", "A-1-4"],
+    );
+    wait_for("the commit decision", || async {
+        log_value(&world, "SELECT decision FROM transactions")
+            .await
+            .as_deref()
+            == Some("COMMIT")
+    })
+    .await;
+    assert!(
+        in_doubt_everywhere(&world).await,
+        "decided, not yet committed anywhere"
+    );
+
+    kill_and_restart_coordinator(&mut world).await;
+
+    assert_eq!(
+        log_value(&world, "SELECT state FROM transactions")
+            .await
+            .as_deref(),
+        Some("COMMITTED")
+    );
+    let order_id = log_value(&world, "SELECT order_id FROM transactions")
+        .await
+        .expect("order");
+    let seats = world.seats("crash-2pc-b").await;
+    for seat in ["A-1-3", "A-1-4"] {
+        assert_eq!(seats[seat], ("SOLD".to_owned(), Some(order_id.clone())));
+    }
+    let orders = world.orders("crash-2pc-b").await;
+    assert_eq!(
+        (orders[&order_id].status.as_str(), orders[&order_id].tickets),
+        ("ORDER_STATUS_CONFIRMED", 2)
+    );
+    assert_eq!(
+        world.payments().await[&order_id],
+        vec![("CAPTURED".to_owned(), 10_000, 10_000)]
+    );
+    assert!(
+        !in_doubt_everywhere(&world).await,
+        "no prepared transaction remains"
+    );
+    world.assert_invariants("crash-2pc-b", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn saga_killed_after_the_capture_confirms_the_order_on_restart() {
+    let mut world = World::start(MeshOptions {
+        coordinator_env: vec![("FAILPOINTS", "saga::after_capture=sleep(60000)")],
+        ..Default::default()
+    })
+    .await;
+    world.event("crash-saga-a", 1, 4, 2_500).await;
+    start_purchase(&world, Protocol::Saga, "crash-saga-a", &["A-1-1", "A-1-2"]);
+    wait_for("the capture", || async {
+        world
+            .payments()
+            .await
+            .values()
+            .flatten()
+            .any(|(state, _, _)| state == "CAPTURED")
+    })
+    .await;
+    assert_eq!(
+        log_value(&world, "SELECT decision FROM transactions").await,
+        None,
+        "the pivot is not logged yet"
+    );
+
+    kill_and_restart_coordinator(&mut world).await;
+
+    assert_eq!(
+        log_value(&world, "SELECT state FROM transactions")
+            .await
+            .as_deref(),
+        Some("COMMITTED")
+    );
+    let order_id = log_value(&world, "SELECT order_id FROM transactions")
+        .await
+        .expect("order");
+    let orders = world.orders("crash-saga-a").await;
+    assert_eq!(
+        (orders[&order_id].status.as_str(), orders[&order_id].tickets),
+        ("ORDER_STATUS_CONFIRMED", 2)
+    );
+    world.assert_invariants("crash-saga-a", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn saga_killed_after_the_hold_is_compensated_on_restart() {
+    let mut world = World::start(MeshOptions {
+        coordinator_env: vec![("FAILPOINTS", "saga::after_hold=sleep(60000)")],
+        ..Default::default()
+    })
+    .await;
+    world.event("crash-saga-b", 1, 4, 2_500).await;
+    start_purchase(&world, Protocol::Saga, "crash-saga-b", &["A-1-3"]);
+    wait_for("the hold", || async {
+        world.seats("crash-saga-b").await["A-1-3"].0 == "HELD"
+    })
+    .await;
+
+    kill_and_restart_coordinator(&mut world).await;
+
+    assert_eq!(
+        log_value(
+            &world,
+            "SELECT state || ' ' || coalesce(decision, '-') FROM transactions"
+        )
+        .await
+        .as_deref(),
+        Some("ABORTED ABORT")
+    );
+    let seats = world.seats("crash-saga-b").await;
+    assert_eq!(
+        seats["A-1-3"],
+        ("AVAILABLE".to_owned(), None),
+        "the hold was released"
+    );
+    let orders = world.orders("crash-saga-b").await;
+    assert!(
+        orders
+            .values()
+            .all(|o| o.status == "ORDER_STATUS_CANCELLED"),
+        "{orders:?}"
+    );
+    assert!(world.payments().await.is_empty(), "no money moved");
+    world.assert_invariants("crash-saga-b", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lease_holder_paused_past_its_lease_is_refused_by_fencing() {
+    let world = World::start(MeshOptions {
+        coordinator_args: vec!["--lease-ttl-ms", "1000"],
+        coordinator_env: vec![("FAILPOINTS", "lease::after_acquire=sleep(1500)")],
+        ..Default::default()
+    })
+    .await;
+    world.event("fenced", 1, 2, 6_000).await;
+    let (rival, _rival_log) = world
+        .mesh
+        .another_coordinator(&MeshOptions {
+            coordinator_args: vec!["--lease-ttl-ms", "1000"],
+            ..Default::default()
+        })
+        .await
+        .expect("a second coordinator starts");
+
+    // A takes the lease and its fencing token, then stops (SIGSTOP) before writing.
+    let mut a = world.coordinator.clone();
+    let stale = tokio::spawn(async move {
+        a.purchase(purchase(
+            Protocol::Lease,
+            "fenced",
+            &["A-1-1"],
+            "tok_visa",
+            "holder-a",
+        ))
+        .await
+    });
+    wait_for("A's fencing token", || async {
+        log_value(&world, "SELECT fencing_token::text FROM transactions")
+            .await
+            .is_some()
+    })
+    .await;
+    world.mesh.coordinator.pause().expect("SIGSTOP");
+    tokio::time::sleep(Duration::from_millis(1_500)).await; // A's lease expires
+
+    // B buys the same seat with a newer token.
+    let mut b = coordinator_client(&rival).await;
+    let bought = b
+        .purchase(purchase(
+            Protocol::Lease,
+            "fenced",
+            &["A-1-1"],
+            "tok_visa",
+            "holder-b",
+        ))
+        .await
+        .expect("B buys the seat once A's lease has expired")
+        .into_inner();
+
+    // A wakes up and writes with its old token: fencing refuses it.
+    world.mesh.coordinator.resume().expect("SIGCONT");
+    let status = stale
+        .await
+        .expect("joins")
+        .expect_err("A's stale purchase is refused");
+    let (code, reason, metadata) = reason(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::FailedPrecondition, "STALE_FENCING_TOKEN"),
+        "{status:?}"
+    );
+    assert_eq!(metadata["seats"], "A-1-1");
+
+    let seats = world.seats("fenced").await;
+    assert_eq!(
+        seats["A-1-1"],
+        ("SOLD".to_owned(), Some(bought.order_id.clone())),
+        "exactly one sale"
+    );
+    let orders = world.orders("fenced").await;
+    let confirmed: Vec<_> = orders
+        .iter()
+        .filter(|(_, o)| o.status == "ORDER_STATUS_CONFIRMED")
+        .collect();
+    assert_eq!(confirmed.len(), 1);
+    world.settle().await;
+    world.assert_invariants("fenced", 2).await;
+}
