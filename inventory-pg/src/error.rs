@@ -1,7 +1,7 @@
 //! inventory-pg's errors and their one mapping to gRPC statuses.
 
 use proto::v1::ErrorReason;
-use server_kit::status::{FieldError, with_reason};
+use server_kit::status::{FieldError, refusal, with_reason};
 use tonic::{Code, Status};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -73,23 +73,11 @@ impl From<Error> for Status {
             }
             Error::EventExists(_) => Status::already_exists(message),
             Error::SeatsTaken { seats, order_id } => {
-                let mut metadata = vec![("seats", seats.join(","))];
-                if let Some(order_id) = order_id {
-                    metadata.push(("order_id", order_id));
-                }
-                with_reason(
-                    Code::FailedPrecondition,
-                    ErrorReason::SeatTaken,
-                    message,
-                    metadata,
-                )
+                refusal::seats_taken(Code::FailedPrecondition, message, &seats, order_id)
             }
-            Error::SeatsLocked { seats } => with_reason(
-                Code::Aborted,
-                ErrorReason::SeatTaken,
-                message,
-                [("seats", seats.join(","))],
-            ),
+            Error::SeatsLocked { seats } => {
+                refusal::seats_taken(Code::Aborted, message, &seats, None)
+            }
             Error::SoldOut { .. } => {
                 with_reason(Code::FailedPrecondition, ErrorReason::SoldOut, message, [])
             }
@@ -99,35 +87,15 @@ impl From<Error> for Status {
                 message,
                 [("seats", seats.join(","))],
             ),
-            Error::StaleFencingToken { seats, token, seen } => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::StaleFencingToken,
-                message,
-                [
-                    ("seats", seats.join(",")),
-                    ("fencing_token", token.to_string()),
-                    ("seen_fencing_token", seen.to_string()),
-                ],
-            ),
-            Error::TxnAborted(txid) => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::TxnAborted,
-                message,
-                [("txid", txid)],
-            ),
-            Error::TxnCommitted(txid) => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::InvalidState,
-                message,
-                [("txid", txid)],
-            ),
+            Error::StaleFencingToken { seats, token, seen } => {
+                refusal::stale_fencing_token(message, &seats, token, seen)
+            }
+            Error::TxnAborted(txid) => refusal::txn_aborted(message, txid),
+            Error::TxnCommitted(txid) => refusal::txn_committed(message, txid),
             Error::TxnBusy(_) => Status::aborted(message),
-            Error::StepCompensated { saga_id, step } => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::StepCompensated,
-                message,
-                [("saga_id", saga_id), ("step", step.to_owned())],
-            ),
+            Error::StepCompensated { saga_id, step } => {
+                refusal::step_compensated(message, saga_id, step)
+            }
             Error::Database(ref db) => match db.code() {
                 Some(&SqlState::T_R_SERIALIZATION_FAILURE)
                 | Some(&SqlState::T_R_DEADLOCK_DETECTED)

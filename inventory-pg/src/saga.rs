@@ -89,40 +89,22 @@ pub async fn release_seats(
     saga_id: &str,
     event_id: &str,
 ) -> Result<ReleaseSeatsResponse> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let response = match barrier::enter_compensation(&tx, saga_id, Step::HoldSeats).await? {
-        Entry::Duplicate(answer) => return replay::<ReleaseSeatsResponse>(&answer),
-        Entry::NullCompensation => ReleaseSeatsResponse {
-            seat_ids: Vec::new(),
-            barrier: BarrierOutcome::NullCompensation.into(),
-        },
-        Entry::Fresh => {
-            let statement = tx
-                .prepare_cached(
-                    "UPDATE seats
-                        SET status = 'AVAILABLE', holder = NULL, hold_expires_at = NULL,
-                            version = version + 1
-                      WHERE event_id = $1 AND holder = $2 AND status = 'HELD'
-                  RETURNING seat_id",
-                )
-                .await?;
-            ReleaseSeatsResponse {
-                seat_ids: sorted_ids(tx.query(&statement, &[&event_id, &saga_id]).await?),
-                barrier: BarrierOutcome::Applied.into(),
-            }
-        }
-    };
-    barrier::record(
-        &tx,
+    let (seat_ids, barrier) = compensate(
+        pool,
         saga_id,
+        event_id,
         Step::HoldSeats,
-        "compensation",
-        &response.encode_to_vec(),
+        "UPDATE seats
+            SET status = 'AVAILABLE', holder = NULL, hold_expires_at = NULL,
+                version = version + 1
+          WHERE event_id = $1 AND holder = $2 AND status = 'HELD'
+      RETURNING seat_id",
     )
     .await?;
-    tx.commit().await?;
-    Ok(response)
+    Ok(ReleaseSeatsResponse {
+        seat_ids,
+        barrier: barrier.into(),
+    })
 }
 
 pub async fn confirm_seats(
@@ -190,40 +172,56 @@ pub async fn unsell_seats(
     saga_id: &str,
     event_id: &str,
 ) -> Result<UnsellSeatsResponse> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let response = match barrier::enter_compensation(&tx, saga_id, Step::ConfirmSeats).await? {
-        Entry::Duplicate(answer) => return replay::<UnsellSeatsResponse>(&answer),
-        Entry::NullCompensation => UnsellSeatsResponse {
-            seat_ids: Vec::new(),
-            barrier: BarrierOutcome::NullCompensation.into(),
-        },
-        Entry::Fresh => {
-            let statement = tx
-                .prepare_cached(
-                    "UPDATE seats
-                        SET status = 'AVAILABLE', holder = NULL, order_id = NULL,
-                            hold_expires_at = NULL, version = version + 1
-                      WHERE event_id = $1 AND holder = $2 AND status = 'SOLD'
-                  RETURNING seat_id",
-                )
-                .await?;
-            UnsellSeatsResponse {
-                seat_ids: sorted_ids(tx.query(&statement, &[&event_id, &saga_id]).await?),
-                barrier: BarrierOutcome::Applied.into(),
-            }
-        }
-    };
-    barrier::record(
-        &tx,
+    let (seat_ids, barrier) = compensate(
+        pool,
         saga_id,
+        event_id,
         Step::ConfirmSeats,
-        "compensation",
-        &response.encode_to_vec(),
+        "UPDATE seats
+            SET status = 'AVAILABLE', holder = NULL, order_id = NULL,
+                hold_expires_at = NULL, version = version + 1
+          WHERE event_id = $1 AND holder = $2 AND status = 'SOLD'
+      RETURNING seat_id",
     )
     .await?;
+    Ok(UnsellSeatsResponse {
+        seat_ids,
+        barrier: barrier.into(),
+    })
+}
+
+/// Runs the compensation of `step` behind the barrier: `undo` (parameters: event id,
+/// saga id) returns the seats it gave back. Returns them with how the barrier applied
+/// the compensation.
+async fn compensate(
+    pool: &Pool,
+    saga_id: &str,
+    event_id: &str,
+    step: Step,
+    undo: &str,
+) -> Result<(Vec<String>, BarrierOutcome)> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let (seat_ids, outcome) = match barrier::enter_compensation(&tx, saga_id, step).await? {
+        Entry::Duplicate(answer) => {
+            // Both compensations answer {seat_ids, barrier}: one wire format.
+            let stored = ReleaseSeatsResponse::decode(answer.as_slice()).unwrap_or_default();
+            return Ok((stored.seat_ids, BarrierOutcome::Duplicate));
+        }
+        Entry::NullCompensation => (Vec::new(), BarrierOutcome::NullCompensation),
+        Entry::Fresh => {
+            let statement = tx.prepare_cached(undo).await?;
+            let rows = tx.query(&statement, &[&event_id, &saga_id]).await?;
+            (sorted_ids(rows), BarrierOutcome::Applied)
+        }
+    };
+    let answer = ReleaseSeatsResponse {
+        seat_ids: seat_ids.clone(),
+        barrier: outcome.into(),
+    };
+    barrier::record(&tx, saga_id, step, "compensation", &answer.encode_to_vec()).await?;
     tx.commit().await?;
-    Ok(response)
+    Ok((seat_ids, outcome))
 }
 
 /// Decodes a stored answer and marks it as a replay.
@@ -254,9 +252,4 @@ macro_rules! with_barrier {
     )*};
 }
 
-with_barrier!(
-    HoldSeatsResponse,
-    ReleaseSeatsResponse,
-    ConfirmSeatsResponse,
-    UnsellSeatsResponse
-);
+with_barrier!(HoldSeatsResponse, ConfirmSeatsResponse);

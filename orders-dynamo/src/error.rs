@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, SdkError};
 use proto::v1::ErrorReason;
-use server_kit::status::{FieldError, with_reason};
+use server_kit::status::{FieldError, refusal, with_reason};
 use tonic::{Code, Status};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,45 +74,16 @@ impl From<Error> for Status {
             Error::OrderNotFound(_) | Error::TxnNotFound(_) => Status::not_found(message),
             Error::OrderExists(_) => Status::already_exists(message),
             Error::SeatsTaken { seats, order_id } => {
-                let mut metadata = vec![("seats", seats.join(","))];
-                if let Some(order_id) = order_id {
-                    metadata.push(("order_id", order_id));
-                }
-                with_reason(
-                    Code::FailedPrecondition,
-                    ErrorReason::SeatTaken,
-                    message,
-                    metadata,
-                )
+                refusal::seats_taken(Code::FailedPrecondition, message, &seats, order_id)
             }
-            Error::StaleFencingToken { seats, token, seen } => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::StaleFencingToken,
-                message,
-                [
-                    ("seats", seats.join(",")),
-                    ("fencing_token", token.to_string()),
-                    ("seen_fencing_token", seen.to_string()),
-                ],
-            ),
-            Error::TxnAborted(txid) => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::TxnAborted,
-                message,
-                [("txid", txid)],
-            ),
-            Error::TxnCommitted(txid) => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::InvalidState,
-                message,
-                [("txid", txid)],
-            ),
-            Error::StepCompensated { saga_id, step } => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::StepCompensated,
-                message,
-                [("saga_id", saga_id), ("step", step.to_owned())],
-            ),
+            Error::StaleFencingToken { seats, token, seen } => {
+                refusal::stale_fencing_token(message, &seats, token, seen)
+            }
+            Error::TxnAborted(txid) => refusal::txn_aborted(message, txid),
+            Error::TxnCommitted(txid) => refusal::txn_committed(message, txid),
+            Error::StepCompensated { saga_id, step } => {
+                refusal::step_compensated(message, saga_id, step)
+            }
             Error::InvalidState { order_id, .. } => with_reason(
                 Code::FailedPrecondition,
                 ErrorReason::InvalidState,

@@ -1,7 +1,7 @@
 //! payments' errors and their one mapping to gRPC statuses.
 
 use proto::v1::ErrorReason;
-use server_kit::status::{FieldError, with_reason};
+use server_kit::status::{FieldError, refusal, with_reason};
 use tonic::{Code, Status};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -99,18 +99,8 @@ impl From<Error> for Status {
                 message,
                 [("idempotency_key", key)],
             ),
-            Error::TxnAborted(txid) => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::TxnAborted,
-                message,
-                [("txid", txid)],
-            ),
-            Error::TxnCommitted(txid) => with_reason(
-                Code::FailedPrecondition,
-                ErrorReason::InvalidState,
-                message,
-                [("txid", txid)],
-            ),
+            Error::TxnAborted(txid) => refusal::txn_aborted(message, txid),
+            Error::TxnCommitted(txid) => refusal::txn_committed(message, txid),
             Error::CardTimeout => Status::deadline_exceeded(message),
             Error::ResponseLost => Status::unavailable(message),
             Error::Replayed(status) => status,

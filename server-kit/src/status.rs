@@ -70,3 +70,69 @@ pub fn reason_of(status: &Status) -> Option<(String, HashMap<String, String>)> {
         .get_details_error_info()
         .map(|info| (info.reason, info.metadata))
 }
+
+/// The refusals every participant answers alike, so the coordinator reads them alike.
+pub mod refusal {
+    use proto::v1::ErrorReason;
+    use tonic::{Code, Status};
+
+    use super::with_reason;
+
+    /// Seats held or sold by someone else; `order_id` names the holder when known.
+    pub fn seats_taken(
+        code: Code,
+        message: String,
+        seats: &[String],
+        order_id: Option<String>,
+    ) -> Status {
+        let mut metadata = vec![("seats", seats.join(","))];
+        if let Some(order_id) = order_id {
+            metadata.push(("order_id", order_id));
+        }
+        with_reason(code, ErrorReason::SeatTaken, message, metadata)
+    }
+
+    /// A write carried an older fencing token than one the seats have seen.
+    pub fn stale_fencing_token(message: String, seats: &[String], token: u64, seen: u64) -> Status {
+        with_reason(
+            Code::FailedPrecondition,
+            ErrorReason::StaleFencingToken,
+            message,
+            [
+                ("seats", seats.join(",")),
+                ("fencing_token", token.to_string()),
+                ("seen_fencing_token", seen.to_string()),
+            ],
+        )
+    }
+
+    /// The txid was aborted (or tombstoned) before this call.
+    pub fn txn_aborted(message: String, txid: String) -> Status {
+        with_reason(
+            Code::FailedPrecondition,
+            ErrorReason::TxnAborted,
+            message,
+            [("txid", txid)],
+        )
+    }
+
+    /// The txid was committed, so it cannot be aborted.
+    pub fn txn_committed(message: String, txid: String) -> Status {
+        with_reason(
+            Code::FailedPrecondition,
+            ErrorReason::InvalidState,
+            message,
+            [("txid", txid)],
+        )
+    }
+
+    /// A saga step arrived after its compensation.
+    pub fn step_compensated(message: String, saga_id: String, step: &str) -> Status {
+        with_reason(
+            Code::FailedPrecondition,
+            ErrorReason::StepCompensated,
+            message,
+            [("saga_id", saga_id), ("step", step.to_owned())],
+        )
+    }
+}

@@ -31,6 +31,25 @@ pub fn dynamodb_endpoint() -> String {
         .unwrap_or_else(|_| "http://127.0.0.1:58000".into())
 }
 
+/// A DynamoDB client for `endpoint` with the local stack's static credentials.
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "ticketdrop",
+                "ticketdrop",
+                None,
+                None,
+                "test",
+            ))
+            .build(),
+    )
+}
+
 /// A name unique to this test run, for databases, tables and ids.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())

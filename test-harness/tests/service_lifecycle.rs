@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use test_harness::{ServiceProcess, TestDatabase, service_binary, unique_name};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -331,20 +330,7 @@ async fn orders_serves_again_after_sigkill_with_its_table() -> anyhow::Result<()
     process.restart().await?;
     assert_eq!(process.health().await?, ServingStatus::Serving);
 
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(test_harness::dynamodb_endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "ticketdrop",
-                "ticketdrop",
-                None,
-                None,
-                "test",
-            ))
-            .build(),
-    );
+    let dynamodb = test_harness::dynamodb_client(&test_harness::dynamodb_endpoint());
     let described = dynamodb.describe_table().table_name(&table).send().await?;
     let description = described.table().expect("the table exists");
     assert_eq!(description.table_name(), Some(table.as_str()));

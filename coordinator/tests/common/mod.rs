@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
@@ -28,20 +27,7 @@ impl World {
         let inventory = InventoryServiceClient::connect(mesh.inventory.endpoint())
             .await
             .expect("inventory connects");
-        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .endpoint_url(test_harness::dynamodb_endpoint())
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new(
-                    "ticketdrop",
-                    "ticketdrop",
-                    None,
-                    None,
-                    "test",
-                ))
-                .build(),
-        );
+        let dynamodb = test_harness::dynamodb_client(&test_harness::dynamodb_endpoint());
         Self {
             mesh,
             coordinator,

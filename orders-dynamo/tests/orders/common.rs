@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::*;
@@ -125,20 +124,7 @@ fn canonical(value: &AttributeValue) -> String {
 }
 
 pub fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "ticketdrop",
-                "ticketdrop",
-                None,
-                None,
-                "test",
-            ))
-            .build(),
-    )
+    test_harness::dynamodb_client(endpoint)
 }
 
 pub fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
