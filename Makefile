@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BUF := .stack/node/node_modules/.bin/buf
 GRPCURL := .stack/venv/bin/grpcurl
 
-.PHONY: demo test up down stack-up stack-down stack-status services-status \
+.PHONY: demo test up down stack-up stack-down stack-status stack-reset services-status \
         build lint fmt-check clippy lint-proto test-only
 
 ## The two commands of the README.
@@ -26,6 +26,10 @@ stack-down:
 
 stack-status:
 	@scripts/stack.sh status
+
+# Stops the stack and deletes its data; the installed tools stay.
+stack-reset: down
+	@scripts/stack.sh reset
 
 ## The stack plus the four services in the background on their fixed ports.
 

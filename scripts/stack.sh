@@ -4,7 +4,7 @@
 # lives under .stack/ (git-ignored). Idempotent: `up` twice is harmless, `down` stops
 # only the processes whose pid files it wrote.
 #
-#   scripts/stack.sh up | down | status | install | env
+#   scripts/stack.sh up | down | status | install | env | reset
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -310,5 +310,15 @@ case "${1:-}" in
         dynamo_status
         ;;
     env) print_env ;;
-    *) die "usage: $0 up|down|status|install|env" ;;
+    reset)
+        # Stops the stack and deletes its data (databases, Redis, DynamoDB, logs); the
+        # installed tools stay. The next `up` starts from empty stores.
+        dynamo_down
+        redis_down
+        pg_down
+        if [[ -L $STACK/pg ]]; then rm -rf "$(readlink -f "$STACK/pg")"; fi
+        rm -rf "$STACK/pg" "$STACK/redis" "$STACK/dynamodb/data" "$STACK/services" "$STACK/pg-initdb.log"
+        log "stack data deleted"
+        ;;
+    *) die "usage: $0 up|down|status|install|env|reset" ;;
 esac

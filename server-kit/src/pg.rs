@@ -76,7 +76,8 @@ pub async fn wait_until_ready(pool: &Pool, attempts: u32) -> anyhow::Result<()> 
 }
 
 /// Applies the migrations not applied yet, in one transaction, under an
-/// advisory lock so that two instances starting at once do not race.
+/// advisory lock so that two instances starting at once do not race. A migration whose
+/// text changed after it was applied is refused: the database and the code disagree.
 pub async fn migrate(pool: &Pool, migrations: &[Migration]) -> anyhow::Result<()> {
     let mut client = pool.get().await.context("connecting for migrations")?;
     let tx = client.transaction().await?;
@@ -87,26 +88,37 @@ pub async fn migrate(pool: &Pool, migrations: &[Migration]) -> anyhow::Result<()
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    integer PRIMARY KEY,
              name       text NOT NULL,
+             checksum   text,
              applied_at timestamptz NOT NULL DEFAULT now()
-         )",
+         );
+         ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text",
     )
     .await?;
-    let applied: Vec<i32> = tx
-        .query("SELECT version FROM schema_migrations", &[])
+    let applied: Vec<(i32, Option<String>)> = tx
+        .query("SELECT version, checksum FROM schema_migrations", &[])
         .await?
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| (row.get(0), row.get(1)))
         .collect();
     for migration in migrations {
-        if applied.contains(&migration.version) {
+        let checksum = checksum(migration.sql);
+        if let Some((_, stored)) = applied.iter().find(|(v, _)| *v == migration.version) {
+            if stored.as_deref() != Some(checksum.as_str()) {
+                anyhow::bail!(
+                    "migration {} ({}) differs from the one applied to this database; \
+                     reset the database (make stack-reset) or add a new migration",
+                    migration.version,
+                    migration.name
+                );
+            }
             continue;
         }
         tx.batch_execute(migration.sql)
             .await
             .with_context(|| format!("migration {} ({})", migration.version, migration.name))?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[&migration.version, &migration.name],
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[&migration.version, &migration.name, &checksum],
         )
         .await?;
         info!(
@@ -117,4 +129,12 @@ pub async fn migrate(pool: &Pool, migrations: &[Migration]) -> anyhow::Result<()
     }
     tx.commit().await?;
     Ok(())
+}
+
+fn checksum(sql: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

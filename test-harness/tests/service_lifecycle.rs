@@ -394,3 +394,26 @@ async fn a_taken_port_is_a_clear_error() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_migration_changed_after_it_was_applied_stops_the_service_with_a_clear_error()
+-> anyhow::Result<()> {
+    let started = start_inventory().await?;
+    let mut process = started.process;
+    let db = started._database.expect("inventory has a database");
+    db.connect()
+        .await?
+        .execute(
+            "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
+            &[],
+        )
+        .await?;
+    process.terminate().await?;
+    let restarted = process.restart().await;
+    let error = format!("{:#}", restarted.expect_err("the service refuses to start"));
+    assert!(
+        error.contains("migration 1") && error.contains("differs from the one applied"),
+        "{error}"
+    );
+    Ok(())
+}
