@@ -137,25 +137,26 @@ pg_os_user() {
 }
 
 as_pg() {
-    if [[ $(id -un) == "$PG_OS_USER" ]]; then "$@"; else runuser -u "$PG_OS_USER" -- "$@"; fi
+    # From /, so a checkout the postgres user cannot enter is not its working directory.
+    if [[ $(id -un) == "$PG_OS_USER" ]]; then "$@"; else (cd / && runuser -u "$PG_OS_USER" -- "$@"); fi
 }
 
 # The data folder is .stack/pg. When the postgres user cannot reach the checkout (a
 # repo under /root, say), the data lives in /var/lib/ticketdrop/<hash> and .stack/pg
-# links to it.
+# links to it. Prints the resolved path: PostgreSQL must never go through the link.
 pg_dir() {
     local link=$STACK/pg
-    if [[ -L $link || -d $link ]]; then echo "$link"; return; fi
+    if [[ -L $link || -d $link ]]; then readlink -f "$link"; return; fi
     mkdir -p "$link"
     chown "$PG_OS_USER" "$link"
-    if as_pg test -w "$link" 2>/dev/null; then echo "$link"; return; fi
+    if as_pg test -w "$link" 2>/dev/null; then readlink -f "$link"; return; fi
     rmdir "$link"
     local outside
     outside="/var/lib/ticketdrop/$(printf '%s' "$STACK" | sha1sum | cut -c1-12)/pg"
     mkdir -p "$outside"
     chown -R "$PG_OS_USER" "$(dirname "$outside")"
     ln -s "$outside" "$link"
-    echo "$link"
+    echo "$outside"
 }
 
 pg_up() {
@@ -176,7 +177,7 @@ pg_up() {
 # --- TicketDrop local stack ---
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
-unix_socket_directories = '$(readlink -f "$dir")/run'
+unix_socket_directories = '$dir/run'
 max_connections = 500
 # 2pc needs prepared transactions; one slot per concurrent in-doubt purchase.
 max_prepared_transactions = 500
@@ -200,7 +201,9 @@ psql_q() { psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres "$@";
 
 pg_down() {
     pg_os_user
-    local bin dir=$STACK/pg
+    local bin dir
+    [[ -e $STACK/pg ]] || return 0
+    dir=$(readlink -f "$STACK/pg")
     bin=$(pg_bindir) || return 0
     if [[ -f $dir/data/postmaster.pid ]] && as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
