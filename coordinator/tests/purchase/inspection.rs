@@ -137,7 +137,10 @@ async fn the_log_shows_timelines_lists_failures_and_decisions() {
         (summary.groups[0].key.as_str(), summary.groups[0].count),
         ("payments", 1)
     );
-    assert_eq!(summary.groups[0].example_txids, std::slice::from_ref(&declined_txid));
+    assert_eq!(
+        summary.groups[0].example_txids,
+        std::slice::from_ref(&declined_txid)
+    );
 
     let pending = coordinator
         .list_pending(ListPendingRequest {})
