@@ -68,3 +68,44 @@ pub async fn connect(service: &str, endpoint: &str) -> anyhow::Result<Channel> {
             format!("{service} is not reachable at {endpoint} (is `make up` running?)")
         })
 }
+
+use proto::v1::coordinator_service_client::CoordinatorServiceClient;
+use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::orders_service_client::OrdersServiceClient;
+use proto::v1::payments_service_client::PaymentsServiceClient;
+
+impl Endpoints {
+    pub async fn coordinator(&self) -> anyhow::Result<CoordinatorServiceClient<Channel>> {
+        Ok(CoordinatorServiceClient::new(
+            connect("coordinator", &self.coordinator).await?,
+        ))
+    }
+
+    pub async fn inventory(&self) -> anyhow::Result<InventoryServiceClient<Channel>> {
+        Ok(InventoryServiceClient::new(
+            connect("inventory-pg", &self.inventory).await?,
+        ))
+    }
+
+    pub async fn orders(&self) -> anyhow::Result<OrdersServiceClient<Channel>> {
+        Ok(OrdersServiceClient::new(
+            connect("orders-dynamo", &self.orders).await?,
+        ))
+    }
+
+    pub async fn payments(&self) -> anyhow::Result<PaymentsServiceClient<Channel>> {
+        Ok(PaymentsServiceClient::new(
+            connect("payments", &self.payments).await?,
+        ))
+    }
+}
+
+/// A gRPC error as one line: code, message, and the ErrorInfo reason when there is one.
+pub fn describe(status: &tonic::Status) -> String {
+    match server_kit::status::reason_of(status) {
+        Some((reason, _)) if !reason.is_empty() => {
+            format!("{:?} ({reason}): {}", status.code(), status.message())
+        }
+        _ => format!("{:?}: {}", status.code(), status.message()),
+    }
+}

@@ -1,10 +1,20 @@
-//! `ticketdrop`: drive and inspect the TicketDrop mesh from the command line.
+//! `ticketdrop`: drive and inspect the TicketDrop mesh from the command line — buy
+//! tickets, run a ticket drop, audit the invariants across the three databases, and show
+//! what a transaction did as text, JSON or Mermaid.
 
 use anyhow::Result;
 use clap::Parser;
 
+mod audit;
+mod drop;
 mod endpoints;
+mod events;
 mod health;
+mod json;
+mod mermaid;
+mod purchase;
+mod stores;
+mod txn;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,12 +34,53 @@ struct Cli {
 enum Command {
     /// Show each service's gRPC health status.
     Health(health::HealthArgs),
+    /// Create, list, search and show events.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Buy seats through the coordinator and print the tickets.
+    Purchase(purchase::PurchaseArgs),
+    /// Check tickets.
+    #[command(subcommand)]
+    Ticket(purchase::TicketCommand),
+    /// Run a ticket drop: many fans, few seats, under one protocol or all three.
+    Drop(drop::DropArgs),
+    /// Check the invariants of an event across inventory, orders, payments and Redis.
+    Audit(audit::AuditArgs),
+    /// Inspect the coordinator's transaction log.
+    #[command(subcommand)]
+    Txn(txn::TxnCommand),
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() {
+    reset_sigpipe();
     let cli = Cli::parse();
-    match cli.command {
+    let result: Result<()> = match cli.command {
         Command::Health(args) => health::run(&cli.endpoints, args).await,
+        Command::Events(command) => events::run(&cli.endpoints, command).await,
+        Command::Purchase(args) => purchase::run(&cli.endpoints, args).await,
+        Command::Ticket(command) => purchase::ticket(&cli.endpoints, command).await,
+        Command::Drop(args) => drop::run(&cli.endpoints, args).await,
+        Command::Audit(args) => audit::run(args).await,
+        Command::Txn(command) => txn::run(&cli.endpoints, command).await,
+    };
+    if let Err(error) = result {
+        eprintln!("ticketdrop: {error:#}");
+        std::process::exit(match error.downcast_ref::<audit::ViolationsFound>() {
+            Some(_) => 2,
+            None => 1,
+        });
     }
+}
+
+/// A closed stdout (output piped into `head`) ends the process quietly, as for any Unix
+/// command line tool, instead of with a panic trace.
+fn reset_sigpipe() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.to_string();
+        if message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        eprintln!("{message}");
+    }));
 }

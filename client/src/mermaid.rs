@@ -1,0 +1,122 @@
+//! Mermaid diagrams of the transaction log: a sequence diagram of one purchase
+//! (coordinator ↔ participants, with timings) and pie charts of failures.
+
+use proto::v1::*;
+
+use crate::json;
+
+/// Mermaid ids and display names of the parties, in the order they are declared.
+const PARTIES: [(Participant, &str, &str); 5] = [
+    (Participant::Coordinator, "C", "coordinator"),
+    (Participant::Inventory, "I", "inventory-pg"),
+    (Participant::Orders, "O", "orders-dynamo"),
+    (Participant::Payments, "P", "payments"),
+    (Participant::Locks, "L", "redis locks"),
+];
+
+fn id(participant: Participant) -> &'static str {
+    PARTIES
+        .iter()
+        .find(|(p, _, _)| *p == participant)
+        .map_or("C", |(_, id, _)| id)
+}
+
+/// A sequence diagram: one request arrow and one answer arrow per attempt.
+pub fn sequence(txn: &Transaction) -> String {
+    let mut out = String::from("sequenceDiagram\n");
+    out.push_str(&format!(
+        "    title {} {} ({})\n",
+        json::protocol(txn.protocol()),
+        txn.txid,
+        json::short_enum(txn.state().as_str_name(), "TRANSACTION_STATE_")
+    ));
+    let used: Vec<Participant> = txn.steps.iter().map(|s| s.participant()).collect();
+    for (participant, id, name) in PARTIES {
+        if participant == Participant::Coordinator || used.contains(&participant) {
+            out.push_str(&format!("    participant {id} as {name}\n"));
+        }
+    }
+    for step in &txn.steps {
+        let to = id(step.participant());
+        let compensation = if step.compensation {
+            " (compensation)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "    C->>{to}: {} #{}{}\n",
+            step.operation, step.attempt, compensation
+        ));
+        let outcome = json::short_enum(step.outcome().as_str_name(), "STEP_OUTCOME_");
+        let error = if step.error.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", sanitize(&step.error))
+        };
+        out.push_str(&format!(
+            "    {to}-->>C: {outcome} {:.1} ms{error}\n",
+            json::step_millis(step)
+        ));
+    }
+    out
+}
+
+/// A pie chart of failure groups.
+pub fn pie(title: &str, groups: &[FailureGroup]) -> String {
+    let mut out = format!("pie title {}\n", sanitize(title));
+    for group in groups {
+        let key = if group.key.is_empty() {
+            "(no message)"
+        } else {
+            group.key.as_str()
+        };
+        out.push_str(&format!(
+            "    \"{}\" : {}\n",
+            sanitize(key).replace('"', "'"),
+            group.count
+        ));
+    }
+    out
+}
+
+/// A flowchart of pending purchases and their unfinished steps.
+pub fn pending(transactions: &[PendingTransaction]) -> String {
+    let mut out = String::from("flowchart LR\n");
+    for (i, pending) in transactions.iter().enumerate() {
+        let txn = pending.transaction.clone().unwrap_or_default();
+        let label = format!(
+            "{} {} {}",
+            json::protocol(txn.protocol()),
+            txn.txid,
+            json::short_enum(txn.state().as_str_name(), "TRANSACTION_STATE_")
+        );
+        out.push_str(&format!("    T{i}[\"{}\"]\n", sanitize(&label)));
+        for (j, step) in pending.steps.iter().enumerate() {
+            out.push_str(&format!(
+                "    T{i} -->|\"{} x{}\"| S{i}_{j}[\"{}: {}\"]\n",
+                sanitize(&step.operation),
+                step.attempts,
+                json::participant(step.participant()),
+                sanitize(&step.last_error)
+            ));
+        }
+    }
+    out
+}
+
+/// Keeps a label on one line and free of characters Mermaid would parse.
+fn sanitize(text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| match c {
+            '\n' | '\r' | ';' | '#' | '"' | '{' | '}' | '[' | ']' | '(' | ')' | '|' => ' ',
+            c => c,
+        })
+        .collect();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text
+    }
+}

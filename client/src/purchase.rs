@@ -1,0 +1,292 @@
+//! `ticketdrop purchase` and `ticketdrop ticket verify`: buy seats and print the tickets
+//! with their QR codes (terminal, or PNG/SVG with `--qr-out`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use proto::v1::*;
+use qrcode::QrCode;
+use serde_json::json;
+
+use crate::endpoints::{self, Endpoints};
+use crate::json;
+
+/// The protocols a purchase can run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolArg {
+    #[value(name = "2pc")]
+    TwoPc,
+    Saga,
+    Lease,
+}
+
+impl ProtocolArg {
+    pub fn proto(self) -> Protocol {
+        match self {
+            ProtocolArg::TwoPc => Protocol::TwoPhaseCommit,
+            ProtocolArg::Saga => Protocol::Saga,
+            ProtocolArg::Lease => Protocol::Lease,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PurchaseArgs {
+    /// Buyer.
+    #[arg(long)]
+    pub user: String,
+    /// Event id.
+    #[arg(long)]
+    pub event: String,
+    /// Named seats, comma-separated (A-1-1,A-1-2).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "quantity",
+        required_unless_present = "quantity"
+    )]
+    pub seats: Vec<String>,
+    /// Or: the best N available seats.
+    #[arg(long)]
+    pub quantity: Option<u32>,
+    /// Protocol.
+    #[arg(long, value_enum)]
+    pub protocol: ProtocolArg,
+    /// Card token (test cards: tok_visa, tok_declined, tok_insufficient_funds, ...).
+    #[arg(long, default_value = "tok_visa")]
+    pub card: String,
+    /// Idempotency key (a fresh one when omitted).
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Write the tickets' QR codes to this file (.png or .svg; one file per ticket,
+    /// numbered, when there are several).
+    #[arg(long)]
+    pub qr_out: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TicketCommand {
+    /// Check a ticket token's signature and that its order stands.
+    Verify {
+        /// The token.
+        token: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(endpoints: &Endpoints, args: PurchaseArgs) -> anyhow::Result<()> {
+    // Check where the QR codes go before buying: a purchase must not succeed and then fail.
+    if let Some(path) = &args.qr_out {
+        check_qr_path(path)?;
+    }
+    let mut coordinator = endpoints.coordinator().await?;
+    let request = PurchaseRequest {
+        user_id: args.user.clone(),
+        event_id: args.event.clone(),
+        seat_ids: args.seats.clone(),
+        quantity: args.quantity.unwrap_or(0),
+        card_token: args.card.clone(),
+        idempotency_key: args
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple())),
+        protocol: args.protocol.proto().into(),
+        deadline: None,
+    };
+    let bought = match coordinator.purchase(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            let (reason, metadata) = server_kit::status::reason_of(&status).unwrap_or_default();
+            if args.json {
+                json::print(&json!({
+                    "error": {"code": format!("{:?}", status.code()), "message": status.message(),
+                              "reason": reason, "metadata": metadata}
+                }))?;
+            }
+            bail!("purchase failed: {}", endpoints::describe(&status));
+        }
+    };
+    let written = match &args.qr_out {
+        Some(path) => write_qr_files(path, &bought.tickets)?,
+        None => Vec::new(),
+    };
+    if args.json {
+        let mut value = json::purchase(&bought);
+        value["qr_files"] = json!(
+            written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        );
+        return json::print(&value);
+    }
+    println!(
+        "purchased {} seat(s) under {} — order {}, txid {}{}",
+        bought.seats.len(),
+        json::protocol(bought.protocol()),
+        bought.order_id,
+        bought.txid,
+        if bought.replayed { " (replayed)" } else { "" }
+    );
+    for (seat, ticket) in bought.seats.iter().zip(&bought.tickets) {
+        println!(
+            "  {:<10} {:>8.2} {}  ticket {}",
+            seat.seat_id,
+            seat.price_cents as f64 / 100.0,
+            bought.currency,
+            ticket.ticket_id
+        );
+    }
+    println!(
+        "  total {:.2} {}, payment {}",
+        bought.amount_cents as f64 / 100.0,
+        bought.currency,
+        bought.payment_id
+    );
+    let phases: Vec<String> = bought
+        .phases
+        .iter()
+        .map(|p| format!("{} {:.1} ms", p.phase, json::millis(&p.duration)))
+        .collect();
+    println!(
+        "  phases: {} (total {:.1} ms)",
+        phases.join(", "),
+        json::millis(&bought.total)
+    );
+    for ticket in &bought.tickets {
+        println!("\n  ticket {} — seat {}", ticket.ticket_id, ticket.seat_id);
+        println!("{}", terminal_qr(&ticket.token)?);
+    }
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+pub async fn ticket(endpoints: &Endpoints, command: TicketCommand) -> anyhow::Result<()> {
+    let TicketCommand::Verify {
+        token,
+        json: json_out,
+    } = command;
+    let verdict = endpoints
+        .orders()
+        .await?
+        .verify_ticket(VerifyTicketRequest { token })
+        .await
+        .map_err(|s| anyhow::anyhow!(endpoints::describe(&s)))?
+        .into_inner();
+    if json_out {
+        json::print(&json!({
+            "valid": verdict.valid, "reason": verdict.reason,
+            "ticket": verdict.ticket.as_ref().map(json::ticket),
+        }))?;
+    } else if verdict.valid {
+        let t = verdict.ticket.unwrap_or_default();
+        println!(
+            "valid: ticket {} — seat {} of {}, order {}, {}",
+            t.ticket_id, t.seat_id, t.event_id, t.order_id, t.user_id
+        );
+    } else {
+        println!("not valid: {}", verdict.reason);
+    }
+    if verdict.valid {
+        Ok(())
+    } else {
+        bail!("ticket not valid: {}", verdict.reason)
+    }
+}
+
+fn terminal_qr(token: &str) -> anyhow::Result<String> {
+    let code = QrCode::new(token.as_bytes()).context("encoding the ticket as a QR code")?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .build())
+}
+
+/// `--qr-out` ends in .png or .svg and its folder exists (created when missing).
+fn check_qr_path(path: &Path) -> anyhow::Result<()> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if extension != "png" && extension != "svg" {
+        bail!("--qr-out must end in .png or .svg, got {}", path.display());
+    }
+    if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("--qr-out: cannot create {}", folder.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes one QR code per ticket: `path` itself for one ticket, `stem-N.ext` for more.
+fn write_qr_files(path: &Path, tickets: &[Ticket]) -> anyhow::Result<Vec<PathBuf>> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let mut written = Vec::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let target = if tickets.len() == 1 {
+            path.to_path_buf()
+        } else {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("ticket");
+            path.with_file_name(format!("{stem}-{}.{extension}", i + 1))
+        };
+        let code =
+            QrCode::new(ticket.token.as_bytes()).context("encoding the ticket as a QR code")?;
+        if extension == "svg" {
+            let svg = code
+                .render::<qrcode::render::svg::Color<'_>>()
+                .min_dimensions(256, 256)
+                .build();
+            std::fs::write(&target, svg)
+                .with_context(|| format!("writing {}", target.display()))?;
+        } else {
+            write_png(&target, &code)?;
+        }
+        written.push(target);
+    }
+    Ok(written)
+}
+
+/// A black-on-white PNG, 8 pixels per module, with the 4-module quiet zone.
+fn write_png(path: &Path, code: &QrCode) -> anyhow::Result<()> {
+    const SCALE: usize = 8;
+    const QUIET: usize = 4;
+    let width = code.width();
+    let colors = code.to_colors();
+    let side = (width + 2 * QUIET) * SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for y in 0..width {
+        for x in 0..width {
+            if colors[y * width + x] == qrcode::Color::Dark {
+                for dy in 0..SCALE {
+                    let row = (y + QUIET) * SCALE + dy;
+                    let start = row * side + (x + QUIET) * SCALE;
+                    pixels[start..start + SCALE].fill(0);
+                }
+            }
+        }
+    }
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let side = u32::try_from(side).context("QR image too large")?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), side, side);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header()?.write_image_data(&pixels)?;
+    Ok(())
+}
