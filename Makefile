@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BUF := .stack/node/node_modules/.bin/buf
 GRPCURL := .stack/venv/bin/grpcurl
 
-.PHONY: demo test up down stack-up stack-down stack-status stack-reset services-status \
+.PHONY: demo test bench up down stack-up stack-down stack-status stack-reset services-status \
         build lint fmt-check clippy lint-proto test-only
 
 ## The two commands of the README.
@@ -13,6 +13,10 @@ GRPCURL := .stack/venv/bin/grpcurl
 demo: up
 	@echo
 	@target/release/ticketdrop health
+	@echo
+	@event=demo-$$(date +%s); \
+	target/release/ticketdrop drop --event $$event --protocol all --fans 2000 --seats 100 && \
+	for protocol in 2pc saga lease; do target/release/ticketdrop audit --event $$event-$$protocol || exit 1; done
 
 test: stack-up fmt-check clippy lint-proto test-only
 
@@ -42,6 +46,11 @@ down:
 
 services-status:
 	@scripts/services.sh status
+
+## 50,000 fans on 500 seats under each protocol; figures into docs/benchmarks.md.
+
+bench: up
+	@scripts/bench.sh
 
 ## Checks.
 

@@ -125,7 +125,7 @@ async fn write(
             let undone = match &error {
                 CallError::Refused(_) => Ok(()),
                 // It may have sold: undo it (a no-op when it did not).
-                CallError::Unknown(_) => undo(run, txn, seats, token, false).await,
+                CallError::Unknown(_) => undo(run, txn, seats, token, Written::Seats).await,
             };
             return Err(abort(run, outcome::refusal("inventory", &error), undone).await);
         }
@@ -152,7 +152,7 @@ async fn write(
     {
         Ok(answer) => answer.payment.unwrap_or_default(),
         Err(error) => {
-            let undone = undo(run, txn, seats, token, true).await;
+            let undone = undo(run, txn, seats, token, Written::Money).await;
             return Err(abort(run, outcome::refusal("payments", &error), undone).await);
         }
     };
@@ -171,7 +171,7 @@ async fn write(
         })
         .await
     {
-        let undone = undo(run, txn, seats, token, true).await;
+        let undone = undo(run, txn, seats, token, Written::Money).await;
         return Err(abort(run, outcome::refusal("payments", &error), undone).await);
     }
     run.phase("charge", started);
@@ -200,7 +200,7 @@ async fn write(
     {
         Ok(answer) => answer.order,
         Err(error) => {
-            let undone = undo(run, txn, seats, token, true).await;
+            let undone = undo(run, txn, seats, token, Written::Order).await;
             return Err(abort(run, outcome::refusal("orders", &error), undone).await);
         }
     };
@@ -423,18 +423,26 @@ async fn renew(
 /// Undoes the writes of a purchase: order (if placed), money, seats, all under the
 /// purchase's fencing token. A write refused as stale means a newer lease holder owns
 /// the seat now: there is nothing of ours to undo there.
+/// How far a lease purchase's writes may have got, so the undo touches only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Written {
+    Seats,
+    Money,
+    Order,
+}
+
 async fn undo(
     run: &Run,
     txn: &TxnRecord,
     seats: &[String],
     token: u64,
-    money: bool,
+    written: Written,
 ) -> Result<(), CallError> {
     let p = &run.driver.participants;
     let finish = run.driver.policies.finish;
     let started = Instant::now();
     let result = async {
-        if money {
+        if written >= Written::Order {
             ignore_stale(
                 run.call(
                     Participant::Orders,
@@ -456,6 +464,8 @@ async fn undo(
                 .await
                 .map(drop),
             )?;
+        }
+        if written >= Written::Money {
             undo_payments(run, &txn.order_id).await?;
         }
         ignore_stale(
@@ -599,7 +609,10 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
     let undone = match txn.fencing_token {
         // No intent logged: nothing was written under a token.
         None => Ok(()),
-        Some(token) => undo(run, txn, &seats, u64::try_from(token).unwrap_or(0), true).await,
+        Some(token) => {
+            let token = u64::try_from(token).unwrap_or(0);
+            undo(run, txn, &seats, token, Written::Order).await
+        }
     };
     release(run, &txn.purchase.event_id, &seats).await;
     match abort(run, cause, undone).await {

@@ -1,0 +1,232 @@
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subcommand_answers_in_json() {
+    let cli = Cli::start().await;
+
+    let health = cli.json(&["health", "--json"]).await;
+    assert_eq!(health.as_array().map(Vec::len), Some(4));
+    assert!(
+        health
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "SERVING")
+    );
+
+    let created = cli.event("jazz", 4, "smooth saxophone by the lake").await;
+    assert_eq!(
+        (created["event_id"].as_str(), created["capacity"].as_u64()),
+        (Some("jazz"), Some(4))
+    );
+    cli.event("rock", 4, "loud guitars").await;
+    let listed = cli.json(&["events", "list", "--json"]).await;
+    assert_eq!(listed["events"].as_array().map(Vec::len), Some(2));
+    let found = cli.json(&["events", "search", "saxophone", "--json"]).await;
+    assert_eq!(found["results"][0]["event"]["event_id"], "jazz");
+    assert_eq!(found["results"].as_array().map(Vec::len), Some(1));
+
+    let qr = tempfile::tempdir().expect("temp dir");
+    let qr_path = qr.path().join("codes/ticket.png");
+    let bought = cli
+        .json(&[
+            "purchase",
+            "--user",
+            "ana",
+            "--event",
+            "jazz",
+            "--seats",
+            "A-1-1,A-1-2",
+            "--protocol",
+            "saga",
+            "--idempotency-key",
+            "ana-1",
+            "--qr-out",
+            qr_path.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+    assert_eq!(bought["protocol"], "saga");
+    assert_eq!(bought["amount_cents"], 10_000);
+    let tickets = bought["tickets"].as_array().expect("tickets");
+    assert_eq!(tickets.len(), 2);
+    let files = bought["qr_files"].as_array().expect("qr files");
+    assert_eq!(files.len(), 2);
+    for file in files {
+        let bytes = std::fs::read(file.as_str().unwrap()).expect("QR file written");
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    }
+    let svg = qr.path().join("one.svg");
+    let single = cli
+        .json(&[
+            "purchase",
+            "--user",
+            "bo",
+            "--event",
+            "jazz",
+            "--quantity",
+            "1",
+            "--protocol",
+            "lease",
+            "--qr-out",
+            svg.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+    assert_eq!(single["tickets"].as_array().map(Vec::len), Some(1));
+    assert!(std::fs::read_to_string(&svg).expect("svg").contains("<svg"));
+
+    let shown = cli.json(&["events", "show", "jazz", "--json"]).await;
+    assert_eq!(
+        (
+            shown["total"]["sold"].as_u64(),
+            shown["total"]["available"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
+    assert_eq!(shown["seats"].as_array().map(Vec::len), Some(4));
+
+    let token = tickets[0]["token"].as_str().unwrap();
+    let verified = cli.json(&["ticket", "verify", token, "--json"]).await;
+    assert_eq!(
+        (
+            verified["valid"].as_bool(),
+            verified["ticket"]["seat_id"].as_str()
+        ),
+        (Some(true), Some("A-1-1"))
+    );
+    let forged = format!("{}A", &token[..token.len() - 1]);
+    let output = cli.run(&["ticket", "verify", &forged, "--json"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an invalid ticket fails the command"
+    );
+    assert_eq!(parse(&output)["valid"], false);
+
+    let declined = cli
+        .run(&[
+            "purchase",
+            "--user",
+            "cy",
+            "--event",
+            "jazz",
+            "--seats",
+            "A-1-4",
+            "--protocol",
+            "2pc",
+            "--card",
+            "tok_declined",
+            "--json",
+        ])
+        .await;
+    assert_eq!(declined.status.code(), Some(1));
+    let error = parse(&declined)["error"].clone();
+    assert_eq!(error["reason"], "CARD_DECLINED");
+    assert_eq!(error["metadata"]["decline_code"], "card_declined");
+    let declined_txid = error["metadata"]["txid"].as_str().expect("txid").to_owned();
+
+    let txid = bought["txid"].as_str().unwrap();
+    let shown = cli.json(&["txn", "show", txid, "--format", "json"]).await;
+    assert_eq!(
+        (shown["state"].as_str(), shown["protocol"].as_str()),
+        (Some("COMMITTED"), Some("saga"))
+    );
+    let operations: Vec<&str> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "hold_seats",
+            "create_order",
+            "authorize",
+            "confirm_seats",
+            "capture",
+            "confirm_order"
+        ]
+    );
+    assert!(
+        cli.text(&["txn", "show", txid])
+            .await
+            .contains("confirm_order")
+    );
+
+    let listed = cli
+        .json(&["txn", "list", "--protocol", "saga", "--format", "json"])
+        .await;
+    assert_eq!(listed["transactions"].as_array().map(Vec::len), Some(1));
+    let aborted = cli
+        .json(&[
+            "txn", "list", "--state", "aborted", "--since", "5m", "--format", "json",
+        ])
+        .await;
+    assert_eq!(aborted["transactions"][0]["txid"], declined_txid.as_str());
+    let pending = cli.json(&["txn", "pending", "--format", "json"]).await;
+    assert_eq!(pending["pending"].as_array().map(Vec::len), Some(0));
+    let failures = cli
+        .json(&[
+            "txn",
+            "failures",
+            "--since",
+            "5m",
+            "--group-by",
+            "step",
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_eq!(failures["total"], 1);
+    assert_eq!(failures["groups"][0]["key"], "prepare");
+    let diagnosis = cli
+        .json(&["txn", "diagnose", &declined_txid, "--json"])
+        .await;
+    assert_eq!(diagnosis["state"], "ABORTED");
+    assert_eq!(
+        (
+            diagnosis["first_failure"]["participant"].as_str(),
+            diagnosis["first_failure"]["operation"].as_str()
+        ),
+        (Some("payments"), Some("prepare"))
+    );
+    let compensated: Vec<&str> = diagnosis["compensated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["participant"].as_str().unwrap())
+        .collect();
+    assert!(
+        compensated.is_empty(),
+        "2pc aborts; it does not compensate: {compensated:?}"
+    );
+
+    let audit = cli.json(&["audit", "--event", "jazz", "--json"]).await;
+    assert_eq!(
+        audit["violations"].as_array().map(Vec::len),
+        Some(0),
+        "{audit}"
+    );
+    assert_eq!(
+        (audit["sold"].as_i64(), audit["confirmed_orders"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(audit["captured_cents"], 15_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_is_down_gets_a_clear_message() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketdrop"))
+        .args(["--coordinator", "http://127.0.0.1:9", "txn", "pending"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("coordinator is not reachable at http://127.0.0.1:9"),
+        "{stderr}"
+    );
+}
