@@ -2,9 +2,14 @@ use std::collections::HashSet;
 
 use crate::common::*;
 
-/// A structural parse of a sequence diagram: (declared participant ids, arrows as
-/// (from, to, message)). Panics on a line it does not understand.
-fn parse_sequence(diagram: &str) -> (Vec<(String, String)>, Vec<(String, String, String)>) {
+/// A declared participant: (id, display name).
+type Declared = (String, String);
+/// An arrow: (from, to, message).
+type Arrow = (String, String, String);
+
+/// A structural parse of a sequence diagram: its declared participants and its arrows.
+/// Panics on a line it does not understand.
+fn parse_sequence(diagram: &str) -> (Vec<Declared>, Vec<Arrow>) {
     let mut lines = diagram.lines();
     assert_eq!(
         lines.next().map(str::trim),
