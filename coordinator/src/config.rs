@@ -125,6 +125,15 @@ pub struct Config {
     #[arg(long, env = "TICKETDROP_COORDINATOR_UNSAFE_NO_FENCING")]
     pub unsafe_no_fencing: bool,
 
+    /// How long an event stays "sold out" for best-available purchases after inventory
+    /// said so: they are answered at once, unlogged. 0 turns the fast path off.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_SOLD_OUT_WINDOW_MS",
+        default_value_t = 500
+    )]
+    pub sold_out_window_ms: u64,
+
     /// How often recovery looks for purchases nobody is driving.
     #[arg(
         long,

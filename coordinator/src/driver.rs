@@ -92,6 +92,8 @@ pub struct Driver {
     pub unsafe_no_fencing: bool,
     /// Transactions this process is driving now; recovery leaves them alone.
     pub active: Arc<Mutex<HashSet<String>>>,
+    /// Events inventory recently called sold out (the fast path).
+    pub sold_out: Arc<crate::sold_out::SoldOut>,
 }
 
 impl Driver {
@@ -124,32 +126,52 @@ impl Drop for ActiveGuard {
 pub struct Run {
     pub driver: Driver,
     pub txid: String,
+    /// The purchase's event, and whether it buys best-available seats.
+    pub event_id: String,
+    pub best_available: bool,
     sequence: AtomicU32,
     phases: Mutex<Vec<PhaseTiming>>,
     started: Instant,
+    /// Operations with an attempt whose outcome is unknown: they may have applied.
+    uncertain: Mutex<HashSet<(i32, String)>>,
 }
 
 impl Run {
-    pub async fn new(driver: &Driver, txid: &str) -> crate::error::Result<Self> {
-        let next = driver.log.next_sequence(txid).await?;
+    pub async fn new(driver: &Driver, txn: &crate::log::TxnRecord) -> crate::error::Result<Self> {
+        let next = driver.log.next_sequence(&txn.txid).await?;
         Ok(Self {
             driver: driver.clone(),
-            txid: txid.to_owned(),
+            txid: txn.txid.clone(),
+            event_id: txn.purchase.event_id.clone(),
+            best_available: txn.purchase.quantity > 0,
             sequence: AtomicU32::new(next),
             phases: Mutex::new(Vec::new()),
             started: Instant::now(),
+            uncertain: Mutex::new(HashSet::new()),
         })
     }
 
     /// A run of a transaction just logged: its steps start at 1.
-    pub fn fresh(driver: &Driver, txid: &str) -> Self {
+    pub fn fresh(driver: &Driver, txn: &crate::log::TxnRecord) -> Self {
         Self {
             driver: driver.clone(),
-            txid: txid.to_owned(),
+            txid: txn.txid.clone(),
+            event_id: txn.purchase.event_id.clone(),
+            best_available: txn.purchase.quantity > 0,
             sequence: AtomicU32::new(1),
             phases: Mutex::new(Vec::new()),
             started: Instant::now(),
+            uncertain: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Whether any attempt of `operation` at `participant` left its outcome unknown (it
+    /// may have applied even if a later attempt was refused).
+    pub fn uncertain(&self, participant: Participant, operation: &str) -> bool {
+        self.uncertain
+            .lock()
+            .expect("uncertain lock")
+            .contains(&(participant as i32, operation.to_owned()))
     }
 
     /// Records how long a phase took, for the purchase's answer.
@@ -198,6 +220,12 @@ impl Run {
                 }
                 Err(status) => (StepOutcome::Failed, Some(describe(status))),
             };
+            if outcome == StepOutcome::Unknown {
+                self.uncertain
+                    .lock()
+                    .expect("uncertain lock")
+                    .insert((participant as i32, operation.to_owned()));
+            }
             self.record(
                 participant,
                 operation,

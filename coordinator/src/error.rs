@@ -54,7 +54,10 @@ impl From<Error> for Status {
                 // Keep the participant's reason and metadata, add the txid.
                 let (reason, mut metadata) =
                     server_kit::status::reason_of(&status).unwrap_or_default();
-                metadata.insert("txid".to_owned(), txid);
+                // The sold-out fast path logs nothing: there is no txid to name.
+                if !txid.is_empty() {
+                    metadata.insert("txid".to_owned(), txid);
+                }
                 let reason = ErrorReason::from_str_name(&format!("ERROR_REASON_{reason}"))
                     .unwrap_or(ErrorReason::Unspecified);
                 with_reason(

@@ -287,13 +287,17 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Statu
             Some(&error),
         )
         .await;
-        let reason = if purchase.seat_ids.is_empty() {
-            ErrorReason::SoldOut
+        // Fewer AVAILABLE seats than wanted is sold out; seats leased by purchases in
+        // flight are a conflict (they may come back).
+        let (code, reason) = if purchase.seat_ids.is_empty() && candidates.len() < wanted {
+            (tonic::Code::FailedPrecondition, ErrorReason::SoldOut)
+        } else if purchase.seat_ids.is_empty() {
+            (tonic::Code::Aborted, ErrorReason::SeatTaken)
         } else {
-            ErrorReason::SeatTaken
+            (tonic::Code::FailedPrecondition, ErrorReason::SeatTaken)
         };
         return Err(server_kit::status::with_reason(
-            tonic::Code::FailedPrecondition,
+            code,
             reason,
             error,
             [("seats", refused.join(","))],

@@ -18,6 +18,7 @@ pub mod recovery;
 mod saga;
 pub mod schema;
 pub mod service;
+pub mod sold_out;
 mod two_pc;
 
 use anyhow::Context;
@@ -57,6 +58,9 @@ pub async fn run(
         lease_ttl: std::time::Duration::from_millis(config.lease_ttl_ms),
         unsafe_no_fencing: config.unsafe_no_fencing,
         active: Default::default(),
+        sold_out: std::sync::Arc::new(sold_out::SoldOut::new(std::time::Duration::from_millis(
+            config.sold_out_window_ms,
+        ))),
     };
     let recovery_task = tokio::spawn(recovery::run(
         driver.clone(),

@@ -46,6 +46,9 @@ pub async fn committed(
 /// returns the refusal: the purchase certainly did not happen.
 pub async fn aborted(run: &Run, cause: Status, undo: Result<(), CallError>) -> Error {
     let log = &run.driver.log;
+    if run.best_available && crate::sold_out::SoldOut::is_sold_out(&cause) {
+        run.driver.sold_out.remember(&run.event_id);
+    }
     if let Err(error) = log
         .set_refusal(
             &run.txid,

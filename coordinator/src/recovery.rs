@@ -47,7 +47,7 @@ async fn recover_one(driver: &Driver, txn: TxnRecord) -> bool {
         warn!(txid = %txn.txid, %error, "could not unpark");
         return false;
     }
-    let run = match Run::new(driver, &txn.txid).await {
+    let run = match Run::new(driver, &txn).await {
         Ok(run) => run,
         Err(error) => {
             warn!(txid = %txn.txid, %error, "could not start recovery");

@@ -25,13 +25,33 @@ use crate::log::{Decision, TxnRecord};
 use crate::outcome;
 use crate::rpc;
 
-/// How far the forward steps got (the number attempted, 1 to 4).
+/// How far the forward steps got: the step that failed (every step before it succeeded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Reached {
     Hold = 1,
     CreateOrder = 2,
     Authorize = 3,
     ConfirmSeats = 4,
+    Capture = 5,
+}
+
+impl Reached {
+    /// The participant and operation of the step, for compensable steps.
+    fn step(self) -> Option<(Participant, &'static str)> {
+        match self {
+            Reached::Hold => Some((Participant::Inventory, "hold_seats")),
+            Reached::CreateOrder => Some((Participant::Orders, "create_order")),
+            Reached::Authorize => Some((Participant::Payments, "authorize")),
+            Reached::ConfirmSeats => Some((Participant::Inventory, "confirm_seats")),
+            Reached::Capture => None,
+        }
+    }
+
+    /// Whether the step `step` needs compensating when the saga failed at `self`:
+    /// every step before it did apply; the failing one only may have (an unknown attempt).
+    fn compensates(self, step: Reached, failed_may_have_applied: bool) -> bool {
+        step < self || (step == self && failed_may_have_applied)
+    }
 }
 
 fn key(txid: &str, step: &str) -> String {
@@ -146,7 +166,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     {
         Ok(_) => {}
         Err(error @ CallError::Refused(_)) => {
-            return Err(fail(run, txn, Reached::ConfirmSeats, "payments", error).await);
+            return Err(fail(run, txn, Reached::Capture, "payments", error).await);
         }
         // Captured or not: recovery finds out from the payment and goes on from there.
         Err(CallError::Unknown(status)) => return Err(outcome::unknown(run, &status).await),
@@ -211,19 +231,30 @@ async fn fail(
     if let Err(log_error) = run.driver.log.decide(&run.txid, Decision::Abort).await {
         tracing::warn!(txid = %run.txid, error = %log_error, "could not log the abort decision");
     }
+    // A step refused on every attempt did nothing: it needs no compensation.
+    let may_have_applied = matches!(error, CallError::Unknown(_))
+        || reached
+            .step()
+            .is_some_and(|(participant, operation)| run.uncertain(participant, operation));
     let started = Instant::now();
-    let undone = compensate(run, txn, reached).await;
+    let undone = compensate(run, txn, reached, may_have_applied).await;
     run.phase("compensate", started);
     outcome::aborted(run, cause, undone).await
 }
 
-/// Runs the compensations of every step up to `reached`, in reverse order.
-async fn compensate(run: &Run, txn: &TxnRecord, reached: Reached) -> Result<(), CallError> {
+/// Runs the compensations of the steps that may have applied, in reverse order.
+async fn compensate(
+    run: &Run,
+    txn: &TxnRecord,
+    reached: Reached,
+    failed_may_have_applied: bool,
+) -> Result<(), CallError> {
+    let needs = |step| reached.compensates(step, failed_may_have_applied);
     let p = &run.driver.participants;
     let finish = run.driver.policies.finish;
     let txid = run.txid.clone();
     let event_id = txn.purchase.event_id.clone();
-    if reached >= Reached::ConfirmSeats {
+    if needs(Reached::ConfirmSeats) {
         run.call(Participant::Inventory, "unsell_seats", true, finish, || {
             rpc!(
                 p.inventory,
@@ -236,10 +267,10 @@ async fn compensate(run: &Run, txn: &TxnRecord, reached: Reached) -> Result<(), 
         })
         .await?;
     }
-    if reached >= Reached::Authorize {
+    if needs(Reached::Authorize) {
         void_payments(run, &txn.order_id).await?;
     }
-    if reached >= Reached::CreateOrder {
+    if needs(Reached::CreateOrder) {
         run.call(Participant::Orders, "cancel_order", true, finish, || {
             rpc!(
                 p.orders,
@@ -252,23 +283,25 @@ async fn compensate(run: &Run, txn: &TxnRecord, reached: Reached) -> Result<(), 
         })
         .await?;
     }
-    run.call(
-        Participant::Inventory,
-        "release_seats",
-        true,
-        finish,
-        || {
-            rpc!(
-                p.inventory,
-                release_seats,
-                ReleaseSeatsRequest {
-                    saga_id: txid.clone(),
-                    event_id: event_id.clone(),
-                }
-            )
-        },
-    )
-    .await?;
+    if needs(Reached::Hold) {
+        run.call(
+            Participant::Inventory,
+            "release_seats",
+            true,
+            finish,
+            || {
+                rpc!(
+                    p.inventory,
+                    release_seats,
+                    ReleaseSeatsRequest {
+                        saga_id: txid.clone(),
+                        event_id: event_id.clone(),
+                    }
+                )
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -354,10 +387,12 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
     let cause = tonic::Status::aborted(
         "the coordinator stopped before the pivot; the saga was compensated",
     );
+    // Recovery does not know how far the saga got: compensate every step (the
+    // participants' barriers make the ones that never ran no-ops).
     match fail(
         run,
         txn,
-        Reached::ConfirmSeats,
+        Reached::Capture,
         "coordinator",
         CallError::Refused(cause),
     )

@@ -31,6 +31,14 @@ impl Coordinator {
     }
 
     async fn purchase(&self, purchase: Purchase) -> Result<PurchaseResponse> {
+        if purchase.quantity > 0
+            && let Some(status) = self.driver.sold_out.answer(&purchase.event_id)
+        {
+            return Err(Error::Refused {
+                txid: String::new(),
+                status,
+            });
+        }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let (txid, order_id) = (format!("tx-{id}"), format!("ord-{id}"));
         let guard = self
@@ -126,7 +134,7 @@ impl Coordinator {
 
 /// Runs a freshly logged purchase under its protocol.
 async fn drive(driver: &Driver, txn: TxnRecord) -> Result<PurchaseResponse> {
-    let run = Run::fresh(driver, &txn.txid);
+    let run = Run::fresh(driver, &txn);
     let result = match txn.protocol {
         Protocol::TwoPhaseCommit => two_pc::run(&run, &txn).await,
         Protocol::Saga => saga::run(&run, &txn).await,

@@ -45,7 +45,15 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         Ok(sale) => sale,
         Err(error) => {
             let cause = outcome::refusal("inventory", &error);
-            return Err(abort(run, &[Participant::Inventory], cause).await);
+            // Refused on every attempt: no branch exists anywhere, nothing to abort.
+            let maybe_prepared: &[Participant] = if matches!(error, CallError::Refused(_))
+                && !run.uncertain(Participant::Inventory, "prepare")
+            {
+                &[]
+            } else {
+                &[Participant::Inventory]
+            };
+            return Err(abort(run, maybe_prepared, cause).await);
         }
     };
     run.driver

@@ -26,6 +26,8 @@ pub enum Error {
     },
     #[error("seats locked by another purchase in progress: {}", seats.join(", "))]
     SeatsLocked { seats: Vec<String> },
+    #[error("every available seat is being bought by another purchase right now; try again")]
+    AvailableSeatsLocked,
     #[error("sold out: {available} of {requested} seats available")]
     SoldOut { requested: u32, available: u32 },
     #[error("hold lost for seats: {}", seats.join(", "))]
@@ -78,6 +80,7 @@ impl From<Error> for Status {
             Error::SeatsLocked { seats } => {
                 refusal::seats_taken(Code::Aborted, message, &seats, None)
             }
+            Error::AvailableSeatsLocked => refusal::seats_taken(Code::Aborted, message, &[], None),
             Error::SoldOut { .. } => {
                 with_reason(Code::FailedPrecondition, ErrorReason::SoldOut, message, [])
             }

@@ -151,9 +151,20 @@ pub async fn lock_best_available(
         .await?;
     if rows.len() < quantity as usize {
         event_currency(tx, event_id).await?;
+        // SOLD_OUT only when the committed state has too few AVAILABLE seats; seats other
+        // purchases have locked right now may come back, so that is a conflict.
+        let statement = tx
+            .prepare_cached(
+                "SELECT count(*) FROM seats WHERE event_id = $1 AND status = 'AVAILABLE'",
+            )
+            .await?;
+        let available: i64 = tx.query_one(&statement, &[&event_id]).await?.get(0);
+        if available >= i64::from(quantity) {
+            return Err(Error::AvailableSeatsLocked);
+        }
         return Err(Error::SoldOut {
             requested: quantity,
-            available: u32::try_from(rows.len()).expect("at most 10 rows"),
+            available: u32::try_from(available).unwrap_or(u32::MAX),
         });
     }
     let mut seats: Vec<LockedSeat> = rows
