@@ -29,6 +29,9 @@ CREATE TABLE transactions (
     error_code      integer,
     error           text,
     error_details   bytea,
+    -- Automatic recovery of a parked purchase: how often it was tried, and when next.
+    recovery_attempts integer NOT NULL DEFAULT 0,
+    next_recovery_at  timestamptz,
     started_at      timestamptz NOT NULL DEFAULT now(),
     decided_at      timestamptz,
     finished_at     timestamptz,

@@ -169,7 +169,7 @@ pub async fn list(
 }
 
 pub async fn pending(log: &Log) -> Result<Vec<PendingTransaction>> {
-    let unfinished = log.unfinished(true).await?;
+    let unfinished = log.unfinished().await?;
     let client = log.pool().get().await?;
     let statement = client
         .prepare_cached(

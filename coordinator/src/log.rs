@@ -88,12 +88,14 @@ pub struct TxnRecord {
     pub started_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Automatic recovery attempts made while parked.
+    pub recovery_attempts: i32,
 }
 
 const COLUMNS: &str = "txid, protocol, state, decision, user_id, event_id, seat_ids, quantity,
                        card_token, idempotency_key, order_id, seats, amount_cents, currency,
                        payment_id, fencing_token, response, error_code, error, error_details,
-                       started_at, decided_at, finished_at";
+                       started_at, decided_at, finished_at, recovery_attempts";
 
 /// How `begin` found the idempotency key.
 pub enum Begun {
@@ -182,25 +184,58 @@ impl Log {
         }
     }
 
-    /// Transactions recovery must drive: unfinished ones, parked ones only when asked.
-    pub async fn unfinished(&self, include_parked: bool) -> Result<Vec<TxnRecord>> {
+    /// Every unfinished transaction, parked ones included.
+    pub async fn unfinished(&self) -> Result<Vec<TxnRecord>> {
         let client = self.pool.get().await?;
-        let states: Vec<&str> = if include_parked {
-            vec!["RUNNING", "COMMITTING", "ABORTING", "NEEDS_ATTENTION"]
-        } else {
-            vec!["RUNNING", "COMMITTING", "ABORTING"]
-        };
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM transactions WHERE state = ANY($1) ORDER BY started_at"
+                "SELECT {COLUMNS} FROM transactions
+                  WHERE state IN ('RUNNING', 'COMMITTING', 'ABORTING', 'NEEDS_ATTENTION')
+                  ORDER BY started_at"
             ))
             .await?;
         Ok(client
-            .query(&statement, &[&states])
+            .query(&statement, &[])
             .await?
             .iter()
             .map(record)
             .collect())
+    }
+
+    /// What the continuous recovery may drive now: unfinished purchases, and parked ones
+    /// whose automatic recovery attempts are not used up and whose backoff has passed.
+    pub async fn due_for_recovery(&self, max_attempts: i32) -> Result<Vec<TxnRecord>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM transactions
+                  WHERE state IN ('RUNNING', 'COMMITTING', 'ABORTING')
+                     OR (state = 'NEEDS_ATTENTION' AND recovery_attempts < $1
+                         AND coalesce(next_recovery_at, now()) <= now())
+                  ORDER BY started_at"
+            ))
+            .await?;
+        Ok(client
+            .query(&statement, &[&max_attempts])
+            .await?
+            .iter()
+            .map(record)
+            .collect())
+    }
+
+    /// Counts one automatic recovery attempt of a parked purchase and schedules the next
+    /// one after `backoff`.
+    pub async fn count_recovery(&self, txid: &str, backoff: std::time::Duration) -> Result<()> {
+        let millis = i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX);
+        self.update(
+            "UPDATE transactions
+                SET recovery_attempts = recovery_attempts + 1,
+                    next_recovery_at = now() + $2::bigint * interval '1 millisecond',
+                    updated_at = now()
+              WHERE txid = $1",
+            &[&txid, &millis],
+        )
+        .await
     }
 
     /// What the participants answered: the priced seats and the money.
@@ -456,5 +491,6 @@ fn record(row: &Row) -> TxnRecord {
         started_at: row.get(20),
         decided_at: row.get(21),
         finished_at: row.get(22),
+        recovery_attempts: row.get(23),
     }
 }

@@ -1,6 +1,7 @@
 //! Recovery: at start, every unfinished purchase in the log is driven to its end (parked
 //! ones too: a restart is when a person expects them retried); then, continuously, the
-//! unfinished ones nobody in this process is driving. Participants' in-doubt lists are
+//! unfinished ones nobody in this process is driving, and parked ones up to
+//! [`PARKED_RECOVERY_ATTEMPTS`] times with a doubling wait. Participants' in-doubt lists are
 //! reconciled against the log, so a branch prepared in a crash window the log never
 //! heard of is aborted (presumed abort).
 
@@ -17,12 +18,23 @@ use crate::{lease, saga, two_pc};
 
 /// Purchases recovered at once.
 const CONCURRENCY: usize = 8;
+/// Automatic recovery attempts of a parked purchase before it waits for a person (or a
+/// restart); the wait between them doubles from the recovery interval.
+pub const PARKED_RECOVERY_ATTEMPTS: i32 = 5;
 
-/// Drives every unfinished purchase; returns how many were driven.
-pub async fn recover_all(driver: &Driver, include_parked: bool) -> Result<usize> {
-    let unfinished = driver.log.unfinished(include_parked).await?;
+/// Drives every unfinished purchase (at start: parked ones too, whatever their count);
+/// returns how many were driven.
+pub async fn recover_all(driver: &Driver, at_start: bool, interval: Duration) -> Result<usize> {
+    let unfinished = if at_start {
+        driver.log.unfinished().await?
+    } else {
+        driver
+            .log
+            .due_for_recovery(PARKED_RECOVERY_ATTEMPTS)
+            .await?
+    };
     let driven = futures::stream::iter(unfinished)
-        .map(|txn| async move { recover_one(driver, txn).await })
+        .map(|txn| async move { recover_one(driver, txn, interval).await })
         .buffer_unordered(CONCURRENCY)
         .filter(|driven| std::future::ready(*driven))
         .count()
@@ -32,7 +44,7 @@ pub async fn recover_all(driver: &Driver, include_parked: bool) -> Result<usize>
 }
 
 /// Drives one purchase unless this process is already driving it.
-async fn recover_one(driver: &Driver, txn: TxnRecord) -> bool {
+async fn recover_one(driver: &Driver, txn: TxnRecord, interval: Duration) -> bool {
     let Some(_guard) = driver.claim(&txn.txid) else {
         return false;
     };
@@ -41,11 +53,19 @@ async fn recover_one(driver: &Driver, txn: TxnRecord) -> bool {
         Ok(txn) if !txn.state.is_finished() => txn,
         _ => return false,
     };
-    if txn.state == State::NeedsAttention
-        && let Err(error) = driver.log.unpark(&txn.txid).await
-    {
-        warn!(txid = %txn.txid, %error, "could not unpark");
-        return false;
+    if txn.state == State::NeedsAttention {
+        // Each automatic attempt is counted in the log, with a doubling wait before the
+        // next: a parked purchase is retried a bounded number of times, visibly.
+        let attempt = txn.recovery_attempts.max(0).unsigned_abs().min(16);
+        let backoff = interval.saturating_mul(1 << attempt);
+        if let Err(error) = driver.log.count_recovery(&txn.txid, backoff).await {
+            warn!(txid = %txn.txid, %error, "could not count a recovery attempt");
+            return false;
+        }
+        if let Err(error) = driver.log.unpark(&txn.txid).await {
+            warn!(txid = %txn.txid, %error, "could not unpark");
+            return false;
+        }
     }
     let run = match Run::new(driver, &txn).await {
         Ok(run) => run,
@@ -149,7 +169,7 @@ async fn reconcile_participants(driver: &Driver) {
 
 /// Recovers at start, then every `interval` for purchases nobody is driving.
 pub async fn run(driver: Driver, interval: Duration) {
-    match recover_all(&driver, true).await {
+    match recover_all(&driver, true, interval).await {
         Ok(0) => {}
         Ok(n) => info!(recovered = n, "recovery at start finished"),
         Err(error) => warn!(%error, "recovery at start failed; retrying on the next round"),
@@ -158,7 +178,7 @@ pub async fn run(driver: Driver, interval: Duration) {
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        if let Err(error) = recover_all(&driver, false).await {
+        if let Err(error) = recover_all(&driver, false, interval).await {
             warn!(%error, "recovery round failed");
         }
     }

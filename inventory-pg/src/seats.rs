@@ -153,9 +153,17 @@ pub async fn lock_best_available(
         event_currency(tx, event_id).await?;
         // SOLD_OUT only when the committed state has too few AVAILABLE seats; seats other
         // purchases have locked right now may come back, so that is a conflict.
+        // Seats inside live prepared 2PC branches read AVAILABLE until COMMIT PREPARED:
+        // count them as taken.
         let statement = tx
             .prepare_cached(
-                "SELECT count(*) FROM seats WHERE event_id = $1 AND status = 'AVAILABLE'",
+                "SELECT count(*) FROM seats s
+                  WHERE s.event_id = $1 AND s.status = 'AVAILABLE'
+                    AND NOT EXISTS (
+                        SELECT 1 FROM txn_prepared p
+                          JOIN pg_prepared_xacts x
+                            ON x.gid = 'td-' || p.txid AND x.database = current_database()
+                         WHERE p.event_id = s.event_id AND s.seat_id = ANY(p.seat_ids))",
             )
             .await?;
         let available: i64 = tx.query_one(&statement, &[&event_id]).await?.get(0);

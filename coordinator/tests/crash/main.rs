@@ -373,3 +373,75 @@ async fn a_lease_holder_paused_past_its_lease_is_refused_by_fencing() {
     world.settle().await;
     world.assert_invariants("fenced", 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parked_purchase_is_finished_by_recovery_once_the_participant_is_back() {
+    let world = World::start(MeshOptions {
+        coordinator_args: vec![
+            "--call-timeout-ms",
+            "300",
+            "--forward-attempts",
+            "1",
+            "--finish-attempts",
+            "1",
+        ],
+        ..Default::default()
+    })
+    .await;
+    world.event("parked", 1, 2, 1_000).await;
+    world.mesh.payments.pause().expect("SIGSTOP payments");
+
+    let status = world
+        .buy(
+            Protocol::TwoPhaseCommit,
+            "parked",
+            &["A-1-1"],
+            "tok_visa",
+            "parked-1",
+        )
+        .await
+        .expect_err("payments does not answer");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("the purchase was aborted"),
+        "{status:?}"
+    );
+    assert_eq!(
+        log_value(&world, "SELECT state || ' ' || decision FROM transactions")
+            .await
+            .as_deref(),
+        Some("NEEDS_ATTENTION ABORT"),
+        "the abort could not reach payments: parked"
+    );
+    let pending = world
+        .coordinator
+        .clone()
+        .list_pending(ListPendingRequest {})
+        .await
+        .expect("pending")
+        .into_inner()
+        .transactions;
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].needs_attention);
+
+    world.mesh.payments.resume().expect("SIGCONT payments");
+    wait_for("recovery to finish the parked purchase", || async {
+        log_value(&world, "SELECT state FROM transactions")
+            .await
+            .as_deref()
+            == Some("ABORTED")
+    })
+    .await;
+    let attempts = log_value(&world, "SELECT recovery_attempts::text FROM transactions").await;
+    assert_eq!(
+        attempts.as_deref(),
+        Some("1"),
+        "one counted automatic recovery attempt"
+    );
+    world.assert_invariants("parked", 2).await;
+    let seats = world.seats("parked").await;
+    assert!(
+        seats.values().all(|(status, _)| status == "AVAILABLE"),
+        "{seats:?}"
+    );
+}
