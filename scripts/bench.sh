@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLI="$ROOT/target/release/ticketdrop"
 FANS="${TICKETDROP_BENCH_FANS:-50000}"
 SEATS="${TICKETDROP_BENCH_SEATS:-500}"
-CONCURRENCY="${TICKETDROP_BENCH_CONCURRENCY:-256}"
+CONCURRENCY="${TICKETDROP_BENCH_CONCURRENCY:-64}"
 OUT="$ROOT/docs/benchmarks.md"
 RUN="bench-$(date +%s)"
 
