@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::*;
 use serde_json::json;
+use tonic::transport::Channel;
 
 use crate::endpoints::{self, Endpoints};
 use crate::purchase::ProtocolArg;
@@ -96,13 +98,7 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
     let rpc_error = |s: tonic::Status| anyhow::anyhow!(endpoints::describe(&s));
     match command {
         TxnCommand::Show { txid, format } => {
-            let txn = coordinator
-                .get_transaction(GetTransactionRequest { txid })
-                .await
-                .map_err(rpc_error)?
-                .into_inner()
-                .transaction
-                .context("no transaction in the answer")?;
+            let txn = transaction(&mut coordinator, txid).await?;
             match format {
                 Format::Json => json::print(&json::transaction(&txn)),
                 Format::Mermaid => {
@@ -277,13 +273,7 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
             txid,
             json: json_out,
         } => {
-            let txn = coordinator
-                .get_transaction(GetTransactionRequest { txid })
-                .await
-                .map_err(rpc_error)?
-                .into_inner()
-                .transaction
-                .context("no transaction in the answer")?;
+            let txn = transaction(&mut coordinator, txid).await?;
             let failing = txn
                 .steps
                 .iter()
@@ -331,6 +321,19 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
             Ok(())
         }
     }
+}
+
+async fn transaction(
+    coordinator: &mut CoordinatorServiceClient<Channel>,
+    txid: String,
+) -> anyhow::Result<Transaction> {
+    coordinator
+        .get_transaction(GetTransactionRequest { txid })
+        .await
+        .map_err(|s| anyhow::anyhow!(endpoints::describe(&s)))?
+        .into_inner()
+        .transaction
+        .context("no transaction in the answer")
 }
 
 fn print_timeline(txn: &Transaction) {
