@@ -432,12 +432,13 @@ async fn a_parked_purchase_is_finished_by_recovery_once_the_participant_is_back(
             == Some("ABORTED")
     })
     .await;
-    let attempts = log_value(&world, "SELECT recovery_attempts::text FROM transactions").await;
-    assert_eq!(
-        attempts.as_deref(),
-        Some("1"),
-        "one counted automatic recovery attempt"
-    );
+    // Recovery may also have tried while payments was still frozen: each try is counted,
+    // and there are at most five before a purchase waits for a person.
+    let attempts: u32 = log_value(&world, "SELECT recovery_attempts::text FROM transactions")
+        .await
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!((1..=5).contains(&attempts), "{attempts} counted recovery attempts");
     world.assert_invariants("parked", 2).await;
     let seats = world.seats("parked").await;
     assert!(
