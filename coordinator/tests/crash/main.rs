@@ -438,7 +438,10 @@ async fn a_parked_purchase_is_finished_by_recovery_once_the_participant_is_back(
         .await
         .and_then(|n| n.parse().ok())
         .expect("a count");
-    assert!((1..=5).contains(&attempts), "{attempts} counted recovery attempts");
+    assert!(
+        (1..=5).contains(&attempts),
+        "{attempts} counted recovery attempts"
+    );
     world.assert_invariants("parked", 2).await;
     let seats = world.seats("parked").await;
     assert!(
