@@ -20,8 +20,8 @@ use redis::Script;
 use crate::driver::{CallError, Run};
 use crate::error::{Error, Result};
 use crate::log::{Decision, TxnRecord};
-use crate::outcome;
 use crate::rpc;
+use crate::{money, outcome};
 
 /// Deletes the lease only while it is still ours.
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
@@ -38,10 +38,6 @@ fn lock_key(event_id: &str, seat_id: &str) -> String {
 
 fn fencing_key(event_id: &str) -> String {
     format!("fencing:{{{event_id}}}")
-}
-
-fn key(txid: &str, step: &str) -> String {
-    format!("{txid}:{step}")
 }
 
 pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
@@ -137,20 +133,8 @@ async fn write(
         .await?;
 
     let started = Instant::now();
-    let authorize = AuthorizeRequest {
-        order_id: txn.order_id.clone(),
-        amount_cents: sold.total_cents,
-        currency: sold.currency.clone(),
-        card_token: purchase.card_token.clone(),
-        idempotency_key: key(txid, "authorize"),
-    };
-    let payment = match run
-        .call(Participant::Payments, "authorize", false, forward, || {
-            rpc!(p.payments, authorize, authorize.clone())
-        })
-        .await
-    {
-        Ok(answer) => answer.payment.unwrap_or_default(),
+    let payment = match money::authorize(run, txn, sold.total_cents, &sold.currency).await {
+        Ok(payment) => payment,
         Err(error) => {
             let undone = undo(run, txn, seats, token, Written::Money).await;
             return Err(abort(run, outcome::refusal("payments", &error), undone).await);
@@ -160,17 +144,7 @@ async fn write(
         .log
         .set_payment(txid, &payment.payment_id)
         .await?;
-    let capture = CaptureRequest {
-        payment_id: payment.payment_id.clone(),
-        amount_cents: 0,
-        idempotency_key: key(txid, "capture"),
-    };
-    if let Err(error) = run
-        .call(Participant::Payments, "capture", false, forward, || {
-            rpc!(p.payments, capture, capture.clone())
-        })
-        .await
-    {
+    if let Err(error) = money::capture(run, &payment.payment_id).await {
         let undone = undo(run, txn, seats, token, Written::Money).await;
         return Err(abort(run, outcome::refusal("payments", &error), undone).await);
     }
@@ -470,7 +444,7 @@ async fn undo(
             )?;
         }
         if written >= Written::Money {
-            undo_payments(run, &txn.order_id).await?;
+            money::release(run, &txn.order_id).await?;
         }
         ignore_stale(
             run.call(
@@ -499,51 +473,6 @@ async fn undo(
     .await;
     run.phase("undo", started);
     result
-}
-
-/// Voids an authorization or refunds a capture of the order.
-async fn undo_payments(run: &Run, order_id: &str) -> Result<(), CallError> {
-    let p = &run.driver.participants;
-    let finish = run.driver.policies.finish;
-    let payments = run
-        .call(Participant::Payments, "list_payments", true, finish, || {
-            rpc!(
-                p.payments,
-                list_by_order,
-                ListByOrderRequest {
-                    order_id: order_id.to_owned(),
-                }
-            )
-        })
-        .await?
-        .payments;
-    for payment in payments {
-        match payment.state() {
-            PaymentState::Authorized => {
-                let request = VoidRequest {
-                    payment_id: payment.payment_id.clone(),
-                    idempotency_key: key(&run.txid, &format!("void:{}", payment.payment_id)),
-                };
-                run.call(Participant::Payments, "void", true, finish, || {
-                    rpc!(p.payments, void, request.clone())
-                })
-                .await?;
-            }
-            PaymentState::Captured => {
-                let request = RefundRequest {
-                    payment_id: payment.payment_id.clone(),
-                    amount_cents: 0,
-                    idempotency_key: key(&run.txid, &format!("refund:{}", payment.payment_id)),
-                };
-                run.call(Participant::Payments, "refund", true, finish, || {
-                    rpc!(p.payments, refund, request.clone())
-                })
-                .await?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// A refused undo is fine when the seat's claim has a newer holder (stale token) or the

@@ -12,6 +12,7 @@ mod inspect;
 mod lease;
 pub mod log;
 pub mod model;
+mod money;
 mod outcome;
 pub mod participants;
 pub mod recovery;

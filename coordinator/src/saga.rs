@@ -22,8 +22,8 @@ use proto::v1::*;
 use crate::driver::{CallError, Run};
 use crate::error::{Error, Result};
 use crate::log::{Decision, TxnRecord};
-use crate::outcome;
 use crate::rpc;
+use crate::{money, outcome};
 
 /// How far the forward steps got: the step that failed (every step before it succeeded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,10 +52,6 @@ impl Reached {
     fn compensates(self, step: Reached, failed_may_have_applied: bool) -> bool {
         step < self || (step == self && failed_may_have_applied)
     }
-}
-
-fn key(txid: &str, step: &str) -> String {
-    format!("{txid}:{step}")
 }
 
 pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
@@ -109,20 +105,8 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     run.phase("create_order", started);
 
     let started = Instant::now();
-    let authorize_request = AuthorizeRequest {
-        order_id: txn.order_id.clone(),
-        amount_cents: hold.total_cents,
-        currency: hold.currency.clone(),
-        card_token: purchase.card_token.clone(),
-        idempotency_key: key(txid, "authorize"),
-    };
-    let payment = match run
-        .call(Participant::Payments, "authorize", false, forward, || {
-            rpc!(p.payments, authorize, authorize_request.clone())
-        })
-        .await
-    {
-        Ok(answer) => answer.payment.unwrap_or_default(),
+    let payment = match money::authorize(run, txn, hold.total_cents, &hold.currency).await {
+        Ok(payment) => payment,
         Err(error) => return Err(fail(run, txn, Reached::Authorize, "payments", error).await),
     };
     run.phase("authorize", started);
@@ -153,17 +137,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
 
     // The pivot: once the money is captured, the saga only moves forward.
     let started = Instant::now();
-    let capture_request = CaptureRequest {
-        payment_id: payment.payment_id.clone(),
-        amount_cents: 0,
-        idempotency_key: key(txid, "capture"),
-    };
-    match run
-        .call(Participant::Payments, "capture", false, forward, || {
-            rpc!(p.payments, capture, capture_request.clone())
-        })
-        .await
-    {
+    match money::capture(run, &payment.payment_id).await {
         Ok(_) => {}
         Err(error @ CallError::Refused(_)) => {
             return Err(fail(run, txn, Reached::Capture, "payments", error).await);
@@ -268,7 +242,7 @@ async fn compensate(
         .await?;
     }
     if needs(Reached::Authorize) {
-        void_payments(run, &txn.order_id).await?;
+        money::release(run, &txn.order_id).await?;
     }
     if needs(Reached::CreateOrder) {
         run.call(Participant::Orders, "cancel_order", true, finish, || {
@@ -300,39 +274,6 @@ async fn compensate(
                 )
             },
         )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Voids every authorization of the order (there is at most one, but an Authorize whose
-/// answer was lost may have made it without our knowing its id).
-async fn void_payments(run: &Run, order_id: &str) -> Result<(), CallError> {
-    let p = &run.driver.participants;
-    let finish = run.driver.policies.finish;
-    let payments = run
-        .call(Participant::Payments, "list_payments", true, finish, || {
-            rpc!(
-                p.payments,
-                list_by_order,
-                ListByOrderRequest {
-                    order_id: order_id.to_owned(),
-                }
-            )
-        })
-        .await?
-        .payments;
-    for payment in payments
-        .iter()
-        .filter(|payment| payment.state() == PaymentState::Authorized)
-    {
-        let request = VoidRequest {
-            payment_id: payment.payment_id.clone(),
-            idempotency_key: key(&run.txid, &format!("void:{}", payment.payment_id)),
-        };
-        run.call(Participant::Payments, "void", true, finish, || {
-            rpc!(p.payments, void, request.clone())
-        })
         .await?;
     }
     Ok(())

@@ -1,0 +1,105 @@
+//! The payment calls the saga and the lease protocol both make. Idempotency keys derive
+//! from the txid and the step, so a retried or recovered step never charges twice.
+
+use proto::v1::*;
+
+use crate::driver::{CallError, Run};
+use crate::log::TxnRecord;
+use crate::rpc;
+
+/// The idempotency key of one payment step of a purchase.
+pub fn key(txid: &str, step: &str) -> String {
+    format!("{txid}:{step}")
+}
+
+/// Authorizes `amount_cents` on the purchase's card.
+pub async fn authorize(
+    run: &Run,
+    txn: &TxnRecord,
+    amount_cents: i64,
+    currency: &str,
+) -> Result<Payment, CallError> {
+    let p = &run.driver.participants;
+    let request = AuthorizeRequest {
+        order_id: txn.order_id.clone(),
+        amount_cents,
+        currency: currency.to_owned(),
+        card_token: txn.purchase.card_token.clone(),
+        idempotency_key: key(&run.txid, "authorize"),
+    };
+    run.call(
+        Participant::Payments,
+        "authorize",
+        false,
+        run.driver.policies.forward,
+        || rpc!(p.payments, authorize, request.clone()),
+    )
+    .await
+    .map(|answer| answer.payment.unwrap_or_default())
+}
+
+/// Captures the whole authorization.
+pub async fn capture(run: &Run, payment_id: &str) -> Result<(), CallError> {
+    let p = &run.driver.participants;
+    let request = CaptureRequest {
+        payment_id: payment_id.to_owned(),
+        amount_cents: 0,
+        idempotency_key: key(&run.txid, "capture"),
+    };
+    run.call(
+        Participant::Payments,
+        "capture",
+        false,
+        run.driver.policies.forward,
+        || rpc!(p.payments, capture, request.clone()),
+    )
+    .await
+    .map(drop)
+}
+
+/// Gives back whatever the order's payments hold: voids authorizations and refunds
+/// captures. Looks them up by order, because an Authorize whose answer was lost may
+/// have made a payment whose id the coordinator never heard.
+pub async fn release(run: &Run, order_id: &str) -> Result<(), CallError> {
+    let p = &run.driver.participants;
+    let finish = run.driver.policies.finish;
+    let payments = run
+        .call(Participant::Payments, "list_payments", true, finish, || {
+            rpc!(
+                p.payments,
+                list_by_order,
+                ListByOrderRequest {
+                    order_id: order_id.to_owned(),
+                }
+            )
+        })
+        .await?
+        .payments;
+    for payment in payments {
+        match payment.state() {
+            PaymentState::Authorized => {
+                let request = VoidRequest {
+                    payment_id: payment.payment_id.clone(),
+                    idempotency_key: key(&run.txid, &format!("void:{}", payment.payment_id)),
+                };
+                run.call(Participant::Payments, "void", true, finish, || {
+                    rpc!(p.payments, void, request.clone())
+                })
+                .await?;
+            }
+            PaymentState::Captured => {
+                let request = RefundRequest {
+                    payment_id: payment.payment_id.clone(),
+                    amount_cents: 0,
+                    idempotency_key: key(&run.txid, &format!("refund:{}", payment.payment_id)),
+                };
+                run.call(Participant::Payments, "refund", true, finish, || {
+                    rpc!(p.payments, refund, request.clone())
+                })
+                .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
