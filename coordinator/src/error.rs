@@ -35,16 +35,6 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
 }
 
-impl Error {
-    /// True when the purchase certainly changed nothing that lasts.
-    pub fn is_certainly_aborted(&self) -> bool {
-        matches!(
-            self,
-            Error::Refused { .. } | Error::InvalidField(_) | Error::KeyReused(_)
-        )
-    }
-}
-
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let message = error.to_string();

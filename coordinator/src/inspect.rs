@@ -161,10 +161,12 @@ pub async fn list(
     } else {
         String::new()
     };
-    let mut transactions = Vec::with_capacity(txids.len());
-    for txid in txids {
-        transactions.push(transaction(&log.load(&txid).await?, Vec::new()));
-    }
+    let transactions = log
+        .load_many(&txids)
+        .await?
+        .iter()
+        .map(|txn| transaction(txn, Vec::new()))
+        .collect();
     Ok((transactions, next))
 }
 

@@ -184,6 +184,26 @@ impl Log {
         }
     }
 
+    /// The transactions of `txids`, in that order (one query).
+    pub async fn load_many(&self, txids: &[String]) -> Result<Vec<TxnRecord>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM transactions WHERE txid = ANY($1)"
+            ))
+            .await?;
+        let mut found: std::collections::HashMap<String, TxnRecord> = client
+            .query(&statement, &[&txids])
+            .await?
+            .iter()
+            .map(|row| {
+                let txn = record(row);
+                (txn.txid.clone(), txn)
+            })
+            .collect();
+        Ok(txids.iter().filter_map(|txid| found.remove(txid)).collect())
+    }
+
     /// Every unfinished transaction, parked ones included.
     pub async fn unfinished(&self) -> Result<Vec<TxnRecord>> {
         let client = self.pool.get().await?;
@@ -302,28 +322,27 @@ impl Log {
         .await
     }
 
-    /// Finishes an aborted purchase; keeps the first refusal recorded, if any.
-    pub async fn finish_aborted(&self, txid: &str) -> Result<()> {
-        self.update(
-            "UPDATE transactions SET state = 'ABORTED', finished_at = now(), updated_at = now()
-              WHERE txid = $1",
-            &[&txid],
-        )
-        .await
-    }
-
-    /// Records why the purchase was refused (the answer replayed to its key).
-    pub async fn set_refusal(
+    /// Ends an aborted purchase in one statement: records why it was refused (the answer
+    /// replayed to its key; the first refusal wins) and, when every undo went through,
+    /// finishes it as ABORTED, otherwise parks it as NEEDS_ATTENTION.
+    pub async fn end_aborted(
         &self,
         txid: &str,
         code: i32,
         message: &str,
         details: &[u8],
+        undone: bool,
     ) -> Result<()> {
         self.update(
-            "UPDATE transactions SET error_code = $2, error = $3, error_details = $4, updated_at = now()
-              WHERE txid = $1 AND error_code IS NULL",
-            &[&txid, &code, &message, &details],
+            "UPDATE transactions
+                SET error         = CASE WHEN error_code IS NULL THEN $3 ELSE error END,
+                    error_details = CASE WHEN error_code IS NULL THEN $4 ELSE error_details END,
+                    error_code    = coalesce(error_code, $2),
+                    state         = CASE WHEN $5 THEN 'ABORTED' ELSE 'NEEDS_ATTENTION' END,
+                    finished_at   = CASE WHEN $5 THEN now() ELSE finished_at END,
+                    updated_at    = now()
+              WHERE txid = $1",
+            &[&txid, &code, &message, &details, &undone],
         )
         .await
     }

@@ -49,31 +49,20 @@ pub async fn aborted(run: &Run, cause: Status, undo: Result<(), CallError>) -> E
     if run.best_available && crate::sold_out::SoldOut::is_sold_out(&cause) {
         run.driver.sold_out.remember(&run.event_id);
     }
+    if let Err(error) = &undo {
+        warn!(txid = %run.txid, error = %crate::driver::describe(error.status()),
+              "undo did not finish; parking the aborted purchase");
+    }
     if let Err(error) = log
-        .set_refusal(
+        .end_aborted(
             &run.txid,
             cause.code() as i32,
             cause.message(),
             cause.details(),
+            undo.is_ok(),
         )
         .await
     {
-        warn!(txid = %run.txid, %error, "could not log the refusal");
-    }
-    let ended = match &undo {
-        Ok(()) => log.finish_aborted(&run.txid).await,
-        Err(error) => {
-            log.park(
-                &run.txid,
-                &format!(
-                    "undo did not finish: {}",
-                    crate::driver::describe(error.status())
-                ),
-            )
-            .await
-        }
-    };
-    if let Err(error) = ended {
         warn!(txid = %run.txid, %error, "could not log the end of an aborted purchase");
     }
     info!(txid = %run.txid, reason = %cause.message(), "purchase aborted");

@@ -20,11 +20,6 @@ pub use mesh::{Mesh, MeshOptions};
 pub use postgres::PrivatePostgres;
 pub use process::{ServiceProcess, health_status, service_binary};
 
-/// The local stack's endpoints, from the same `TICKETDROP_*` variables the services read.
-pub fn redis_url() -> String {
-    std::env::var("TICKETDROP_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into())
-}
-
 /// DynamoDB Local's endpoint on the local stack.
 pub fn dynamodb_endpoint() -> String {
     std::env::var("TICKETDROP_DYNAMODB_ENDPOINT")
