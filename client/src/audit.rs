@@ -239,6 +239,16 @@ pub async fn audit(stores: &Stores, event_id: &str) -> anyhow::Result<Report> {
             &[&order_ids],
         )
         .await?;
+    // Captures of orders outside this event: their existence is checked in one batch.
+    let foreign: Vec<String> = payment_rows
+        .iter()
+        .filter(|row| row.get::<_, i64>(3) > 0)
+        .map(|row| row.get::<_, String>(1))
+        .filter(|order_id| !orders.contains_key(order_id))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let known = existing_orders(stores, &foreign).await?;
     let mut captured_by_order: HashMap<String, Vec<(String, i64)>> = HashMap::new();
     let mut captured_cents = 0;
     for row in &payment_rows {
@@ -263,7 +273,7 @@ pub async fn audit(stores: &Stores, event_id: &str) -> anyhow::Result<Report> {
                 ),
                 // Another event's order is that event's audit; no order at all is a violation.
                 None => {
-                    if !order_known(stores, &order_id).await? {
+                    if !known.contains(&order_id) {
                         violation(
                             2,
                             "capture_without_order",
@@ -426,22 +436,62 @@ pub async fn audit(stores: &Stores, event_id: &str) -> anyhow::Result<Report> {
     })
 }
 
-async fn order_known(stores: &Stores, order_id: &str) -> anyhow::Result<bool> {
-    let item = stores::dynamodb(&stores.dynamodb_endpoint)
-        .get_item()
-        .table_name(&stores.orders_table)
-        .key("pk", AttributeValue::S(format!("ORDER#{order_id}")))
-        .key("sk", AttributeValue::S("ORDER".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "reading the orders table: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            )
-        })?;
-    Ok(item.item.is_some())
+/// Which of `order_ids` exist in the orders table, read in batches of 100 keys.
+async fn existing_orders(stores: &Stores, order_ids: &[String]) -> anyhow::Result<HashSet<String>> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let client = stores::dynamodb(&stores.dynamodb_endpoint);
+    let mut found = HashSet::new();
+    for chunk in order_ids.chunks(100) {
+        let mut keys = KeysAndAttributes::builder()
+            .consistent_read(true)
+            .projection_expression("order_id");
+        for order_id in chunk {
+            keys = keys.keys(HashMap::from([
+                (
+                    "pk".to_owned(),
+                    AttributeValue::S(format!("ORDER#{order_id}")),
+                ),
+                ("sk".to_owned(), AttributeValue::S("ORDER".into())),
+            ]));
+        }
+        let mut request = Some(HashMap::from([(
+            stores.orders_table.clone(),
+            keys.build()?,
+        )]));
+        // DynamoDB may answer part of a batch; ask again for the rest, a bounded number
+        // of times.
+        for _ in 0..10 {
+            let Some(items) = request.take().filter(|r| !r.is_empty()) else {
+                break;
+            };
+            let answer = client
+                .batch_get_item()
+                .set_request_items(Some(items))
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "reading the orders table: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    )
+                })?;
+            for item in answer
+                .responses()
+                .and_then(|r| r.get(&stores.orders_table))
+                .into_iter()
+                .flatten()
+            {
+                if let Some(order_id) = item.get("order_id").and_then(|v| v.as_s().ok()) {
+                    found.insert(order_id.clone());
+                }
+            }
+            request = answer.unprocessed_keys;
+        }
+        if request.is_some_and(|r| !r.is_empty()) {
+            anyhow::bail!("the orders table kept keys unprocessed; run the audit again");
+        }
+    }
+    Ok(found)
 }
 
 async fn scan_orders(stores: &Stores, event_id: &str) -> anyhow::Result<HashMap<String, Order>> {

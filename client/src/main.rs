@@ -53,7 +53,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    reset_sigpipe();
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Health(args) => health::run(&cli.endpoints, args).await,
@@ -74,13 +74,13 @@ async fn main() {
 }
 
 /// A closed stdout (output piped into `head`) ends the process quietly, as for any Unix
-/// command line tool, instead of with a panic trace.
-fn reset_sigpipe() {
-    std::panic::set_hook(Box::new(|info| {
-        let message = info.to_string();
-        if message.contains("Broken pipe") {
+/// command line tool; every other panic is reported as usual.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.to_string().contains("Broken pipe") {
             std::process::exit(0);
         }
-        eprintln!("{message}");
+        default(info);
     }));
 }
