@@ -105,8 +105,22 @@ impl ServiceProcess {
     }
 
     /// Freezes the process (SIGSTOP): it keeps its sockets and locks but does nothing.
+    /// Returns once the kernel reports it stopped (state `T`), so a caller's next probe
+    /// never races the signal.
     pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGSTOP)
+        self.signal(Signal::SIGSTOP)?;
+        let stat = format!("/proc/{}/stat", self.pid()?);
+        for _ in 0..200 {
+            let state = std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|text| text.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
+                .flatten();
+            if state == Some('T') {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        bail!("the process did not stop within 1 s of SIGSTOP")
     }
 
     /// Thaws a paused process (SIGCONT).
