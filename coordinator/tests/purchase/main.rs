@@ -5,3 +5,4 @@ mod common;
 mod inspection;
 mod protocols;
 mod python;
+mod sold_out;

@@ -263,3 +263,63 @@ async fn commit_twice_has_one_effect_and_prepare_twice_one_branch() {
         .expect_err("a committed txid cannot abort");
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
+
+#[tokio::test]
+async fn best_available_is_sold_out_only_when_no_seat_is_left_outside_prepared_branches() {
+    let inventory = Inventory::start().await;
+    inventory.event("last", 1, 1, 1_000).await;
+    let mut client = inventory.client.clone();
+    let best = |saga: &str| HoldSeatsRequest {
+        saga_id: saga.into(),
+        event_id: "last".into(),
+        seat_ids: Vec::new(),
+        quantity: 1,
+        hold_ttl: secs(60),
+    };
+
+    // The only seat locked by a transaction in flight: a conflict, it may come back.
+    let mut sql = inventory.sql().await;
+    let open = sql.transaction().await.expect("begin");
+    open.execute(
+        "SELECT 1 FROM seats WHERE event_id = 'last' AND seat_id = 'A-1-1' FOR UPDATE",
+        &[],
+    )
+    .await
+    .expect("locked");
+    let status = client
+        .hold_seats(best("saga-early"))
+        .await
+        .expect_err("locked");
+    let (code, reason, _) = details(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::Aborted, "SEAT_TAKEN"),
+        "{status:?}"
+    );
+    open.rollback().await.expect("rollback");
+
+    // The only seat inside a live prepared branch: taken, so sold out.
+    let mut request = prepare("tx-last", "last", "order-last", &[]);
+    request.quantity = 1;
+    client.prepare_sale(request).await.expect("prepared");
+    let status = client
+        .hold_seats(best("saga-late"))
+        .await
+        .expect_err("sold out");
+    let (code, reason, _) = details(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::FailedPrecondition, "SOLD_OUT"),
+        "{status:?}"
+    );
+    client
+        .abort_sale(AbortSaleRequest {
+            txid: "tx-last".into(),
+        })
+        .await
+        .expect("aborted");
+    client
+        .hold_seats(best("saga-after"))
+        .await
+        .expect("the seat is back after the abort");
+}
