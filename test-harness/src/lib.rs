@@ -3,8 +3,9 @@
 //! SIGSTOP/SIGCONT and restarted on the same address and data.
 //!
 //! It also hands each test a fresh PostgreSQL database on the local stack
-//! ([`TestDatabase`]), so tests never see each other's rows, and a private PostgreSQL
-//! server ([`PrivatePostgres`]) for tests that restart the database itself.
+//! ([`TestDatabase`]), so tests never see each other's rows; a private PostgreSQL server
+//! ([`PrivatePostgres`]) and a private DynamoDB Local ([`PrivateDynamo`]) for tests that
+//! stop or kill the database itself; and the whole mesh on fresh stores ([`Mesh`]).
 //!
 //! It must never stand in for a real store: everything it starts is the real binary.
 
