@@ -300,3 +300,10 @@ fn seat_from_row(row: &Row) -> Seat {
 fn count(row: &Row, index: usize) -> u32 {
     u32::try_from(row.get::<_, i64>(index)).unwrap_or(u32::MAX)
 }
+
+/// The event's seats by definitive state, for the waiting room's admission and
+/// sold-out decisions.
+pub async fn seat_counts(pool: &Pool, event_id: &str) -> Result<crate::seats::SeatCounts> {
+    let client = pool.get().await?;
+    crate::seats::counts(&client, event_id).await
+}

@@ -26,10 +26,13 @@ pub enum Error {
     },
     #[error("seats locked by another purchase in progress: {}", seats.join(", "))]
     SeatsLocked { seats: Vec<String> },
-    #[error("every available seat is being bought by another purchase right now; try again")]
+    #[error(
+        "no seat is free right now: the unsold seats are held or being bought by purchases \
+         in progress, and may come back; try again"
+    )]
     AvailableSeatsLocked,
-    #[error("sold out: {available} of {requested} seats available")]
-    SoldOut { requested: u32, available: u32 },
+    #[error("sold out: {unsold} seat(s) left unsold, {requested} requested")]
+    SoldOut { requested: u32, unsold: u32 },
     #[error("hold lost for seats: {}", seats.join(", "))]
     HoldLost { seats: Vec<String> },
     #[error("stale fencing token {token}: seats {} have seen token {seen}", seats.join(", "))]

@@ -132,7 +132,8 @@ pub fn ensure_free(seats: &[LockedSeat]) -> Result<()> {
 
 /// Locks the best `quantity` AVAILABLE seats (cheapest first, then section, row,
 /// number), skipping rows other buyers have locked so nobody queues behind anybody.
-/// SOLD_OUT when fewer are free.
+/// SOLD_OUT when fewer than `quantity` seats are not SOLD; a conflict when enough are
+/// unsold but held or locked by purchases in flight.
 pub async fn lock_best_available(
     tx: &impl GenericClient,
     event_id: &str,
@@ -151,28 +152,17 @@ pub async fn lock_best_available(
         .await?;
     if rows.len() < quantity as usize {
         event_currency(tx, event_id).await?;
-        // SOLD_OUT only when the committed state has too few AVAILABLE seats; seats other
-        // purchases have locked right now may come back, so that is a conflict.
-        // Seats inside live prepared 2PC branches read AVAILABLE until COMMIT PREPARED:
-        // count them as taken.
-        let statement = tx
-            .prepare_cached(
-                "SELECT count(*) FROM seats s
-                  WHERE s.event_id = $1 AND s.status = 'AVAILABLE'
-                    AND NOT EXISTS (
-                        SELECT 1 FROM txn_prepared p
-                          JOIN pg_prepared_xacts x
-                            ON x.gid = 'td-' || p.txid AND x.database = current_database()
-                         WHERE p.event_id = s.event_id AND s.seat_id = ANY(p.seat_ids))",
-            )
-            .await?;
-        let available: i64 = tx.query_one(&statement, &[&event_id]).await?.get(0);
-        if available >= i64::from(quantity) {
+        // SOLD_OUT only when fewer than `quantity` seats are not SOLD: a seat HELD by a
+        // saga, locked by a purchase in flight, or inside a live prepared 2PC branch
+        // (it reads AVAILABLE until COMMIT PREPARED) may still come back, so then the
+        // answer is a conflict, not sold out.
+        let unsold = unsold_seats(tx, event_id).await?;
+        if unsold >= i64::from(quantity) {
             return Err(Error::AvailableSeatsLocked);
         }
         return Err(Error::SoldOut {
             requested: quantity,
-            available: u32::try_from(available).unwrap_or(u32::MAX),
+            unsold: u32::try_from(unsold).unwrap_or(u32::MAX),
         });
     }
     let mut seats: Vec<LockedSeat> = rows
@@ -188,6 +178,59 @@ pub async fn lock_best_available(
         .collect();
     seats.sort_by(|a, b| a.seat_id.cmp(&b.seat_id));
     Ok(seats)
+}
+
+/// Seats of the event that are not SOLD in the committed state.
+async fn unsold_seats(tx: &impl GenericClient, event_id: &str) -> Result<i64> {
+    let statement = tx
+        .prepare_cached("SELECT count(*) FROM seats WHERE event_id = $1 AND status <> 'SOLD'")
+        .await?;
+    Ok(tx.query_one(&statement, &[&event_id]).await?.get(0))
+}
+
+/// The event's seats by definitive state: (capacity, available, held, sold, prepared).
+/// Seats inside live prepared 2PC branches read AVAILABLE in the committed state; they
+/// are counted apart, as `prepared`.
+pub async fn counts(tx: &impl GenericClient, event_id: &str) -> Result<SeatCounts> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE status = 'AVAILABLE'),
+                    count(*) FILTER (WHERE status = 'HELD'),
+                    count(*) FILTER (WHERE status = 'SOLD'),
+                    (SELECT coalesce(sum(cardinality(p.seat_ids)), 0)::bigint
+                       FROM txn_prepared p
+                       JOIN pg_prepared_xacts x
+                         ON x.gid = 'td-' || p.txid AND x.database = current_database()
+                      WHERE p.event_id = $1)
+               FROM seats WHERE event_id = $1",
+        )
+        .await?;
+    let row = tx.query_one(&statement, &[&event_id]).await?;
+    let capacity: i64 = row.get(0);
+    if capacity == 0 {
+        event_currency(tx, event_id).await?;
+    }
+    let prepared: i64 = row.get(4);
+    let available: i64 = row.get(1);
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(SeatCounts {
+        capacity: count(capacity),
+        available: count(available - prepared),
+        held: count(row.get(2)),
+        sold: count(row.get(3)),
+        prepared: count(prepared),
+    })
+}
+
+/// The event's seats by definitive state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatCounts {
+    pub capacity: u64,
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+    pub prepared: u64,
 }
 
 pub fn seat_ids(seats: &[LockedSeat]) -> Vec<String> {

@@ -89,6 +89,24 @@ impl InventoryService for Inventory {
         reply(browse::get_event(&self.pool, &event_id, request.include_seats).await)
     }
 
+    async fn get_seat_counts(
+        &self,
+        request: Request<GetSeatCountsRequest>,
+    ) -> Reply<GetSeatCountsResponse> {
+        let event_id = validate::id("event_id", &request.get_ref().event_id)?;
+        reply(
+            browse::seat_counts(&self.pool, &event_id)
+                .await
+                .map(|c| GetSeatCountsResponse {
+                    capacity: c.capacity,
+                    available: c.available,
+                    held: c.held,
+                    sold: c.sold,
+                    prepared: c.prepared,
+                }),
+        )
+    }
+
     async fn hold_seats(&self, request: Request<HoldSeatsRequest>) -> Reply<HoldSeatsResponse> {
         let hold = Hold::parse(request.get_ref(), self.default_hold_ttl)?;
         reply(saga::hold_seats(&self.pool, &hold).await)

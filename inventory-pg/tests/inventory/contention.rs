@@ -88,30 +88,30 @@ async fn thousand_concurrent_holds_of_one_seat_each_hold_every_seat_exactly_once
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn best_available_holds_never_overlap_and_stop_at_sold_out() {
+async fn best_available_holds_never_overlap_and_are_sold_out_only_once_every_seat_is_sold() {
     let inventory = Inventory::start().await;
     inventory.event("best", 5, 10, 2_500).await;
+    let hold = |saga: String| HoldSeatsRequest {
+        saga_id: saga,
+        event_id: "best".into(),
+        seat_ids: Vec::new(),
+        quantity: 2,
+        hold_ttl: secs(600),
+    };
 
     let attempts = (0..120).map(|i| {
         let mut client = inventory.client.clone();
-        async move {
-            client
-                .hold_seats(HoldSeatsRequest {
-                    saga_id: format!("best-{i}"),
-                    event_id: "best".into(),
-                    seat_ids: Vec::new(),
-                    quantity: 2,
-                    hold_ttl: secs(600),
-                })
-                .await
-        }
+        let request = hold(format!("best-{i}"));
+        async move { (i, client.hold_seats(request).await) }
     });
     let results = join_all(attempts).await;
     let mut held = HashSet::new();
-    let (mut sold_out, mut locked) = (0, 0);
-    for result in results {
+    let mut winners = Vec::new();
+    let mut locked = 0;
+    for (i, result) in results {
         match result {
             Ok(response) => {
+                winners.push(format!("best-{i}"));
                 for seat in response.into_inner().seats {
                     assert!(
                         held.insert(seat.seat_id.clone()),
@@ -121,14 +121,35 @@ async fn best_available_holds_never_overlap_and_stop_at_sold_out() {
                 }
             }
             Err(status) => match details(&status) {
-                (Code::FailedPrecondition, reason, _) if reason == "SOLD_OUT" => sold_out += 1,
-                // Free seats existed but in-flight holds had them locked: a conflict.
+                // Every unsold seat is held by a saga that may still release it: a
+                // conflict, never "sold out".
                 (Code::Aborted, reason, _) if reason == "SEAT_TAKEN" => locked += 1,
                 other => panic!("unexpected answer {other:?}"),
             },
         }
     }
     assert_eq!(held.len(), 50, "all 50 seats held, two per winner");
-    assert_eq!(sold_out + locked, 95);
-    assert!(sold_out > 0, "the last buyers hear sold out");
+    assert_eq!((winners.len(), locked), (25, 95));
+
+    // Once every hold is confirmed, every seat is SOLD: now it is sold out.
+    let mut client = inventory.client.clone();
+    for saga in &winners {
+        client
+            .confirm_seats(ConfirmSeatsRequest {
+                saga_id: saga.clone(),
+                event_id: "best".into(),
+                order_id: format!("order-{saga}"),
+            })
+            .await
+            .expect("confirmed");
+    }
+    let status = client
+        .hold_seats(hold("best-late".into()))
+        .await
+        .expect_err("sold out");
+    let (code, reason, _) = details(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::FailedPrecondition, "SOLD_OUT")
+    );
 }

@@ -265,7 +265,7 @@ async fn commit_twice_has_one_effect_and_prepare_twice_one_branch() {
 }
 
 #[tokio::test]
-async fn best_available_is_sold_out_only_when_no_seat_is_left_outside_prepared_branches() {
+async fn best_available_is_sold_out_only_when_every_seat_is_sold_and_committed() {
     let inventory = Inventory::start().await;
     inventory.event("last", 1, 1, 1_000).await;
     let mut client = inventory.client.clone();
@@ -276,6 +276,7 @@ async fn best_available_is_sold_out_only_when_no_seat_is_left_outside_prepared_b
         quantity: 1,
         hold_ttl: secs(60),
     };
+    let conflict = (Code::Aborted, "SEAT_TAKEN");
 
     // The only seat locked by a transaction in flight: a conflict, it may come back.
     let mut sql = inventory.sql().await;
@@ -291,19 +292,46 @@ async fn best_available_is_sold_out_only_when_no_seat_is_left_outside_prepared_b
         .await
         .expect_err("locked");
     let (code, reason, _) = details(&status);
-    assert_eq!(
-        (code, reason.as_str()),
-        (Code::Aborted, "SEAT_TAKEN"),
-        "{status:?}"
-    );
+    assert_eq!((code, reason.as_str()), conflict, "{status:?}");
     open.rollback().await.expect("rollback");
 
-    // The only seat inside a live prepared branch: taken, so sold out.
+    // The only seat inside a live prepared branch: the branch may still abort, so a
+    // conflict, not sold out; and the seat counts say so.
     let mut request = prepare("tx-last", "last", "order-last", &[]);
     request.quantity = 1;
     client.prepare_sale(request).await.expect("prepared");
     let status = client
         .hold_seats(best("saga-late"))
+        .await
+        .expect_err("in a prepared branch");
+    let (code, reason, _) = details(&status);
+    assert_eq!((code, reason.as_str()), conflict, "{status:?}");
+    let counts = seat_counts(&mut client, "last").await;
+    assert_eq!(
+        counts,
+        (1, 0, 0, 0, 1),
+        "capacity, available, held, sold, prepared"
+    );
+    client
+        .abort_sale(AbortSaleRequest {
+            txid: "tx-last".into(),
+        })
+        .await
+        .expect("aborted");
+    assert_eq!(seat_counts(&mut client, "last").await, (1, 1, 0, 0, 0));
+
+    // Prepared again and committed: every seat SOLD, now sold out.
+    let mut request = prepare("tx-final", "last", "order-final", &[]);
+    request.quantity = 1;
+    client.prepare_sale(request).await.expect("prepared");
+    client
+        .commit_sale(CommitSaleRequest {
+            txid: "tx-final".into(),
+        })
+        .await
+        .expect("committed");
+    let status = client
+        .hold_seats(best("saga-after"))
         .await
         .expect_err("sold out");
     let (code, reason, _) = details(&status);
@@ -312,14 +340,21 @@ async fn best_available_is_sold_out_only_when_no_seat_is_left_outside_prepared_b
         (Code::FailedPrecondition, "SOLD_OUT"),
         "{status:?}"
     );
-    client
-        .abort_sale(AbortSaleRequest {
-            txid: "tx-last".into(),
+    assert_eq!(seat_counts(&mut client, "last").await, (1, 0, 0, 1, 0));
+}
+
+async fn seat_counts(
+    client: &mut proto::v1::inventory_service_client::InventoryServiceClient<
+        tonic::transport::Channel,
+    >,
+    event_id: &str,
+) -> (u64, u64, u64, u64, u64) {
+    let c = client
+        .get_seat_counts(GetSeatCountsRequest {
+            event_id: event_id.into(),
         })
         .await
-        .expect("aborted");
-    client
-        .hold_seats(best("saga-after"))
-        .await
-        .expect("the seat is back after the abort");
+        .expect("counted")
+        .into_inner();
+    (c.capacity, c.available, c.held, c.sold, c.prepared)
 }
