@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "ticketdrop/v1/orders.proto",
     "ticketdrop/v1/payments.proto",
     "ticketdrop/v1/coordinator.proto",
+    "ticketdrop/v1/waiting_room.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
