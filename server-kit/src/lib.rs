@@ -6,6 +6,7 @@
 //!   service, and shuts down gracefully: health NOT_SERVING, a drain delay, in-flight
 //!   calls finish, exit.
 //! - [`pg`]: a PostgreSQL pool and ordered, idempotent migrations.
+//! - [`redis`]: a managed Redis connection, retried at start.
 //! - [`status`] and [`validate`]: gRPC statuses with ErrorInfo / BadRequest details and
 //!   the field checks every service shares, so errors look the same on the wire.
 //!
@@ -14,6 +15,7 @@
 pub mod convert;
 mod options;
 pub mod pg;
+pub mod redis;
 mod serve;
 pub mod shutdown;
 pub mod status;

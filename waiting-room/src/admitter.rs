@@ -1,0 +1,160 @@
+//! The admission loop. Each round, for every room: read the room, ask inventory for the
+//! event's definitive seat counts, run one atomic admission round in Redis (lapsed
+//! admissions expire, fans are admitted in join order within max_active and the seats
+//! that may still be sold), wake the admitted fans' streams, and declare the room sold
+//! out when — and only when — every seat is sold and no purchase was in flight at any
+//! moment between reading the room and declaring.
+//!
+//! A round runs every tick, and at once when something happens in this process (a fan
+//! joins, a purchase releases its slot), so a seat given back by a declined card goes to
+//! the next fan within a round trip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::v1::GetSeatCountsRequest;
+use proto::v1::inventory_service_client::InventoryServiceClient;
+use tokio::sync::Notify;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::store::{Seats, Store};
+use crate::watchers::Watchers;
+
+/// Most fans one round admits in one room (bounds the Lua script's run time).
+const BATCH: u64 = 1_000;
+/// Shortest time between two rounds, however often the loop is woken.
+const MIN_INTERVAL: Duration = Duration::from_millis(2);
+
+#[derive(Clone)]
+pub struct Admitter {
+    pub store: Store,
+    pub inventory: InventoryServiceClient<Channel>,
+    pub watchers: Arc<Watchers>,
+    pub wake: Arc<Notify>,
+    pub tick: Duration,
+    /// Whether inventory failed to answer last time (to log an outage once).
+    pub inventory_down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Admitter {
+    /// Runs rounds until the task is aborted.
+    pub async fn run(self) {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.tick) => {}
+            }
+            match self.round_all().await {
+                Ok(()) if failing => {
+                    info!("admission rounds work again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                // Logged once per outage, not once per tick.
+                Err(error) if !failing => {
+                    warn!(%error, "admission round failed; retrying every tick");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(MIN_INTERVAL).await;
+        }
+    }
+
+    async fn round_all(&self) -> Result<()> {
+        for event_id in self.store.rooms().await? {
+            self.round(&event_id).await?;
+        }
+        Ok(())
+    }
+
+    /// One round for one room.
+    pub async fn round(&self, event_id: &str) -> Result<()> {
+        let Some(before) = self.store.room(event_id).await? else {
+            return Ok(());
+        };
+        if !before.open {
+            if let Some(at_ms) = before.sold_out_at_ms {
+                self.watchers.sold_out(event_id, at_ms, before.capacity);
+            }
+            return Ok(());
+        }
+        // Read after the room: a purchase that ended before `before` was read has
+        // finished its writes, so these counts include them. Not needed while every slot
+        // is taken by purchases in flight: nobody can be admitted, nor can the room be
+        // sold out.
+        let full = before.active >= u64::from(before.max_active) && before.purchasing > 0;
+        let seats = if (before.waiting > 0 || before.active > 0) && !full {
+            self.seat_counts(event_id).await
+        } else {
+            None
+        };
+        let round = self.store.admit(event_id, seats, BATCH).await?;
+        if !round.admitted.is_empty() {
+            self.watchers
+                .admitted(event_id, &round.admitted, round.admitted_through);
+        }
+        self.watchers
+            .sample(event_id, before.admitted + round.admitted.len() as u64);
+        if let Some(seats) = seats
+            && seats.sold >= seats.capacity
+            && before.purchasing == 0
+            && round.purchasing == 0
+            && self.store.declare_sold_out(event_id, before.claims).await?
+        {
+            let room = self.store.room(event_id).await?.unwrap_or_default();
+            info!(
+                event_id,
+                capacity = seats.capacity,
+                told = room.sold_out,
+                "sold out: every seat is sold and no purchase is in flight"
+            );
+            self.watchers.sold_out(
+                event_id,
+                room.sold_out_at_ms.unwrap_or_default(),
+                seats.capacity,
+            );
+        }
+        Ok(())
+    }
+
+    /// Inventory's definitive counts; None (no admission this round) when it does not
+    /// answer.
+    async fn seat_counts(&self, event_id: &str) -> Option<Seats> {
+        match self
+            .inventory
+            .clone()
+            .get_seat_counts(GetSeatCountsRequest {
+                event_id: event_id.to_owned(),
+            })
+            .await
+        {
+            Ok(counts) => {
+                if self
+                    .inventory_down
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    info!("inventory answers again; admitting");
+                }
+                let counts = counts.into_inner();
+                Some(Seats {
+                    capacity: counts.capacity,
+                    sold: counts.sold,
+                })
+            }
+            Err(status) => {
+                if !self
+                    .inventory_down
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    warn!(event_id, error = %Error::Inventory(status),
+                          "no seat counts from inventory; nobody is admitted until it answers");
+                }
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = waiting_room::Config::parse();
+    server_kit::telemetry::init(config.server.log_format);
+    waiting_room::run(config, server_kit::shutdown::signal_received()).await
+}

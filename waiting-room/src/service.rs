@@ -1,0 +1,466 @@
+//! The `ticketdrop.v1.WaitingRoomService` gRPC service: validates each request into a
+//! domain type, runs it against the store, and maps the outcome to a response or a
+//! status. Watch streams live in their own tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::waiting_room_service_server::WaitingRoomService;
+use proto::v1::*;
+use server_kit::convert;
+use server_kit::status::FieldError;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+
+use crate::admission::{Refusal, Signer};
+use crate::error::{Error, Result};
+use crate::model::{FanRef, FanState, RoomSettings};
+use crate::store::{ClaimOutcome, Fan, RoomRecord, Store};
+use crate::watchers::{Signal, Watchers};
+
+/// Most seats one purchase may ask for (as the coordinator allows).
+const MAX_SEATS: u32 = 10;
+
+#[derive(Clone)]
+pub struct WaitingRoom {
+    pub store: Store,
+    pub signer: Signer,
+    pub watchers: Arc<Watchers>,
+    pub wake: Arc<Notify>,
+    pub inventory: InventoryServiceClient<Channel>,
+    pub purchase_lease: Duration,
+    pub position_interval: Duration,
+    /// Turns true when shutdown begins.
+    pub closing: tokio::sync::watch::Receiver<bool>,
+}
+
+type Reply<T> = std::result::Result<Response<T>, Status>;
+type BoxStream<T> = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = std::result::Result<T, Status>> + Send + 'static>,
+>;
+
+impl WaitingRoom {
+    fn room(&self, record: &RoomRecord) -> Room {
+        Room {
+            event_id: record.event_id.clone(),
+            max_active: record.max_active,
+            admission_ttl: Some(convert::duration(Duration::from_millis(
+                record.admission_ttl_ms,
+            ))),
+            state: if record.open {
+                RoomState::Open
+            } else {
+                RoomState::SoldOut
+            }
+            .into(),
+            opened_at: timestamp(record.opened_at_ms),
+            waiting: record.waiting,
+            active: record.active,
+            purchasing: record.purchasing,
+            admitted: record.admitted,
+            purchased: record.purchased,
+            sold_out: record.sold_out,
+            expired: record.expired,
+            left: record.left,
+            joined: record.joined,
+            admission_rate: self.watchers.rate(&record.event_id),
+            capacity: record.capacity,
+            seats_sold: record.seats_sold,
+            sold_out_at: record.sold_out_at_ms.and_then(timestamp),
+            max_purchasing_seen: record.max_purchasing_seen,
+            finished: record.releases.saturating_sub(record.purchased),
+        }
+    }
+
+    fn place(
+        &self,
+        fan: &FanRef,
+        state: FanState,
+        join_number: u64,
+        rank: Option<u64>,
+        joined_at_ms: i64,
+    ) -> Place {
+        let position = rank
+            .filter(|_| state == FanState::Waiting)
+            .map_or(0, |r| r + 1);
+        let rate = self.watchers.rate(&fan.event_id);
+        Place {
+            event_id: fan.event_id.clone(),
+            user_id: fan.user_id.clone(),
+            state: proto::v1::FanState::from(state).into(),
+            join_number,
+            position,
+            estimated_wait: (position > 0 && rate > 0.0)
+                .then(|| convert::duration(Duration::from_secs_f64(position as f64 / rate))),
+            joined_at: timestamp(joined_at_ms),
+        }
+    }
+
+    fn admission(&self, fan: &FanRef, record: &Fan) -> Option<Admission> {
+        let admission = record.admission.as_ref()?;
+        Some(Admission {
+            token: self.signer.sign(
+                &fan.event_id,
+                &fan.user_id,
+                &admission.admission_id,
+                admission.admitted_at_ms,
+                admission.expires_at_ms,
+            ),
+            admission_id: admission.admission_id.clone(),
+            expires_at: timestamp(admission.expires_at_ms),
+            admission_number: admission.admission_number,
+        })
+    }
+
+    async fn claim(&self, request: &ClaimAdmissionRequest) -> Result<ClaimAdmissionResponse> {
+        let fan = FanRef::parse(&request.event_id, &request.user_id)?;
+        if request.idempotency_key.is_empty() || request.idempotency_key.len() > 255 {
+            return Err(FieldError::new("idempotency_key", "must be 1 to 255 characters").into());
+        }
+        if !(1..=MAX_SEATS).contains(&request.seats) {
+            return Err(FieldError::new(
+                "seats",
+                format!("must be between 1 and {MAX_SEATS}, got {}", request.seats),
+            )
+            .into());
+        }
+        let no_room = || ClaimAdmissionResponse {
+            room_open: false,
+            admission_id: String::new(),
+        };
+        let refused = |outcome: ClaimOutcome| match outcome {
+            ClaimOutcome::Expired => Error::AdmissionExpired {
+                event_id: fan.event_id.clone(),
+                user_id: fan.user_id.clone(),
+            },
+            ClaimOutcome::Used => Error::AdmissionUsed {
+                event_id: fan.event_id.clone(),
+                user_id: fan.user_id.clone(),
+            },
+            ClaimOutcome::Invalid(why) => Error::AdmissionInvalid {
+                event_id: fan.event_id.clone(),
+                user_id: fan.user_id.clone(),
+                why,
+            },
+            ClaimOutcome::Claimed | ClaimOutcome::NoRoom => {
+                unreachable!("only refusals are mapped")
+            }
+        };
+        if request.admission_token.is_empty() {
+            return if self.store.room_exists(&fan.event_id).await? {
+                Err(Error::AdmissionRequired {
+                    event_id: fan.event_id,
+                })
+            } else {
+                Ok(no_room())
+            };
+        }
+        let claims = match self
+            .signer
+            .verify(&request.admission_token, &fan.event_id, &fan.user_id)
+        {
+            Ok(claims) => claims,
+            // A token, good or bad, does not matter to an event without a room.
+            Err(_) if !self.store.room_exists(&fan.event_id).await? => return Ok(no_room()),
+            Err(Refusal::Expired) => return Err(refused(ClaimOutcome::Expired)),
+            Err(Refusal::Invalid(why)) => return Err(refused(ClaimOutcome::Invalid(why.into()))),
+        };
+        match self
+            .store
+            .claim(
+                &fan.event_id,
+                &fan.user_id,
+                &claims.adm,
+                &request.idempotency_key,
+                request.seats,
+            )
+            .await?
+        {
+            ClaimOutcome::Claimed => Ok(ClaimAdmissionResponse {
+                room_open: true,
+                admission_id: claims.adm,
+            }),
+            ClaimOutcome::NoRoom => Ok(no_room()),
+            outcome => Err(refused(outcome)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl WaitingRoomService for WaitingRoom {
+    async fn open_room(&self, request: Request<OpenRoomRequest>) -> Reply<OpenRoomResponse> {
+        let settings = RoomSettings::try_from(request.get_ref())?;
+        let counts = self
+            .inventory
+            .clone()
+            .get_seat_counts(GetSeatCountsRequest {
+                event_id: settings.event_id.clone(),
+            })
+            .await
+            .map_err(|status| match status.code() {
+                Code::NotFound => Error::EventNotFound(settings.event_id.clone()),
+                _ => Error::Inventory(status),
+            })?
+            .into_inner();
+        self.store
+            .open(&settings, self.purchase_lease, counts.capacity)
+            .await
+            .map_err(Status::from)?;
+        self.wake.notify_one();
+        tracing::info!(event_id = %settings.event_id, max_active = settings.max_active,
+                       admission_ttl = ?settings.admission_ttl, "room open");
+        let record = self
+            .store
+            .room(&settings.event_id)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(OpenRoomResponse {
+            room: record.as_ref().map(|r| self.room(r)),
+        }))
+    }
+
+    async fn get_room(&self, request: Request<GetRoomRequest>) -> Reply<GetRoomResponse> {
+        let event_id = server_kit::validate::id("event_id", &request.get_ref().event_id)?;
+        let record = self
+            .store
+            .room(&event_id)
+            .await
+            .map_err(Status::from)?
+            .ok_or_else(|| Error::NoRoom(event_id.clone()))?;
+        Ok(Response::new(GetRoomResponse {
+            room: Some(self.room(&record)),
+        }))
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Reply<JoinResponse> {
+        let r = request.get_ref();
+        let fan = FanRef::parse(&r.event_id, &r.user_id)?;
+        let joined = self
+            .store
+            .join(&fan.event_id, &fan.user_id)
+            .await
+            .map_err(Status::from)?;
+        if joined.state == FanState::Waiting {
+            self.wake.notify_one();
+        }
+        Ok(Response::new(JoinResponse {
+            place: Some(self.place(
+                &fan,
+                joined.state,
+                joined.join_number,
+                joined.rank,
+                joined.joined_at_ms,
+            )),
+        }))
+    }
+
+    async fn watch(&self, request: Request<WatchRequest>) -> Reply<BoxStream<WatchResponse>> {
+        let r = request.get_ref();
+        let fan = FanRef::parse(&r.event_id, &r.user_id)?;
+        if self
+            .store
+            .fan(&fan.event_id, &fan.user_id)
+            .await
+            .map_err(Status::from)?
+            .is_none()
+        {
+            return Err(Error::FanNotFound {
+                event_id: fan.event_id,
+                user_id: fan.user_id,
+            }
+            .into());
+        }
+        let (sender, receiver) = mpsc::channel(4);
+        tokio::spawn(follow(self.clone(), fan, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn leave(&self, request: Request<LeaveRequest>) -> Reply<LeaveResponse> {
+        let r = request.get_ref();
+        let fan = FanRef::parse(&r.event_id, &r.user_id)?;
+        let left = self
+            .store
+            .leave(&fan.event_id, &fan.user_id)
+            .await
+            .map_err(Status::from)?;
+        if left == Some(FanState::Purchasing) {
+            return Err(Error::PurchaseInFlight {
+                event_id: fan.event_id,
+                user_id: fan.user_id,
+            }
+            .into());
+        }
+        if left.is_some() {
+            self.wake.notify_one();
+        }
+        Ok(Response::new(LeaveResponse {
+            left_from: left
+                .map_or(proto::v1::FanState::Unspecified, Into::into)
+                .into(),
+        }))
+    }
+
+    async fn claim_admission(
+        &self,
+        request: Request<ClaimAdmissionRequest>,
+    ) -> Reply<ClaimAdmissionResponse> {
+        Ok(Response::new(self.claim(request.get_ref()).await?))
+    }
+
+    async fn release_admission(
+        &self,
+        request: Request<ReleaseAdmissionRequest>,
+    ) -> Reply<ReleaseAdmissionResponse> {
+        let r = request.get_ref();
+        let fan = FanRef::parse(&r.event_id, &r.user_id)?;
+        let admission_id = server_kit::validate::id("admission_id", &r.admission_id)?;
+        let released = self
+            .store
+            .release(
+                &fan.event_id,
+                &fan.user_id,
+                &admission_id,
+                &r.idempotency_key,
+                r.committed,
+            )
+            .await
+            .map_err(Status::from)?;
+        if released {
+            self.wake.notify_one();
+        }
+        Ok(Response::new(ReleaseAdmissionResponse { released }))
+    }
+}
+
+/// A Watch stream: the fan's place while they wait, then one final message.
+async fn follow(
+    room: WaitingRoom,
+    fan: FanRef,
+    sender: mpsc::Sender<std::result::Result<WatchResponse, Status>>,
+) {
+    use watch_response::Update;
+    let send = |update: Update| {
+        let sender = sender.clone();
+        async move {
+            sender
+                .send(Ok(WatchResponse {
+                    update: Some(update),
+                }))
+                .await
+                .is_ok()
+        }
+    };
+    let mut last_position = None;
+    let mut closing = room.closing.clone();
+    let closed =
+        || Status::unavailable("the waiting room is shutting down; watch again to keep your place");
+    loop {
+        if *closing.borrow() {
+            let _ = sender.send(Err(closed())).await;
+            return;
+        }
+        let (record, rank) = match room.store.fan(&fan.event_id, &fan.user_id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                let status = Status::from(Error::FanNotFound {
+                    event_id: fan.event_id.clone(),
+                    user_id: fan.user_id.clone(),
+                });
+                let _ = sender.send(Err(status)).await;
+                return;
+            }
+            Err(error) => {
+                let _ = sender.send(Err(Status::from(error))).await;
+                return;
+            }
+        };
+        let final_update = match record.state {
+            FanState::Waiting => None,
+            FanState::SoldOut => {
+                let room_record = room.store.room(&fan.event_id).await.ok().flatten();
+                Some(Update::SoldOut(SoldOut {
+                    sold_out_at: room_record
+                        .as_ref()
+                        .and_then(|r| r.sold_out_at_ms)
+                        .and_then(timestamp),
+                    capacity: room_record.map_or(0, |r| r.capacity),
+                }))
+            }
+            FanState::Expired => Some(Update::Expired(Expired {
+                expired_at: record
+                    .admission
+                    .as_ref()
+                    .and_then(|a| timestamp(a.expires_at_ms)),
+            })),
+            _ => match room.admission(&fan, &record) {
+                Some(admission) => Some(Update::Admitted(admission)),
+                None => {
+                    let status = Status::internal("the fan's record has no admission");
+                    let _ = sender.send(Err(status)).await;
+                    return;
+                }
+            },
+        };
+        if let Some(update) = final_update {
+            let _ = send(update).await;
+            return;
+        }
+        // Register before sending the position, so an admission in between is not lost.
+        let signal = room.watchers.wait(&fan.event_id, record.join_number);
+        let place = room.place(
+            &fan,
+            record.state,
+            record.join_number,
+            rank,
+            record.joined_at_ms,
+        );
+        if last_position != Some(place.position) {
+            last_position = Some(place.position);
+            if !send(Update::Waiting(place)).await {
+                return;
+            }
+        }
+        tokio::select! {
+            signal = signal => match signal {
+                Ok(Signal::Admitted(admitted)) => {
+                    let token = room.signer.sign(
+                        &fan.event_id,
+                        &fan.user_id,
+                        &format!("adm-{}", admitted.admission_number),
+                        admitted.admitted_at_ms,
+                        admitted.expires_at_ms,
+                    );
+                    let _ = send(Update::Admitted(Admission {
+                        token,
+                        admission_id: format!("adm-{}", admitted.admission_number),
+                        expires_at: timestamp(admitted.expires_at_ms),
+                        admission_number: admitted.admission_number,
+                    }))
+                    .await;
+                    return;
+                }
+                Ok(Signal::SoldOut { at_ms, capacity }) => {
+                    let _ = send(Update::SoldOut(SoldOut {
+                        sold_out_at: timestamp(at_ms),
+                        capacity,
+                    }))
+                    .await;
+                    return;
+                }
+                Ok(Signal::Recheck) | Err(_) => {}
+            },
+            () = tokio::time::sleep(room.position_interval) => {}
+            () = sender.closed() => return,
+            _ = closing.changed() => {}
+        }
+    }
+}
+
+fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .filter(|_| ms > 0)
+        .map(convert::timestamp)
+}

@@ -1,0 +1,338 @@
+//! The waiting room as a real process on the real Redis, with a real inventory behind
+//! it: a fan keeps their place across a SIGKILL of the service, fans are admitted in
+//! join order within max_active, an unused admission expires and its slot goes to the
+//! next fan, leaving gives the slot back, and bad input names the field.
+
+use std::time::Duration;
+
+use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
+use proto::v1::*;
+use test_harness::{Mesh, MeshOptions};
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Rooms {
+    mesh: Mesh,
+    room: WaitingRoomServiceClient<Channel>,
+}
+
+impl Rooms {
+    async fn start() -> Self {
+        let mesh = Mesh::start(MeshOptions::default())
+            .await
+            .expect("the mesh starts");
+        let room = connect(&mesh).await;
+        Self { mesh, room }
+    }
+
+    /// An event of `seats` seats with an open room.
+    async fn room(&self, event_id: &str, seats: u32, max_active: u32, ttl: Duration) {
+        InventoryServiceClient::connect(self.mesh.inventory.endpoint())
+            .await
+            .expect("inventory")
+            .create_event(CreateEventRequest {
+                event_id: event_id.into(),
+                name: format!("Show {event_id}"),
+                starts_at: Some(prost_types::Timestamp {
+                    seconds: 1_900_000_000,
+                    nanos: 0,
+                }),
+                description: String::new(),
+                currency: "EUR".into(),
+                venue: Some(VenueLayout {
+                    venue_name: "Room Hall".into(),
+                    price_tiers: vec![PriceTier {
+                        name: "std".into(),
+                        price_cents: 1_000,
+                    }],
+                    sections: vec![SectionLayout {
+                        name: "A".into(),
+                        rows: 1,
+                        seats_per_row: seats,
+                        price_tier: "std".into(),
+                    }],
+                }),
+            })
+            .await
+            .expect("event created");
+        self.room
+            .clone()
+            .open_room(OpenRoomRequest {
+                event_id: event_id.into(),
+                max_active,
+                admission_ttl: Some(duration(ttl)),
+            })
+            .await
+            .expect("room opened");
+    }
+
+    async fn join(&self, event_id: &str, user: &str) -> Place {
+        self.room
+            .clone()
+            .join(JoinRequest {
+                event_id: event_id.into(),
+                user_id: user.into(),
+            })
+            .await
+            .expect("joined")
+            .into_inner()
+            .place
+            .expect("a place")
+    }
+
+    /// The first message of the fan's Watch stream that is not a position update, or
+    /// the position itself when nothing else comes within `patience`.
+    async fn watch(
+        &self,
+        event_id: &str,
+        user: &str,
+        patience: Duration,
+    ) -> watch_response::Update {
+        let mut stream = self
+            .room
+            .clone()
+            .watch(WatchRequest {
+                event_id: event_id.into(),
+                user_id: user.into(),
+            })
+            .await
+            .expect("watching")
+            .into_inner();
+        let mut last = None;
+        loop {
+            match tokio::time::timeout(patience, stream.message()).await {
+                Err(_) => return last.expect("at least the position came"),
+                Ok(message) => match message.expect("healthy").expect("open").update {
+                    Some(update @ watch_response::Update::Waiting(_)) => last = Some(update),
+                    Some(last) => return last,
+                    None => {}
+                },
+            }
+        }
+    }
+
+    async fn get(&self, event_id: &str) -> Room {
+        self.room
+            .clone()
+            .get_room(GetRoomRequest {
+                event_id: event_id.into(),
+            })
+            .await
+            .expect("room")
+            .into_inner()
+            .room
+            .expect("room")
+    }
+}
+
+async fn connect(mesh: &Mesh) -> WaitingRoomServiceClient<Channel> {
+    WaitingRoomServiceClient::connect(mesh.waiting_room.endpoint())
+        .await
+        .expect("the waiting room accepts connections")
+}
+
+fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).expect("short"),
+        nanos: i32::try_from(d.subsec_nanos()).expect("nanos"),
+    }
+}
+
+fn admission_number(update: &watch_response::Update) -> u64 {
+    match update {
+        watch_response::Update::Admitted(admission) => admission.admission_number,
+        other => panic!("expected an admission, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_who_joins_again_across_a_sigkill_of_the_service_keeps_their_place() {
+    let mut rooms = Rooms::start().await;
+    rooms.room("refresh", 10, 1, Duration::from_secs(60)).await;
+    let first = rooms.join("refresh", "ana").await;
+    let mut places = Vec::new();
+    for user in ["bob", "cara", "dan"] {
+        places.push(rooms.join("refresh", user).await);
+    }
+    // One slot: ana is admitted, the others wait in join order.
+    assert_eq!(first.join_number, 1);
+    assert_eq!(
+        admission_number(&rooms.watch("refresh", "ana", Duration::from_secs(10)).await),
+        1
+    );
+    let numbers: Vec<u64> = places.iter().map(|p| p.join_number).collect();
+    assert_eq!(numbers, [2, 3, 4]);
+    let before = rooms.join("refresh", "cara").await;
+    assert_eq!((before.join_number, before.position), (3, 2));
+
+    let status = rooms.mesh.waiting_room.kill().await.expect("SIGKILL");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    rooms.mesh.waiting_room.restart().await.expect("restarts");
+    rooms.room = connect(&rooms.mesh).await;
+
+    // A refreshed browser joins again: the same place.
+    let again = rooms.join("refresh", "cara").await;
+    assert_eq!(again.join_number, 3);
+    assert_eq!(again.joined_at, before.joined_at);
+    assert_eq!(again.state(), FanState::Waiting);
+    assert_eq!(again.position, 2, "bob is ahead of cara, ana was admitted");
+    assert_eq!(
+        rooms.join("refresh", "cara").await.join_number,
+        3,
+        "and again"
+    );
+    let room = rooms.get("refresh").await;
+    assert_eq!((room.joined, room.waiting, room.active), (4, 3, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fans_are_admitted_in_join_order_and_a_slot_comes_back_when_a_fan_leaves() {
+    let rooms = Rooms::start().await;
+    rooms.room("order", 10, 2, Duration::from_secs(60)).await;
+    for n in 1..=5 {
+        assert_eq!(
+            rooms.join("order", &format!("fan-{n}")).await.join_number,
+            n
+        );
+    }
+    let short = Duration::from_millis(500);
+    assert_eq!(
+        admission_number(&rooms.watch("order", "fan-1", short).await),
+        1
+    );
+    assert_eq!(
+        admission_number(&rooms.watch("order", "fan-2", short).await),
+        2
+    );
+    match rooms.watch("order", "fan-3", short).await {
+        watch_response::Update::Waiting(place) => assert_eq!(place.position, 1),
+        other => panic!("two slots only: fan-3 waits, not {other:?}"),
+    }
+    assert_eq!(rooms.get("order").await.active, 2);
+
+    // fan-1 leaves: the slot goes to fan-3, not fan-4.
+    let left = rooms
+        .room
+        .clone()
+        .leave(LeaveRequest {
+            event_id: "order".into(),
+            user_id: "fan-1".into(),
+        })
+        .await
+        .expect("left")
+        .into_inner();
+    assert_eq!(left.left_from(), FanState::Admitted);
+    assert_eq!(
+        admission_number(&rooms.watch("order", "fan-3", Duration::from_secs(10)).await),
+        3
+    );
+    match rooms.watch("order", "fan-4", short).await {
+        watch_response::Update::Waiting(place) => assert_eq!(place.position, 1),
+        other => panic!("fan-4 still waits, not {other:?}"),
+    }
+    // A fan who left and joins again goes to the back.
+    let back = rooms.join("order", "fan-1").await;
+    assert_eq!((back.join_number, back.position), (6, 3));
+    let room = rooms.get("order").await;
+    assert_eq!((room.admitted, room.left, room.waiting), (3, 1, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unused_admission_expires_and_its_slot_goes_to_the_next_fan() {
+    let rooms = Rooms::start().await;
+    rooms.room("ttl", 10, 1, Duration::from_secs(1)).await;
+    rooms.join("ttl", "ana").await;
+    rooms.join("ttl", "bob").await;
+    assert_eq!(
+        admission_number(&rooms.watch("ttl", "ana", Duration::from_millis(500)).await),
+        1
+    );
+    // Ana never buys: after a second her admission lapses and bob gets the slot.
+    assert_eq!(
+        admission_number(&rooms.watch("ttl", "bob", Duration::from_secs(10)).await),
+        2
+    );
+    match rooms.watch("ttl", "ana", Duration::from_millis(500)).await {
+        watch_response::Update::Expired(expired) => assert!(expired.expired_at.is_some()),
+        other => panic!("ana's admission expired, not {other:?}"),
+    }
+    assert_eq!(rooms.get("ttl").await.expired, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_names_the_field_and_unknown_rooms_and_fans_are_not_found() {
+    let rooms = Rooms::start().await;
+    let mut room = rooms.room.clone();
+    let open = |event: &str, max_active, ttl: Option<prost_types::Duration>| OpenRoomRequest {
+        event_id: event.into(),
+        max_active,
+        admission_ttl: ttl,
+    };
+    let cases = [
+        (
+            open("", 5, Some(duration(Duration::from_secs(30)))),
+            "event_id",
+        ),
+        (
+            open("e", 0, Some(duration(Duration::from_secs(30)))),
+            "max_active",
+        ),
+        (open("e", 5, None), "admission_ttl"),
+        (
+            open("e", 5, Some(duration(Duration::from_millis(10)))),
+            "admission_ttl",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = room.open_room(request).await.expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(field), "{field}: {status:?}");
+    }
+    let status = room
+        .open_room(open(
+            "no-such-event",
+            5,
+            Some(duration(Duration::from_secs(30))),
+        ))
+        .await
+        .expect_err("unknown event");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = room
+        .join(JoinRequest {
+            event_id: "no-room".into(),
+            user_id: "ana".into(),
+        })
+        .await
+        .expect_err("no room");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = room
+        .join(JoinRequest {
+            event_id: "no-room".into(),
+            user_id: "an a".into(),
+        })
+        .await
+        .expect_err("bad user id");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("user_id"), "{status:?}");
+
+    rooms.room("known", 1, 1, Duration::from_secs(30)).await;
+    let status = room
+        .watch(WatchRequest {
+            event_id: "known".into(),
+            user_id: "stranger".into(),
+        })
+        .await
+        .expect_err("never joined");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(
+        room.get_room(GetRoomRequest {
+            event_id: "none".into()
+        })
+        .await
+        .is_err()
+    );
+}
