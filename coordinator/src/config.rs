@@ -64,6 +64,14 @@ pub struct Config {
     )]
     pub payments_endpoint: String,
 
+    /// The waiting room's gRPC endpoint: every purchase's admission is claimed there.
+    #[arg(
+        long,
+        env = "TICKETDROP_WAITING_ROOM_ENDPOINT",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub waiting_room_endpoint: String,
+
     /// Attempts to reach PostgreSQL and Redis at start (with backoff) before giving up.
     #[arg(long, env = "TICKETDROP_CONNECT_ATTEMPTS", default_value_t = 20)]
     pub connect_attempts: u32,
@@ -125,8 +133,9 @@ pub struct Config {
     #[arg(long, env = "TICKETDROP_COORDINATOR_UNSAFE_NO_FENCING")]
     pub unsafe_no_fencing: bool,
 
-    /// How long an event stays "sold out" for best-available purchases after inventory
-    /// said so: they are answered at once, unlogged. 0 turns the fast path off.
+    /// How long an event stays "sold out" for best-available purchases once a sold-out
+    /// answer was definitive (every seat sold, no other purchase of the event in flight):
+    /// they are answered at once, unlogged. 0 turns the fast path off.
     #[arg(
         long,
         env = "TICKETDROP_COORDINATOR_SOLD_OUT_WINDOW_MS",

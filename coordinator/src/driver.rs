@@ -43,7 +43,8 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// The wait after failed attempt `attempt`: doubling, capped, with jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .backoff
             .saturating_mul(1 << attempt.min(16).saturating_sub(1));

@@ -23,6 +23,12 @@ pub enum Error {
         cause: String,
         deadline: bool,
     },
+    /// The waiting room did not admit the buyer: PERMISSION_DENIED with its reason.
+    #[error("{}", .0.message())]
+    AdmissionRefused(Status),
+    /// The waiting room did not answer: nothing was attempted.
+    #[error("the waiting room did not answer ({0}); nothing was attempted, try again")]
+    WaitingRoomUnavailable(String),
     #[error("idempotency key {0} was used for a different purchase")]
     KeyReused(String),
     #[error("transaction {0} not found")]
@@ -67,6 +73,8 @@ impl From<Error> for Status {
                 message,
                 [("txid", txid)],
             ),
+            Error::AdmissionRefused(status) => status,
+            Error::WaitingRoomUnavailable(_) => Status::unavailable(message),
             Error::KeyReused(key) => with_reason(
                 Code::FailedPrecondition,
                 ErrorReason::IdempotencyKeyReused,

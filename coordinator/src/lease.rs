@@ -23,14 +23,34 @@ use crate::log::{Decision, TxnRecord};
 use crate::rpc;
 use crate::{money, outcome};
 
+/// Takes leases in KEYS order until ARGV[3] are held (ARGV[4] = 1: every key or none),
+/// value ARGV[1], ttl ARGV[2] ms. Returns per key 1 taken, -1 held by another, 0 not
+/// tried; when too few were taken, it gives back the ones it took.
+const ACQUIRE: &str = "local taken, result, want = 0, {}, tonumber(ARGV[3]) \
+    for i, key in ipairs(KEYS) do \
+      if taken == want then result[i] = 0 \
+      elseif redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then \
+        taken = taken + 1; result[i] = 1 \
+      else result[i] = -1; if ARGV[4] == '1' then break end end \
+    end \
+    for i = #result + 1, #KEYS do result[i] = 0 end \
+    if taken < want then \
+      for i, key in ipairs(KEYS) do \
+        if result[i] == 1 then redis.call('del', key); result[i] = 0 end \
+      end \
+    end \
+    return result";
+static ACQUIRE_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(ACQUIRE));
+/// Most candidate seats a best-available purchase skips because other purchases hold
+/// their leases.
+const MAX_SKIPPED: usize = 256;
 /// Deletes the lease only while it is still ours.
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
                        return redis.call('del', KEYS[1]) else return 0 end";
 /// Extends the lease only while it is still ours.
 const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
                      return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
-/// Candidate seats tried beyond the quantity when others grab them first.
-const EXTRA_CANDIDATES: usize = 20;
 
 fn lock_key(event_id: &str, seat_id: &str) -> String {
     format!("lock:seat:{{{event_id}}}:{seat_id}")
@@ -203,15 +223,10 @@ async fn abort(run: &Run, cause: tonic::Status, undone: Result<(), CallError>) -
 /// held, sorted, or the refusal.
 async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Status> {
     let purchase = &txn.purchase;
-    let candidates = if purchase.seat_ids.is_empty() {
-        available_seats(
-            run,
-            &purchase.event_id,
-            purchase.quantity as usize + EXTRA_CANDIDATES,
-        )
-        .await?
+    let (candidates, unsold) = if purchase.seat_ids.is_empty() {
+        available_seats(run, &purchase.event_id).await?
     } else {
-        purchase.seat_ids.clone()
+        (purchase.seat_ids.clone(), usize::MAX)
     };
     let wanted = if purchase.seat_ids.is_empty() {
         purchase.quantity as usize
@@ -219,38 +234,59 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Statu
         purchase.seat_ids.len()
     };
     let ttl_ms = u64::try_from(run.driver.lease_ttl.as_millis()).unwrap_or(u64::MAX);
-    let mut redis = run.driver.redis.clone();
-    let mut held: Vec<String> = Vec::new();
     let began = chrono::Utc::now();
-    // Sorted order: two buyers of overlapping seats never wait on each other in a cycle.
-    let mut sorted = candidates.clone();
-    sorted.sort();
-    let mut refused = Vec::new();
-    for seat in &sorted {
-        if held.len() == wanted {
-            break;
-        }
-        let acquired: Option<String> = redis::cmd("SET")
-            .arg(lock_key(&purchase.event_id, seat))
-            .arg(&run.txid)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut redis)
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("redis: {e}")))?;
-        if acquired.is_some() {
-            held.push(seat.clone());
-        } else {
-            refused.push(seat.clone());
-            if !purchase.seat_ids.is_empty() {
-                break; // a named seat is leased by someone else: no purchase
-            }
+    // One script takes the first free leases among the candidates, in order (named
+    // seats: all of them or none). SET NX never waits, so no order can deadlock, and
+    // concurrent buyers skip past each other's leases within one round trip.
+    let candidates: Vec<String> = candidates.into_iter().take(wanted + MAX_SKIPPED).collect();
+    let mut script = ACQUIRE_SCRIPT.prepare_invoke();
+    for seat in &candidates {
+        script.key(lock_key(&purchase.event_id, seat));
+    }
+    let taken: Vec<i64> = script
+        .arg(&run.txid)
+        .arg(ttl_ms)
+        .arg(wanted)
+        .arg(u8::from(!purchase.seat_ids.is_empty()))
+        .invoke_async(&mut run.driver.redis.clone())
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("redis: {e}")))?;
+    let mut held: Vec<String> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    for (seat, taken) in candidates.iter().zip(&taken) {
+        match taken {
+            1 => held.push(seat.clone()),
+            -1 => refused.push(seat.clone()),
+            _ => {}
         }
     }
     if held.len() < wanted {
-        release(run, &purchase.event_id, &held).await;
         let error = format!("leases held by other purchases: {}", refused.join(","));
+        // Fewer unsold seats than wanted is sold out; seats held, or leased by purchases
+        // in flight, are a conflict (they may come back).
+        let status = if purchase.seat_ids.is_empty() && unsold < wanted {
+            server_kit::status::with_reason(
+                tonic::Code::FailedPrecondition,
+                ErrorReason::SoldOut,
+                format!("sold out: {unsold} seat(s) left unsold, {wanted} requested"),
+                [("event_id", purchase.event_id.clone())],
+            )
+        } else if purchase.seat_ids.is_empty() {
+            server_kit::status::with_reason(
+                tonic::Code::Aborted,
+                ErrorReason::SeatTaken,
+                "no seat is free right now: the unsold seats are held or leased by purchases \
+                 in progress, and may come back; try again",
+                [("seats", refused.join(","))],
+            )
+        } else {
+            server_kit::status::with_reason(
+                tonic::Code::FailedPrecondition,
+                ErrorReason::SeatTaken,
+                error,
+                [("seats", refused.join(","))],
+            )
+        };
         run.record(
             Participant::Locks,
             "acquire_leases",
@@ -258,24 +294,10 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Statu
             false,
             began,
             StepOutcome::Failed,
-            Some(&error),
+            Some(&crate::driver::describe(&status)),
         )
         .await;
-        // Fewer AVAILABLE seats than wanted is sold out; seats leased by purchases in
-        // flight are a conflict (they may come back).
-        let (code, reason) = if purchase.seat_ids.is_empty() && candidates.len() < wanted {
-            (tonic::Code::FailedPrecondition, ErrorReason::SoldOut)
-        } else if purchase.seat_ids.is_empty() {
-            (tonic::Code::Aborted, ErrorReason::SeatTaken)
-        } else {
-            (tonic::Code::FailedPrecondition, ErrorReason::SeatTaken)
-        };
-        return Err(server_kit::status::with_reason(
-            code,
-            reason,
-            error,
-            [("seats", refused.join(","))],
-        ));
+        return Err(status);
     }
     run.record(
         Participant::Locks,
@@ -291,12 +313,9 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Statu
     Ok(held)
 }
 
-/// Up to `limit` AVAILABLE seats, cheapest first, from inventory's seat map.
-async fn available_seats(
-    run: &Run,
-    event_id: &str,
-    limit: usize,
-) -> Result<Vec<String>, tonic::Status> {
+/// The AVAILABLE seats, best first (cheapest, then section, row, number, as inventory
+/// orders best-available), from inventory's seat map, and how many seats are not SOLD.
+async fn available_seats(run: &Run, event_id: &str) -> Result<(Vec<String>, usize), tonic::Status> {
     let p = &run.driver.participants;
     let event = run
         .call(
@@ -317,6 +336,11 @@ async fn available_seats(
         )
         .await
         .map_err(|error| error.status().clone())?;
+    let unsold = event
+        .seats
+        .iter()
+        .filter(|seat| seat.status() != SeatStatus::Sold)
+        .count();
     let mut seats: Vec<&Seat> = event
         .seats
         .iter()
@@ -330,11 +354,8 @@ async fn available_seats(
             b.number,
         ))
     });
-    Ok(seats
-        .into_iter()
-        .take(limit)
-        .map(|s| s.seat_id.clone())
-        .collect())
+    let candidates = seats.into_iter().map(|s| s.seat_id.clone()).collect();
+    Ok((candidates, unsold))
 }
 
 async fn release(run: &Run, event_id: &str, seats: &[String]) {
@@ -494,7 +515,12 @@ fn ignore_stale(result: Result<(), CallError>) -> Result<(), CallError> {
 /// done; release the leases and finish. Otherwise: undo whatever the intent's token may
 /// have written (every undo is a no-op where nothing was written).
 pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
-    let seats = txn.purchase.seat_ids.clone();
+    // The intent's seats; before the intent was logged, only named seats can be leased.
+    let seats = if txn.leased_seats.is_empty() {
+        txn.purchase.seat_ids.clone()
+    } else {
+        txn.leased_seats.clone()
+    };
     if txn.decision == Some(Decision::Commit) {
         release(run, &txn.purchase.event_id, &seats).await;
         let p = &run.driver.participants;

@@ -5,6 +5,7 @@
 //!
 //! It must never resolve contention itself (no global lock): the participants do.
 
+pub mod admission;
 pub mod config;
 pub mod driver;
 pub mod error;
@@ -44,7 +45,7 @@ pub async fn run(
     )
     .await
     .context("preparing the coordinator database")?;
-    let redis = connect_redis(&config.redis_url, config.connect_attempts).await?;
+    let redis = server_kit::redis::connect(&config.redis_url, config.connect_attempts).await?;
     let participants = participants::Participants::connect_lazy(&config)?;
 
     if config.unsafe_no_fencing {
@@ -77,33 +78,4 @@ pub async fn run(
         .await;
     recovery_task.abort();
     served
-}
-
-/// Opens a managed Redis connection and checks it with PING, retrying with backoff.
-async fn connect_redis(url: &str, attempts: u32) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url).with_context(|| format!("invalid Redis url {url:?}"))?;
-    let mut backoff = std::time::Duration::from_millis(100);
-    for attempt in 1..=attempts {
-        let result = async {
-            let mut connection = redis::aio::ConnectionManager::new(client.clone()).await?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut connection)
-                .await?;
-            Ok::<_, redis::RedisError>(connection)
-        }
-        .await;
-        match result {
-            Ok(connection) => return Ok(connection),
-            Err(error) if attempt < attempts => {
-                tracing::warn!(attempt, %error, "redis not reachable yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
-            }
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("redis not reachable after {attempts} attempts"));
-            }
-        }
-    }
-    unreachable!("the loop returns on its last attempt")
 }

@@ -90,12 +90,19 @@ pub struct TxnRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// Automatic recovery attempts made while parked.
     pub recovery_attempts: i32,
+    /// The waiting-room admission the purchase claimed, if its event has a room.
+    pub admission_id: Option<String>,
+    /// Whether the room was told the purchase ended.
+    pub admission_released: bool,
+    /// The seats a lease purchase leased (its intent), once logged.
+    pub leased_seats: Vec<String>,
 }
 
 const COLUMNS: &str = "txid, protocol, state, decision, user_id, event_id, seat_ids, quantity,
                        card_token, idempotency_key, order_id, seats, amount_cents, currency,
                        payment_id, fencing_token, response, error_code, error, error_details,
-                       started_at, decided_at, finished_at, recovery_attempts";
+                       started_at, decided_at, finished_at, recovery_attempts, admission_id,
+                       admission_released_at IS NOT NULL, leased_seats";
 
 /// How `begin` found the idempotency key.
 pub enum Begun {
@@ -119,14 +126,35 @@ impl Log {
         &self.pool
     }
 
+    /// The purchase an idempotency key already has, if any.
+    pub async fn find_by_key(&self, idempotency_key: &str) -> Result<Option<TxnRecord>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM transactions WHERE idempotency_key = $1"
+            ))
+            .await?;
+        Ok(client
+            .query_opt(&statement, &[&idempotency_key])
+            .await?
+            .map(|row| record(&row)))
+    }
+
     /// Logs BEGIN for a new purchase, or finds the one its idempotency key already has.
-    pub async fn begin(&self, txid: &str, order_id: &str, purchase: &Purchase) -> Result<Begun> {
+    pub async fn begin(
+        &self,
+        txid: &str,
+        order_id: &str,
+        purchase: &Purchase,
+        admission_id: Option<&str>,
+    ) -> Result<Begun> {
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(&format!(
                 "INSERT INTO transactions (txid, protocol, state, user_id, event_id, seat_ids,
-                                           quantity, card_token, idempotency_key, order_id)
-                 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9)
+                                           quantity, card_token, idempotency_key, order_id,
+                                           admission_id)
+                 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING {COLUMNS}"
             ))
@@ -145,6 +173,7 @@ impl Log {
                     &purchase.card_token,
                     &purchase.idempotency_key,
                     &order_id,
+                    &admission_id,
                 ],
             )
             .await?;
@@ -291,7 +320,7 @@ impl Log {
         seat_ids: &[String],
     ) -> Result<()> {
         self.update(
-            "UPDATE transactions SET fencing_token = $2, seat_ids = $3, updated_at = now()
+            "UPDATE transactions SET fencing_token = $2, leased_seats = $3, updated_at = now()
               WHERE txid = $1",
             &[&txid, &fencing_token, &seat_ids],
         )
@@ -371,6 +400,54 @@ impl Log {
         .await
     }
 
+    /// Notes that the waiting room was told the purchase ended.
+    pub async fn admission_released(&self, txid: &str) -> Result<()> {
+        self.update(
+            "UPDATE transactions SET admission_released_at = now() WHERE txid = $1",
+            &[&txid],
+        )
+        .await
+    }
+
+    /// Finished purchases whose admission the room was not told about yet (oldest first).
+    pub async fn unreleased_admissions(&self, limit: i64) -> Result<Vec<TxnRecord>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM transactions
+                  WHERE admission_id IS NOT NULL AND admission_released_at IS NULL
+                    AND state IN ('COMMITTED', 'ABORTED')
+                  ORDER BY finished_at LIMIT $1"
+            ))
+            .await?;
+        Ok(client
+            .query(&statement, &[&limit])
+            .await?
+            .iter()
+            .map(record)
+            .collect())
+    }
+
+    /// Other purchases of the event that may still give a seat back to sale: unfinished
+    /// ones, and ones aborted (their seats returned) since `txid` began. While there is
+    /// any, a participant's "sold out" is not definitive.
+    pub async fn others_in_flight(&self, event_id: &str, txid: &str) -> Result<i64> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT count(*) FROM transactions t
+                  WHERE t.event_id = $1 AND t.txid <> $2
+                    AND (t.state IN ('RUNNING', 'COMMITTING', 'ABORTING', 'NEEDS_ATTENTION')
+                         OR (t.state = 'ABORTED' AND t.finished_at >=
+                             (SELECT started_at FROM transactions WHERE txid = $2)))",
+            )
+            .await?;
+        Ok(client
+            .query_one(&statement, &[&event_id, &txid])
+            .await?
+            .get(0))
+    }
+
     pub async fn next_sequence(&self, txid: &str) -> Result<u32> {
         let client = self.pool.get().await?;
         let statement = client
@@ -439,6 +516,7 @@ pub fn participant_name(participant: Participant) -> &'static str {
         Participant::Orders => "orders",
         Participant::Payments => "payments",
         Participant::Locks => "locks",
+        Participant::WaitingRoom => "waiting_room",
         Participant::Coordinator | Participant::Unspecified => "coordinator",
     }
 }
@@ -449,6 +527,7 @@ pub fn participant_from_name(name: &str) -> Participant {
         "orders" => Participant::Orders,
         "payments" => Participant::Payments,
         "locks" => Participant::Locks,
+        "waiting_room" => Participant::WaitingRoom,
         _ => Participant::Coordinator,
     }
 }
@@ -496,6 +575,7 @@ fn record(row: &Row) -> TxnRecord {
             idempotency_key: row.get(9),
             protocol,
             deadline: None,
+            admission_token: String::new(),
         },
         order_id: row.get(10),
         seats,
@@ -511,5 +591,8 @@ fn record(row: &Row) -> TxnRecord {
         decided_at: row.get(21),
         finished_at: row.get(22),
         recovery_attempts: row.get(23),
+        admission_id: row.get(24),
+        admission_released: row.get(25),
+        leased_seats: row.get::<_, Option<Vec<String>>>(26).unwrap_or_default(),
     }
 }

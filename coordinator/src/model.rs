@@ -11,6 +11,7 @@ use server_kit::validate;
 
 pub const MAX_SEATS: usize = 10;
 const MAX_KEY: usize = 255;
+const MAX_TOKEN: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purchase {
@@ -24,6 +25,18 @@ pub struct Purchase {
     pub idempotency_key: String,
     pub protocol: Protocol,
     pub deadline: Option<Duration>,
+    /// The waiting room's admission token; empty when none was given.
+    pub admission_token: String,
+}
+
+impl Purchase {
+    /// Seats the purchase asks for.
+    pub fn seat_count(&self) -> u32 {
+        match self.quantity {
+            0 => u32::try_from(self.seat_ids.len()).unwrap_or(u32::MAX),
+            n => n,
+        }
+    }
 }
 
 impl TryFrom<&PurchaseRequest> for Purchase {
@@ -75,6 +88,12 @@ impl TryFrom<&PurchaseRequest> for Purchase {
                 Some(d)
             }
         };
+        if r.admission_token.len() > MAX_TOKEN {
+            return Err(FieldError::new(
+                "admission_token",
+                format!("must be at most {MAX_TOKEN} characters"),
+            ));
+        }
         Ok(Self {
             user_id,
             event_id,
@@ -84,6 +103,7 @@ impl TryFrom<&PurchaseRequest> for Purchase {
             idempotency_key: r.idempotency_key.clone(),
             protocol,
             deadline,
+            admission_token: r.admission_token.clone(),
         })
     }
 }

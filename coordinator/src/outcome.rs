@@ -46,9 +46,7 @@ pub async fn committed(
 /// returns the refusal: the purchase certainly did not happen.
 pub async fn aborted(run: &Run, cause: Status, undo: Result<(), CallError>) -> Error {
     let log = &run.driver.log;
-    if run.best_available && crate::sold_out::SoldOut::is_sold_out(&cause) {
-        run.driver.sold_out.remember(&run.event_id);
-    }
+    let cause = honest_sold_out(run, cause).await;
     if let Err(error) = &undo {
         warn!(txid = %run.txid, error = %crate::driver::describe(error.status()),
               "undo did not finish; parking the aborted purchase");
@@ -70,6 +68,47 @@ pub async fn aborted(run: &Run, cause: Status, undo: Result<(), CallError>) -> E
         txid: run.txid.clone(),
         status: cause,
     }
+}
+
+/// A participant's SOLD_OUT is passed on only when it is definitive: no other purchase
+/// of the event is in flight, or aborted since this one began, that may have held a
+/// seat the participant counted as sold (a lease write or a saga's confirmed seats are
+/// SOLD before their purchase commits). Otherwise the buyer hears the truth: every
+/// unsold seat is held by purchases in progress, try again. A definitive answer is
+/// remembered for the sold-out fast path.
+async fn honest_sold_out(run: &Run, cause: Status) -> Status {
+    if !crate::sold_out::SoldOut::is_sold_out(&cause) {
+        return cause;
+    }
+    let in_flight = match run
+        .driver
+        .log
+        .others_in_flight(&run.event_id, &run.txid)
+        .await
+    {
+        Ok(0) => {
+            if run.best_available {
+                run.driver.sold_out.remember(&run.event_id);
+            }
+            return cause;
+        }
+        Ok(n) => n.to_string(),
+        Err(error) => {
+            // Cannot tell: do not claim "sold out".
+            warn!(txid = %run.txid, %error, "could not check purchases in flight; not calling it sold out");
+            "some".to_owned()
+        }
+    };
+    server_kit::status::with_reason(
+        tonic::Code::Aborted,
+        proto::v1::ErrorReason::SeatTaken,
+        format!(
+            "no seat is free right now: {in_flight} other purchase(s) of {} are in progress \
+             and may give a seat back; try again",
+            run.event_id
+        ),
+        [("event_id", run.event_id.clone()), ("in_flight", in_flight)],
+    )
 }
 
 /// Parks the purchase and answers "outcome unknown" with its txid.

@@ -1,10 +1,11 @@
-//! gRPC clients of the three participants. Channels connect lazily, so the coordinator
+//! gRPC clients of the three participants and the waiting room. Channels connect lazily, so the coordinator
 //! starts (and recovers its log) even while a participant is down.
 
 use anyhow::Context;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::payments_service_client::PaymentsServiceClient;
+use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::Config;
@@ -15,6 +16,7 @@ pub struct Participants {
     pub inventory: InventoryServiceClient<Channel>,
     pub orders: OrdersServiceClient<Channel>,
     pub payments: PaymentsServiceClient<Channel>,
+    pub waiting_room: WaitingRoomServiceClient<Channel>,
 }
 
 impl Participants {
@@ -23,6 +25,9 @@ impl Participants {
             inventory: InventoryServiceClient::new(lazy_channel(&config.inventory_endpoint)?),
             orders: OrdersServiceClient::new(lazy_channel(&config.orders_endpoint)?),
             payments: PaymentsServiceClient::new(lazy_channel(&config.payments_endpoint)?),
+            waiting_room: WaitingRoomServiceClient::new(lazy_channel(
+                &config.waiting_room_endpoint,
+            )?),
         })
     }
 }

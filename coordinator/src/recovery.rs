@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::driver::{Driver, Run};
 use crate::error::Result;
 use crate::log::{State, TxnRecord};
-use crate::{lease, saga, two_pc};
+use crate::{admission, lease, saga, two_pc};
 
 /// Purchases recovered at once.
 const CONCURRENCY: usize = 8;
@@ -40,6 +40,9 @@ pub async fn recover_all(driver: &Driver, at_start: bool, interval: Duration) ->
         .count()
         .await;
     reconcile_participants(driver).await;
+    if let Err(error) = admission::relay(driver).await {
+        warn!(%error, "could not re-send waiting-room releases");
+    }
     Ok(driven)
 }
 
@@ -85,6 +88,13 @@ async fn recover_one(driver: &Driver, txn: TxnRecord, interval: Duration) -> boo
         // Bounded: the purchase is parked and only a restart drives it again.
         warn!(txid = %txn.txid, %error, "recovery did not finish; parked");
         let _ = driver.log.park(&txn.txid, &error.to_string()).await;
+    }
+    // An ended purchase gives its waiting-room admission back.
+    if txn.admission_id.is_some()
+        && let Ok(ended) = driver.log.load(&txn.txid).await
+        && ended.state.is_finished()
+    {
+        admission::release(&run, &ended, ended.state == State::Committed).await;
     }
     true
 }

@@ -2,8 +2,15 @@
 
 use server_kit::pg::Migration;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "transactions and steps",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "transactions and steps",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "waiting-room admissions and honest sold-out",
+        sql: include_str!("../migrations/0002_admissions.sql"),
+    },
+];

@@ -2,6 +2,7 @@
 //! protocol in its own task, answer within the deadline), replays for repeated
 //! idempotency keys, GetDecision for participants, and the inspection RPCs.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -10,6 +11,7 @@ use proto::v1::*;
 use server_kit::validate;
 use tonic::{Code, Request, Response, Status};
 
+use crate::admission::{self, Claim};
 use crate::driver::{Driver, Run};
 use crate::error::{Error, Result};
 use crate::inspect;
@@ -31,7 +33,20 @@ impl Coordinator {
     }
 
     async fn purchase(&self, purchase: Purchase) -> Result<PurchaseResponse> {
-        if purchase.quantity > 0
+        // A key that already has a purchase gets that purchase's outcome, whatever
+        // happened to the event since: it needs no admission and writes nothing.
+        if let Some(txn) = self
+            .driver
+            .log
+            .find_by_key(&purchase.idempotency_key)
+            .await?
+        {
+            return self.replay(txn, &purchase).await;
+        }
+        // The waiting room: refused here, nothing is written anywhere.
+        let claim = admission::claim(&self.driver, &purchase).await?;
+        if matches!(claim, Claim::NoRoom)
+            && purchase.quantity > 0
             && let Some(status) = self.driver.sold_out.answer(&purchase.event_id)
         {
             return Err(Error::Refused {
@@ -45,9 +60,16 @@ impl Coordinator {
             .driver
             .claim(&txid)
             .expect("a fresh txid is claimed by nobody");
-        let txn = match self.driver.log.begin(&txid, &order_id, &purchase).await? {
+        let txn = match self
+            .driver
+            .log
+            .begin(&txid, &order_id, &purchase, claim.admission_id())
+            .await?
+        {
             Begun::New(txn) => txn,
             Begun::Existing(txn) => {
+                // The same key raced in: it claimed the same admission, which its
+                // purchase releases.
                 drop(guard);
                 return self.replay(txn, &purchase).await;
             }
@@ -57,7 +79,7 @@ impl Coordinator {
         let driver = self.driver.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
-            drive(&driver, txn).await
+            drive(&driver, txn, claim).await
         });
         let joined = match purchase.deadline {
             Some(deadline) => match tokio::time::timeout(deadline, task).await {
@@ -132,26 +154,51 @@ impl Coordinator {
     }
 }
 
-/// Runs a freshly logged purchase under its protocol.
-async fn drive(driver: &Driver, txn: TxnRecord) -> Result<PurchaseResponse> {
-    let run = Run::fresh(driver, &txn);
+/// Runs a freshly logged purchase under its protocol, then gives its admission back.
+async fn drive(driver: &Driver, txn: TxnRecord, claim: Claim) -> Result<PurchaseResponse> {
+    let run = Arc::new(Run::fresh(driver, &txn));
+    if let Claim::Claimed { started_at, .. } = claim {
+        run.record(
+            Participant::WaitingRoom,
+            "claim_admission",
+            1,
+            false,
+            started_at,
+            StepOutcome::Ok,
+            None,
+        )
+        .await;
+    }
     let result = match txn.protocol {
         Protocol::TwoPhaseCommit => two_pc::run(&run, &txn).await,
         Protocol::Saga => saga::run(&run, &txn).await,
         Protocol::Lease => lease::run(&run, &txn).await,
         Protocol::Unspecified => unreachable!("validated at the edge"),
     };
-    match result {
+    let result = match result {
         // The log or Redis failed mid-way: recovery finishes it; the caller cannot know.
         Err(error @ (Error::Log(_) | Error::LogPool(_) | Error::Redis(_))) => {
             Err(Error::OutcomeUnknown {
-                txid: txn.txid,
+                txid: txn.txid.clone(),
                 cause: error.to_string(),
                 deadline: false,
             })
         }
         other => other,
+    };
+    // Only an ended purchase frees its slot: an unknown one is still in flight.
+    let ended = match &result {
+        Ok(_) => Some(true),
+        Err(Error::Refused { .. }) => Some(false),
+        Err(_) => None,
+    };
+    if let Some(committed) = ended
+        && txn.admission_id.is_some()
+    {
+        // In the background: the answer does not wait for the room.
+        tokio::spawn(async move { admission::release(&run, &txn, committed).await });
     }
+    result
 }
 
 type Reply<T> = std::result::Result<Response<T>, Status>;

@@ -172,8 +172,8 @@ pub async fn commit(
     .await
 }
 
-/// Logs ABORT, then aborts `participants` in parallel (each answers a repeated or
-/// unknown-txid Abort with success, leaving a tombstone).
+/// Logs ABORT, then aborts `participants` (each answers a repeated or unknown-txid
+/// Abort with success, leaving a tombstone).
 pub async fn abort(run: &Run, participants: &[Participant], cause: tonic::Status) -> Error {
     if let Err(error) = run.driver.log.decide(&run.txid, Decision::Abort).await {
         // Without a logged decision recovery presumes abort anyway.
@@ -185,48 +185,62 @@ pub async fn abort(run: &Run, participants: &[Participant], cause: tonic::Status
     outcome::aborted(run, cause, undone).await
 }
 
+/// Aborts `participants`: orders and payments in parallel first, inventory last, so a
+/// seat goes back to sale only once no claim or charge of this purchase is left
+/// anywhere (the next buyer of the seat never meets this purchase's order claim).
 pub async fn abort_participants(run: &Run, participants: &[Participant]) -> Result<(), CallError> {
+    let others: Vec<Participant> = participants
+        .iter()
+        .copied()
+        .filter(|p| *p != Participant::Inventory)
+        .collect();
+    let first = outcome::first_error(
+        futures::future::join_all(others.iter().map(|p| abort_one(run, *p))).await,
+    );
+    let seats = if participants.contains(&Participant::Inventory) {
+        abort_one(run, Participant::Inventory).await
+    } else {
+        Ok(())
+    };
+    first.and(seats)
+}
+
+async fn abort_one(run: &Run, participant: Participant) -> Result<(), CallError> {
     let p = &run.driver.participants;
     let finish = run.driver.policies.finish;
     let txid = run.txid.clone();
-    let calls = participants.iter().map(|participant| {
-        let txid = txid.clone();
-        async move {
-            match participant {
-                Participant::Inventory => run
-                    .call(*participant, "abort", false, finish, || {
-                        rpc!(
-                            p.inventory,
-                            abort_sale,
-                            AbortSaleRequest { txid: txid.clone() }
-                        )
-                    })
-                    .await
-                    .map(drop),
-                Participant::Orders => run
-                    .call(*participant, "abort", false, finish, || {
-                        rpc!(
-                            p.orders,
-                            abort_order,
-                            AbortOrderRequest { txid: txid.clone() }
-                        )
-                    })
-                    .await
-                    .map(drop),
-                _ => run
-                    .call(*participant, "abort", false, finish, || {
-                        rpc!(
-                            p.payments,
-                            abort_payment,
-                            AbortPaymentRequest { txid: txid.clone() }
-                        )
-                    })
-                    .await
-                    .map(drop),
-            }
-        }
-    });
-    outcome::first_error(futures::future::join_all(calls).await)
+    match participant {
+        Participant::Inventory => run
+            .call(participant, "abort", false, finish, || {
+                rpc!(
+                    p.inventory,
+                    abort_sale,
+                    AbortSaleRequest { txid: txid.clone() }
+                )
+            })
+            .await
+            .map(drop),
+        Participant::Orders => run
+            .call(participant, "abort", false, finish, || {
+                rpc!(
+                    p.orders,
+                    abort_order,
+                    AbortOrderRequest { txid: txid.clone() }
+                )
+            })
+            .await
+            .map(drop),
+        _ => run
+            .call(participant, "abort", false, finish, || {
+                rpc!(
+                    p.payments,
+                    abort_payment,
+                    AbortPaymentRequest { txid: txid.clone() }
+                )
+            })
+            .await
+            .map(drop),
+    }
 }
 
 /// Drives a 2PC transaction found in the log after a crash: re-drive a logged decision,

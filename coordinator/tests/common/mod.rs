@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use test_harness::{Mesh, MeshOptions, ServiceProcess};
 use tonic::transport::Channel;
@@ -17,6 +18,7 @@ pub struct World {
     pub mesh: Mesh,
     pub coordinator: CoordinatorServiceClient<Channel>,
     pub inventory: InventoryServiceClient<Channel>,
+    pub room: WaitingRoomServiceClient<Channel>,
     pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
@@ -27,11 +29,15 @@ impl World {
         let inventory = InventoryServiceClient::connect(mesh.inventory.endpoint())
             .await
             .expect("inventory connects");
+        let room = WaitingRoomServiceClient::connect(mesh.waiting_room.endpoint())
+            .await
+            .expect("the waiting room connects");
         let dynamodb = test_harness::dynamodb_client(&test_harness::dynamodb_endpoint());
         Self {
             mesh,
             coordinator,
             inventory,
+            room,
             dynamodb,
         }
     }
@@ -84,6 +90,76 @@ impl World {
             .purchase(purchase(protocol, event_id, seats, card, key))
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// Opens the event's waiting room.
+    pub async fn open_room(&self, event_id: &str, max_active: u32, admission_ttl: Duration) {
+        self.room
+            .clone()
+            .open_room(OpenRoomRequest {
+                event_id: event_id.into(),
+                max_active,
+                admission_ttl: Some(prost_types::Duration {
+                    seconds: i64::try_from(admission_ttl.as_secs()).expect("short"),
+                    nanos: i32::try_from(admission_ttl.subsec_nanos()).expect("nanos"),
+                }),
+            })
+            .await
+            .expect("room opened");
+    }
+
+    /// Joins the room as `user` and follows the Watch stream to its final message.
+    pub async fn wait_in_room(&self, event_id: &str, user: &str) -> watch_response::Update {
+        let mut room = self.room.clone();
+        room.join(JoinRequest {
+            event_id: event_id.into(),
+            user_id: user.into(),
+        })
+        .await
+        .expect("joined");
+        let mut stream = room
+            .watch(WatchRequest {
+                event_id: event_id.into(),
+                user_id: user.into(),
+            })
+            .await
+            .expect("watching")
+            .into_inner();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                .await
+                .expect("the room answers within 30 s")
+                .expect("the stream stays healthy")
+                .expect("a final message before the stream ends");
+            match message.update.expect("an update") {
+                watch_response::Update::Waiting(_) => continue,
+                last => return last,
+            }
+        }
+    }
+
+    /// Waits in the room until admitted; the admission token.
+    pub async fn admitted(&self, event_id: &str, user: &str) -> String {
+        match self.wait_in_room(event_id, user).await {
+            watch_response::Update::Admitted(admission) => admission.token,
+            other => panic!("{user} was not admitted: {other:?}"),
+        }
+    }
+
+    /// Rows the coordinator logged for the event.
+    pub async fn logged(&self, event_id: &str) -> i64 {
+        self.mesh
+            .coordinator_db
+            .connect()
+            .await
+            .expect("connects")
+            .query_one(
+                "SELECT count(*) FROM transactions WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await
+            .expect("count")
+            .get(0)
     }
 
     /// (status, order_id) of every seat of the event.
@@ -305,7 +381,7 @@ pub fn purchase(
     key: &str,
 ) -> PurchaseRequest {
     PurchaseRequest {
-        user_id: format!("user-{key}"),
+        user_id: user(key),
         event_id: event_id.into(),
         seat_ids: seats.iter().map(|s| (*s).to_owned()).collect(),
         quantity: 0,
@@ -313,7 +389,13 @@ pub fn purchase(
         idempotency_key: key.into(),
         protocol: protocol.into(),
         deadline: None,
+        admission_token: String::new(),
     }
+}
+
+/// The buyer `purchase` names for an idempotency key.
+pub fn user(key: &str) -> String {
+    format!("user-{key}")
 }
 
 pub const PROTOCOLS: [Protocol; 3] = [Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease];

@@ -5,4 +5,5 @@ mod common;
 mod inspection;
 mod protocols;
 mod python;
+mod room;
 mod sold_out;

@@ -1,0 +1,158 @@
+//! The waiting room's part in a purchase. Before a purchase is logged, its admission is
+//! claimed: the room answers "no room" (the event needs none), or marks the buyer's
+//! admission as used by this purchase, or refuses (PERMISSION_DENIED, nothing is
+//! written anywhere). Once the purchase has ended — committed or aborted — its admission
+//! is released, so the room gives the slot to the next fan. A release that does not get
+//! through is re-sent by recovery: the log keeps which purchases were released.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use proto::v1::{ClaimAdmissionRequest, Participant, ReleaseAdmissionRequest};
+use tonic::Code;
+use tracing::warn;
+
+use crate::driver::{Driver, Run};
+use crate::error::{Error, Result};
+use crate::log::{State, TxnRecord};
+use crate::model::Purchase;
+use crate::rpc;
+
+/// What the room said about a purchase.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The event has no open room: no admission needed.
+    NoRoom,
+    /// The buyer's admission is now used by this purchase.
+    Claimed {
+        admission_id: String,
+        started_at: DateTime<Utc>,
+    },
+}
+
+impl Claim {
+    pub fn admission_id(&self) -> Option<&str> {
+        match self {
+            Claim::NoRoom => None,
+            Claim::Claimed { admission_id, .. } => Some(admission_id),
+        }
+    }
+}
+
+/// Claims the purchase's admission, retrying a room that does not answer with the
+/// forward policy (each failed attempt logged).
+pub async fn claim(driver: &Driver, purchase: &Purchase) -> Result<Claim> {
+    let request = ClaimAdmissionRequest {
+        event_id: purchase.event_id.clone(),
+        user_id: purchase.user_id.clone(),
+        admission_token: purchase.admission_token.clone(),
+        idempotency_key: purchase.idempotency_key.clone(),
+        seats: purchase.seat_count(),
+    };
+    let policy = driver.policies.forward;
+    let started_at = Utc::now();
+    let mut attempt = 1;
+    loop {
+        let mut room = driver.participants.waiting_room.clone();
+        let failure =
+            match tokio::time::timeout(policy.timeout, room.claim_admission(request.clone())).await
+            {
+                Ok(Ok(answer)) => {
+                    let answer = answer.into_inner();
+                    return Ok(if answer.room_open {
+                        Claim::Claimed {
+                            admission_id: answer.admission_id,
+                            started_at,
+                        }
+                    } else {
+                        Claim::NoRoom
+                    });
+                }
+                Ok(Err(status)) if !retryable(status.code()) => {
+                    return Err(Error::AdmissionRefused(status));
+                }
+                Ok(Err(status)) => crate::driver::describe(&status),
+                Err(_) => format!("no answer within {:?}", policy.timeout),
+            };
+        if attempt >= policy.attempts {
+            warn!(user_id = %purchase.user_id, event_id = %purchase.event_id, attempt,
+                  error = %failure, "waiting room did not answer the claim; giving up");
+            return Err(Error::WaitingRoomUnavailable(failure));
+        }
+        warn!(user_id = %purchase.user_id, event_id = %purchase.event_id, attempt,
+              error = %failure, "waiting room did not answer the claim; retrying");
+        tokio::time::sleep(policy.backoff(attempt)).await;
+        attempt += 1;
+    }
+}
+
+fn retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Internal
+            | Code::Cancelled
+            | Code::ResourceExhausted
+    )
+}
+
+/// Tells the room that a finished purchase ended, as a logged step, and notes it in the
+/// log. A failure is left for recovery's relay.
+pub async fn release(run: &Run, txn: &TxnRecord, committed: bool) {
+    let Some(admission_id) = txn.admission_id.clone() else {
+        return;
+    };
+    let p = &run.driver.participants;
+    let request = ReleaseAdmissionRequest {
+        event_id: txn.purchase.event_id.clone(),
+        user_id: txn.purchase.user_id.clone(),
+        admission_id,
+        committed,
+        idempotency_key: txn.purchase.idempotency_key.clone(),
+    };
+    let released = run
+        .call(
+            Participant::WaitingRoom,
+            "release_admission",
+            false,
+            run.driver.policies.finish,
+            || rpc!(p.waiting_room, release_admission, request.clone()),
+        )
+        .await;
+    match released {
+        Ok(_) => {
+            if let Err(error) = run.driver.log.admission_released(&run.txid).await {
+                warn!(txid = %run.txid, %error, "could not note the released admission; recovery sends it again");
+            }
+        }
+        Err(error) => warn!(txid = %run.txid, error = %crate::driver::describe(error.status()),
+                            "admission not released; recovery sends it again"),
+    }
+}
+
+/// How long after its end a purchase's release is left to the purchase itself before
+/// recovery sends it.
+const RELAY_GRACE: Duration = Duration::from_secs(2);
+
+/// Re-sends the releases of finished purchases the room was not told about.
+pub async fn relay(driver: &Driver) -> Result<usize> {
+    let now = Utc::now();
+    let mut sent = 0;
+    for txn in driver.log.unreleased_admissions(200).await? {
+        let ended_long_enough_ago = txn.finished_at.is_some_and(|at| {
+            now.signed_duration_since(at).to_std().unwrap_or_default() >= RELAY_GRACE
+        });
+        if !ended_long_enough_ago {
+            continue;
+        }
+        let Some(_guard) = driver.claim(&txn.txid) else {
+            continue;
+        };
+        let run = Run::new(driver, &txn).await?;
+        release(&run, &txn, txn.state == State::Committed).await;
+        sent += 1;
+    }
+    Ok(sent)
+}

@@ -1,0 +1,301 @@
+//! Purchases of events with a waiting room: the coordinator refuses a purchase without a
+//! valid admission (and writes nothing anywhere), a retried key of a committed purchase
+//! is replayed whatever happened since, and seats held by a purchase that then fails go
+//! to the next fan in line — the room does not close as sold out.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use proto::v1::payments_service_client::PaymentsServiceClient;
+use proto::v1::*;
+use test_harness::MeshOptions;
+use tonic::Code;
+
+use crate::common::*;
+
+fn best_available(protocol: Protocol, event: &str, key: &str, token: &str) -> PurchaseRequest {
+    PurchaseRequest {
+        quantity: 1,
+        admission_token: token.to_owned(),
+        ..purchase(protocol, event, &[], "tok_visa", key)
+    }
+}
+
+/// The same token with another subject in its payload and the original signature.
+fn with_subject(token: &str, subject: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("base64")).expect("json");
+    claims["sub"] = subject.into();
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("json"));
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+fn denied(status: &tonic::Status) -> (Code, String) {
+    let (code, reason, _) = reason(status);
+    (code, reason)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_without_a_valid_admission_is_permission_denied_and_writes_nothing() {
+    let world = World::start(MeshOptions::default()).await;
+    world.event("gated", 1, 4, 2_500).await;
+    world.open_room("gated", 2, Duration::from_secs(2)).await;
+    let ana_token = world.admitted("gated", &user("ana")).await;
+    let mut coordinator = world.coordinator.clone();
+
+    for protocol in PROTOCOLS {
+        let p = short(protocol);
+        let cases = [
+            (
+                "no token",
+                best_available(protocol, "gated", "ana", ""),
+                "ADMISSION_REQUIRED",
+            ),
+            (
+                "another user's token",
+                best_available(protocol, "gated", "bob", &ana_token),
+                "ADMISSION_INVALID",
+            ),
+            (
+                "a forged token (ana's signature, bob's name)",
+                best_available(
+                    protocol,
+                    "gated",
+                    "bob",
+                    &with_subject(&ana_token, &user("bob")),
+                ),
+                "ADMISSION_INVALID",
+            ),
+            (
+                "a token that is not one",
+                best_available(protocol, "gated", "ana", "eyJ.not.a-token"),
+                "ADMISSION_INVALID",
+            ),
+        ];
+        for (case, mut request, expected) in cases {
+            request.idempotency_key = format!("{}-{p}", request.idempotency_key);
+            let status = coordinator
+                .purchase(request)
+                .await
+                .expect_err("refused without a valid admission");
+            assert_eq!(
+                denied(&status),
+                (Code::PermissionDenied, expected.to_owned()),
+                "{p}, {case}: {status:?}"
+            );
+        }
+    }
+
+    // Ana's admission lasts 2 s; past it, her own token is refused too.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for protocol in PROTOCOLS {
+        let key = format!("ana-late-{}", short(protocol));
+        let mut request = best_available(protocol, "gated", &key, &ana_token);
+        request.user_id = user("ana");
+        let status = coordinator.purchase(request).await.expect_err("expired");
+        assert_eq!(
+            denied(&status),
+            (Code::PermissionDenied, "ADMISSION_EXPIRED".to_owned()),
+            "{status:?}"
+        );
+    }
+
+    // Nothing was written anywhere.
+    assert_eq!(world.logged("gated").await, 0, "nothing logged");
+    let seats = world.seats("gated").await;
+    assert!(
+        seats
+            .values()
+            .all(|(status, order)| status == "AVAILABLE" && order.is_none()),
+        "{seats:?}"
+    );
+    assert!(world.orders("gated").await.is_empty(), "no order");
+    assert!(world.payments().await.is_empty(), "no payment");
+
+    // The control: an admitted fan with her own token buys.
+    let cara_token = world.admitted("gated", &user("cara")).await;
+    let bought = coordinator
+        .purchase(best_available(Protocol::Saga, "gated", "cara", &cara_token))
+        .await
+        .expect("an admitted fan buys")
+        .into_inner();
+    assert_eq!(bought.seats.len(), 1);
+    assert_eq!(world.logged("gated").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_key_of_a_committed_purchase_is_replayed_after_the_event_sold_out() {
+    let world = World::start(MeshOptions::default()).await;
+    let mut coordinator = world.coordinator.clone();
+    for protocol in PROTOCOLS {
+        let p = short(protocol);
+
+        // Through a waiting room.
+        let event = format!("last-{p}");
+        world.event(&event, 1, 1, 1_000).await;
+        world.open_room(&event, 4, Duration::from_secs(30)).await;
+        let key = format!("first-{p}");
+        let token = world.admitted(&event, &user(&key)).await;
+        let request = best_available(protocol, &event, &key, &token);
+        let bought = coordinator
+            .purchase(request.clone())
+            .await
+            .expect("the only seat is sold")
+            .into_inner();
+        match world
+            .wait_in_room(&event, &user(&format!("second-{p}")))
+            .await
+        {
+            watch_response::Update::SoldOut(sold_out) => assert_eq!(sold_out.capacity, 1),
+            other => panic!("{p}: the next fan hears sold out, not {other:?}"),
+        }
+        let replay = coordinator
+            .purchase(request)
+            .await
+            .unwrap_or_else(|status| {
+                panic!("{p}: the retry is answered with its purchase: {status:?}")
+            })
+            .into_inner();
+        assert!(replay.replayed, "{p}");
+        assert_eq!(
+            (&replay.txid, &replay.order_id, &replay.seats),
+            (&bought.txid, &bought.order_id, &bought.seats),
+            "{p}"
+        );
+
+        // Without a room, past the sold-out fast path.
+        let event = format!("bare-{p}");
+        world.event(&event, 1, 1, 1_000).await;
+        let first = best_available(protocol, &event, &format!("bare-first-{p}"), "");
+        let bought = coordinator
+            .purchase(first.clone())
+            .await
+            .expect("the only seat is sold")
+            .into_inner();
+        for later in ["bare-second", "bare-third"] {
+            let status = coordinator
+                .purchase(best_available(
+                    protocol,
+                    &event,
+                    &format!("{later}-{p}"),
+                    "",
+                ))
+                .await
+                .expect_err("sold out");
+            assert_eq!(
+                denied(&status),
+                (Code::FailedPrecondition, "SOLD_OUT".to_owned()),
+                "{p}: {status:?}"
+            );
+        }
+        let replay = coordinator
+            .purchase(first)
+            .await
+            .unwrap_or_else(|status| panic!("{p}: not answered sold out: {status:?}"))
+            .into_inner();
+        assert!(replay.replayed, "{p}");
+        assert_eq!(replay.txid, bought.txid, "{p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_seats_are_held_while_a_card_is_declined_admits_the_next_fan() {
+    let world = World::start(MeshOptions::default()).await;
+    // Every card-network call takes 1.5 s: a purchase holds its seat that long
+    // (prepared under 2pc, HELD under saga, SOLD before the charge under lease).
+    let slow = prost_types::Duration {
+        seconds: 1,
+        nanos: 500_000_000,
+    };
+    PaymentsServiceClient::connect(world.mesh.payments.endpoint())
+        .await
+        .expect("payments")
+        .set_faults(SetFaultsRequest {
+            faults: Some(FaultSettings {
+                latency: Some(LatencyDistribution {
+                    min: Some(slow),
+                    max: Some(slow),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("faults set");
+
+    for protocol in PROTOCOLS {
+        let p = short(protocol);
+        let event = format!("held-{p}");
+        world.event(&event, 1, 1, 1_000).await;
+        world.open_room(&event, 2, Duration::from_secs(30)).await;
+        let ana = format!("ana-{p}");
+        let ana_token = world.admitted(&event, &user(&ana)).await;
+
+        // Bob queues behind the only seat, which Ana's purchase holds.
+        let bob = format!("bob-{p}");
+        let waiting = {
+            let world_room = world.room.clone();
+            let (event, bob_user) = (event.clone(), user(&bob));
+            tokio::spawn(async move {
+                let mut room = world_room;
+                room.join(JoinRequest {
+                    event_id: event.clone(),
+                    user_id: bob_user.clone(),
+                })
+                .await
+                .expect("joined");
+                let mut stream = room
+                    .watch(WatchRequest {
+                        event_id: event,
+                        user_id: bob_user,
+                    })
+                    .await
+                    .expect("watching")
+                    .into_inner();
+                loop {
+                    let message = stream.message().await.expect("healthy").expect("final");
+                    match message.update.expect("update") {
+                        watch_response::Update::Waiting(_) => continue,
+                        last => return last,
+                    }
+                }
+            })
+        };
+        let declined = PurchaseRequest {
+            card_token: "tok_declined".into(),
+            ..best_available(protocol, &event, &ana, &ana_token)
+        };
+        let status = world
+            .coordinator
+            .clone()
+            .purchase(declined)
+            .await
+            .expect_err("declined");
+        assert_eq!(reason(&status).1, "CARD_DECLINED", "{p}: {status:?}");
+
+        let bob_token = match tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("bob hears within 30 s")
+            .expect("bob's task")
+        {
+            watch_response::Update::Admitted(admission) => admission.token,
+            other => panic!("{p}: the seat came back, bob is admitted, not {other:?}"),
+        };
+        let bought = world
+            .coordinator
+            .clone()
+            .purchase(best_available(protocol, &event, &bob, &bob_token))
+            .await
+            .unwrap_or_else(|status| panic!("{p}: bob buys the seat: {status:?}"))
+            .into_inner();
+        let seats = world.seats(&event).await;
+        assert_eq!(
+            seats["A-1-1"],
+            ("SOLD".to_owned(), Some(bought.order_id.clone())),
+            "{p}"
+        );
+        world.settle().await;
+        world.assert_invariants(&event, 1).await;
+    }
+}
