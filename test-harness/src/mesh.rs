@@ -1,5 +1,6 @@
 //! The whole mesh for one test: inventory-pg, orders-dynamo and payments on fresh
-//! databases and a table of their own, and a coordinator pointed at them.
+//! databases and a table of their own, a waiting room with Redis keys of its own, and a
+//! coordinator pointed at them.
 
 use anyhow::Context;
 
@@ -9,11 +10,14 @@ pub struct Mesh {
     pub inventory: ServiceProcess,
     pub orders: ServiceProcess,
     pub payments: ServiceProcess,
+    pub waiting_room: ServiceProcess,
     pub coordinator: ServiceProcess,
     pub inventory_db: TestDatabase,
     pub payments_db: TestDatabase,
     pub coordinator_db: TestDatabase,
     pub orders_table: String,
+    /// The waiting room's Redis key prefix (rooms of this mesh only).
+    pub room_prefix: String,
 }
 
 /// Extra arguments and environment per service.
@@ -22,6 +26,7 @@ pub struct MeshOptions<'a> {
     pub coordinator_args: Vec<&'a str>,
     pub coordinator_env: Vec<(&'a str, &'a str)>,
     pub payments_args: Vec<&'a str>,
+    pub waiting_room_args: Vec<&'a str>,
 }
 
 impl Mesh {
@@ -48,17 +53,36 @@ impl Mesh {
             ServiceProcess::start(service_binary("orders-dynamo"), &orders_args, &[]),
             ServiceProcess::start(service_binary("payments"), &payments_args, &[]),
         )?;
-        let coordinator =
-            start_coordinator(&coordinator_db, &inventory, &orders, &payments, &options).await?;
+        let room_prefix = unique_name("room");
+        let inventory_endpoint = inventory.endpoint();
+        let mut room_args = vec![
+            "--key-prefix",
+            room_prefix.as_str(),
+            "--inventory-endpoint",
+            inventory_endpoint.as_str(),
+            "--tick-ms",
+            "20",
+        ];
+        room_args.extend(options.waiting_room_args.iter().copied());
+        let waiting_room =
+            ServiceProcess::start(service_binary("waiting-room"), &room_args, &[]).await?;
+        let coordinator = start_coordinator(
+            &coordinator_db,
+            &[&inventory, &orders, &payments, &waiting_room],
+            &options,
+        )
+        .await?;
         Ok(Self {
             inventory,
             orders,
             payments,
+            waiting_room,
             coordinator,
             inventory_db,
             payments_db,
             coordinator_db,
             orders_table,
+            room_prefix,
         })
     }
 
@@ -69,22 +93,29 @@ impl Mesh {
         options: &MeshOptions<'_>,
     ) -> anyhow::Result<(ServiceProcess, TestDatabase)> {
         let db = TestDatabase::create("mesh_coordinator_b").await?;
-        let process =
-            start_coordinator(&db, &self.inventory, &self.orders, &self.payments, options).await?;
+        let process = start_coordinator(
+            &db,
+            &[
+                &self.inventory,
+                &self.orders,
+                &self.payments,
+                &self.waiting_room,
+            ],
+            options,
+        )
+        .await?;
         Ok((process, db))
     }
 }
 
+/// A coordinator on `db`, calling `[inventory, orders, payments, waiting room]`.
 async fn start_coordinator(
     db: &TestDatabase,
-    inventory: &ServiceProcess,
-    orders: &ServiceProcess,
-    payments: &ServiceProcess,
+    services: &[&ServiceProcess; 4],
     options: &MeshOptions<'_>,
 ) -> anyhow::Result<ServiceProcess> {
     let url = db.url();
-    let (inventory, orders, payments) =
-        (inventory.endpoint(), orders.endpoint(), payments.endpoint());
+    let [inventory, orders, payments, waiting_room] = services.map(ServiceProcess::endpoint);
     let mut args = vec![
         "--database-url",
         url.as_str(),
@@ -94,6 +125,8 @@ async fn start_coordinator(
         orders.as_str(),
         "--payments-endpoint",
         payments.as_str(),
+        "--waiting-room-endpoint",
+        waiting_room.as_str(),
         "--recovery-interval-ms",
         "500",
     ];

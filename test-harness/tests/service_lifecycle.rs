@@ -69,6 +69,21 @@ async fn start_coordinator() -> anyhow::Result<Started> {
     })
 }
 
+async fn start_waiting_room() -> anyhow::Result<Started> {
+    let prefix = unique_name("lifecycle_room");
+    let process = ServiceProcess::start(
+        service_binary("waiting-room"),
+        &["--key-prefix", &prefix],
+        &[],
+    )
+    .await?;
+    Ok(Started {
+        process,
+        service: "ticketdrop.v1.WaitingRoomService",
+        _database: None,
+    })
+}
+
 async fn start_orders(table: &str) -> anyhow::Result<Started> {
     let process =
         ServiceProcess::start(service_binary("orders-dynamo"), &["--table", table], &[]).await?;
@@ -141,6 +156,18 @@ async fn assert_service_mounted(started: &Started) {
                 .await
                 .map(drop)
         }
+        "ticketdrop.v1.WaitingRoomService" => {
+            proto::v1::waiting_room_service_client::WaitingRoomServiceClient::new(channel)
+                .get_room(proto::v1::GetRoomRequest {
+                    event_id: "no-such-room".into(),
+                })
+                .await
+                .map(drop)
+                .or_else(|status| match status.code() {
+                    Code::NotFound => Ok(()),
+                    _ => Err(status),
+                })
+        }
         other => panic!("unknown service {other}"),
     };
     match status {
@@ -200,6 +227,12 @@ async fn payments_serves_health_reflection_and_its_service() -> anyhow::Result<(
 #[tokio::test]
 async fn coordinator_serves_health_reflection_and_its_service() -> anyhow::Result<()> {
     assert_serves_health_reflection_and_service(start_coordinator().await?).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn waiting_room_serves_health_reflection_and_its_service() -> anyhow::Result<()> {
+    assert_serves_health_reflection_and_service(start_waiting_room().await?).await;
     Ok(())
 }
 
@@ -276,6 +309,12 @@ async fn payments_drains_on_sigterm_with_health_not_serving_first() -> anyhow::R
 #[tokio::test]
 async fn coordinator_drains_on_sigterm_with_health_not_serving_first() -> anyhow::Result<()> {
     assert_sigterm_drains(start_coordinator().await?).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn waiting_room_drains_on_sigterm_with_health_not_serving_first() -> anyhow::Result<()> {
+    assert_sigterm_drains(start_waiting_room().await?).await;
     Ok(())
 }
 
