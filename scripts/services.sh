@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The four TicketDrop services running in the background on their fixed local ports,
+# The TicketDrop services running in the background on their fixed local ports,
 # with pid files and logs under .stack/services. `up` twice is harmless; `down` stops
 # only the processes whose pid files it wrote.
 #
@@ -13,7 +13,7 @@ PROFILE="${TICKETDROP_PROFILE:-release}"
 BIN="$ROOT/target/$PROFILE"
 
 # service:port, started in this order (the coordinator last: it calls the others).
-SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 coordinator:50050)
+SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 waiting-room:50054 coordinator:50050)
 
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
@@ -24,7 +24,7 @@ build() {
     local flag=()
     [[ $PROFILE == release ]] && flag=(--release)
     log "building the services ($PROFILE)"
-    (cd "$ROOT" && cargo build "${flag[@]}" -q -p inventory-pg -p orders-dynamo -p payments -p coordinator -p client)
+    (cd "$ROOT" && cargo build "${flag[@]}" -q -p inventory-pg -p orders-dynamo -p payments -p waiting-room -p coordinator -p client)
 }
 
 up() {
@@ -46,7 +46,7 @@ up() {
     done
     "$BIN/ticketdrop" health --wait 60 >/dev/null ||
         die "not every service is SERVING; see the logs in $DIR"
-    log "all four services are SERVING"
+    log "all ${#SERVICES[@]} services are SERVING"
 }
 
 down() {

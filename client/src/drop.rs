@@ -11,6 +11,10 @@ use proto::v1::*;
 use serde::Serialize;
 use tonic::Code;
 
+use proto::v1::coordinator_service_client::CoordinatorServiceClient;
+use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
+use tonic::transport::Channel;
+
 use crate::audit;
 use crate::endpoints::{self, Endpoints};
 use crate::json;
@@ -40,12 +44,19 @@ pub struct DropArgs {
     /// Protocol, or all three on three fresh events.
     #[arg(long, value_enum)]
     pub protocol: DropProtocol,
-    /// Purchases in flight at once.
+    /// Fans buying at once: the waiting room's max-active (with --no-waiting-room, the
+    /// purchases in flight at once).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Decline this share of cards during the drop (payments fault injection), e.g. 0.2.
     #[arg(long)]
     pub decline_rate: Option<f64>,
+    /// Buy directly, every fan at once within --concurrency, without a waiting room.
+    #[arg(long)]
+    pub no_waiting_room: bool,
+    /// How long an admission lasts before it expires unused.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub admission_ttl: Duration,
     /// Print JSON (an object, or an array for --protocol all).
     #[arg(long)]
     pub json: bool,
@@ -61,33 +72,80 @@ pub struct DropReport {
     pub seats: u32,
     pub fans: u32,
     pub concurrency: usize,
+    /// Whether the fans went through the waiting room.
+    pub waiting_room: bool,
+    /// Purchase calls made (a fan whose purchase met a conflict joins again and buys
+    /// again).
     pub attempts: u64,
     pub sold: u64,
+    /// Fans told "sold out": by the waiting room, or by a purchase.
     pub sold_out: u64,
+    /// Of sold_out: told by the waiting room (they never reached the coordinator).
+    pub sold_out_by_room: u64,
+    /// Fans whose last answer was a conflict (a seat taken or held by a purchase in flight).
     pub conflicts: u64,
     pub declines: u64,
     pub unknown: u64,
+    /// Fans whose admission expired before they bought.
+    pub expired: u64,
     pub errors: u64,
+    /// Conflicts after which the fan joined the room again.
+    pub rejoins: u64,
     pub oversold: usize,
     pub audit_violations: usize,
+    /// Seats still unsold at the end although some fan was turned away (sold out,
+    /// conflict, expired): must be 0.
+    pub seats_unsold_while_turned_away: u64,
+    /// Fans admitted ahead of someone who joined earlier (0 is perfectly fair).
+    pub fairness_violations: u64,
+    /// The most purchases in flight at once, as the room counted its claims.
+    pub max_concurrent_purchases: u64,
     pub duration_s: f64,
     pub purchases_per_s: f64,
     pub attempts_per_s: f64,
+    /// Latency of the purchase calls.
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    /// How long fans waited in the room: from joining to admitted or told sold out.
+    pub wait_p50_ms: f64,
+    pub wait_p99_ms: f64,
     /// The first unexpected error, if any.
     pub first_error: Option<String>,
 }
 
+#[derive(Debug, Clone)]
 enum Answer {
     Sold(u64),
     SoldOut,
     Conflict,
     Declined,
     Unknown,
+    Expired,
     Error(String),
 }
+
+/// What happened to one fan.
+#[derive(Debug, Clone)]
+struct Fan {
+    /// The fan's first join number and first admission number (room mode).
+    join_number: Option<u64>,
+    admission_number: Option<u64>,
+    answer: Answer,
+    answered_by_room: bool,
+    purchases: Vec<Duration>,
+    waited: Option<Duration>,
+    rejoins: u64,
+}
+
+/// Calls a fan makes for one purchase whose outcome stays unknown.
+const UNKNOWN_RETRIES: usize = 5;
+/// Times a fan whose purchase met a conflict joins the room again.
+const MAX_REJOINS: u64 = 3;
+/// Join calls in flight at once (fans keep their place and watch after joining).
+const JOINS_IN_FLIGHT: usize = 256;
+/// Connections fans share to the room (each carries many watch streams).
+const ROOM_CHANNELS: usize = 8;
 
 pub async fn run(endpoints: &Endpoints, args: DropArgs) -> anyhow::Result<()> {
     let base = args
@@ -181,84 +239,349 @@ async fn one_drop(
             .progress_chars("=> "),
     );
     progress.set_prefix(json::protocol(protocol));
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let started = Instant::now();
-    let answers: Vec<(Answer, Duration)> = futures::stream::iter(0..args.fans)
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let buyer = Buyer {
+        coordinator,
+        event: event.to_owned(),
+        run,
+        protocol,
+    };
+    let (fans, duration, max_concurrent) = if args.no_waiting_room {
+        let started = Instant::now();
+        let fans = direct(&buyer, args, &progress).await;
+        (fans, started.elapsed(), None)
+    } else {
+        let mut room = endpoints.waiting_room().await?;
+        crate::room::open(
+            &mut room,
+            event,
+            clamp_u32(args.concurrency),
+            args.admission_ttl,
+        )
+        .await
+        .map_err(|s| anyhow::anyhow!("opening the room: {}", endpoints::describe(&s)))?;
+        let mut rooms = Vec::with_capacity(ROOM_CHANNELS);
+        for _ in 0..ROOM_CHANNELS {
+            rooms.push(endpoints.waiting_room().await?);
+        }
+        let started = Instant::now();
+        let fans = through_room(&buyer, args, rooms, &progress).await;
+        let duration = started.elapsed();
+        let max = crate::room::get(&mut room, event)
+            .await
+            .map_err(|s| anyhow::anyhow!("reading the room: {}", endpoints::describe(&s)))?
+            .max_purchasing_seen;
+        (fans, duration, Some(max))
+    };
+    progress.finish_and_clear();
+
+    settle(endpoints, event).await?;
+    let audit = audit::audit(&args.stores, event)
+        .await
+        .context("auditing the drop")?;
+    Ok(report(
+        args,
+        protocol,
+        event,
+        &fans,
+        duration,
+        max_concurrent,
+        &audit,
+    ))
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+}
+
+/// What every fan's purchase shares.
+#[derive(Clone)]
+struct Buyer {
+    coordinator: CoordinatorServiceClient<Channel>,
+    event: String,
+    run: String,
+    protocol: Protocol,
+}
+
+impl Buyer {
+    fn user(&self, fan: u32) -> String {
+        format!("fan-{}-{fan}", self.run)
+    }
+
+    /// One purchase of one best-available seat: its answer and each call's latency. An
+    /// unknown outcome is retried with the same idempotency key (the same purchase, never
+    /// a second one), a bounded number of times with backoff.
+    async fn buy(
+        &self,
+        fan: u32,
+        attempt: u64,
+        admission_token: String,
+    ) -> (Answer, Vec<Duration>) {
+        let request = PurchaseRequest {
+            user_id: self.user(fan),
+            event_id: self.event.clone(),
+            seat_ids: Vec::new(),
+            quantity: 1,
+            card_token: "tok_visa".into(),
+            idempotency_key: format!("{}-{}-fan-{fan}-{attempt}", self.event, self.run),
+            protocol: self.protocol.into(),
+            deadline: None,
+            admission_token,
+        };
+        let mut latencies = Vec::new();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let began = Instant::now();
+            let answer = classify(self.coordinator.clone().purchase(request.clone()).await);
+            latencies.push(began.elapsed());
+            if !matches!(answer, Answer::Unknown) || latencies.len() >= UNKNOWN_RETRIES {
+                return (answer, latencies);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Every fan buys at once, at most `concurrency` in flight: no room.
+async fn direct(buyer: &Buyer, args: &DropArgs, progress: &ProgressBar) -> Vec<Fan> {
+    futures::stream::iter(0..args.fans)
         .map(|i| {
-            let mut coordinator = coordinator.clone();
-            let request = PurchaseRequest {
-                user_id: format!("fan-{i}"),
-                event_id: event.to_owned(),
-                seat_ids: Vec::new(),
-                quantity: 1,
-                card_token: "tok_visa".into(),
-                idempotency_key: format!("{event}-{run}-fan-{i}"),
-                protocol: protocol.into(),
-                deadline: None,
-            };
             let progress = progress.clone();
             async move {
-                let began = Instant::now();
-                let answer = classify(coordinator.purchase(request).await);
+                let (answer, purchases) = buyer.buy(i, 0, String::new()).await;
                 progress.inc(1);
-                (answer, began.elapsed())
+                Fan {
+                    join_number: None,
+                    admission_number: None,
+                    answer,
+                    answered_by_room: false,
+                    purchases,
+                    waited: None,
+                    rejoins: 0,
+                }
             }
         })
         .buffer_unordered(args.concurrency.max(1))
         .collect()
-        .await;
-    let duration = started.elapsed();
-    progress.finish_and_clear();
-
-    let stores = &args.stores;
-    settle(endpoints, event).await?;
-    let audit = audit::audit(stores, event)
         .await
-        .context("auditing the drop")?;
+}
 
-    let mut latencies: Vec<f64> = answers
+/// Every fan joins the room, waits for their turn, and buys once admitted; a fan whose
+/// purchase met a conflict joins again, a bounded number of times.
+async fn through_room(
+    buyer: &Buyer,
+    args: &DropArgs,
+    rooms: Vec<WaitingRoomServiceClient<Channel>>,
+    progress: &ProgressBar,
+) -> Vec<Fan> {
+    let joins = std::sync::Arc::new(tokio::sync::Semaphore::new(JOINS_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.fans {
+        let mut room = rooms[i as usize % rooms.len()].clone();
+        let buyer = buyer.clone();
+        let joins = joins.clone();
+        let progress = progress.clone();
+        tasks.spawn(async move {
+            let fan = one_fan(&buyer, &mut room, i, &joins).await;
+            progress.inc(1);
+            fan
+        });
+    }
+    let mut fans = Vec::with_capacity(args.fans as usize);
+    while let Some(joined) = tasks.join_next().await {
+        fans.push(joined.unwrap_or_else(|error| Fan {
+            join_number: None,
+            admission_number: None,
+            answer: Answer::Error(format!("fan task failed: {error}")),
+            answered_by_room: false,
+            purchases: Vec::new(),
+            waited: None,
+            rejoins: 0,
+        }));
+    }
+    fans
+}
+
+async fn one_fan(
+    buyer: &Buyer,
+    room: &mut WaitingRoomServiceClient<Channel>,
+    i: u32,
+    joins: &tokio::sync::Semaphore,
+) -> Fan {
+    let user = buyer.user(i);
+    let mut fan = Fan {
+        join_number: None,
+        admission_number: None,
+        answer: Answer::Error("never answered".into()),
+        answered_by_room: false,
+        purchases: Vec::new(),
+        waited: None,
+        rejoins: 0,
+    };
+    loop {
+        let joined_at = Instant::now();
+        let place = {
+            let _permit = joins
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            crate::room::join(room, &buyer.event, &user).await
+        };
+        let outcome = match place {
+            Ok(place) => {
+                fan.join_number.get_or_insert(place.join_number);
+                crate::room::watch(room, &place, |_| {}).await
+            }
+            Err(status) => Err(status),
+        };
+        fan.waited.get_or_insert(joined_at.elapsed());
+        let admission = match outcome {
+            Ok(crate::room::Final::Admitted(admission)) => admission,
+            Ok(crate::room::Final::SoldOut(_)) => {
+                fan.answer = Answer::SoldOut;
+                fan.answered_by_room = true;
+                return fan;
+            }
+            Ok(crate::room::Final::Expired(_)) => {
+                fan.answer = Answer::Expired;
+                fan.answered_by_room = true;
+                return fan;
+            }
+            Err(status) => {
+                fan.answer =
+                    Answer::Error(format!("waiting room: {}", endpoints::describe(&status)));
+                return fan;
+            }
+        };
+        fan.admission_number
+            .get_or_insert(admission.admission_number);
+        let (answer, purchases) = buyer.buy(i, fan.rejoins, admission.token).await;
+        fan.purchases.extend(purchases);
+        fan.answer = answer;
+        if !matches!(fan.answer, Answer::Conflict) || fan.rejoins >= MAX_REJOINS {
+            return fan;
+        }
+        // The seats were held by purchases in flight: back in line, at the end.
+        fan.rejoins += 1;
+        if let Err(status) = room
+            .leave(LeaveRequest {
+                event_id: buyer.event.clone(),
+                user_id: user.clone(),
+            })
+            .await
+        {
+            fan.answer = Answer::Error(format!(
+                "leaving the room: {}",
+                endpoints::describe(&status)
+            ));
+            return fan;
+        }
+    }
+}
+
+fn report(
+    args: &DropArgs,
+    protocol: Protocol,
+    event: &str,
+    fans: &[Fan],
+    duration: Duration,
+    max_concurrent: Option<u64>,
+    audit: &audit::Report,
+) -> DropReport {
+    let mut latencies: Vec<f64> = fans
         .iter()
-        .map(|(_, d)| d.as_secs_f64() * 1_000.0)
+        .flat_map(|f| f.purchases.iter().map(|d| d.as_secs_f64() * 1_000.0))
         .collect();
     latencies.sort_by(f64::total_cmp);
+    let mut waits: Vec<f64> = fans
+        .iter()
+        .filter_map(|f| f.waited.map(|d| d.as_secs_f64() * 1_000.0))
+        .collect();
+    waits.sort_by(f64::total_cmp);
     let mut report = DropReport {
         protocol: json::protocol(protocol),
         event_id: event.to_owned(),
         seats: args.seats,
         fans: args.fans,
         concurrency: args.concurrency,
-        attempts: answers.len() as u64,
+        waiting_room: !args.no_waiting_room,
+        attempts: latencies.len() as u64,
         sold: 0,
         sold_out: 0,
+        sold_out_by_room: 0,
         conflicts: 0,
         declines: 0,
         unknown: 0,
+        expired: 0,
         errors: 0,
+        rejoins: fans.iter().map(|f| f.rejoins).sum(),
         oversold: audit.oversold,
         audit_violations: audit.violations.len(),
+        seats_unsold_while_turned_away: 0,
+        fairness_violations: fairness_violations(fans),
+        max_concurrent_purchases: max_concurrent.unwrap_or(args.concurrency as u64),
         duration_s: duration.as_secs_f64(),
         purchases_per_s: 0.0,
-        attempts_per_s: answers.len() as f64 / duration.as_secs_f64().max(1e-9),
+        attempts_per_s: latencies.len() as f64 / duration.as_secs_f64().max(1e-9),
         p50_ms: percentile(&latencies, 0.50),
         p95_ms: percentile(&latencies, 0.95),
         p99_ms: percentile(&latencies, 0.99),
+        wait_p50_ms: percentile(&waits, 0.50),
+        wait_p99_ms: percentile(&waits, 0.99),
         first_error: None,
     };
-    for (answer, _) in answers {
-        match answer {
+    for fan in fans {
+        match &fan.answer {
             Answer::Sold(seats) => report.sold += seats,
-            Answer::SoldOut => report.sold_out += 1,
+            Answer::SoldOut => {
+                report.sold_out += 1;
+                report.sold_out_by_room += u64::from(fan.answered_by_room);
+            }
             Answer::Conflict => report.conflicts += 1,
             Answer::Declined => report.declines += 1,
             Answer::Unknown => report.unknown += 1,
+            Answer::Expired => report.expired += 1,
             Answer::Error(message) => {
                 report.errors += 1;
-                report.first_error.get_or_insert(message);
+                report.first_error.get_or_insert(message.clone());
             }
         }
     }
+    let turned_away = report.sold_out + report.conflicts + report.expired;
+    if turned_away > 0 {
+        report.seats_unsold_while_turned_away =
+            u64::try_from(audit.capacity - audit.sold).unwrap_or(0);
+    }
     report.purchases_per_s = report.sold as f64 / duration.as_secs_f64().max(1e-9);
-    Ok(report)
+    report
+}
+
+/// Fans admitted ahead of someone who joined earlier: in join order, a fan counts when
+/// any earlier fan was admitted after them, or never (and did not leave).
+fn fairness_violations(fans: &[Fan]) -> u64 {
+    let mut joined: Vec<(u64, Option<u64>)> = fans
+        .iter()
+        .filter_map(|f| f.join_number.map(|j| (j, f.admission_number)))
+        .collect();
+    joined.sort_unstable();
+    // The latest admission among earlier fans; None once an earlier fan was never admitted.
+    let mut latest_earlier = Some(0u64);
+    let mut unfair = 0;
+    for (_, admission) in joined {
+        if let (Some(admitted), Some(latest)) = (admission, latest_earlier)
+            && admitted < latest
+        {
+            unfair += 1;
+        } else if admission.is_some() && latest_earlier.is_none() {
+            unfair += 1;
+        }
+        latest_earlier = match (latest_earlier, admission) {
+            (Some(latest), Some(admitted)) => Some(latest.max(admitted)),
+            _ => None,
+        };
+    }
+    unfair
 }
 
 fn classify(result: Result<tonic::Response<PurchaseResponse>, tonic::Status>) -> Answer {
@@ -370,24 +693,44 @@ fn print_table(reports: &[DropReport]) {
     header.extend(reports.iter().map(|r| r.protocol.to_owned()));
     table.set_header(header);
     type Cell = fn(&DropReport) -> String;
-    let rows: [(&str, Cell); 17] = [
+    let rows: [(&str, Cell); 25] = [
         ("event", |r| r.event_id.clone()),
         ("fans / seats", |r| format!("{} / {}", r.fans, r.seats)),
-        ("attempts", |r| r.attempts.to_string()),
+        ("waiting room", |r| {
+            if r.waiting_room {
+                format!("yes, {} buying at once", r.concurrency)
+            } else {
+                "no".into()
+            }
+        }),
+        ("purchase calls", |r| r.attempts.to_string()),
         ("sold", |r| r.sold.to_string()),
-        ("sold out", |r| r.sold_out.to_string()),
+        ("sold out (by the room)", |r| {
+            format!("{} ({})", r.sold_out, r.sold_out_by_room)
+        }),
         ("conflicts", |r| r.conflicts.to_string()),
         ("declines", |r| r.declines.to_string()),
         ("unknown outcome", |r| r.unknown.to_string()),
+        ("expired admissions", |r| r.expired.to_string()),
         ("errors", |r| r.errors.to_string()),
+        ("rejoins after a conflict", |r| r.rejoins.to_string()),
         ("oversold (audit)", |r| r.oversold.to_string()),
         ("audit violations", |r| r.audit_violations.to_string()),
+        ("unsold while fans turned away", |r| {
+            r.seats_unsold_while_turned_away.to_string()
+        }),
+        ("fairness violations", |r| r.fairness_violations.to_string()),
+        ("most buying at once", |r| {
+            r.max_concurrent_purchases.to_string()
+        }),
         ("duration", |r| format!("{:.2} s", r.duration_s)),
-        ("purchases/s", |r| format!("{:.1}", r.purchases_per_s)),
-        ("attempts/s", |r| format!("{:.1}", r.attempts_per_s)),
-        ("p50", |r| format!("{:.1} ms", r.p50_ms)),
-        ("p95", |r| format!("{:.1} ms", r.p95_ms)),
-        ("p99", |r| format!("{:.1} ms", r.p99_ms)),
+        ("sales/s", |r| format!("{:.1}", r.purchases_per_s)),
+        ("purchase calls/s", |r| format!("{:.1}", r.attempts_per_s)),
+        ("purchase p50", |r| format!("{:.1} ms", r.p50_ms)),
+        ("purchase p95", |r| format!("{:.1} ms", r.p95_ms)),
+        ("purchase p99", |r| format!("{:.1} ms", r.p99_ms)),
+        ("wait p50", |r| format!("{:.1} ms", r.wait_p50_ms)),
+        ("wait p99", |r| format!("{:.1} ms", r.wait_p99_ms)),
     ];
     for (name, value) in rows {
         let mut row = vec![name.to_owned()];

@@ -43,16 +43,26 @@ pub struct Endpoints {
         default_value = "http://127.0.0.1:50053"
     )]
     pub payments: String,
+
+    /// waiting-room gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETDROP_WAITING_ROOM_ENDPOINT",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub waiting_room: String,
 }
 
 impl Endpoints {
     /// Every service with its endpoint, in the order people read them.
-    pub fn all(&self) -> [(&'static str, &str); 4] {
+    pub fn all(&self) -> [(&'static str, &str); 5] {
         [
             ("coordinator", &self.coordinator),
             ("inventory-pg", &self.inventory),
             ("orders-dynamo", &self.orders),
             ("payments", &self.payments),
+            ("waiting-room", &self.waiting_room),
         ]
     }
 }
@@ -73,6 +83,7 @@ use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::payments_service_client::PaymentsServiceClient;
+use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 
 impl Endpoints {
     pub async fn coordinator(&self) -> anyhow::Result<CoordinatorServiceClient<Channel>> {
@@ -96,6 +107,12 @@ impl Endpoints {
     pub async fn payments(&self) -> anyhow::Result<PaymentsServiceClient<Channel>> {
         Ok(PaymentsServiceClient::new(
             connect("payments", &self.payments).await?,
+        ))
+    }
+
+    pub async fn waiting_room(&self) -> anyhow::Result<WaitingRoomServiceClient<Channel>> {
+        Ok(WaitingRoomServiceClient::new(
+            connect("waiting-room", &self.waiting_room).await?,
         ))
     }
 }

@@ -66,6 +66,7 @@ pub fn participant(p: Participant) -> &'static str {
         Participant::Orders => "orders",
         Participant::Payments => "payments",
         Participant::Locks => "locks",
+        Participant::WaitingRoom => "waiting_room",
     }
 }
 
@@ -103,6 +104,36 @@ pub fn transaction(t: &Transaction) -> Value {
         "started_at": timestamp(&t.started_at), "decided_at": timestamp(&t.decided_at),
         "finished_at": timestamp(&t.finished_at),
         "steps": t.steps.iter().map(step).collect::<Vec<_>>(),
+    })
+}
+
+pub fn room(r: &Room) -> Value {
+    json!({
+        "event_id": r.event_id, "state": short_enum(r.state().as_str_name(), "ROOM_STATE_"),
+        "max_active": r.max_active, "admission_ttl_ms": millis(&r.admission_ttl),
+        "opened_at": timestamp(&r.opened_at), "sold_out_at": timestamp(&r.sold_out_at),
+        "joined": r.joined, "waiting": r.waiting, "active": r.active, "purchasing": r.purchasing,
+        "admitted": r.admitted, "purchased": r.purchased, "finished": r.finished,
+        "sold_out": r.sold_out, "expired": r.expired, "left": r.left,
+        "admission_rate": r.admission_rate, "capacity": r.capacity, "seats_sold": r.seats_sold,
+        "max_purchasing_seen": r.max_purchasing_seen,
+    })
+}
+
+pub fn place(p: &Place) -> Value {
+    json!({
+        "event_id": p.event_id, "user_id": p.user_id,
+        "state": short_enum(p.state().as_str_name(), "FAN_STATE_"),
+        "join_number": p.join_number, "position": p.position,
+        "estimated_wait_ms": p.estimated_wait.as_ref().map(|_| millis(&p.estimated_wait)),
+        "joined_at": timestamp(&p.joined_at),
+    })
+}
+
+pub fn admission(a: &Admission) -> Value {
+    json!({
+        "admission_id": a.admission_id, "admission_number": a.admission_number,
+        "expires_at": timestamp(&a.expires_at), "token": a.token,
     })
 }
 

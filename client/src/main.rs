@@ -13,6 +13,7 @@ mod health;
 mod json;
 mod mermaid;
 mod purchase;
+mod room;
 mod stores;
 mod txn;
 
@@ -44,6 +45,9 @@ enum Command {
     Ticket(purchase::TicketCommand),
     /// Run a ticket drop: many fans, few seats, under one protocol or all three.
     Drop(drop::DropArgs),
+    /// The waiting room: open one, watch its queue, wait in it as a fan.
+    #[command(subcommand)]
+    Room(room::RoomCommand),
     /// Check the invariants of an event across inventory, orders, payments and Redis.
     Audit(audit::AuditArgs),
     /// Inspect the coordinator's transaction log.
@@ -61,6 +65,7 @@ async fn main() {
         Command::Purchase(args) => purchase::run(&cli.endpoints, args).await,
         Command::Ticket(command) => purchase::ticket(&cli.endpoints, command).await,
         Command::Drop(args) => drop::run(&cli.endpoints, args).await,
+        Command::Room(command) => room::run(&cli.endpoints, command).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Txn(command) => txn::run(&cli.endpoints, command).await,
     };

@@ -6,8 +6,9 @@ use proto::v1::*;
 use crate::json;
 
 /// Mermaid ids and display names of the parties, in the order they are declared.
-const PARTIES: [(Participant, &str, &str); 5] = [
+const PARTIES: [(Participant, &str, &str); 6] = [
     (Participant::Coordinator, "C", "coordinator"),
+    (Participant::WaitingRoom, "W", "waiting-room"),
     (Participant::Inventory, "I", "inventory-pg"),
     (Participant::Orders, "O", "orders-dynamo"),
     (Participant::Payments, "P", "payments"),

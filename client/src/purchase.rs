@@ -58,6 +58,13 @@ pub struct PurchaseArgs {
     /// Idempotency key (a fresh one when omitted).
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// The waiting room's admission token (from `ticketdrop room watch`).
+    #[arg(long, conflicts_with = "room")]
+    pub admission_token: Option<String>,
+    /// Wait in the event's waiting room first: join, wait until admitted, then buy with
+    /// the admission token.
+    #[arg(long)]
+    pub room: bool,
     /// Write the tickets' QR codes to this file (.png or .svg; one file per ticket,
     /// numbered, when there are several).
     #[arg(long)]
@@ -79,11 +86,39 @@ pub enum TicketCommand {
     },
 }
 
+/// Waits in the event's room until admitted; the admission token.
+async fn admitted(endpoints: &Endpoints, args: &PurchaseArgs) -> anyhow::Result<String> {
+    let mut room = endpoints.waiting_room().await?;
+    let quiet = args.json;
+    let wait = crate::room::wait_in_room(&mut room, &args.event, &args.user, |place| {
+        if !quiet && place.state() == FanState::Waiting {
+            eprintln!(
+                "waiting in the room of {}: position {}",
+                place.event_id, place.position
+            );
+        }
+    })
+    .await
+    .map_err(|status| anyhow::anyhow!("waiting room: {}", endpoints::describe(&status)))?;
+    match wait.outcome {
+        crate::room::Final::Admitted(admission) => Ok(admission.token),
+        crate::room::Final::SoldOut(_) => bail!("sold out: every seat of {} is sold", args.event),
+        crate::room::Final::Expired(_) => {
+            bail!("the admission to {} expired before it was used", args.event)
+        }
+    }
+}
+
 pub async fn run(endpoints: &Endpoints, args: PurchaseArgs) -> anyhow::Result<()> {
     // Check where the QR codes go before buying: a purchase must not succeed and then fail.
     if let Some(path) = &args.qr_out {
         check_qr_path(path)?;
     }
+    let admission_token = match (&args.admission_token, args.room) {
+        (Some(token), _) => token.clone(),
+        (None, true) => admitted(endpoints, &args).await?,
+        (None, false) => String::new(),
+    };
     let mut coordinator = endpoints.coordinator().await?;
     let request = PurchaseRequest {
         user_id: args.user.clone(),
@@ -97,6 +132,7 @@ pub async fn run(endpoints: &Endpoints, args: PurchaseArgs) -> anyhow::Result<()
             .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple())),
         protocol: args.protocol.proto().into(),
         deadline: None,
+        admission_token,
     };
     let bought = match coordinator.purchase(request).await {
         Ok(response) => response.into_inner(),

@@ -24,6 +24,7 @@ impl Cli {
             .args(["--inventory", &self.mesh.inventory.endpoint()])
             .args(["--orders", &self.mesh.orders.endpoint()])
             .args(["--payments", &self.mesh.payments.endpoint()])
+            .args(["--waiting-room", &self.mesh.waiting_room.endpoint()])
             .args(args)
             .env(
                 "TICKETDROP_INVENTORY_DATABASE_URL",
