@@ -35,7 +35,7 @@ stack-status:
 stack-reset: down
 	@scripts/stack.sh reset
 
-## The stack plus the four services in the background on their fixed ports.
+## The stack plus the services in the background on their fixed ports.
 
 up: stack-up
 	@scripts/services.sh up

@@ -1,10 +1,12 @@
-//! The sold-out fast path. When inventory answers SOLD_OUT to a best-available purchase,
-//! the event is remembered as sold out for a short window, and best-available purchases
-//! for it in that window are answered SOLD_OUT at once: nothing is logged and no
-//! participant is called, so a drop's long tail of disappointed fans costs almost
-//! nothing. The answer is honest — the event was sold out a moment ago and nothing was
-//! attempted — and seats returned by failed purchases are offered again once the window
-//! closes. Named-seat purchases never take this path.
+//! The sold-out fast path. When a best-available purchase got a definitive SOLD_OUT (a
+//! participant said so and no other purchase of the event could give a seat back; see
+//! `outcome::honest_sold_out`), the event is remembered as sold out for a short window,
+//! and best-available purchases for it in that window are answered SOLD_OUT at once:
+//! nothing is logged and no participant is called, so a drop's long tail of
+//! disappointed fans costs almost nothing. The answer is honest — every seat was sold
+//! and nothing was in flight — and it is checked again once the window closes. Named-seat
+//! purchases, events with a waiting room and retried idempotency keys never take this
+//! path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
