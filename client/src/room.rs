@@ -118,7 +118,10 @@ pub async fn watch(
         };
         if !matches!(
             broken.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
+                | tonic::Code::ResourceExhausted
         ) || attempt >= WATCH_ATTEMPTS
         {
             return Err(broken);
@@ -147,7 +150,10 @@ pub async fn join(
         {
             Ok(answer) => return Ok(answer.into_inner().place.unwrap_or_default()),
             Err(status)
-                if status.code() == tonic::Code::Unavailable && attempt < WATCH_ATTEMPTS =>
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                ) && attempt < WATCH_ATTEMPTS =>
             {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -171,20 +177,30 @@ async fn watch_once(
         })
         .await?
         .into_inner();
+    let mut outcome = None;
     while let Some(message) = stream.message().await? {
         match message.update {
             Some(watch_response::Update::Waiting(place)) => on_place(&place),
             Some(watch_response::Update::Admitted(admission)) => {
-                return Ok(Final::Admitted(admission));
+                outcome = Some(Final::Admitted(admission));
             }
-            Some(watch_response::Update::SoldOut(sold_out)) => return Ok(Final::SoldOut(sold_out)),
-            Some(watch_response::Update::Expired(expired)) => return Ok(Final::Expired(expired)),
+            Some(watch_response::Update::SoldOut(sold_out)) => {
+                outcome = Some(Final::SoldOut(sold_out));
+            }
+            Some(watch_response::Update::Expired(expired)) => {
+                outcome = Some(Final::Expired(expired));
+            }
             None => {}
         }
+        if outcome.is_some() {
+            // The room ends the stream right after the final message: read it to its
+            // end rather than reset it (tens of thousands of resets at a sell-out look
+            // like an attack to HTTP/2 and close the connection).
+            while stream.message().await?.is_some() {}
+            break;
+        }
     }
-    Err(tonic::Status::unavailable(
-        "the watch stream ended without an outcome",
-    ))
+    outcome.ok_or_else(|| tonic::Status::unavailable("the watch stream ended without an outcome"))
 }
 
 pub async fn run(endpoints: &Endpoints, command: RoomCommand) -> anyhow::Result<()> {
