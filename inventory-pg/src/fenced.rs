@@ -30,7 +30,13 @@ pub async fn sell(pool: &Pool, write: &FencedWrite) -> Result<SellFencedResponse
     {
         return Ok(response);
     }
-    seats::ensure_free(&locked)?;
+    // An unfenced write (token 0, the lab's negative control) trusts the lease alone, as
+    // a store that relies on the lock would: it sells whatever the seats' state. A paused
+    // lease holder's late write then overwrites a newer holder's sale — the double sale
+    // fencing exists to prevent. A fenced write checks the seats too.
+    if write.fencing_token > 0 {
+        seats::ensure_free(&locked)?;
+    }
     let token = fencing_token_param(write.fencing_token);
     let statement = tx
         .prepare_cached(
@@ -51,6 +57,7 @@ pub async fn sell(pool: &Pool, write: &FencedWrite) -> Result<SellFencedResponse
         ],
     )
     .await?;
+    server_kit::crash_point!("inventory::sell");
     tx.commit().await?;
     Ok(response)
 }
@@ -91,7 +98,7 @@ pub async fn unsell(pool: &Pool, write: &FencedWrite) -> Result<UnsellFencedResp
 }
 
 /// Refuses the write when any seat has seen a newer token than `token`. Token 0 is an
-/// unfenced write (the lab's negative control) and is never refused here.
+/// unfenced write (the lab's negative control) and is never refused.
 fn ensure_fresh_token(seats: &[LockedSeat], token: u64) -> Result<()> {
     if token == 0 {
         return Ok(());

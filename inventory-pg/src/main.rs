@@ -2,6 +2,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Named failpoints from FAILPOINTS (crash tests, chaos lab); compiled out without
+    // the `failpoints` feature.
+    let _failpoints = fail::FailScenario::setup();
     let config = inventory_pg::Config::parse();
     server_kit::telemetry::init(config.server.log_format);
     inventory_pg::run(config, server_kit::shutdown::signal_received()).await

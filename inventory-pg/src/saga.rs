@@ -80,6 +80,7 @@ pub async fn hold_seats(pool: &Pool, hold: &Hold) -> Result<HoldSeatsResponse> {
         &response.encode_to_vec(),
     )
     .await?;
+    server_kit::crash_point!("inventory::hold");
     tx.commit().await?;
     Ok(response)
 }

@@ -29,20 +29,23 @@ pub fn gid(txid: &str) -> String {
 const ABORT_ATTEMPTS: u32 = 5;
 
 pub async fn prepare(pool: &Pool, request: &Prepare) -> Result<PrepareSaleResponse> {
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
     if let Some(answer) = earlier_answer(&client, &request.txid).await? {
         return Ok(answer);
     }
-    client
-        .batch_execute(&format!(
-            "BEGIN; SET LOCAL lock_timeout = '{}'",
-            seats::LOCK_TIMEOUT
-        ))
-        .await?;
-    let prepared = match sell_in_open_transaction(&client, request).await {
+    // A transaction guard, not a bare BEGIN: when the caller gives up and this future is
+    // dropped mid-way, the guard rolls back, so the pooled connection never goes back
+    // to the pool inside an open (or aborted) transaction.
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{}'",
+        seats::LOCK_TIMEOUT
+    ))
+    .await?;
+    let prepared = match sell_in_open_transaction(&tx, request).await {
         Ok(prepared) => prepared,
         Err(error) => {
-            client.batch_execute("ROLLBACK").await?;
+            tx.rollback().await?;
             return match error {
                 // The participant row exists: a tombstone, or a duplicate Prepare won.
                 Error::Database(ref db) if db.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
@@ -58,14 +61,13 @@ pub async fn prepare(pool: &Pool, request: &Prepare) -> Result<PrepareSaleRespon
             };
         }
     };
+    server_kit::crash_point!("inventory::prepare");
     let gid = gid(&request.txid);
-    if let Err(error) = client
-        .batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
-        .await
-    {
-        // PREPARE failed, so PostgreSQL rolled the transaction back.
-        return Err(error.into());
-    }
+    // PREPARE TRANSACTION ends the session's transaction (or, failing, rolls it back):
+    // the guard's ROLLBACK on drop then finds none, a no-op.
+    tx.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
+        .await?;
+    drop(tx);
     // Outside the prepared transaction: what it holds, for replays and ListInDoubt.
     let ids: Vec<String> = prepared.seats.iter().map(|s| s.seat_id.clone()).collect();
     let prices: Vec<i64> = prepared.seats.iter().map(|s| s.price_cents).collect();

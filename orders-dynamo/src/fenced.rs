@@ -12,9 +12,11 @@ use crate::write::{Failed, Purpose, TxnWrite, WriteError, failed_claims};
 /// Claim condition under fencing: free (or already ours) and no newer token seen.
 const FENCED_CLAIM: &str = "(attribute_not_exists(pk) OR claim_status = :released OR order_id = :order) \
      AND (attribute_not_exists(fencing_token) OR fencing_token <= :token)";
-/// Claim condition of an unfenced write (token 0, the lab's negative control).
-const UNFENCED_CLAIM: &str =
-    "attribute_not_exists(pk) OR claim_status = :released OR order_id = :order";
+/// An unfenced write (token 0, the lab's negative control, `--unsafe-no-fencing`) trusts
+/// the lease alone, as a store that relies on the lock would: the claim is written
+/// whatever it held. A paused lease holder's late write then overwrites a newer holder's
+/// claim — the double sale fencing exists to prevent.
+const UNFENCED_CLAIM: &str = "";
 
 pub async fn place(
     store: &Store,
@@ -54,10 +56,15 @@ pub async fn place(
     )?;
     let fenced = fencing_token > 0;
     for seat in &order.seats {
-        let mut values = vec![(":released", s(RELEASED)), (":order", s(&order.order_id))];
-        if fenced {
-            values.push((":token", n(fencing_token)));
-        }
+        let values = if fenced {
+            vec![
+                (":released", s(RELEASED)),
+                (":order", s(&order.order_id)),
+                (":token", n(fencing_token)),
+            ]
+        } else {
+            Vec::new()
+        };
         txn = txn.put(
             store::claim_item(
                 &order.event_id,
@@ -72,7 +79,10 @@ pub async fn place(
     }
     let txn = store::add_idempotency(txn, order)?;
     match txn.send(&store.client).await {
-        Ok(()) => Ok(record),
+        Ok(()) => {
+            server_kit::crash_point!("orders::after_write");
+            Ok(record)
+        }
         Err(WriteError::Other(error)) => Err(error),
         Err(WriteError::Cancelled(failures)) => {
             if let Some(stale) = stale(&failures, fencing_token) {

@@ -134,6 +134,15 @@ fn optional_key(key: &str) -> Result<Option<String>, FieldError> {
     }
 }
 
+/// The fencing token of a write that may be unfenced: 0 (the lab's negative control,
+/// `--unsafe-no-fencing`) or a fencing token.
+pub fn fencing_token_or_unfenced(value: u64) -> Result<u64, FieldError> {
+    match value {
+        0 => Ok(0),
+        token => fencing_token(token),
+    }
+}
+
 /// A fencing token: 1 to 2^63-1 (it is stored as a DynamoDB number and compared).
 pub fn fencing_token(value: u64) -> Result<u64, FieldError> {
     if value == 0 || i64::try_from(value).is_err() {

@@ -77,7 +77,10 @@ pub async fn create_order(
         .put(record.to_item(), NOT_EXISTS, &[], Purpose::Order)?;
     let txn = store::add_idempotency(store::add_claims(txn, order)?, order)?;
     match txn.send(&store.client).await {
-        Ok(()) => Ok((record, BarrierOutcome::Applied)),
+        Ok(()) => {
+            server_kit::crash_point!("orders::after_write");
+            Ok((record, BarrierOutcome::Applied))
+        }
         Err(WriteError::Other(error)) => Err(error),
         Err(WriteError::Cancelled(failures)) => {
             if failed(&failures, &Purpose::Barrier).is_some() {

@@ -128,7 +128,7 @@ impl OrdersService for Orders {
         let txid = validate::id("txid", &r.txid)?;
         let order = NewOrder::try_from(r)?;
         let payment_id = optional_id("payment_id", &r.payment_id)?.unwrap_or_default();
-        let token = model::fencing_token(r.fencing_token)?;
+        let token = model::fencing_token_or_unfenced(r.fencing_token)?;
         let order = fenced::place(&self.store, &txid, &order, &payment_id, token).await?;
         Ok(Response::new(PlaceOrderFencedResponse {
             order: Some(order.to_proto()),

@@ -87,7 +87,10 @@ pub async fn prepare(
         )?;
     let txn = store::add_idempotency(store::add_claims(txn, order)?, order)?;
     match txn.send(&store.client).await {
-        Ok(()) => Ok(record),
+        Ok(()) => {
+            server_kit::crash_point!("orders::after_write");
+            Ok(record)
+        }
         Err(WriteError::Cancelled(failures))
             if failed(&failures, &Purpose::Participant).is_none() =>
         {

@@ -75,10 +75,11 @@ impl TxnWrite {
         values: &[(&str, AttributeValue)],
         purpose: Purpose,
     ) -> Result<Self> {
+        // An empty condition is an unconditional put.
         let mut put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression(condition)
+            .set_condition_expression((!condition.is_empty()).then(|| condition.to_owned()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         for (name, value) in values {
             put = put.expression_attribute_values(*name, value.clone());

@@ -2,6 +2,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Named failpoints from FAILPOINTS (crash tests, chaos lab); compiled out without
+    // the `failpoints` feature.
+    let _failpoints = fail::FailScenario::setup();
     let config = payments::Config::parse();
     server_kit::telemetry::init(config.server.log_format);
     payments::run(config, server_kit::shutdown::signal_received()).await

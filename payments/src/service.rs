@@ -162,6 +162,7 @@ impl PaymentsService for PaymentsApi {
                 },
             )
             .await?;
+        lose_capture_response()?;
         Ok(self.deliver(answer)?)
     }
 
@@ -252,6 +253,7 @@ impl PaymentsService for PaymentsApi {
     ) -> Reply<CommitPaymentResponse> {
         let txid = validate::id("txid", &request.get_ref().txid)?;
         let (already_done, payment) = two_phase::commit(&self.payments, &txid).await?;
+        lose_capture_response()?;
         Ok(self.deliver(CommitPaymentResponse {
             state: two_phase::state(true).into(),
             already_done,
@@ -294,4 +296,14 @@ impl PaymentsService for PaymentsApi {
             faults: Some(self.payments.network.faults()),
         }))
     }
+}
+
+/// The chaos lab's `payments::lose_capture_response` failpoint: the capture (or the 2PC
+/// commit, which captures) is committed, and its answer is lost on the way back.
+fn lose_capture_response() -> Result<()> {
+    fail::fail_point!("payments::lose_capture_response", |_| {
+        tracing::info!("losing a capture's response after commit (failpoint)");
+        Err(Error::ResponseLost)
+    });
+    Ok(())
 }

@@ -23,4 +23,20 @@ pub mod telemetry;
 pub mod validate;
 
 pub use options::{LogFormat, ServerOptions};
+
+/// A named failpoint (the `fail` crate, compiled in with a crate's `failpoints` feature)
+/// whose `return` action crashes the process on the spot — `abort()`, no cleanup, as a
+/// power cut or `kill -9` would — for the crash tests and the chaos lab:
+/// `FAILPOINTS="orders::after_write=3*off->1*return->off"` crashes at the fourth write.
+/// Other actions (`sleep(ms)`, `panic`, ...) behave as `fail` documents. The calling crate
+/// depends on `fail`.
+#[macro_export]
+macro_rules! crash_point {
+    ($name:literal) => {
+        fail::fail_point!($name, |_| {
+            tracing::error!(failpoint = $name, "failpoint: crashing the process");
+            std::process::abort()
+        })
+    };
+}
 pub use serve::GrpcServer;
