@@ -18,3 +18,6 @@ CREATE INDEX transactions_aborted_by_event ON transactions (event_id, finished_a
 -- stays what the buyer asked for (empty for best available), so a retried key compares
 -- equal to its first request.
 ALTER TABLE transactions ADD COLUMN leased_seats text[];
+
+-- Lookups by buyer (`txn list --user`); by idempotency key the UNIQUE index serves.
+CREATE INDEX transactions_by_user ON transactions (user_id, started_at DESC);

@@ -95,6 +95,9 @@ pub struct Driver {
     pub active: Arc<Mutex<HashSet<String>>>,
     /// Events inventory recently called sold out (the fast path).
     pub sold_out: Arc<crate::sold_out::SoldOut>,
+    /// When a call to orders first ended with an unknown outcome, until recovery has
+    /// verified the orders decided around it (see `reassert`).
+    pub orders_outage: Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
 impl Driver {
@@ -226,6 +229,9 @@ impl Run {
                     .lock()
                     .expect("uncertain lock")
                     .insert((participant as i32, operation.to_owned()));
+                if participant == Participant::Orders {
+                    crate::reassert::note_outage(&self.driver, started_at);
+                }
             }
             self.record(
                 participant,

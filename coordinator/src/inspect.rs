@@ -131,6 +131,8 @@ pub async fn list(
     let event = (!request.event_id.is_empty()).then_some(request.event_id.as_str());
     let error =
         (!request.error_contains.is_empty()).then(|| format!("%{}%", request.error_contains));
+    let key = (!request.idempotency_key.is_empty()).then_some(request.idempotency_key.as_str());
+    let user = (!request.user_id.is_empty()).then_some(request.user_id.as_str());
     let client = log.pool().get().await?;
     let rows = client
         .query(
@@ -141,6 +143,8 @@ pub async fn list(
                 AND ($4::timestamptz IS NULL OR started_at >= $4)
                 AND ($5::text IS NULL OR error ILIKE $5
                      OR EXISTS (SELECT 1 FROM steps s WHERE s.txid = t.txid AND s.error ILIKE $5))
+                AND ($8::text IS NULL OR idempotency_key = $8)
+                AND ($9::text IS NULL OR user_id = $9)
               ORDER BY started_at DESC, txid
               LIMIT $6 OFFSET $7",
             &[
@@ -151,6 +155,8 @@ pub async fn list(
                 &error,
                 &(page_size + 1),
                 &offset,
+                &key,
+                &user,
             ],
         )
         .await?;

@@ -13,7 +13,6 @@
 
 use std::time::{Duration, Instant};
 
-use fail::fail_point;
 use proto::v1::*;
 use redis::Script;
 
@@ -91,7 +90,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     };
     run.driver.log.set_intent(txid, token, &seats).await?;
     run.phase("acquire_leases", started);
-    fail_point!("lease::after_acquire");
+    server_kit::crash_point!("lease::after_acquire");
 
     let renewal = tokio::spawn(renew(
         run.driver.clone(),
@@ -200,6 +199,7 @@ async fn write(
     };
     run.phase("place_order", started);
     run.driver.log.decide(txid, Decision::Commit).await?;
+    server_kit::crash_point!("lease::after_decision");
     outcome::committed(
         run,
         Protocol::Lease,
@@ -437,6 +437,7 @@ async fn undo(
     token: u64,
     written: Written,
 ) -> Result<(), CallError> {
+    server_kit::crash_point!("lease::during_undo");
     let p = &run.driver.participants;
     let finish = run.driver.policies.finish;
     let started = Instant::now();

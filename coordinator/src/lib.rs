@@ -16,6 +16,7 @@ pub mod model;
 mod money;
 mod outcome;
 pub mod participants;
+mod reassert;
 pub mod recovery;
 mod saga;
 pub mod schema;
@@ -63,6 +64,7 @@ pub async fn run(
         sold_out: std::sync::Arc::new(sold_out::SoldOut::new(std::time::Duration::from_millis(
             config.sold_out_window_ms,
         ))),
+        orders_outage: Default::default(),
     };
     let recovery_task = tokio::spawn(recovery::run(
         driver.clone(),

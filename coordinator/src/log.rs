@@ -233,6 +233,24 @@ impl Log {
         Ok(txids.iter().filter_map(|txid| found.remove(txid)).collect())
     }
 
+    /// Transactions decided (or finished) at or after `since`, oldest first, at most 500.
+    pub async fn decided_since(&self, since: DateTime<Utc>) -> Result<Vec<TxnRecord>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM transactions
+                  WHERE decision IS NOT NULL AND (decided_at >= $1 OR finished_at >= $1)
+                  ORDER BY decided_at LIMIT 500"
+            ))
+            .await?;
+        Ok(client
+            .query(&statement, &[&since])
+            .await?
+            .iter()
+            .map(record)
+            .collect())
+    }
+
     /// Every unfinished transaction, parked ones included.
     pub async fn unfinished(&self) -> Result<Vec<TxnRecord>> {
         let client = self.pool.get().await?;

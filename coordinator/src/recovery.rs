@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::driver::{Driver, Run};
 use crate::error::Result;
 use crate::log::{State, TxnRecord};
-use crate::{admission, lease, saga, two_pc};
+use crate::{admission, lease, reassert, saga, two_pc};
 
 /// Purchases recovered at once.
 const CONCURRENCY: usize = 8;
@@ -40,6 +40,9 @@ pub async fn recover_all(driver: &Driver, at_start: bool, interval: Duration) ->
         .count()
         .await;
     reconcile_participants(driver).await;
+    if let Err(error) = reassert::after_orders_outage(driver).await {
+        warn!(%error, "could not verify orders after an outage");
+    }
     if let Err(error) = admission::relay(driver).await {
         warn!(%error, "could not re-send waiting-room releases");
     }
@@ -99,8 +102,9 @@ async fn recover_one(driver: &Driver, txn: TxnRecord, interval: Duration) -> boo
     true
 }
 
-/// Aborts prepared branches whose txid the log does not know (presumed abort), and
-/// re-drives those it knows through the log above.
+/// Aborts prepared branches whose txid the log does not know (presumed abort), and gives
+/// a branch the log has decided the decision again: a participant whose store lost its
+/// commit (or abort) holds the branch in doubt once more.
 async fn reconcile_participants(driver: &Driver) {
     let p = &driver.participants;
     let mut in_doubt: Vec<(Participant, String)> = Vec::new();
@@ -171,7 +175,35 @@ async fn reconcile_participants(driver: &Driver) {
                     warn!(%txid, error = %status, "could not abort an unknown branch");
                 }
             }
-            Ok(Some(_)) => {} // the log drives it
+            Ok(Some(txn)) if txn.state.is_finished() => {
+                // Decided and finished in the log, yet in doubt here: the participant lost
+                // the decision's write. Send it again (phase two is idempotent).
+                warn!(%txid, ?participant, state = txn.state.as_str(),
+                      "a finished purchase is in doubt at a participant; sending the decision again");
+                let run = match Run::new(driver, &txn).await {
+                    Ok(run) => run,
+                    Err(error) => {
+                        warn!(%txid, %error, "could not start re-driving");
+                        continue;
+                    }
+                };
+                let redriven = if txn.state == State::Committed {
+                    two_pc::commit_one(
+                        &run,
+                        participant,
+                        txn.payment_id.as_deref().unwrap_or_default(),
+                    )
+                    .await
+                    .map(drop)
+                } else {
+                    two_pc::abort_participants(&run, &[participant]).await
+                };
+                if let Err(error) = redriven {
+                    warn!(%txid, error = %crate::driver::describe(error.status()),
+                          "could not send the decision again; next round");
+                }
+            }
+            Ok(Some(_)) => {} // unfinished: the log drives it
             Err(error) => warn!(%txid, %error, "could not look up an in-doubt branch"),
         }
     }

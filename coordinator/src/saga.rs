@@ -16,7 +16,6 @@
 
 use std::time::Instant;
 
-use fail::fail_point;
 use proto::v1::*;
 
 use crate::driver::{CallError, Run};
@@ -82,7 +81,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         .log
         .set_seats(txid, &hold.seats, &hold.currency)
         .await?;
-    fail_point!("saga::after_hold");
+    server_kit::crash_point!("saga::after_hold");
 
     let started = Instant::now();
     let order_request = CreateOrderRequest {
@@ -146,8 +145,9 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         Err(CallError::Unknown(status)) => return Err(outcome::unknown(run, &status).await),
     }
     run.phase("capture", started);
-    fail_point!("saga::after_capture");
+    server_kit::crash_point!("saga::after_capture");
     run.driver.log.decide(txid, Decision::Commit).await?;
+    server_kit::crash_point!("saga::after_decision");
 
     forward_after_pivot(run, txn, &hold.seats, &hold.currency, &payment.payment_id).await
 }
@@ -210,6 +210,7 @@ async fn fail(
         || reached
             .step()
             .is_some_and(|(participant, operation)| run.uncertain(participant, operation));
+    server_kit::crash_point!("saga::during_compensation");
     let started = Instant::now();
     let undone = compensate(run, txn, reached, may_have_applied).await;
     run.phase("compensate", started);

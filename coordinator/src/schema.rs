@@ -10,7 +10,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        name: "waiting-room admissions and honest sold-out",
+        name: "admissions, honest sold-out, leased seats, buyer lookups",
         sql: include_str!("../migrations/0002_admissions.sql"),
     },
 ];

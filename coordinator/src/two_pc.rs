@@ -13,7 +13,6 @@
 
 use std::time::Instant;
 
-use fail::fail_point;
 use proto::v1::*;
 
 use crate::driver::{CallError, Run};
@@ -106,11 +105,11 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         .set_payment(txid, &payment.payment_id)
         .await?;
 
-    fail_point!("2pc::before_decision");
+    server_kit::crash_point!("2pc::before_decision");
     let decide_started = Instant::now();
     run.driver.log.decide(txid, Decision::Commit).await?;
     run.phase("decide", decide_started);
-    fail_point!("2pc::after_decision");
+    server_kit::crash_point!("2pc::after_decision");
 
     commit(run, txn, &sale.seats, &sale.currency, &payment.payment_id).await
 }
@@ -123,39 +122,15 @@ pub async fn commit(
     currency: &str,
     payment_id: &str,
 ) -> Result<PurchaseResponse> {
-    let p = &run.driver.participants;
-    let finish = run.driver.policies.finish;
-    let txid = run.txid.clone();
     let started = Instant::now();
     let (sale, order, payment) = tokio::join!(
-        run.call(Participant::Inventory, "commit", false, finish, || {
-            rpc!(
-                p.inventory,
-                commit_sale,
-                CommitSaleRequest { txid: txid.clone() }
-            )
-        }),
-        run.call(Participant::Orders, "commit", false, finish, || {
-            rpc!(
-                p.orders,
-                commit_order,
-                CommitOrderRequest {
-                    txid: txid.clone(),
-                    payment_id: payment_id.to_owned(),
-                }
-            )
-        }),
-        run.call(Participant::Payments, "commit", false, finish, || {
-            rpc!(
-                p.payments,
-                commit_payment,
-                CommitPaymentRequest { txid: txid.clone() }
-            )
-        }),
+        commit_one(run, Participant::Inventory, payment_id),
+        commit_one(run, Participant::Orders, payment_id),
+        commit_one(run, Participant::Payments, payment_id),
     );
     run.phase("commit", started);
     let order = match (sale, order, payment) {
-        (Ok(_), Ok(order), Ok(_)) => order.order,
+        (Ok(_), Ok(order), Ok(_)) => order,
         (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
             return Err(outcome::unknown(run, error.status()).await);
         }
@@ -172,6 +147,53 @@ pub async fn commit(
     .await
 }
 
+/// Phase two, commit, at one participant, until it acknowledges; the order when the
+/// participant is orders.
+pub async fn commit_one(
+    run: &Run,
+    participant: Participant,
+    payment_id: &str,
+) -> Result<Option<Order>, CallError> {
+    let p = &run.driver.participants;
+    let finish = run.driver.policies.finish;
+    let txid = run.txid.clone();
+    match participant {
+        Participant::Inventory => run
+            .call(participant, "commit", false, finish, || {
+                rpc!(
+                    p.inventory,
+                    commit_sale,
+                    CommitSaleRequest { txid: txid.clone() }
+                )
+            })
+            .await
+            .map(|_| None),
+        Participant::Orders => run
+            .call(participant, "commit", false, finish, || {
+                rpc!(
+                    p.orders,
+                    commit_order,
+                    CommitOrderRequest {
+                        txid: txid.clone(),
+                        payment_id: payment_id.to_owned(),
+                    }
+                )
+            })
+            .await
+            .map(|answer| answer.order),
+        _ => run
+            .call(participant, "commit", false, finish, || {
+                rpc!(
+                    p.payments,
+                    commit_payment,
+                    CommitPaymentRequest { txid: txid.clone() }
+                )
+            })
+            .await
+            .map(|_| None),
+    }
+}
+
 /// Logs ABORT, then aborts `participants` (each answers a repeated or unknown-txid
 /// Abort with success, leaving a tombstone).
 pub async fn abort(run: &Run, participants: &[Participant], cause: tonic::Status) -> Error {
@@ -179,6 +201,7 @@ pub async fn abort(run: &Run, participants: &[Participant], cause: tonic::Status
         // Without a logged decision recovery presumes abort anyway.
         tracing::warn!(txid = %run.txid, %error, "could not log the abort decision");
     }
+    server_kit::crash_point!("2pc::during_abort");
     let started = Instant::now();
     let undone = abort_participants(run, participants).await;
     run.phase("abort", started);

@@ -1,0 +1,203 @@
+//! Trust, then verify: after orders-dynamo's store failed, the orders of the purchases
+//! decided shortly before are read back, and a write the store acknowledged but lost is
+//! written again.
+//!
+//! Why: DynamoDB Local can acknowledge a TransactWriteItems that a SIGKILL a moment
+//! later undoes (the chaos lab caught it: a 2pc commit, a saga's confirmation, gone after
+//! the restart while the log said COMMITTED). The protocols' own retries never see it —
+//! the participant said yes. So when a call to orders ends with an unknown outcome (the
+//! store or the service is in trouble), recovery re-asserts what the log says every
+//! order decided in the last [`WINDOW`] must be, through the participant's idempotent
+//! operations, each one a logged step of the purchase.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use proto::v1::*;
+use tracing::{info, warn};
+
+use crate::driver::{CallError, Driver, Run};
+use crate::error::Result;
+use crate::log::{Decision, TxnRecord};
+use crate::rpc;
+
+/// How far before the first failed call an acknowledged write may have been lost.
+pub const WINDOW: Duration = Duration::from_secs(10);
+
+/// Re-asserts the orders of purchases decided since [`WINDOW`] before the outage the
+/// driver noted, if any; the note is cleared once every one of them checks out.
+pub async fn after_orders_outage(driver: &Driver) -> Result<()> {
+    let Some(outage) = *driver.orders_outage.lock().expect("outage lock") else {
+        return Ok(());
+    };
+    let since = outage - chrono::Duration::from_std(WINDOW).expect("a short window");
+    let mut all_fine = true;
+    for txn in driver.log.decided_since(since).await? {
+        let Some(_guard) = driver.claim(&txn.txid) else {
+            all_fine = false; // being driven now; look again next round
+            continue;
+        };
+        match reassert(driver, &txn).await {
+            Ok(()) => {}
+            Err(error) => {
+                all_fine = false;
+                warn!(txid = %txn.txid, error = %crate::driver::describe(error.status()),
+                      "could not verify an order after the orders outage; trying next round");
+            }
+        }
+    }
+    let mut noted = driver.orders_outage.lock().expect("outage lock");
+    if all_fine && *noted == Some(outage) {
+        *noted = None;
+        info!(%outage, "orders after the outage verified");
+    }
+    Ok(())
+}
+
+/// Makes the purchase's order what its decision says it must be.
+async fn reassert(driver: &Driver, txn: &TxnRecord) -> std::result::Result<(), CallError> {
+    let Some(decision) = txn.decision else {
+        return Ok(());
+    };
+    let run = Run::new(driver, txn)
+        .await
+        .map_err(|error| CallError::Unknown(tonic::Status::unavailable(error.to_string())))?;
+    let p = &driver.participants;
+    let finish = driver.policies.finish;
+    let order = match run
+        .call(Participant::Orders, "verify_order", false, finish, || {
+            rpc!(
+                p.orders,
+                get_order,
+                GetOrderRequest {
+                    order_id: txn.order_id.clone(),
+                    idempotency_key: String::new(),
+                }
+            )
+        })
+        .await
+    {
+        Ok(answer) => answer.order.map(|o| o.status()),
+        Err(CallError::Refused(status)) if status.code() == tonic::Code::NotFound => None,
+        Err(error) => return Err(error),
+    };
+    let purchase = &txn.purchase;
+    let seats = txn.seats.clone();
+    let currency = txn.currency.clone().unwrap_or_default();
+    let payment_id = txn.payment_id.clone().unwrap_or_default();
+    let txid = txn.txid.clone();
+    use OrderStatus::{Cancelled, Confirmed, Pending, Prepared};
+    match (decision, txn.protocol, order) {
+        (Decision::Commit, _, Some(Confirmed)) | (Decision::Abort, _, None | Some(Cancelled)) => {
+            return Ok(());
+        }
+        (Decision::Commit, Protocol::TwoPhaseCommit, status) => {
+            if status.is_none() {
+                let request = PrepareOrderRequest {
+                    txid: txid.clone(),
+                    order_id: txn.order_id.clone(),
+                    user_id: purchase.user_id.clone(),
+                    event_id: purchase.event_id.clone(),
+                    seats,
+                    currency,
+                    idempotency_key: purchase.idempotency_key.clone(),
+                    payment_id: String::new(),
+                };
+                run.call(Participant::Orders, "prepare", false, finish, || {
+                    rpc!(p.orders, prepare_order, request.clone())
+                })
+                .await?;
+            }
+            let request = CommitOrderRequest { txid, payment_id };
+            run.call(Participant::Orders, "commit", false, finish, || {
+                rpc!(p.orders, commit_order, request.clone())
+            })
+            .await?;
+        }
+        (Decision::Commit, Protocol::Saga, status) => {
+            if status.is_none() {
+                let request = CreateOrderRequest {
+                    saga_id: txid.clone(),
+                    order_id: txn.order_id.clone(),
+                    user_id: purchase.user_id.clone(),
+                    event_id: purchase.event_id.clone(),
+                    seats,
+                    currency,
+                    idempotency_key: purchase.idempotency_key.clone(),
+                };
+                run.call(Participant::Orders, "create_order", false, finish, || {
+                    rpc!(p.orders, create_order, request.clone())
+                })
+                .await?;
+            }
+            let request = ConfirmOrderRequest {
+                saga_id: txid,
+                order_id: txn.order_id.clone(),
+                payment_id,
+            };
+            run.call(Participant::Orders, "confirm_order", false, finish, || {
+                rpc!(p.orders, confirm_order, request.clone())
+            })
+            .await?;
+        }
+        (Decision::Commit, Protocol::Lease, _) => {
+            let request = PlaceOrderFencedRequest {
+                txid,
+                order_id: txn.order_id.clone(),
+                user_id: purchase.user_id.clone(),
+                event_id: purchase.event_id.clone(),
+                seats,
+                currency,
+                payment_id,
+                fencing_token: txn
+                    .fencing_token
+                    .and_then(|t| u64::try_from(t).ok())
+                    .unwrap_or(0),
+                idempotency_key: purchase.idempotency_key.clone(),
+            };
+            run.call(
+                Participant::Orders,
+                "place_order_fenced",
+                false,
+                finish,
+                || rpc!(p.orders, place_order_fenced, request.clone()),
+            )
+            .await?;
+        }
+        (Decision::Abort, Protocol::TwoPhaseCommit, Some(Prepared)) => {
+            run.call(Participant::Orders, "abort", false, finish, || {
+                rpc!(
+                    p.orders,
+                    abort_order,
+                    AbortOrderRequest { txid: txid.clone() }
+                )
+            })
+            .await?;
+        }
+        (Decision::Abort, Protocol::Saga, Some(Pending)) => {
+            let request = CancelOrderRequest {
+                saga_id: txid,
+                order_id: txn.order_id.clone(),
+            };
+            run.call(Participant::Orders, "cancel_order", true, finish, || {
+                rpc!(p.orders, cancel_order, request.clone())
+            })
+            .await?;
+        }
+        (decision, protocol, status) => {
+            warn!(txid = %txn.txid, ?decision, ?protocol, ?status,
+                  "an order disagrees with its purchase's decision and no write fixes it");
+            return Ok(());
+        }
+    }
+    info!(txid = %txn.txid, state = txn.state.as_str(), "re-asserted an order its store had lost");
+    Ok(())
+}
+
+/// Notes that a call to orders ended with an unknown outcome at `at`.
+pub fn note_outage(driver: &Driver, at: DateTime<Utc>) {
+    let mut noted = driver.orders_outage.lock().expect("outage lock");
+    if noted.is_none() {
+        *noted = Some(at);
+    }
+}
