@@ -51,6 +51,32 @@ impl PrivateDynamo {
         Ok(())
     }
 
+    /// Freezes the JVM (SIGSTOP).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .context("DynamoDB Local is not running")?
+            .id();
+        crate::signals::send(pid, crate::signals::Signal::SIGSTOP)
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .context("DynamoDB Local is not running")?
+            .id();
+        crate::signals::send(pid, crate::signals::Signal::SIGCONT)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// Starts the process again on the same port and data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill()?;

@@ -4,8 +4,9 @@
 //!
 //! It also hands each test a fresh PostgreSQL database on the local stack
 //! ([`TestDatabase`]), so tests never see each other's rows; a private PostgreSQL server
-//! ([`PrivatePostgres`]) and a private DynamoDB Local ([`PrivateDynamo`]) for tests that
-//! stop or kill the database itself; and the whole mesh on fresh stores ([`Mesh`]).
+//! ([`PrivatePostgres`]), DynamoDB Local ([`PrivateDynamo`]) and Redis ([`PrivateRedis`])
+//! for tests and the chaos lab that kill or pause the store itself; and the whole mesh
+//! on fresh stores ([`Mesh`]).
 //!
 //! It must never stand in for a real store: everything it starts is the real binary.
 
@@ -14,12 +15,15 @@ mod dynamodb;
 mod mesh;
 mod postgres;
 mod process;
+mod redis;
+pub mod signals;
 
 pub use database::{TestDatabase, stack_pg_url};
 pub use dynamodb::{PrivateDynamo, stack_dir};
 pub use mesh::{Mesh, MeshOptions};
 pub use postgres::PrivatePostgres;
 pub use process::{ServiceProcess, health_status, service_binary};
+pub use redis::PrivateRedis;
 
 /// DynamoDB Local's endpoint on the local stack.
 pub fn dynamodb_endpoint() -> String {
@@ -44,6 +48,13 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
             ))
             .build(),
     )
+}
+
+/// A free TCP port on loopback (bound and released: another process may take it first).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A name unique to this test run, for databases, tables and ids.

@@ -30,7 +30,7 @@ impl PrivatePostgres {
         } else {
             None
         };
-        let port = free_port()?;
+        let port = crate::free_port()?;
         let server = Self {
             bin,
             dir,
@@ -75,7 +75,70 @@ impl PrivatePostgres {
         self.run("pg_ctl", &["-D", path(&data), "-m", "fast", "-w", "stop"])
     }
 
-    /// Starts the server again on the same data and port.
+    /// The postmaster's pid, from `postmaster.pid`.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|pid| crate::signals::alive(*pid))
+    }
+
+    /// SIGKILLs the postmaster and every backend, as a power cut would: no checkpoint,
+    /// prepared transactions stay in the WAL. Returns once they are all gone.
+    pub fn kill(&self) -> anyhow::Result<()> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let family = self.family(pid);
+        for member in &family {
+            let _ = crate::signals::send(*member, crate::signals::Signal::SIGKILL);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while family.iter().any(|p| crate::signals::alive(*p)) {
+            if std::time::Instant::now() > deadline {
+                bail!("postgres processes still alive 10 s after SIGKILL");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Freezes the postmaster and every backend (SIGSTOP): connections stay open,
+    /// queries wait.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        let pid = self.pid().context("postgres is not running")?;
+        for member in self.family(pid) {
+            let _ = crate::signals::send(member, crate::signals::Signal::SIGSTOP);
+        }
+        Ok(())
+    }
+
+    /// Thaws them (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let pid = self.pid().context("postgres is not running")?;
+        for member in self.family(pid) {
+            let _ = crate::signals::send(member, crate::signals::Signal::SIGCONT);
+        }
+        Ok(())
+    }
+
+    /// Whether the server runs.
+    pub fn is_running(&self) -> bool {
+        self.pid().is_some()
+    }
+
+    fn family(&self, pid: u32) -> Vec<u32> {
+        let mut family = vec![pid];
+        family.extend(crate::signals::children(pid));
+        family
+    }
+
+    /// Starts the server again on the same data and port (crash recovery replays the
+    /// WAL after a kill).
     pub fn start_server(&self) -> anyhow::Result<()> {
         let data = self.data_dir();
         let log = self.dir.path().join("postgres.log");
@@ -144,12 +207,6 @@ fn bindir() -> anyhow::Result<PathBuf> {
     dirs.sort();
     dirs.pop()
         .context("no PostgreSQL server binaries under /usr/lib/postgresql (run make stack-up)")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn path(p: &Path) -> &str {

@@ -18,13 +18,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// test executable: `target/<profile>/<name>`. `cargo test --workspace` and
 /// `cargo nextest run --workspace` build every binary before running tests.
 pub fn service_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable has a path");
-    // target/<profile>/deps/<test-binary>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executables live in target/<profile>/deps");
-    profile_dir.join(name)
+    let exe = std::env::current_exe().expect("the running executable has a path");
+    // A command-line tool in target/<profile>/ finds its siblings there; a test binary
+    // in target/<profile>/deps/ finds them one folder up.
+    let dir = exe.parent().expect("an executable lives in a folder");
+    if dir.join(name).exists() {
+        return dir.join(name);
+    }
+    dir.parent()
+        .map(|profile| profile.join(name))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| Path::new(dir).join(name))
 }
 
 /// A service binary running as a child process, killed when dropped.
@@ -153,6 +157,29 @@ impl ServiceProcess {
             bail!("restart needs a stopped service; terminate or kill it first");
         }
         self.spawn_and_wait().await
+    }
+
+    /// Sets (Some) or removes (None) an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.envs.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.envs.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Whether the child runs (it may have crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The binary's file name, for people reading a report.
+    pub fn name(&self) -> String {
+        self.binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// Asks the service's health endpoint for the whole server's status.

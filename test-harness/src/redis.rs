@@ -1,0 +1,113 @@
+//! A private Redis for tests and the chaos lab that kill or pause Redis itself, with
+//! its append-only file on disk, so a restarted server finds what the killed one wrote.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::signals::{self, Signal};
+
+/// The redis-server process and its data folder.
+pub struct PrivateRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server` on a free loopback port, append-only (fsync every second,
+    /// as the stack runs it).
+    pub fn start() -> anyhow::Result<Self> {
+        let mut redis = Self {
+            dir: tempfile::Builder::new()
+                .prefix("ticketdrop-redis-")
+                .tempdir()?,
+            port: crate::free_port()?,
+            child: None,
+        };
+        redis.start_process()?;
+        Ok(redis)
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILLs the server: the last second of writes may be lost, as after a crash.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        signals::send(self.pid().context("redis is not running")?, Signal::SIGSTOP)
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        signals::send(self.pid().context("redis is not running")?, Signal::SIGCONT)
+    }
+
+    /// Starts the server again on the same port and data (after a kill, or to restart).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill()?;
+        self.start_process()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    fn start_process(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(self.data_dir())
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+            ])
+            .args(["--protected-mode", "yes", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server (run make stack-up to install it)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("redis-server did not open port {} within 30 s", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
