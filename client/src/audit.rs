@@ -97,11 +97,11 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     }
 }
 
-struct Order {
-    status: String,
-    seats: Vec<String>,
-    total_cents: i64,
-    txid: String,
+pub(crate) struct Order {
+    pub status: String,
+    pub seats: Vec<String>,
+    pub total_cents: i64,
+    pub txid: String,
 }
 
 pub async fn audit(stores: &Stores, event_id: &str) -> anyhow::Result<Report> {
@@ -373,6 +373,14 @@ pub async fn audit(stores: &Stores, event_id: &str) -> anyhow::Result<Report> {
                     "the log says ABORTED, the order is CONFIRMED".into(),
                 );
             }
+            "ABORTED" if order.is_some_and(|o| o.status == "ORDER_STATUS_PENDING") => {
+                violation(
+                    6,
+                    "pending_order",
+                    vec![txid, order_id],
+                    "the purchase ended, its order is left PENDING".into(),
+                );
+            }
             "COMMITTED" | "ABORTED" => {}
             other => {
                 unfinished += 1;
@@ -494,7 +502,10 @@ async fn existing_orders(stores: &Stores, order_ids: &[String]) -> anyhow::Resul
     Ok(found)
 }
 
-async fn scan_orders(stores: &Stores, event_id: &str) -> anyhow::Result<HashMap<String, Order>> {
+pub(crate) async fn scan_orders(
+    stores: &Stores,
+    event_id: &str,
+) -> anyhow::Result<HashMap<String, Order>> {
     let client = stores::dynamodb(&stores.dynamodb_endpoint);
     let mut orders = HashMap::new();
     let mut start = None;

@@ -602,8 +602,12 @@ fn classify(result: Result<tonic::Response<PurchaseResponse>, tonic::Status>) ->
     }
 }
 
-/// Creates the event with `seats` seats (rows of up to 100) unless it exists.
-async fn ensure_event(endpoints: &Endpoints, event: &str, seats: u32) -> anyhow::Result<()> {
+/// Creates the event with `seats` seats (rows of up to 100, A-1-1 first) unless it exists.
+pub(crate) async fn ensure_event(
+    endpoints: &Endpoints,
+    event: &str,
+    seats: u32,
+) -> anyhow::Result<()> {
     let mut inventory = endpoints.inventory().await?;
     match inventory
         .get_event(GetEventRequest {
@@ -616,16 +620,14 @@ async fn ensure_event(endpoints: &Endpoints, event: &str, seats: u32) -> anyhow:
         Err(status) if status.code() == Code::NotFound => {}
         Err(status) => anyhow::bail!(endpoints::describe(&status)),
     }
-    let mut sections = Vec::new();
-    if seats >= 100 {
-        sections.push(SectionLayout {
-            name: "A".into(),
-            rows: seats / 100,
-            seats_per_row: 100,
-            price_tier: "std".into(),
-        });
-    }
-    if !seats.is_multiple_of(100) {
+    // Section A: rows of up to 100 seats (A-1-1 is always a seat); the rest in B.
+    let mut sections = vec![SectionLayout {
+        name: "A".into(),
+        rows: (seats / 100).max(1),
+        seats_per_row: seats.min(100),
+        price_tier: "std".into(),
+    }];
+    if seats > 100 && !seats.is_multiple_of(100) {
         sections.push(SectionLayout {
             name: "B".into(),
             rows: 1,

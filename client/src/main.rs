@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Parser;
 
 mod audit;
+mod chaos;
 mod drop;
 mod endpoints;
 mod events;
@@ -48,6 +49,9 @@ enum Command {
     /// The waiting room: open one, watch its queue, wait in it as a fan.
     #[command(subcommand)]
     Room(room::RoomCommand),
+    /// The chaos lab: kill, pause and cut off every process mid-drop, protocol by
+    /// protocol, on a mesh of its own; check every invariant; compare.
+    Chaos(chaos::ChaosArgs),
     /// Check the invariants of an event across inventory, orders, payments and Redis.
     Audit(audit::AuditArgs),
     /// Inspect the coordinator's transaction log.
@@ -66,15 +70,15 @@ async fn main() {
         Command::Ticket(command) => purchase::ticket(&cli.endpoints, command).await,
         Command::Drop(args) => drop::run(&cli.endpoints, args).await,
         Command::Room(command) => room::run(&cli.endpoints, command).await,
+        Command::Chaos(args) => chaos::run(args).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Txn(command) => txn::run(&cli.endpoints, command).await,
     };
     if let Err(error) = result {
         eprintln!("ticketdrop: {error:#}");
-        std::process::exit(match error.downcast_ref::<audit::ViolationsFound>() {
-            Some(_) => 2,
-            None => 1,
-        });
+        let violated = error.downcast_ref::<audit::ViolationsFound>().is_some()
+            || error.downcast_ref::<chaos::LabFailed>().is_some();
+        std::process::exit(if violated { 2 } else { 1 });
     }
 }
 

@@ -60,6 +60,12 @@ pub enum TxnCommand {
         /// Only purchases whose error (or a step's) contains this text.
         #[arg(long)]
         error: Option<String>,
+        /// Only this buyer's purchases.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only the purchase with this idempotency key.
+        #[arg(long)]
+        key: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -117,6 +123,8 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
             event,
             since,
             error,
+            user,
+            key,
             limit,
             format,
         } => {
@@ -137,6 +145,8 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                     error_contains: error.unwrap_or_default(),
                     page_size: limit,
                     page_token: String::new(),
+                    idempotency_key: key.unwrap_or_default(),
+                    user_id: user.unwrap_or_default(),
                 })
                 .await
                 .map_err(rpc_error)?

@@ -1,0 +1,419 @@
+//! The lab's own mesh: a private PostgreSQL, DynamoDB Local and Redis (so killing a
+//! store never touches `make up`'s stack), the five services as real processes, and a
+//! TCP proxy between the coordinator and each participant. Every process is a target
+//! the nemesis can kill, pause, resume and restart.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use proto::v1::coordinator_service_client::CoordinatorServiceClient;
+use serde::Serialize;
+use test_harness::{PrivateDynamo, PrivatePostgres, PrivateRedis, ServiceProcess, service_binary};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::chaos::proxy::{Mode, Proxy};
+use crate::stores::Stores;
+
+/// A process the nemesis acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    Coordinator,
+    Inventory,
+    Orders,
+    Payments,
+    WaitingRoom,
+    Postgres,
+    Dynamodb,
+    Redis,
+}
+
+impl Target {
+    pub const ALL: [Target; 8] = [
+        Target::Coordinator,
+        Target::Inventory,
+        Target::Orders,
+        Target::Payments,
+        Target::WaitingRoom,
+        Target::Postgres,
+        Target::Dynamodb,
+        Target::Redis,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Coordinator => "coordinator",
+            Target::Inventory => "inventory-pg",
+            Target::Orders => "orders-dynamo",
+            Target::Payments => "payments",
+            Target::WaitingRoom => "waiting-room",
+            Target::Postgres => "postgres",
+            Target::Dynamodb => "dynamodb",
+            Target::Redis => "redis",
+        }
+    }
+}
+
+/// A participant behind a proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Link {
+    Inventory,
+    Orders,
+    Payments,
+}
+
+/// Timings the lab's services run with: short, so faults resolve within a run.
+const COORDINATOR_ARGS: [&str; 8] = [
+    "--recovery-interval-ms",
+    "500",
+    "--call-timeout-ms",
+    "1000",
+    "--lease-ttl-ms",
+    "1500",
+    "--max-backoff-ms",
+    "500",
+];
+
+pub struct Lab {
+    pub pg: PrivatePostgres,
+    pub redis: PrivateRedis,
+    pub dynamo: PrivateDynamo,
+    pub inventory: ServiceProcess,
+    pub orders: ServiceProcess,
+    pub payments: ServiceProcess,
+    pub room: ServiceProcess,
+    pub coordinator: ServiceProcess,
+    /// A second coordinator on the same participants (the lease pause scenario).
+    pub rival: Option<ServiceProcess>,
+    proxies: [Proxy; 3],
+    table: String,
+}
+
+impl Lab {
+    /// Starts the stores, the services and the proxies.
+    pub async fn start() -> anyhow::Result<Self> {
+        let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
+        let redis = PrivateRedis::start()?;
+        let dynamo = tokio::task::spawn_blocking(PrivateDynamo::start).await??;
+        create_databases(&pg).await?;
+        let table = test_harness::unique_name("chaos_orders");
+        let inventory_url = pg.url("inventory");
+        let payments_url = pg.url("payments");
+        let dynamo_endpoint = dynamo.endpoint();
+        let inventory_args = [
+            "--database-url",
+            &inventory_url,
+            "--sweep-interval-ms",
+            "200",
+        ];
+        let orders_args = ["--table", &table, "--dynamodb-endpoint", &dynamo_endpoint];
+        let payments_args = ["--database-url", &payments_url];
+        let (inventory, orders, payments) = tokio::try_join!(
+            ServiceProcess::start(service_binary("inventory-pg"), &inventory_args, &[]),
+            ServiceProcess::start(service_binary("orders-dynamo"), &orders_args, &[]),
+            ServiceProcess::start(service_binary("payments"), &payments_args, &[]),
+        )
+        .context("starting the participants")?;
+        let redis_url = redis.url();
+        let room = ServiceProcess::start(
+            service_binary("waiting-room"),
+            &[
+                "--redis-url",
+                &redis_url,
+                "--inventory-endpoint",
+                &inventory.endpoint(),
+                "--tick-ms",
+                "20",
+            ],
+            &[],
+        )
+        .await
+        .context("starting the waiting room")?;
+        let proxies = [
+            Proxy::start(inventory.addr()).await?,
+            Proxy::start(orders.addr()).await?,
+            Proxy::start(payments.addr()).await?,
+        ];
+        let coordinator =
+            start_coordinator(&pg, &redis, &proxies, &room, "coordinator", &[]).await?;
+        Ok(Self {
+            pg,
+            redis,
+            dynamo,
+            inventory,
+            orders,
+            payments,
+            room,
+            coordinator,
+            rival: None,
+            proxies,
+            table,
+        })
+    }
+
+    /// Where the audit reads: this lab's stores.
+    pub fn stores(&self, coordinator_db: &str) -> Stores {
+        Stores {
+            inventory_db: self.pg.url("inventory"),
+            payments_db: self.pg.url("payments"),
+            coordinator_db: self.pg.url(coordinator_db),
+            dynamodb_endpoint: self.dynamo.endpoint(),
+            orders_table: self.table.clone(),
+            redis_url: self.redis.url(),
+        }
+    }
+
+    pub fn inventory_endpoint(&self) -> String {
+        self.inventory.endpoint()
+    }
+
+    pub fn payments_endpoint(&self) -> String {
+        self.payments.endpoint()
+    }
+
+    /// A client of the lab's coordinator, and of the rival when one runs. Channels are
+    /// lazy: a restarted coordinator on the same port is found again.
+    pub fn coordinators(&self) -> anyhow::Result<Vec<CoordinatorServiceClient<Channel>>> {
+        let mut clients = vec![lazy_client(&self.coordinator.endpoint())?];
+        if let Some(rival) = &self.rival {
+            clients.push(lazy_client(&rival.endpoint())?);
+        }
+        Ok(clients)
+    }
+
+    /// The log database of each coordinator, in the order of [`Self::coordinators`].
+    pub fn logs(&self) -> Vec<&'static str> {
+        if self.rival.is_some() {
+            vec!["coordinator", "coordinator_rival"]
+        } else {
+            vec!["coordinator"]
+        }
+    }
+
+    fn service(&mut self, target: Target) -> Option<&mut ServiceProcess> {
+        match target {
+            Target::Coordinator => Some(&mut self.coordinator),
+            Target::Inventory => Some(&mut self.inventory),
+            Target::Orders => Some(&mut self.orders),
+            Target::Payments => Some(&mut self.payments),
+            Target::WaitingRoom => Some(&mut self.room),
+            Target::Postgres | Target::Dynamodb | Target::Redis => None,
+        }
+    }
+
+    /// SIGKILL.
+    pub async fn kill(&mut self, target: Target) -> anyhow::Result<()> {
+        match target {
+            Target::Postgres => self.pg.kill(),
+            Target::Dynamodb => self.dynamo.kill(),
+            Target::Redis => self.redis.kill(),
+            _ => {
+                let service = self.service(target).expect("a service");
+                if service.is_running() {
+                    service.kill().await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, target: Target) -> anyhow::Result<()> {
+        match target {
+            Target::Postgres => self.pg.pause(),
+            Target::Dynamodb => self.dynamo.pause(),
+            Target::Redis => self.redis.pause(),
+            _ => self.service(target).expect("a service").pause(),
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, target: Target) -> anyhow::Result<()> {
+        match target {
+            Target::Postgres => self.pg.resume(),
+            Target::Dynamodb => self.dynamo.resume(),
+            Target::Redis => self.redis.resume(),
+            _ => self.service(target).expect("a service").resume(),
+        }
+    }
+
+    pub fn is_running(&mut self, target: Target) -> bool {
+        match target {
+            Target::Postgres => self.pg.is_running(),
+            Target::Dynamodb => self.dynamo.is_running(),
+            Target::Redis => self.redis.is_running(),
+            _ => self.service(target).expect("a service").is_running(),
+        }
+    }
+
+    /// Starts a killed (or crashed) process again on the same address and data.
+    pub async fn start_again(&mut self, target: Target) -> anyhow::Result<()> {
+        match target {
+            Target::Postgres => {
+                // A killed postmaster's shared memory may linger a moment.
+                let mut last = None;
+                for _ in 0..50 {
+                    match self.pg.start_server() {
+                        Ok(()) => return Ok(()),
+                        Err(error) => last = Some(error),
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(last.expect("tried at least once"))
+            }
+            Target::Dynamodb => tokio::task::block_in_place(|| self.dynamo.restart()),
+            Target::Redis => self.redis.restart(),
+            _ => self.service(target).expect("a service").restart().await,
+        }
+    }
+
+    /// Restarts a service with the failpoints `spec` (`FAILPOINTS`), or none.
+    pub async fn set_failpoints(
+        &mut self,
+        target: Target,
+        spec: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let service = self
+            .service(target)
+            .context("failpoints live in services")?;
+        service.set_env("FAILPOINTS", spec);
+        if service.is_running() {
+            service.terminate().await?;
+        }
+        service.restart().await
+    }
+
+    /// Restarts the lab's coordinator with an extra environment variable (or without).
+    pub async fn set_coordinator_env(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.coordinator.set_env(key, value);
+        if self.coordinator.is_running() {
+            self.coordinator.terminate().await?;
+        }
+        self.coordinator.restart().await
+    }
+
+    pub fn proxy(&self, link: Link) -> &Proxy {
+        match link {
+            Link::Inventory => &self.proxies[0],
+            Link::Orders => &self.proxies[1],
+            Link::Payments => &self.proxies[2],
+        }
+    }
+
+    /// Starts the rival coordinator (its own log) with `env`.
+    pub async fn start_rival(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let rival = start_coordinator(
+            &self.pg,
+            &self.redis,
+            &self.proxies,
+            &self.room,
+            "coordinator_rival",
+            env,
+        )
+        .await?;
+        self.rival = Some(rival);
+        Ok(())
+    }
+
+    pub async fn stop_rival(&mut self) -> anyhow::Result<()> {
+        if let Some(mut rival) = self.rival.take()
+            && rival.is_running()
+        {
+            rival.resume().ok();
+            rival.terminate().await?;
+        }
+        Ok(())
+    }
+
+    /// Every process running and thawed, every link passing.
+    pub async fn heal(&mut self) -> anyhow::Result<()> {
+        for proxy in &self.proxies {
+            proxy.set(Mode::Pass);
+        }
+        for target in [Target::Postgres, Target::Dynamodb, Target::Redis] {
+            if self.is_running(target) {
+                let _ = self.resume(target);
+            } else {
+                self.start_again(target).await?;
+            }
+        }
+        for target in [
+            Target::Inventory,
+            Target::Orders,
+            Target::Payments,
+            Target::WaitingRoom,
+            Target::Coordinator,
+        ] {
+            if self.is_running(target) {
+                let _ = self.resume(target);
+            } else {
+                self.start_again(target).await?;
+            }
+        }
+        if let Some(rival) = self.rival.as_mut() {
+            if rival.is_running() {
+                let _ = rival.resume();
+            } else {
+                rival.restart().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn create_databases(pg: &PrivatePostgres) -> anyhow::Result<()> {
+    let client = crate::stores::postgres("lab", &pg.url("postgres")).await?;
+    for db in ["inventory", "payments", "coordinator", "coordinator_rival"] {
+        client
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .with_context(|| format!("creating the lab's {db} database"))?;
+    }
+    Ok(())
+}
+
+async fn start_coordinator(
+    pg: &PrivatePostgres,
+    redis: &PrivateRedis,
+    proxies: &[Proxy; 3],
+    room: &ServiceProcess,
+    database: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<ServiceProcess> {
+    let url = pg.url(database);
+    let redis_url = redis.url();
+    let [inventory, orders, payments] = proxies.each_ref().map(Proxy::endpoint);
+    let room = room.endpoint();
+    let mut args = vec![
+        "--database-url",
+        &url,
+        "--redis-url",
+        &redis_url,
+        "--inventory-endpoint",
+        &inventory,
+        "--orders-endpoint",
+        &orders,
+        "--payments-endpoint",
+        &payments,
+        "--waiting-room-endpoint",
+        &room,
+    ];
+    args.extend(COORDINATOR_ARGS);
+    ServiceProcess::start(service_binary("coordinator"), &args, env)
+        .await
+        .with_context(|| format!("starting the coordinator on {database}"))
+}
+
+fn lazy_client(endpoint: &str) -> anyhow::Result<CoordinatorServiceClient<Channel>> {
+    Ok(CoordinatorServiceClient::new(
+        Endpoint::from_shared(endpoint.to_owned())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy(),
+    ))
+}

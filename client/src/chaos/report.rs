@@ -1,0 +1,193 @@
+//! The lab's report: one row per protocol × scenario, as a table, as JSON, and as the
+//! Markdown of docs/chaos.md.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::chaos::checker::Violation;
+use crate::chaos::scenarios::FaultEvent;
+
+/// Distribution of durations in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Spread {
+    pub count: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            values
+                .get(((values.len().saturating_sub(1)) as f64 * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        Self {
+            count: values.len(),
+            p50: at(0.5),
+            p95: at(0.95),
+            max: values.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// One protocol under one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub protocol: &'static str,
+    pub scenario: String,
+    pub event_id: String,
+    pub negative_control: bool,
+    /// False when the planned fault never happened.
+    pub fault_injected: bool,
+    pub faults: Vec<FaultEvent>,
+    pub ops: usize,
+    pub ok: usize,
+    pub fail: usize,
+    pub info: usize,
+    /// Of `info`: resolved to one outcome by key after healing.
+    pub info_resolved: usize,
+    pub violations: Vec<Violation>,
+    /// Violations counted per check ("invariant-1", "ok-present", …).
+    pub violations_by_check: BTreeMap<String, usize>,
+    /// Captured − refunded − Σ confirmed orders.
+    pub money_delta_cents: i64,
+    /// Purchases the fault touched (an unknown step, or in flight during the fault):
+    /// from BEGIN to their final state.
+    pub in_doubt_ms: Spread,
+    /// From healing until every invariant held (None: never within the wait).
+    pub heal_to_ok_ms: Option<f64>,
+    pub stuck_at_end: usize,
+    /// Of the purchases invoked during the fault: share answered `ok`, and p99 latency.
+    pub success_rate: f64,
+    pub p99_ms: f64,
+    /// The same, for the protocol's fault-free run.
+    pub baseline_success_rate: f64,
+    pub baseline_p99_ms: f64,
+    pub compensations: u64,
+    /// Repeats after an unknown outcome that the participant answered without applying
+    /// twice (barrier, idempotency key or txid).
+    pub duplicates_suppressed: u64,
+    pub stale_fence_rejections: u64,
+    /// Orders read back after an orders outage, and the orders writes made then: a write
+    /// the store acknowledged and lost, or a purchase the outage had parked.
+    pub orders_verified: u64,
+    pub orders_reasserted: u64,
+    pub seats_sold: i64,
+    pub seats_available: i64,
+    pub duration_ms: f64,
+}
+
+impl Row {
+    /// Whether the row says what it must: no violation, or — for a negative control —
+    /// the violation it exists to show.
+    pub fn passed(&self) -> bool {
+        let fault = self.fault_injected;
+        if self.negative_control {
+            fault && self.violations_by_check.contains_key("invariant-1")
+        } else {
+            fault && self.violations.is_empty()
+        }
+    }
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header([
+        "protocol",
+        "scenario",
+        "ok / fail / info (resolved)",
+        "violations",
+        "money Δ",
+        "in doubt p50 / p95 / max",
+        "heal → ok",
+        "stuck",
+        "success (baseline)",
+        "p99 (baseline)",
+        "comp / dup / stale",
+        "verdict",
+    ]);
+    for r in rows {
+        table.add_row(cells(r));
+    }
+    table.to_string()
+}
+
+fn cells(r: &Row) -> Vec<String> {
+    let violations = if r.violations.is_empty() {
+        "0".to_owned()
+    } else {
+        r.violations_by_check
+            .iter()
+            .map(|(check, n)| format!("{check}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        r.protocol.to_owned(),
+        r.scenario.clone(),
+        format!("{} / {} / {} ({})", r.ok, r.fail, r.info, r.info_resolved),
+        violations,
+        r.money_delta_cents.to_string(),
+        format!(
+            "{:.0} / {:.0} / {:.0} ms (n={})",
+            r.in_doubt_ms.p50, r.in_doubt_ms.p95, r.in_doubt_ms.max, r.in_doubt_ms.count
+        ),
+        r.heal_to_ok_ms
+            .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms")),
+        r.stuck_at_end.to_string(),
+        format!(
+            "{:.0}% ({:.0}%)",
+            r.success_rate * 100.0,
+            r.baseline_success_rate * 100.0
+        ),
+        format!("{:.0} ms ({:.0} ms)", r.p99_ms, r.baseline_p99_ms),
+        format!(
+            "{} / {} / {}",
+            r.compensations, r.duplicates_suppressed, r.stale_fence_rejections
+        ),
+        verdict(r).to_owned(),
+    ]
+}
+
+fn verdict(r: &Row) -> &'static str {
+    match (r.passed(), r.negative_control, r.fault_injected) {
+        (_, _, false) => "FAULT NOT INJECTED",
+        (true, true, _) => "double sale caught",
+        (true, false, _) => "ok",
+        (false, true, _) => "CONTROL MISSED",
+        (false, false, _) => "VIOLATED",
+    }
+}
+
+/// The comparison as Markdown, for docs/chaos.md.
+pub fn markdown(rows: &[Row]) -> String {
+    let header = [
+        "protocol",
+        "scenario",
+        "ok / fail / info (resolved)",
+        "violations",
+        "money Δ (cents)",
+        "in doubt p50 / p95 / max",
+        "heal → all invariants",
+        "stuck",
+        "success during fault (baseline)",
+        "p99 during fault (baseline)",
+        "compensations / duplicates suppressed / stale-fence rejections",
+        "verdict",
+    ];
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        " --- |".repeat(header.len())
+    );
+    for r in rows {
+        out.push_str(&format!("| {} |\n", cells(r).join(" | ")));
+    }
+    out
+}

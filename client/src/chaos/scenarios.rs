@@ -1,0 +1,581 @@
+//! The scenarios, and the nemesis that carries each out against the lab while the
+//! workload runs: failpoints armed at precise protocol points (crash = abort the
+//! process), SIGKILL / SIGSTOP / SIGCONT of any of the processes, and the proxies.
+
+use std::time::{Duration, Instant};
+
+use proto::v1::Protocol;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::chaos::lab::{Lab, Link, Target};
+use crate::chaos::proxy::Mode;
+use crate::chaos::workload::{Op, Want};
+
+/// One scenario of the catalog.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// The protocols it applies to.
+    pub protocols: &'static [Protocol],
+    /// Must show a violation: it proves the checker can fail.
+    pub negative_control: bool,
+}
+
+const ALL: &[Protocol] = &[Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease];
+const TWO_PC: &[Protocol] = &[Protocol::TwoPhaseCommit];
+const LEASE: &[Protocol] = &[Protocol::Lease];
+
+/// Every scenario, in the order the lab runs them.
+pub const CATALOG: &[Scenario] = &[
+    Scenario {
+        name: "kill-inventory-during-prepare",
+        about: "inventory-pg aborts with seats locked in an open transaction (2pc prepare, \
+                saga hold, lease sell); restarted 1 s later",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "kill-orders-after-write-before-reply",
+        about: "orders-dynamo aborts after its TransactWriteItems committed, before it \
+                answers; restarted 1 s later",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "payments-lose-response-after-capture",
+        about: "three captures (2pc: commits) are committed and their answers lost",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "kill-coordinator-after-prepare-before-decision",
+        about: "the coordinator aborts with every participant prepared and no decision \
+                logged; restarted 1 s later",
+        protocols: TWO_PC,
+        negative_control: false,
+    },
+    Scenario {
+        name: "kill-coordinator-after-decision",
+        about: "the coordinator aborts right after logging its decision (2pc commit, saga \
+                pivot, lease commit); restarted 1 s later",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "kill-coordinator-during-compensation",
+        about: "with 40% of cards declined, the coordinator aborts as it starts undoing a \
+                purchase (2pc abort, saga compensations, lease undo); restarted 1 s later",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "kill-postgres-with-prepared-transactions",
+        about: "PostgreSQL (every database but DynamoDB's) is SIGKILLed mid-drop — under \
+                2pc once prepared transactions exist — and restarted 1.5 s later",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "kill-dynamodb",
+        about: "DynamoDB Local is SIGKILLed mid-drop and restarted 1.5 s later on its data",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "kill-redis-with-leases-held",
+        about: "Redis is SIGKILLed while seat leases are held, restarted 1 s later from its \
+                append-only file",
+        protocols: LEASE,
+        negative_control: false,
+    },
+    Scenario {
+        name: "pause-lease-holder-past-lease",
+        about: "a coordinator holding seat leases is SIGSTOPped past its lease while a second \
+                coordinator sells the same seats; SIGCONT 2.5 s later",
+        protocols: LEASE,
+        negative_control: false,
+    },
+    Scenario {
+        name: "pause-lease-holder-past-lease-no-fencing",
+        about: "the same with --unsafe-no-fencing: the negative control, which must show a \
+                double sale",
+        protocols: LEASE,
+        negative_control: true,
+    },
+    Scenario {
+        name: "blackhole-participant",
+        about: "the link to one participant (picked by the seed) holds every byte for 2 s, \
+                then heals",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "random",
+        about: "from the seed, a fault at once and then every 0.3-1 s: a random process \
+                (of eight) SIGKILLed or SIGSTOPped, or the link to a participant \
+                black-holed, slowed or reset, undone 0.5-1.5 s later, while the workload runs",
+        protocols: ALL,
+        negative_control: false,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    CATALOG.iter().find(|s| s.name == name)
+}
+
+/// One thing the nemesis did, at a time relative to the workload's start.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultEvent {
+    pub at_ms: f64,
+    pub what: String,
+}
+
+/// What the nemesis did during one run.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Faults {
+    pub events: Vec<FaultEvent>,
+    /// When the first fault began and when the last one healed (ms after the start).
+    pub window_ms: Option<(f64, f64)>,
+    /// The same, on the wall clock, for the log's timestamps.
+    #[serde(skip)]
+    pub window_wall: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    /// False when the planned fault never happened (a failpoint never reached).
+    pub injected: bool,
+}
+
+impl Faults {
+    fn note(&mut self, started: Instant, what: impl Into<String>) {
+        self.events.push(FaultEvent {
+            at_ms: started.elapsed().as_secs_f64() * 1e3,
+            what: what.into(),
+        });
+    }
+
+    fn begin(&mut self, started: Instant) {
+        let now = started.elapsed().as_secs_f64() * 1e3;
+        let wall = chrono::Utc::now();
+        self.injected = true;
+        match (&mut self.window_ms, &mut self.window_wall) {
+            (Some(_), Some(_)) => {}
+            _ => {
+                self.window_ms = Some((now, now));
+                self.window_wall = Some((wall, wall));
+            }
+        }
+    }
+
+    fn heal(&mut self, started: Instant) {
+        let now = started.elapsed().as_secs_f64() * 1e3;
+        if let (Some(window), Some(wall)) = (&mut self.window_ms, &mut self.window_wall) {
+            window.1 = now;
+            wall.1 = chrono::Utc::now();
+        }
+    }
+}
+
+/// How a run of a scenario is set up before the workload starts.
+pub struct Setup {
+    /// Failpoints per service, set with `FAILPOINTS` (the service restarts).
+    pub failpoints: Vec<(Target, String)>,
+    /// Decline this share of cards.
+    pub decline_rate: Option<f64>,
+    /// A second coordinator, and who calls it.
+    pub rival: bool,
+    pub unfenced: bool,
+    pub route: crate::chaos::workload::Route,
+}
+
+fn lab_coordinator(_: u32, _: &Want) -> usize {
+    0
+}
+
+/// In the pause scenario: a third of the fans wanting a hot seat call the coordinator
+/// that will be paused, everybody else the rival.
+fn paused_and_rival(fan: u32, want: &Want) -> usize {
+    match want {
+        Want::Seat(_) if fan.is_multiple_of(3) => 0,
+        _ => 1,
+    }
+}
+
+/// The failpoint at "the protocol's step" for each protocol.
+fn point(protocol: Protocol, two_pc: &str, saga: &str, lease: &str) -> String {
+    match protocol {
+        Protocol::Saga => saga,
+        Protocol::Lease => lease,
+        _ => two_pc,
+    }
+    .to_owned()
+}
+
+/// Crash once, on the `hits`-th time the point is reached.
+fn once_after(point: &str, hits: u32) -> String {
+    format!("{point}={}*off->1*return->off", hits.saturating_sub(1))
+}
+
+pub fn setup(scenario: &Scenario, protocol: Protocol) -> Setup {
+    let mut setup = Setup {
+        failpoints: Vec::new(),
+        decline_rate: None,
+        rival: false,
+        unfenced: false,
+        route: lab_coordinator,
+    };
+    match scenario.name {
+        "kill-inventory-during-prepare" => setup.failpoints.push((
+            Target::Inventory,
+            once_after(
+                &point(
+                    protocol,
+                    "inventory::prepare",
+                    "inventory::hold",
+                    "inventory::sell",
+                ),
+                4,
+            ),
+        )),
+        "kill-orders-after-write-before-reply" => setup
+            .failpoints
+            .push((Target::Orders, once_after("orders::after_write", 4))),
+        "payments-lose-response-after-capture" => setup.failpoints.push((
+            Target::Payments,
+            "payments::lose_capture_response=2*off->3*return->off".into(),
+        )),
+        "kill-coordinator-after-prepare-before-decision" => setup
+            .failpoints
+            .push((Target::Coordinator, once_after("2pc::before_decision", 4))),
+        "kill-coordinator-after-decision" => setup.failpoints.push((
+            Target::Coordinator,
+            once_after(
+                &point(
+                    protocol,
+                    "2pc::after_decision",
+                    "saga::after_decision",
+                    "lease::after_decision",
+                ),
+                4,
+            ),
+        )),
+        "kill-coordinator-during-compensation" => {
+            setup.decline_rate = Some(0.4);
+            setup.failpoints.push((
+                Target::Coordinator,
+                once_after(
+                    &point(
+                        protocol,
+                        "2pc::during_abort",
+                        "saga::during_compensation",
+                        "lease::during_undo",
+                    ),
+                    2,
+                ),
+            ));
+        }
+        "pause-lease-holder-past-lease" | "pause-lease-holder-past-lease-no-fencing" => {
+            setup.rival = true;
+            setup.route = paused_and_rival;
+            setup.unfenced = scenario.negative_control;
+            // The paused holder's purchases stop 1 s between taking their leases and
+            // writing: the SIGSTOP below lands inside that window.
+            setup.failpoints.push((
+                Target::Coordinator,
+                "lease::after_acquire=sleep(1000)".into(),
+            ));
+        }
+        _ => {}
+    }
+    setup
+}
+
+/// How long a process the nemesis killed stays down.
+const DOWN: Duration = Duration::from_millis(1_000);
+/// Longest wait for an armed failpoint to crash its process.
+const CRASH_WAIT: Duration = Duration::from_secs(20);
+
+/// Carries out the scenario's faults while `workload` runs, and heals.
+pub async fn inject(
+    scenario: &Scenario,
+    protocol: Protocol,
+    lab: &mut Lab,
+    seed: u64,
+    event: &str,
+    started: Instant,
+    workload: &JoinHandle<Vec<Op>>,
+) -> anyhow::Result<Faults> {
+    let mut faults = Faults::default();
+    match scenario.name {
+        "baseline" => faults.injected = true,
+        "kill-inventory-during-prepare" => {
+            crash_and_restart(lab, Target::Inventory, started, &mut faults, workload).await?;
+        }
+        "kill-orders-after-write-before-reply" => {
+            crash_and_restart(lab, Target::Orders, started, &mut faults, workload).await?;
+        }
+        "kill-coordinator-after-prepare-before-decision"
+        | "kill-coordinator-after-decision"
+        | "kill-coordinator-during-compensation" => {
+            crash_and_restart(lab, Target::Coordinator, started, &mut faults, workload).await?;
+        }
+        "payments-lose-response-after-capture" => {
+            // The failpoint is the fault, armed from the start: it is in force for the
+            // whole workload.
+            faults.begin(started);
+            faults.note(started, "payments loses the answers of three captures");
+            while !workload.is_finished() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            faults.heal(started);
+        }
+        "kill-postgres-with-prepared-transactions" => {
+            if protocol == Protocol::TwoPhaseCommit {
+                let prepared =
+                    wait_for(Duration::from_secs(10), || prepared_exists(lab, event)).await;
+                faults.note(
+                    started,
+                    if prepared {
+                        "prepared transactions exist"
+                    } else {
+                        "no prepared transaction seen within 10 s"
+                    },
+                );
+            } else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            down_and_up(
+                lab,
+                Target::Postgres,
+                Duration::from_millis(1_500),
+                started,
+                &mut faults,
+            )
+            .await?;
+        }
+        "kill-dynamodb" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            down_and_up(
+                lab,
+                Target::Dynamodb,
+                Duration::from_millis(1_500),
+                started,
+                &mut faults,
+            )
+            .await?;
+        }
+        "kill-redis-with-leases-held" => {
+            let held = wait_for(Duration::from_secs(10), || leases_held(lab, event)).await;
+            faults.note(
+                started,
+                if held {
+                    "seat leases are held"
+                } else {
+                    "no lease seen within 10 s"
+                },
+            );
+            down_and_up(lab, Target::Redis, DOWN, started, &mut faults).await?;
+        }
+        "pause-lease-holder-past-lease" | "pause-lease-holder-past-lease-no-fencing" => {
+            let holding = wait_for(Duration::from_secs(10), || intent_logged(lab, event)).await;
+            faults.note(
+                started,
+                if holding {
+                    "the first coordinator holds leases, its fencing token logged"
+                } else {
+                    "no lease intent seen within 10 s"
+                },
+            );
+            faults.begin(started);
+            lab.pause(Target::Coordinator)?;
+            faults.note(started, "SIGSTOP coordinator (holding leases of 1.5 s)");
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            lab.resume(Target::Coordinator)?;
+            faults.note(started, "SIGCONT coordinator");
+            faults.heal(started);
+        }
+        "blackhole-participant" => {
+            let link = [Link::Inventory, Link::Orders, Link::Payments][(seed % 3) as usize];
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            faults.begin(started);
+            lab.proxy(link).set(Mode::Blackhole);
+            faults.note(started, format!("black-hole the link to {link:?}"));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            lab.proxy(link).set(Mode::Pass);
+            faults.note(started, format!("the link to {link:?} heals"));
+            faults.heal(started);
+        }
+        "random" => random(lab, seed, started, &mut faults, workload).await?,
+        other => anyhow::bail!("unknown scenario {other}"),
+    }
+    Ok(faults)
+}
+
+/// Waits for the armed failpoint to crash `target`, keeps it down for [`DOWN`], and
+/// starts it again without failpoints.
+async fn crash_and_restart(
+    lab: &mut Lab,
+    target: Target,
+    started: Instant,
+    faults: &mut Faults,
+    workload: &JoinHandle<Vec<Op>>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + CRASH_WAIT;
+    while lab.is_running(target) {
+        if Instant::now() > deadline || workload.is_finished() {
+            faults.note(
+                started,
+                format!("{} never reached its failpoint", target.name()),
+            );
+            return lab.set_failpoints(target, None).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    faults.begin(started);
+    faults.note(
+        started,
+        format!("{} crashed at its failpoint", target.name()),
+    );
+    tokio::time::sleep(DOWN).await;
+    lab.set_failpoints(target, None).await?;
+    faults.note(started, format!("{} restarted", target.name()));
+    faults.heal(started);
+    Ok(())
+}
+
+/// SIGKILL, `down`, start again.
+async fn down_and_up(
+    lab: &mut Lab,
+    target: Target,
+    down: Duration,
+    started: Instant,
+    faults: &mut Faults,
+) -> anyhow::Result<()> {
+    faults.begin(started);
+    lab.kill(target).await?;
+    faults.note(started, format!("SIGKILL {}", target.name()));
+    tokio::time::sleep(down).await;
+    lab.start_again(target).await?;
+    faults.note(started, format!("{} started again", target.name()));
+    faults.heal(started);
+    Ok(())
+}
+
+/// Every 0.3-1 s, a random fault (a process killed or paused, a link cut, slowed or
+/// reset) undone 0.5-1.5 s later, until the workload ends (at most six faults).
+async fn random(
+    lab: &mut Lab,
+    seed: u64,
+    started: Instant,
+    faults: &mut Faults,
+    workload: &JoinHandle<Vec<Op>>,
+) -> anyhow::Result<()> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for fault in 0..6 {
+        let pause = if fault == 0 { 50..=200 } else { 300..=1_000 };
+        tokio::time::sleep(Duration::from_millis(rng.u64(pause))).await;
+        if workload.is_finished() {
+            break;
+        }
+        let target = Target::ALL[rng.usize(..Target::ALL.len())];
+        let link = [Link::Inventory, Link::Orders, Link::Payments][rng.usize(..3)];
+        let down = Duration::from_millis(rng.u64(500..=1_500));
+        faults.begin(started);
+        match rng.u8(0..10) {
+            0..=3 => {
+                lab.kill(target).await?;
+                faults.note(started, format!("SIGKILL {}", target.name()));
+                tokio::time::sleep(down).await;
+                lab.start_again(target).await?;
+                faults.note(started, format!("{} started again", target.name()));
+            }
+            4..=6 => {
+                lab.pause(target)?;
+                faults.note(started, format!("SIGSTOP {}", target.name()));
+                tokio::time::sleep(down).await;
+                lab.resume(target)?;
+                faults.note(started, format!("SIGCONT {}", target.name()));
+            }
+            // The link to one participant: black-holed, slowed, or reset.
+            7 => {
+                lab.proxy(link).set(Mode::Blackhole);
+                faults.note(started, format!("black-hole the link to {link:?}"));
+                tokio::time::sleep(down).await;
+                lab.proxy(link).set(Mode::Pass);
+                faults.note(started, format!("the link to {link:?} heals"));
+            }
+            8 => {
+                lab.proxy(link).set(Mode::Delay(Duration::from_millis(300)));
+                faults.note(started, format!("delay the link to {link:?} by 300 ms"));
+                tokio::time::sleep(down).await;
+                lab.proxy(link).set(Mode::Pass);
+                faults.note(started, format!("the link to {link:?} heals"));
+            }
+            _ => {
+                lab.proxy(link).set(Mode::Reset);
+                faults.note(started, format!("reset every connection to {link:?}"));
+                tokio::time::sleep(down).await;
+                lab.proxy(link).set(Mode::Pass);
+                faults.note(started, format!("the link to {link:?} heals"));
+            }
+        }
+        faults.heal(started);
+    }
+    Ok(())
+}
+
+/// Polls `check` every 10 ms for up to `limit`.
+async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+async fn prepared_exists(lab: &Lab, event: &str) -> bool {
+    let Ok(sql) = crate::stores::postgres("inventory", &lab.pg.url("inventory")).await else {
+        return false;
+    };
+    sql.query_one(
+        "SELECT count(*) FROM txn_prepared p
+           JOIN pg_prepared_xacts x ON x.gid = 'td-' || p.txid
+          WHERE p.event_id = $1",
+        &[&event],
+    )
+    .await
+    .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+}
+
+async fn leases_held(lab: &Lab, event: &str) -> bool {
+    let Ok(client) = redis::Client::open(lab.redis.url()) else {
+        return false;
+    };
+    let Ok(mut redis) = client.get_multiplexed_async_connection().await else {
+        return false;
+    };
+    redis::cmd("KEYS")
+        .arg(format!("lock:seat:{{{event}}}:*"))
+        .query_async::<Vec<String>>(&mut redis)
+        .await
+        .is_ok_and(|keys| !keys.is_empty())
+}
+
+async fn intent_logged(lab: &Lab, event: &str) -> bool {
+    let Ok(sql) = crate::stores::postgres("coordinator", &lab.pg.url("coordinator")).await else {
+        return false;
+    };
+    sql.query_one(
+        "SELECT count(*) FROM transactions
+          WHERE event_id = $1 AND fencing_token IS NOT NULL AND state = 'RUNNING'",
+        &[&event],
+    )
+    .await
+    .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+}

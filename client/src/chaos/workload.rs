@@ -1,0 +1,320 @@
+//! The lab's workload, recorded as a Jepsen history. Fans buy with bounded concurrency:
+//! some fight over a few named "hot" seats, the others buy the best available seat. A
+//! call whose outcome is unknown (UNAVAILABLE, DEADLINE_EXCEEDED, connection refused, a
+//! coordinator that does not answer) is retried with the same idempotency key — the
+//! same purchase, never a second one — a bounded number of times with backoff; what is
+//! still unknown then is an `info` operation, resolved after healing by looking its key
+//! up in the coordinator's log.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use proto::v1::coordinator_service_client::CoordinatorServiceClient;
+use proto::v1::*;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+/// What the workload does.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub event: String,
+    pub protocol: Protocol,
+    pub fans: u32,
+    /// The first `hot_seats` seats are fought over by name.
+    pub hot_seats: u32,
+    /// Share of fans who want a hot seat.
+    pub hot_share: f64,
+    pub concurrency: usize,
+    pub seed: u64,
+    /// Longest wait for one call's answer: a paused coordinator never answers.
+    pub call_timeout: Duration,
+    /// Calls one purchase makes while its outcome stays unknown.
+    pub attempts: u32,
+}
+
+/// What a fan asked for.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Want {
+    Seat(String),
+    BestAvailable,
+}
+
+/// How an operation completed, as Jepsen types it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Completion {
+    /// Committed: the answer carried the purchase.
+    Ok {
+        txid: String,
+        order_id: String,
+        seats: Vec<String>,
+        amount_cents: i64,
+        replayed: bool,
+    },
+    /// Certainly did not happen: a participant or the coordinator refused it.
+    Fail {
+        reason: String,
+        message: String,
+        txid: Option<String>,
+    },
+    /// Unknown: no trustworthy answer after every retry.
+    Info { error: String, txid: Option<String> },
+}
+
+/// What the log says of an `info` operation after healing.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Resolution {
+    Committed {
+        txid: String,
+        order_id: String,
+    },
+    Aborted {
+        txid: String,
+        order_id: String,
+    },
+    /// No purchase with the key was ever logged: nothing happened.
+    NeverLogged,
+    /// Still running after the recovery wait: a violation.
+    Unfinished {
+        txid: String,
+        state: String,
+    },
+}
+
+/// One operation of the history: a fan's purchase from invocation to completion.
+#[derive(Debug, Clone, Serialize)]
+pub struct Op {
+    /// The Jepsen process: one per fan.
+    pub process: u32,
+    pub user: String,
+    pub key: String,
+    pub want: Want,
+    /// Which coordinator the fan called (0 = the lab's, 1 = the rival in the lease
+    /// pause scenario).
+    pub coordinator: usize,
+    /// Milliseconds since the workload began.
+    pub invoked_ms: f64,
+    pub completed_ms: f64,
+    pub calls: u32,
+    pub completion: Completion,
+    /// For `info`: what the log says, once resolved.
+    pub resolution: Option<Resolution>,
+}
+
+impl Op {
+    pub fn latency_ms(&self) -> f64 {
+        self.completed_ms - self.invoked_ms
+    }
+
+    pub fn is_ok(&self) -> bool {
+        matches!(self.completion, Completion::Ok { .. })
+    }
+
+    pub fn is_info(&self) -> bool {
+        matches!(self.completion, Completion::Info { .. })
+    }
+
+    /// The outcome after resolution: Some(true) committed, Some(false) did not happen,
+    /// None unknown.
+    pub fn happened(&self) -> Option<bool> {
+        match (&self.completion, &self.resolution) {
+            (Completion::Ok { .. }, _) => Some(true),
+            (Completion::Fail { .. }, _) => Some(false),
+            (Completion::Info { .. }, Some(Resolution::Committed { .. })) => Some(true),
+            (
+                Completion::Info { .. },
+                Some(Resolution::Aborted { .. } | Resolution::NeverLogged),
+            ) => Some(false),
+            (Completion::Info { .. }, _) => None,
+        }
+    }
+
+    /// The fail reason, when the operation failed definitely.
+    pub fn fail_reason(&self) -> Option<&str> {
+        match &self.completion {
+            Completion::Fail { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Who calls which coordinator: every fan calls `route(fan, what it wants)`.
+pub type Route = fn(u32, &Want) -> usize;
+
+/// Runs the workload against `coordinators` and returns its history, in invocation
+/// order.
+pub async fn run(
+    spec: &Spec,
+    coordinators: &[CoordinatorServiceClient<Channel>],
+    route: Route,
+    started: Instant,
+) -> Vec<Op> {
+    let mut rng = fastrand::Rng::with_seed(spec.seed);
+    let plans: Vec<(u32, Want)> = (0..spec.fans)
+        .map(|fan| {
+            let want = if spec.hot_seats > 0 && rng.f64() < spec.hot_share {
+                Want::Seat(format!("A-1-{}", rng.u32(1..=spec.hot_seats)))
+            } else {
+                Want::BestAvailable
+            };
+            (fan, want)
+        })
+        .collect();
+    let mut ops: Vec<Op> = futures::stream::iter(plans)
+        .map(|(fan, want)| {
+            let coordinator = route(fan, &want).min(coordinators.len() - 1);
+            let client = coordinators[coordinator].clone();
+            async move { purchase(spec, client, fan, want, coordinator, started).await }
+        })
+        .buffer_unordered(spec.concurrency.max(1))
+        .collect()
+        .await;
+    ops.sort_by(|a, b| a.invoked_ms.total_cmp(&b.invoked_ms));
+    ops
+}
+
+/// One fan's purchase, an unknown outcome retried with the same key.
+async fn purchase(
+    spec: &Spec,
+    mut client: CoordinatorServiceClient<Channel>,
+    fan: u32,
+    want: Want,
+    coordinator: usize,
+    started: Instant,
+) -> Op {
+    let user = format!("fan-{fan}");
+    let key = format!("{}-fan-{fan}", spec.event);
+    let request = PurchaseRequest {
+        user_id: user.clone(),
+        event_id: spec.event.clone(),
+        seat_ids: match &want {
+            Want::Seat(seat) => vec![seat.clone()],
+            Want::BestAvailable => Vec::new(),
+        },
+        quantity: u32::from(want == Want::BestAvailable),
+        card_token: "tok_visa".into(),
+        idempotency_key: key.clone(),
+        protocol: spec.protocol.into(),
+        deadline: None,
+        admission_token: String::new(),
+    };
+    let invoked_ms = millis(started);
+    let mut backoff = Duration::from_millis(100);
+    let mut calls = 0;
+    let completion = loop {
+        calls += 1;
+        let answer =
+            tokio::time::timeout(spec.call_timeout, client.purchase(request.clone())).await;
+        let completion = match answer {
+            Ok(Ok(bought)) => {
+                let bought = bought.into_inner();
+                Completion::Ok {
+                    txid: bought.txid,
+                    order_id: bought.order_id,
+                    seats: bought.seats.into_iter().map(|s| s.seat_id).collect(),
+                    amount_cents: bought.amount_cents,
+                    replayed: bought.replayed,
+                }
+            }
+            Ok(Err(status)) => classify(&status),
+            Err(_) => Completion::Info {
+                error: format!("no answer within {:?}", spec.call_timeout),
+                txid: None,
+            },
+        };
+        if !matches!(completion, Completion::Info { .. }) || calls >= spec.attempts {
+            break completion;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    };
+    Op {
+        process: fan,
+        user,
+        key,
+        want,
+        coordinator,
+        invoked_ms,
+        completed_ms: millis(started),
+        calls,
+        completion,
+        resolution: None,
+    }
+}
+
+fn classify(status: &tonic::Status) -> Completion {
+    let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
+    let txid = metadata.get("txid").cloned();
+    let unknown = reason == "OUTCOME_UNKNOWN"
+        || matches!(
+            status.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled
+                | tonic::Code::Unknown
+                | tonic::Code::Internal
+        );
+    if unknown {
+        Completion::Info {
+            error: crate::endpoints::describe(status),
+            txid,
+        }
+    } else {
+        Completion::Fail {
+            reason: if reason.is_empty() {
+                format!("{:?}", status.code())
+            } else {
+                reason
+            },
+            message: status.message().to_owned(),
+            txid,
+        }
+    }
+}
+
+/// Looks every `info` operation up by its key in its coordinator's log.
+pub async fn resolve(ops: &mut [Op], coordinators: &[CoordinatorServiceClient<Channel>]) {
+    for op in ops.iter_mut().filter(|op| op.is_info()) {
+        op.resolution = lookup(&coordinators[op.coordinator], &op.key).await;
+    }
+}
+
+/// What the log says about the purchase with `key` (None when the log did not answer).
+pub async fn lookup(
+    coordinator: &CoordinatorServiceClient<Channel>,
+    key: &str,
+) -> Option<Resolution> {
+    let found = coordinator
+        .clone()
+        .list_transactions(ListTransactionsRequest {
+            idempotency_key: key.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .ok()?
+        .into_inner()
+        .transactions;
+    let Some(txn) = found.into_iter().next() else {
+        return Some(Resolution::NeverLogged);
+    };
+    Some(match txn.state() {
+        TransactionState::Committed => Resolution::Committed {
+            txid: txn.txid,
+            order_id: txn.order_id,
+        },
+        TransactionState::Aborted => Resolution::Aborted {
+            txid: txn.txid,
+            order_id: txn.order_id,
+        },
+        other => Resolution::Unfinished {
+            txid: txn.txid,
+            state: crate::json::short_enum(other.as_str_name(), "TRANSACTION_STATE_"),
+        },
+    })
+}
+
+fn millis(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1_000.0
+}
