@@ -60,8 +60,9 @@ build:
 fmt-check:
 	cargo fmt --all --check
 
-# The coordinator's crash tests need its named failpoints.
-FEATURES := --features coordinator/failpoints
+# The crash tests and the chaos lab need the services' named failpoints (off in release
+# builds: `make up` runs services without them).
+FEATURES := --features coordinator/failpoints,inventory-pg/failpoints,orders-dynamo/failpoints,payments/failpoints
 
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proto::v1::*;
@@ -85,11 +84,20 @@ pub struct DropReport {
     /// Fans whose last answer was a conflict (a seat taken or held by a purchase in flight).
     pub conflicts: u64,
     pub declines: u64,
+    /// Fans whose outcome is still unknown after the drop: their purchase was neither
+    /// answered nor found finished in the coordinator's log (must be 0 once it settles).
     pub unknown: u64,
+    /// Fans whose answer was unknown (a coordinator down, a deadline passed) and whose
+    /// purchase was then looked up by its idempotency key: sold or not, now known.
+    pub unknown_resolved: u64,
+    /// Fans whose last purchase ended without a sale because the coordinator stopped
+    /// mid-purchase: answered INTERRUPTED, or an unknown outcome found aborted (or never
+    /// logged) afterwards.
+    pub aborted: u64,
     /// Fans whose admission expired before they bought.
     pub expired: u64,
     pub errors: u64,
-    /// Conflicts after which the fan joined the room again.
+    /// Conflicts and interrupted purchases after which the fan joined the room again.
     pub rejoins: u64,
     pub oversold: usize,
     pub audit_violations: usize,
@@ -112,6 +120,12 @@ pub struct DropReport {
     pub wait_p99_ms: f64,
     /// The first unexpected error, if any.
     pub first_error: Option<String>,
+    /// Why the coordinator could not be asked whether every purchase ended, if it could
+    /// not (the unknown outcomes then stay unknown).
+    pub settle_error: Option<String>,
+    /// Why the audit could not run, if it could not (oversold and violations are then 0
+    /// because nothing was checked: read this first).
+    pub audit_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +135,9 @@ enum Answer {
     Conflict,
     Declined,
     Unknown,
+    /// The coordinator stopped mid-purchase and recovery undid it (INTERRUPTED), or an
+    /// unknown outcome was found to have ended without a sale.
+    Aborted,
     Expired,
     Error(String),
 }
@@ -132,16 +149,45 @@ struct Fan {
     join_number: Option<u64>,
     admission_number: Option<u64>,
     answer: Answer,
+    /// The idempotency key of the fan's last purchase, if they made one.
+    key: Option<String>,
+    /// Whether the answer was unknown and then resolved by the key.
+    resolved: bool,
     answered_by_room: bool,
     purchases: Vec<Duration>,
     waited: Option<Duration>,
     rejoins: u64,
 }
 
-/// Calls a fan makes for one purchase whose outcome stays unknown.
-const UNKNOWN_RETRIES: usize = 5;
-/// Times a fan whose purchase met a conflict joins the room again.
+impl Fan {
+    fn new(answer: Answer) -> Self {
+        Self {
+            join_number: None,
+            admission_number: None,
+            answer,
+            key: None,
+            resolved: false,
+            answered_by_room: false,
+            purchases: Vec::new(),
+            waited: None,
+            rejoins: 0,
+        }
+    }
+}
+
+/// Calls a fan makes for one purchase whose outcome stays unknown (with backoff up to
+/// 2 s: about 11 s in all, enough for a killed coordinator to come back).
+const UNKNOWN_RETRIES: usize = 8;
+/// How long one purchase call may take before the fan counts its outcome as unknown.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the drop waits for the coordinator to finish every purchase afterwards.
+const SETTLE_WITHIN: Duration = Duration::from_secs(60);
+/// Audit attempts before the drop reports that it could not audit (about 30 s).
+const AUDIT_ATTEMPTS: u32 = 10;
+/// Times a fan whose purchase met a conflict (or was interrupted) joins the room again.
 const MAX_REJOINS: u64 = 3;
+/// Tries of leaving the room while it still counts the fan's purchase (about 10 s).
+const LEAVE_ATTEMPTS: u32 = 15;
 /// Join calls in flight at once (fans keep their place and watch after joining).
 const JOINS_IN_FLIGHT: usize = 256;
 /// Connections fans share to the room (each carries many watch streams).
@@ -275,19 +321,66 @@ async fn one_drop(
     };
     progress.finish_and_clear();
 
-    settle(endpoints, event).await?;
-    let audit = audit::audit(&args.stores, event)
-        .await
-        .context("auditing the drop")?;
-    Ok(report(
+    // A process killed mid-drop must not cost the report: wait for the coordinator to
+    // finish every purchase, look up each unknown outcome by its key, then audit.
+    let mut fans = fans;
+    let settled = settle(endpoints, event).await;
+    if let Ok(coordinator) = &settled {
+        resolve_unknowns(coordinator, &mut fans).await;
+    }
+    let audit = audit_with_retries(&args.stores, event).await;
+    let mut report = report(
         args,
         protocol,
         event,
         &fans,
         duration,
         max_concurrent,
-        &audit,
-    ))
+        audit.as_ref().ok(),
+    );
+    report.settle_error = settled.err().map(|e| format!("{e:#}"));
+    report.audit_error = audit.err().map(|e| format!("{e:#}"));
+    Ok(report)
+}
+
+/// Audits, retrying for a while: a store that was killed during the drop may still be
+/// coming back.
+async fn audit_with_retries(stores: &Stores, event: &str) -> anyhow::Result<audit::Report> {
+    let mut backoff = Duration::from_millis(250);
+    for attempt in 1.. {
+        match audit::audit(stores, event).await {
+            Ok(report) => return Ok(report),
+            Err(error) if attempt >= AUDIT_ATTEMPTS => {
+                return Err(error.context(format!("auditing the drop ({attempt} attempts)")));
+            }
+            Err(error) => {
+                eprintln!("ticketdrop: audit attempt {attempt} failed, retrying: {error:#}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(4));
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Looks every unknown outcome up by its idempotency key in the coordinator's log.
+async fn resolve_unknowns(coordinator: &CoordinatorServiceClient<Channel>, fans: &mut [Fan]) {
+    for fan in fans.iter_mut() {
+        let (Answer::Unknown, Some(key)) = (&fan.answer, &fan.key) else {
+            continue;
+        };
+        let answer = match crate::txn::by_key(coordinator, key).await {
+            Some(Some(txn)) if txn.state() == TransactionState::Committed => {
+                Answer::Sold(u64::from(txn.quantity).max(txn.seat_ids.len() as u64))
+            }
+            Some(Some(txn)) if txn.state() == TransactionState::Aborted => Answer::Aborted,
+            // Never logged: the purchase did not happen.
+            Some(None) => Answer::Aborted,
+            _ => continue,
+        };
+        fan.answer = answer;
+        fan.resolved = true;
+    }
 }
 
 fn clamp_u32(n: usize) -> u32 {
@@ -308,6 +401,10 @@ impl Buyer {
         format!("fan-{}-{fan}", self.run)
     }
 
+    fn key(&self, fan: u32, attempt: u64) -> String {
+        format!("{}-{}-fan-{fan}-{attempt}", self.event, self.run)
+    }
+
     /// One purchase of one best-available seat: its answer and each call's latency. An
     /// unknown outcome is retried with the same idempotency key (the same purchase, never
     /// a second one), a bounded number of times with backoff.
@@ -323,7 +420,7 @@ impl Buyer {
             seat_ids: Vec::new(),
             quantity: 1,
             card_token: "tok_visa".into(),
-            idempotency_key: format!("{}-{}-fan-{fan}-{attempt}", self.event, self.run),
+            idempotency_key: self.key(fan, attempt),
             protocol: self.protocol.into(),
             deadline: None,
             admission_token,
@@ -332,7 +429,9 @@ impl Buyer {
         let mut backoff = Duration::from_millis(200);
         loop {
             let began = Instant::now();
-            let answer = classify(self.coordinator.clone().purchase(request.clone()).await);
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(CALL_TIMEOUT);
+            let answer = classify(self.coordinator.clone().purchase(call).await);
             latencies.push(began.elapsed());
             if !matches!(answer, Answer::Unknown) || latencies.len() >= UNKNOWN_RETRIES {
                 return (answer, latencies);
@@ -352,13 +451,9 @@ async fn direct(buyer: &Buyer, args: &DropArgs, progress: &ProgressBar) -> Vec<F
                 let (answer, purchases) = buyer.buy(i, 0, String::new()).await;
                 progress.inc(1);
                 Fan {
-                    join_number: None,
-                    admission_number: None,
-                    answer,
-                    answered_by_room: false,
+                    key: Some(buyer.key(i, 0)),
                     purchases,
-                    waited: None,
-                    rejoins: 0,
+                    ..Fan::new(answer)
                 }
             }
         })
@@ -390,15 +485,11 @@ async fn through_room(
     }
     let mut fans = Vec::with_capacity(args.fans as usize);
     while let Some(joined) = tasks.join_next().await {
-        fans.push(joined.unwrap_or_else(|error| Fan {
-            join_number: None,
-            admission_number: None,
-            answer: Answer::Error(format!("fan task failed: {error}")),
-            answered_by_room: false,
-            purchases: Vec::new(),
-            waited: None,
-            rejoins: 0,
-        }));
+        fans.push(
+            joined.unwrap_or_else(|error| {
+                Fan::new(Answer::Error(format!("fan task failed: {error}")))
+            }),
+        );
     }
     fans
 }
@@ -410,15 +501,7 @@ async fn one_fan(
     joins: &tokio::sync::Semaphore,
 ) -> Fan {
     let user = buyer.user(i);
-    let mut fan = Fan {
-        join_number: None,
-        admission_number: None,
-        answer: Answer::Error("never answered".into()),
-        answered_by_room: false,
-        purchases: Vec::new(),
-        waited: None,
-        rejoins: 0,
-    };
+    let mut fan = Fan::new(Answer::Error("never answered".into()));
     loop {
         let joined_at = Instant::now();
         let place = {
@@ -457,25 +540,51 @@ async fn one_fan(
         fan.admission_number
             .get_or_insert(admission.admission_number);
         let (answer, purchases) = buyer.buy(i, fan.rejoins, admission.token).await;
+        fan.key = Some(buyer.key(i, fan.rejoins));
         fan.purchases.extend(purchases);
         fan.answer = answer;
-        if !matches!(fan.answer, Answer::Conflict) || fan.rejoins >= MAX_REJOINS {
+        if !matches!(fan.answer, Answer::Conflict | Answer::Aborted) || fan.rejoins >= MAX_REJOINS {
             return fan;
         }
-        // The seats were held by purchases in flight: back in line, at the end.
+        // The seats were held by purchases in flight, or the purchase was interrupted and
+        // undone: back in line, at the end, to buy again with a new key.
         fan.rejoins += 1;
-        if let Err(status) = room
-            .leave(LeaveRequest {
-                event_id: buyer.event.clone(),
-                user_id: user.clone(),
-            })
-            .await
-        {
+        if let Err(status) = leave(room, &buyer.event, &user).await {
             fan.answer = Answer::Error(format!(
                 "leaving the room: {}",
                 endpoints::describe(&status)
             ));
             return fan;
+        }
+    }
+}
+
+/// Leaves the room. The coordinator gives an ended purchase's admission back just after
+/// answering (after recovery, for an interrupted one), so the room may still count the
+/// purchase in progress for a moment: retried, a bounded number of times with backoff.
+async fn leave(
+    room: &mut WaitingRoomServiceClient<Channel>,
+    event: &str,
+    user: &str,
+) -> Result<(), tonic::Status> {
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match room
+            .leave(LeaveRequest {
+                event_id: event.to_owned(),
+                user_id: user.to_owned(),
+            })
+            .await
+        {
+            Err(status)
+                if status.code() == Code::FailedPrecondition && attempt < LEAVE_ATTEMPTS =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                attempt += 1;
+            }
+            other => return other.map(drop),
         }
     }
 }
@@ -487,7 +596,7 @@ fn report(
     fans: &[Fan],
     duration: Duration,
     max_concurrent: Option<u64>,
-    audit: &audit::Report,
+    audit: Option<&audit::Report>,
 ) -> DropReport {
     let mut latencies: Vec<f64> = fans
         .iter()
@@ -513,11 +622,13 @@ fn report(
         conflicts: 0,
         declines: 0,
         unknown: 0,
+        unknown_resolved: fans.iter().filter(|f| f.resolved).count() as u64,
+        aborted: 0,
         expired: 0,
         errors: 0,
         rejoins: fans.iter().map(|f| f.rejoins).sum(),
-        oversold: audit.oversold,
-        audit_violations: audit.violations.len(),
+        oversold: audit.map_or(0, |a| a.oversold),
+        audit_violations: audit.map_or(0, |a| a.violations.len()),
         seats_unsold_while_turned_away: 0,
         fairness_violations: fairness_violations(fans),
         max_concurrent_purchases: max_concurrent.unwrap_or(args.concurrency as u64),
@@ -530,6 +641,8 @@ fn report(
         wait_p50_ms: percentile(&waits, 0.50),
         wait_p99_ms: percentile(&waits, 0.99),
         first_error: None,
+        settle_error: None,
+        audit_error: None,
     };
     for fan in fans {
         match &fan.answer {
@@ -541,6 +654,7 @@ fn report(
             Answer::Conflict => report.conflicts += 1,
             Answer::Declined => report.declines += 1,
             Answer::Unknown => report.unknown += 1,
+            Answer::Aborted => report.aborted += 1,
             Answer::Expired => report.expired += 1,
             Answer::Error(message) => {
                 report.errors += 1;
@@ -548,8 +662,10 @@ fn report(
             }
         }
     }
-    let turned_away = report.sold_out + report.conflicts + report.expired;
-    if turned_away > 0 {
+    let turned_away = report.sold_out + report.conflicts + report.expired + report.aborted;
+    if let Some(audit) = audit
+        && turned_away > 0
+    {
         report.seats_unsold_while_turned_away =
             u64::try_from(audit.capacity - audit.sold).unwrap_or(0);
     }
@@ -596,8 +712,12 @@ fn classify(result: Result<tonic::Response<PurchaseResponse>, tonic::Status>) ->
         (_, "SOLD_OUT") => Answer::SoldOut,
         (_, "SEAT_TAKEN" | "HOLD_LOST" | "STALE_FENCING_TOKEN") => Answer::Conflict,
         (_, "CARD_DECLINED") => Answer::Declined,
+        (_, "INTERRUPTED") => Answer::Aborted,
+        // Unknown is what a connection cut mid-call (a killed coordinator) comes back as.
         (_, "OUTCOME_UNKNOWN")
-        | (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled, _) => Answer::Unknown,
+        | (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown, _) => {
+            Answer::Unknown
+        }
         _ => Answer::Error(endpoints::describe(&status)),
     }
 }
@@ -658,26 +778,49 @@ pub(crate) async fn ensure_event(
     Ok(())
 }
 
-/// Waits (up to 60 s) until the coordinator has finished every purchase of the event.
-async fn settle(endpoints: &Endpoints, event: &str) -> anyhow::Result<()> {
-    let mut coordinator = endpoints.coordinator().await?;
-    for _ in 0..600 {
-        let pending = coordinator
-            .list_pending(ListPendingRequest {})
-            .await
-            .map_err(|s| anyhow::anyhow!(endpoints::describe(&s)))?
-            .into_inner()
-            .transactions;
-        if !pending.iter().any(|p| {
-            p.transaction
-                .as_ref()
-                .is_some_and(|t| t.event_id == event && !p.needs_attention)
-        }) {
-            return Ok(());
+/// Waits (up to a minute) until the coordinator has finished every purchase of the event,
+/// riding out a coordinator that is down or restarting; returns the client it reached.
+async fn settle(
+    endpoints: &Endpoints,
+    event: &str,
+) -> anyhow::Result<CoordinatorServiceClient<Channel>> {
+    let began = Instant::now();
+    let mut last_error = None;
+    let mut coordinator = None;
+    while began.elapsed() < SETTLE_WITHIN {
+        if coordinator.is_none() {
+            match endpoints.coordinator().await {
+                Ok(client) => coordinator = Some(client),
+                Err(error) => {
+                    last_error = Some(format!("{error:#}"));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let client = coordinator.as_mut().expect("connected above");
+        match client.list_pending(ListPendingRequest {}).await {
+            Ok(pending) => {
+                let unfinished = pending.into_inner().transactions.iter().any(|p| {
+                    p.transaction
+                        .as_ref()
+                        .is_some_and(|t| t.event_id == event && !p.needs_attention)
+                });
+                if !unfinished {
+                    return Ok(coordinator.expect("connected above"));
+                }
+                last_error = Some("purchases of the event are still unfinished".into());
+            }
+            Err(status) => last_error = Some(endpoints::describe(&status)),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(())
+    let last_error = last_error.unwrap_or_default();
+    match coordinator {
+        // Still unfinished after a minute: the unknown outcomes are looked up anyway.
+        Some(client) if last_error.starts_with("purchases") => Ok(client),
+        _ => anyhow::bail!("the coordinator did not settle within {SETTLE_WITHIN:?}: {last_error}"),
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -695,7 +838,7 @@ fn print_table(reports: &[DropReport]) {
     header.extend(reports.iter().map(|r| r.protocol.to_owned()));
     table.set_header(header);
     type Cell = fn(&DropReport) -> String;
-    let rows: [(&str, Cell); 25] = [
+    let rows: [(&str, Cell); 26] = [
         ("event", |r| r.event_id.clone()),
         ("fans / seats", |r| format!("{} / {}", r.fans, r.seats)),
         ("waiting room", |r| {
@@ -713,6 +856,9 @@ fn print_table(reports: &[DropReport]) {
         ("conflicts", |r| r.conflicts.to_string()),
         ("declines", |r| r.declines.to_string()),
         ("unknown outcome", |r| r.unknown.to_string()),
+        ("unknown, then resolved (aborted)", |r| {
+            format!("{} ({})", r.unknown_resolved, r.aborted)
+        }),
         ("expired admissions", |r| r.expired.to_string()),
         ("errors", |r| r.errors.to_string()),
         ("rejoins after a conflict", |r| r.rejoins.to_string()),
@@ -743,6 +889,15 @@ fn print_table(reports: &[DropReport]) {
     for report in reports {
         if let Some(error) = &report.first_error {
             println!("{}: first unexpected error: {error}", report.protocol);
+        }
+        if let Some(error) = &report.settle_error {
+            println!(
+                "{}: unknown outcomes not looked up: {error}",
+                report.protocol
+            );
+        }
+        if let Some(error) = &report.audit_error {
+            println!("{}: NOT AUDITED: {error}", report.protocol);
         }
     }
 }

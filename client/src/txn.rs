@@ -388,3 +388,36 @@ fn print_timeline(txn: &Transaction) {
         println!("  error: {}", txn.error);
     }
 }
+
+/// The logged purchase with idempotency key `key`: Some(None) when the log has none, None
+/// when the log did not answer (a few tries, with backoff).
+pub async fn by_key(
+    coordinator: &CoordinatorServiceClient<Channel>,
+    key: &str,
+) -> Option<Option<Transaction>> {
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=LOOKUP_ATTEMPTS {
+        match coordinator
+            .clone()
+            .list_transactions(ListTransactionsRequest {
+                idempotency_key: key.to_owned(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(found) => return Some(found.into_inner().transactions.into_iter().next()),
+            Err(status) => {
+                eprintln!(
+                    "ticketdrop: looking up purchase {key} (attempt {attempt}): {}",
+                    endpoints::describe(&status)
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    None
+}
+
+/// Tries of one lookup by key.
+const LOOKUP_ATTEMPTS: u32 = 4;

@@ -563,7 +563,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
         .await
         .map(drop);
     }
-    let cause = tonic::Status::aborted(
+    let cause = server_kit::status::refusal::interrupted(
         "the coordinator stopped mid-purchase; the lease purchase was undone",
     );
     let undone = match txn.fencing_token {

@@ -326,7 +326,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
             .await
             .map(drop);
     }
-    let cause = tonic::Status::aborted(
+    let cause = server_kit::status::refusal::interrupted(
         "the coordinator stopped before the pivot; the saga was compensated",
     );
     // Recovery does not know how far the saga got: compensate every step (the

@@ -288,7 +288,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
             .map(drop)
         }
         _ => {
-            let cause = tonic::Status::aborted(
+            let cause = server_kit::status::refusal::interrupted(
                 "the coordinator stopped before deciding; the purchase was aborted (presumed abort)",
             );
             match abort(run, &everyone, cause).await {

@@ -126,6 +126,11 @@ pub mod refusal {
         )
     }
 
+    /// The coordinator stopped mid-purchase and its recovery undid the purchase.
+    pub fn interrupted(message: &str) -> Status {
+        with_reason(Code::Aborted, ErrorReason::Interrupted, message, [])
+    }
+
     /// A saga step arrived after its compensation.
     pub fn step_compensated(message: String, saga_id: String, step: &str) -> Status {
         with_reason(

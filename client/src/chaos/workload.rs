@@ -286,17 +286,7 @@ pub async fn lookup(
     coordinator: &CoordinatorServiceClient<Channel>,
     key: &str,
 ) -> Option<Resolution> {
-    let found = coordinator
-        .clone()
-        .list_transactions(ListTransactionsRequest {
-            idempotency_key: key.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .ok()?
-        .into_inner()
-        .transactions;
-    let Some(txn) = found.into_iter().next() else {
+    let Some(txn) = crate::txn::by_key(coordinator, key).await? else {
         return Some(Resolution::NeverLogged);
     };
     Some(match txn.state() {

@@ -18,6 +18,11 @@ impl Cli {
 
     /// Runs `ticketdrop` with the mesh's endpoints and stores.
     pub async fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.expect("ticketdrop runs")
+    }
+
+    /// `ticketdrop` with the mesh's endpoints and stores, to spawn.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketdrop"));
         command
             .args(["--coordinator", &self.mesh.coordinator.endpoint()])
@@ -38,8 +43,9 @@ impl Cli {
                 "TICKETDROP_COORDINATOR_DATABASE_URL",
                 self.mesh.coordinator_db.url(),
             )
-            .env("TICKETDROP_ORDERS_TABLE", &self.mesh.orders_table);
-        command.output().await.expect("ticketdrop runs")
+            .env("TICKETDROP_ORDERS_TABLE", &self.mesh.orders_table)
+            .kill_on_drop(true);
+        command
     }
 
     /// Runs a command that must succeed and print JSON.
