@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BUF := .stack/node/node_modules/.bin/buf
 GRPCURL := .stack/venv/bin/grpcurl
 
-.PHONY: demo test bench up down stack-up stack-down stack-status stack-reset services-status \
+.PHONY: demo test bench chaos up down stack-up stack-down stack-status stack-reset services-status \
         build lint fmt-check clippy lint-proto test-only
 
 ## The two commands of the README.
@@ -51,6 +51,16 @@ services-status:
 
 bench: up
 	@scripts/bench.sh
+
+## The chaos lab: every scenario under every protocol on a mesh of its own (services
+## built with their failpoints); the measured comparison into docs/chaos.md.
+
+CHAOS_SEED ?= 42
+
+chaos: stack-up
+	cargo build -p client -p coordinator -p inventory-pg -p orders-dynamo -p payments -p waiting-room $(FEATURES)
+	target/debug/ticketdrop chaos --protocol all --scenario all --seed $(CHAOS_SEED) \
+		--markdown docs/chaos.md --history target/chaos-history.jsonl
 
 ## Checks.
 

@@ -68,6 +68,14 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         Err(cause) => return Err(outcome::aborted(run, cause, Ok(())).await),
     };
     let token = if run.driver.unsafe_no_fencing {
+        // Without fencing the lease is all there is: the seats are checked once, under
+        // the lease, and the writes that follow trust it (a store written by a lock
+        // holder does no check of its own). A holder paused past its lease writes on a
+        // check that is no longer true — the double sale the negative control shows.
+        if let Err(cause) = ensure_unsold_under_lease(run, &purchase.event_id, &seats).await {
+            release(run, &purchase.event_id, &seats).await;
+            return Err(outcome::aborted(run, cause, Ok(())).await);
+        }
         0
     } else {
         let mut redis = run.driver.redis.clone();
@@ -356,6 +364,29 @@ async fn available_seats(run: &Run, event_id: &str) -> Result<(Vec<String>, usiz
     });
     let candidates = seats.into_iter().map(|s| s.seat_id.clone()).collect();
     Ok((candidates, unsold))
+}
+
+/// Unfenced purchases only: refuses when a leased seat is no longer AVAILABLE.
+async fn ensure_unsold_under_lease(
+    run: &Run,
+    event_id: &str,
+    seats: &[String],
+) -> Result<(), tonic::Status> {
+    let (available, _) = available_seats(run, event_id).await?;
+    let taken: Vec<String> = seats
+        .iter()
+        .filter(|seat| !available.contains(seat))
+        .cloned()
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(server_kit::status::with_reason(
+        tonic::Code::FailedPrecondition,
+        ErrorReason::SeatTaken,
+        format!("seats already taken: {}", taken.join(", ")),
+        [("seats", taken.join(","))],
+    ))
 }
 
 async fn release(run: &Run, event_id: &str, seats: &[String]) {

@@ -255,6 +255,7 @@ async fn run_one(
         event: event.clone(),
         protocol,
         fans: args.fans,
+        seats: args.seats,
         hot_seats: 4.min(args.seats),
         hot_share: 0.25,
         concurrency: args.concurrency,
@@ -268,9 +269,11 @@ async fn run_one(
         let (spec, coordinators, route) = (spec.clone(), coordinators.clone(), setup.route);
         tokio::spawn(async move { workload::run(&spec, &coordinators, route, started).await })
     };
-    let faults = scenarios::inject(scenario, protocol, lab, seed, &event, started, &workload).await;
+    let faults = scenarios::inject(scenario, protocol, lab, seed, &spec, started, &workload).await;
     let mut ops = workload.await.context("the workload task")?;
-    let faults = faults?;
+    let mut faults = faults?;
+    ops.append(&mut faults.ops);
+    ops.sort_by(|a, b| a.invoked_ms.total_cmp(&b.invoked_ms));
     lab.heal().await.context("healing")?;
 
     // Recovery: until nothing is unfinished and (but for a negative control) every

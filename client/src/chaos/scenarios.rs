@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::chaos::lab::{Lab, Link, Target};
 use crate::chaos::proxy::Mode;
-use crate::chaos::workload::{Op, Want};
+use crate::chaos::workload::{Op, Spec, Want};
 
 /// One scenario of the catalog.
 #[derive(Debug, Clone, Copy)]
@@ -92,8 +92,8 @@ pub const CATALOG: &[Scenario] = &[
     },
     Scenario {
         name: "pause-lease-holder-past-lease",
-        about: "a coordinator holding seat leases is SIGSTOPped past its lease while a second \
-                coordinator sells the same seats; SIGCONT 2.5 s later",
+        about: "a coordinator holding seat leases is SIGSTOPped past its lease; a second \
+                coordinator then sells the same seats; SIGCONT, and the first one writes",
         protocols: LEASE,
         negative_control: false,
     },
@@ -143,6 +143,10 @@ pub struct Faults {
     pub window_wall: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
     /// False when the planned fault never happened (a failpoint never reached).
     pub injected: bool,
+    /// Purchases the nemesis made itself (the rival's sale in the pause scenario), part
+    /// of the history like every fan's.
+    #[serde(skip)]
+    pub ops: Vec<Op>,
 }
 
 impl Faults {
@@ -191,12 +195,12 @@ fn lab_coordinator(_: u32, _: &Want) -> usize {
     0
 }
 
-/// In the pause scenario: a third of the fans wanting a hot seat call the coordinator
-/// that will be paused, everybody else the rival.
-fn paused_and_rival(fan: u32, want: &Want) -> usize {
+/// In the pause scenario: the fans wanting a hot seat call the coordinator that will be
+/// paused, the best-available fans the rival.
+fn paused_and_rival(_: u32, want: &Want) -> usize {
     match want {
-        Want::Seat(_) if fan.is_multiple_of(3) => 0,
-        _ => 1,
+        Want::Seat(_) => 0,
+        Want::BestAvailable => 1,
     }
 }
 
@@ -277,6 +281,8 @@ pub fn setup(scenario: &Scenario, protocol: Protocol) -> Setup {
             setup.rival = true;
             setup.route = paused_and_rival;
             setup.unfenced = scenario.negative_control;
+            // No declined card spoils the rival's sale of the held seats.
+            setup.decline_rate = Some(0.0);
             // The paused holder's purchases stop 1 s between taking their leases and
             // writing: the SIGSTOP below lands inside that window.
             setup.failpoints.push((
@@ -300,10 +306,11 @@ pub async fn inject(
     protocol: Protocol,
     lab: &mut Lab,
     seed: u64,
-    event: &str,
+    spec: &Spec,
     started: Instant,
     workload: &JoinHandle<Vec<Op>>,
 ) -> anyhow::Result<Faults> {
+    let event = spec.event.as_str();
     let mut faults = Faults::default();
     match scenario.name {
         "baseline" => faults.injected = true,
@@ -376,22 +383,7 @@ pub async fn inject(
             down_and_up(lab, Target::Redis, DOWN, started, &mut faults).await?;
         }
         "pause-lease-holder-past-lease" | "pause-lease-holder-past-lease-no-fencing" => {
-            let holding = wait_for(Duration::from_secs(10), || intent_logged(lab, event)).await;
-            faults.note(
-                started,
-                if holding {
-                    "the first coordinator holds leases, its fencing token logged"
-                } else {
-                    "no lease intent seen within 10 s"
-                },
-            );
-            faults.begin(started);
-            lab.pause(Target::Coordinator)?;
-            faults.note(started, "SIGSTOP coordinator (holding leases of 1.5 s)");
-            tokio::time::sleep(Duration::from_millis(2_500)).await;
-            lab.resume(Target::Coordinator)?;
-            faults.note(started, "SIGCONT coordinator");
-            faults.heal(started);
+            pause_lease_holder(lab, spec, started, &mut faults).await?;
         }
         "blackhole-participant" => {
             let link = [Link::Inventory, Link::Orders, Link::Payments][(seed % 3) as usize];
@@ -565,6 +557,109 @@ async fn leases_held(lab: &Lab, event: &str) -> bool {
         .query_async::<Vec<String>>(&mut redis)
         .await
         .is_ok_and(|keys| !keys.is_empty())
+}
+
+/// The lease story, made to happen every run: a purchase of the event's last seat (the
+/// one best-available fans reach last, so it is still free) goes to the lab coordinator,
+/// which stops 1 s after taking its lease (failpoint); it is SIGSTOPped there, holding the
+/// lease. Past the lease, the rival coordinator sells every seat the paused one leased.
+/// Then SIGCONT: the paused holder writes on its stale lease — refused by fencing, or,
+/// without fencing, a second sale of the seat.
+async fn pause_lease_holder(
+    lab: &mut Lab,
+    spec: &Spec,
+    started: Instant,
+    faults: &mut Faults,
+) -> anyhow::Result<()> {
+    let event = spec.event.as_str();
+    let coordinators = lab.coordinators()?;
+    let (holder, rival) = (coordinators[0].clone(), coordinators[1].clone());
+    let seat = format!("A-1-{}", spec.seats.clamp(1, 100));
+    let holder_op = {
+        let (spec, seat) = (spec.clone(), seat.clone());
+        let fan = spec.fans;
+        tokio::spawn(async move {
+            crate::chaos::workload::purchase(&spec, holder, fan, Want::Seat(seat), 0, started).await
+        })
+    };
+    let holding = wait_for(Duration::from_secs(10), || intent_logged(lab, event)).await;
+    if !holding {
+        faults.note(
+            started,
+            format!("no lease intent seen within 10 s (wanted {seat})"),
+        );
+        faults.ops.push(holder_op.await?);
+        return Ok(());
+    }
+    faults.begin(started);
+    lab.pause(Target::Coordinator)?;
+    let held = leased_seats(lab, event).await;
+    faults.note(
+        started,
+        format!(
+            "SIGSTOP coordinator, its purchases holding leases of 1.5 s on {}",
+            held.join(", ")
+        ),
+    );
+    tokio::time::sleep(LEASE_TTL + Duration::from_millis(300)).await;
+    for (i, seat) in held.iter().enumerate() {
+        let op = crate::chaos::workload::purchase(
+            spec,
+            rival.clone(),
+            spec.fans + 1 + i as u32,
+            Want::Seat(seat.clone()),
+            1,
+            started,
+        )
+        .await;
+        faults.note(
+            started,
+            format!(
+                "the rival sells {seat} past the lease: {}",
+                op.completion.summary()
+            ),
+        );
+        faults.ops.push(op);
+    }
+    lab.resume(Target::Coordinator)?;
+    faults.note(started, "SIGCONT coordinator: the paused holder writes");
+    let op = holder_op.await?;
+    faults.note(
+        started,
+        format!(
+            "the paused holder's purchase of {seat}: {}",
+            op.completion.summary()
+        ),
+    );
+    faults.ops.push(op);
+    faults.heal(started);
+    Ok(())
+}
+
+/// The lab coordinator's lease timing (its `--lease-ttl-ms`).
+const LEASE_TTL: Duration = Duration::from_millis(1_500);
+
+/// The seats the lab coordinator's running lease purchases have leased.
+async fn leased_seats(lab: &Lab, event: &str) -> Vec<String> {
+    let Ok(sql) = crate::stores::postgres("coordinator", &lab.pg.url("coordinator")).await else {
+        return Vec::new();
+    };
+    let mut seats: Vec<String> = sql
+        .query(
+            "SELECT leased_seats FROM transactions
+              WHERE event_id = $1 AND fencing_token IS NOT NULL AND state = 'RUNNING'",
+            &[&event],
+        )
+        .await
+        .map(|rows| {
+            rows.iter()
+                .flat_map(|row| row.get::<_, Option<Vec<String>>>(0).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    seats.sort();
+    seats.dedup();
+    seats
 }
 
 async fn intent_logged(lab: &Lab, event: &str) -> bool {

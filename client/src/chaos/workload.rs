@@ -20,6 +20,8 @@ pub struct Spec {
     pub event: String,
     pub protocol: Protocol,
     pub fans: u32,
+    /// Seats of the event.
+    pub seats: u32,
     /// The first `hot_seats` seats are fought over by name.
     pub hot_seats: u32,
     /// Share of fans who want a hot seat.
@@ -60,6 +62,17 @@ pub enum Completion {
     },
     /// Unknown: no trustworthy answer after every retry.
     Info { error: String, txid: Option<String> },
+}
+
+impl Completion {
+    /// One line: "ok ord-…", "fail SEAT_TAKEN", "info (…)".
+    pub fn summary(&self) -> String {
+        match self {
+            Completion::Ok { order_id, .. } => format!("ok, {order_id}"),
+            Completion::Fail { reason, .. } => format!("fail, {reason}"),
+            Completion::Info { error, .. } => format!("info, {error}"),
+        }
+    }
 }
 
 /// What the log says of an `info` operation after healing.
@@ -176,7 +189,7 @@ pub async fn run(
 }
 
 /// One fan's purchase, an unknown outcome retried with the same key.
-async fn purchase(
+pub async fn purchase(
     spec: &Spec,
     mut client: CoordinatorServiceClient<Channel>,
     fan: u32,

@@ -1,9 +1,10 @@
 //! The `ticketdrop` binary against a real mesh: every subcommand, asserted on its JSON
 //! output; Mermaid diagrams parsed for their structure; the audit against databases
 //! corrupted on purpose; a ticket drop under all three protocols through the waiting
-//! room; the room commands.
+//! room, and through a killed coordinator; the room commands; the chaos lab.
 
 mod audit;
+mod chaos;
 mod commands;
 mod common;
 mod drop;
