@@ -133,7 +133,7 @@ async fn a_drop_survives_a_killed_coordinator(protocol: &str) {
         "expired",
     ]
     .iter()
-    .map(|k| report[k].as_u64().unwrap())
+    .map(|k| report[k].as_u64().expect("a count"))
     .sum::<u64>();
     assert_eq!(
         answered, 600,
