@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proto::v1::*;
@@ -785,20 +786,20 @@ async fn settle(
     event: &str,
 ) -> anyhow::Result<CoordinatorServiceClient<Channel>> {
     let began = Instant::now();
-    let mut last_error = None;
     let mut coordinator = None;
+    let mut last_error = String::new();
     while began.elapsed() < SETTLE_WITHIN {
-        if coordinator.is_none() {
-            match endpoints.coordinator().await {
-                Ok(client) => coordinator = Some(client),
+        let client = match &mut coordinator {
+            Some(client) => client,
+            None => match endpoints.coordinator().await {
+                Ok(client) => coordinator.insert(client),
                 Err(error) => {
-                    last_error = Some(format!("{error:#}"));
+                    last_error = format!("{error:#}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
-            }
-        }
-        let client = coordinator.as_mut().expect("connected above");
+            },
+        };
         match client.list_pending(ListPendingRequest {}).await {
             Ok(pending) => {
                 let unfinished = pending.into_inner().transactions.iter().any(|p| {
@@ -807,20 +808,19 @@ async fn settle(
                         .is_some_and(|t| t.event_id == event && !p.needs_attention)
                 });
                 if !unfinished {
-                    return Ok(coordinator.expect("connected above"));
+                    break;
                 }
-                last_error = Some("purchases of the event are still unfinished".into());
+                last_error = "purchases of the event are still unfinished".into();
             }
-            Err(status) => last_error = Some(endpoints::describe(&status)),
+            Err(status) => last_error = endpoints::describe(&status),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let last_error = last_error.unwrap_or_default();
-    match coordinator {
-        // Still unfinished after a minute: the unknown outcomes are looked up anyway.
-        Some(client) if last_error.starts_with("purchases") => Ok(client),
-        _ => anyhow::bail!("the coordinator did not settle within {SETTLE_WITHIN:?}: {last_error}"),
-    }
+    // Reached, even with purchases still unfinished after a minute: the unknown outcomes
+    // are looked up anyway, and stay unknown where the log has no final state.
+    coordinator.with_context(|| {
+        format!("the coordinator did not answer within {SETTLE_WITHIN:?}: {last_error}")
+    })
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

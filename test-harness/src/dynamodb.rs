@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -102,14 +102,7 @@ impl PrivateDynamo {
             .spawn()
             .context("starting java (is Java 17 installed? run make stack-up)")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("DynamoDB Local did not open port {} within 60 s", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(())
+        crate::wait_for_port(self.port, Duration::from_secs(60), "DynamoDB Local")
     }
 }
 

@@ -57,6 +57,23 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Waits until `port` on loopback accepts connections: a store started as a child
+/// process is ready. Polls every 50 ms, up to `within`.
+pub(crate) fn wait_for_port(
+    port: u16,
+    within: std::time::Duration,
+    what: &str,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("{what} did not open port {port} within {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// A name unique to this test run, for databases, tables and ids.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::signals::{self, Signal};
 
@@ -95,14 +95,7 @@ impl PrivateRedis {
             .spawn()
             .context("starting redis-server (run make stack-up to install it)")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server did not open port {} within 30 s", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        crate::wait_for_port(self.port, Duration::from_secs(30), "redis-server")
     }
 }
 
