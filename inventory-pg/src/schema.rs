@@ -2,8 +2,15 @@
 
 use server_kit::pg::Migration;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "seats, events, venues, 2pc participants, saga barrier",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "seats, events, venues, 2pc participants, saga barrier",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "prepared branches by event",
+        sql: include_str!("../migrations/0002_prepared_by_event.sql"),
+    },
+];

@@ -201,8 +201,8 @@ pub async fn counts(tx: &impl GenericClient, event_id: &str) -> Result<SeatCount
                     (SELECT coalesce(sum(cardinality(p.seat_ids)), 0)::bigint
                        FROM txn_prepared p
                        JOIN pg_prepared_xacts x
-                         ON x.gid = 'td-' || p.txid AND x.database = current_database()
-                      WHERE p.event_id = $1)
+                         ON p.txid = substr(x.gid, 4) AND x.database = current_database()
+                      WHERE p.event_id = $1 AND x.gid LIKE 'td-%')
                FROM seats WHERE event_id = $1",
         )
         .await?;

@@ -214,6 +214,10 @@ pub async fn commit(pool: &Pool, txid: &str) -> Result<CommitSaleResponse> {
                 None => Err(Error::TxnNotFound(txid.to_owned())),
             }
         }
+        // Another session is finishing this branch right now: a conflict, retried.
+        Err(error) if error.code() == Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE) => {
+            Err(Error::TxnBusy(txid.to_owned()))
+        }
         Err(error) => Err(error.into()),
     }
 }
@@ -235,6 +239,17 @@ pub async fn abort(pool: &Pool, txid: &str) -> Result<AbortSaleResponse> {
                 });
             }
             Err(error) if error.code() == Some(&SqlState::UNDEFINED_OBJECT) => {}
+            // Another session is finishing this branch right now (recovery and a live
+            // abort of the same txid): the next attempt finds how it ended.
+            Err(error) if error.code() == Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE) => {
+                tracing::warn!(
+                    txid,
+                    attempt,
+                    "the prepared branch is busy in another session; retrying"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                continue;
+            }
             Err(error) => return Err(error.into()),
         }
         match participant_state(&client, txid).await?.as_deref() {
@@ -307,7 +322,7 @@ pub async fn list_in_doubt(pool: &Pool) -> Result<Vec<InDoubtTransaction>> {
             "SELECT substr(x.gid, 4), x.prepared,
                     coalesce(p.event_id || ' ' || p.order_id || ' ' || array_to_string(p.seat_ids, ','), '')
                FROM pg_prepared_xacts x
-               LEFT JOIN txn_prepared p ON 'td-' || p.txid = x.gid
+               LEFT JOIN txn_prepared p ON p.txid = substr(x.gid, 4)
               WHERE x.database = current_database() AND x.gid LIKE 'td-%'
               ORDER BY x.prepared",
         )

@@ -61,6 +61,12 @@ pub struct Config {
     )]
     pub ticket_key: String,
 
+    /// Most purchases' writes one TransactWriteItems carries (group commit); 1 sends each
+    /// write in a transaction of its own.
+    #[arg(long, env = "TICKETDROP_ORDERS_GROUP_COMMIT_MAX", default_value_t = 25,
+          value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub group_commit_max: u64,
+
     /// Attempts to reach DynamoDB at start (with backoff) before giving up.
     #[arg(long, env = "TICKETDROP_CONNECT_ATTEMPTS", default_value_t = 20)]
     pub connect_attempts: u32,

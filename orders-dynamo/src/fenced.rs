@@ -78,7 +78,7 @@ pub async fn place(
         )?;
     }
     let txn = store::add_idempotency(txn, order)?;
-    match txn.send(&store.client).await {
+    match txn.send(&store.group).await {
         Ok(()) => {
             server_kit::crash_point!("orders::after_write");
             Ok(record)
@@ -123,7 +123,7 @@ pub async fn cancel(
     let live = store.live_claims(&order).await?;
     let token = (fencing_token > 0).then_some(fencing_token);
     let txn = store::release_claims(txn, &order, &live, token)?;
-    match txn.send(&store.client).await {
+    match txn.send(&store.group).await {
         Ok(()) => {
             tracing::info!(txid, order_id, "fenced order cancelled");
             Ok(OrderRecord {

@@ -7,6 +7,8 @@
 //! | 2PC participant | `TXN#<txid>` | `PARTICIPANT` |
 //! | purchase idempotency key | `IDEM#<key>` | `IDEM` |
 //! | saga barrier | `SAGA#<saga_id>` | `<step>#<action or compensation>` |
+//! | 2PC branch in doubt | `INDOUBT#<shard>` | `<txid>` |
+//! | what this table has been migrated to | `META` | `<migration>` |
 //!
 //! Orders also carry `gsi1pk = USER#<user_id>`, `gsi1sk = <created_at>#<order_id>` for the
 //! user index.
@@ -37,6 +39,21 @@ pub fn claim_key(event_id: &str, seat_id: &str) -> Item {
 
 pub fn participant_key(txid: &str) -> Item {
     key(format!("TXN#{txid}"), "PARTICIPANT")
+}
+
+/// Shards of the in-doubt index: a prepared branch's index item lives in one of them, so
+/// listing the branches in doubt reads a few small partitions, never the table.
+pub const IN_DOUBT_SHARDS: u32 = 8;
+
+pub fn in_doubt_key(txid: &str) -> Item {
+    let shard = txid
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    key(format!("INDOUBT#{}", shard % IN_DOUBT_SHARDS), txid)
+}
+
+pub fn meta_key(migration: &str) -> Item {
+    key("META".to_owned(), migration)
 }
 
 pub fn idempotency_key(idempotency_key: &str) -> Item {

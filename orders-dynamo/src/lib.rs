@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 mod fenced;
+pub mod group;
 pub mod items;
 pub mod model;
 mod queries;
@@ -36,10 +37,15 @@ pub async fn run(
     table::ensure_table(&client, &config.table, config.connect_attempts).await?;
 
     let store = store::Store {
+        group: group::GroupCommit::start(client.clone(), config.group_commit_max as usize),
         client,
         table: config.table.clone(),
         signer: tickets::TicketSigner::new(config.ticket_key.as_bytes()),
     };
+    let indexed = two_phase::index_branches_in_doubt(&store).await?;
+    if indexed > 0 {
+        tracing::info!(indexed, "prepared branches added to the in-doubt index");
+    }
     let service = service::Orders::new(store);
     server
         .serve(

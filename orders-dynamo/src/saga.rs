@@ -76,7 +76,7 @@ pub async fn create_order(
         )?
         .put(record.to_item(), NOT_EXISTS, &[], Purpose::Order)?;
     let txn = store::add_idempotency(store::add_claims(txn, order)?, order)?;
-    match txn.send(&store.client).await {
+    match txn.send(&store.group).await {
         Ok(()) => {
             server_kit::crash_point!("orders::after_write");
             Ok((record, BarrierOutcome::Applied))
@@ -113,7 +113,7 @@ pub async fn cancel_order(
             &[],
             Purpose::StepMarker,
         )?;
-    match probe.send(&store.client).await {
+    match probe.send(&store.group).await {
         Ok(()) => return Ok((None, BarrierOutcome::NullCompensation)),
         Err(WriteError::Other(error)) => return Err(error),
         Err(WriteError::Cancelled(failures)) => {
@@ -146,7 +146,7 @@ pub async fn cancel_order(
             Purpose::Order,
         )?;
     let txn = store::release_claims(txn, &order, &live, None)?;
-    match txn.send(&store.client).await {
+    match txn.send(&store.group).await {
         Ok(()) => Ok((
             Some(OrderRecord {
                 status: OrderStatus::Cancelled,
@@ -204,7 +204,7 @@ pub async fn confirm_order(
             ],
             Purpose::Order,
         )?;
-    match txn.send(&store.client).await {
+    match txn.send(&store.group).await {
         Ok(()) => Ok((
             OrderRecord {
                 status: OrderStatus::Confirmed,

@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use proto::v1::Ticket;
 
 use crate::error::{Error, Result};
+use crate::group::GroupCommit;
 use crate::items::{self, Item, OrderRecord, n, s};
 use crate::model::NewOrder;
 use crate::tickets::TicketSigner;
@@ -16,11 +17,12 @@ pub const RELEASED: &str = "RELEASED";
 /// Claim condition: the seat is unclaimed or its claim was released.
 pub const CLAIM_FREE: &str = "attribute_not_exists(pk) OR claim_status = :released";
 
-/// The DynamoDB table plus the ticket key.
+/// The DynamoDB table, its group committer and the ticket key.
 #[derive(Clone)]
 pub struct Store {
     pub client: Client,
     pub table: String,
+    pub group: GroupCommit,
     pub signer: TicketSigner,
 }
 

@@ -1,13 +1,18 @@
 //! Two-phase commit on DynamoDB. Prepare is one TransactWriteItems: the participant item
 //! (`TXN#<txid>`, PREPARED), the order as PREPARED, one claim per seat and the
-//! idempotency item, with a ClientRequestToken derived from the txid so the SDK's own
-//! retries of a lost response are idempotent. Commit and Abort are conditional on the
+//! idempotency item; a retried Prepare whose first attempt was written finds its own
+//! participant item and answers with the order. Commit and Abort are conditional on the
 //! participant item's state; an Abort that finds no participant item writes an ABORTED
 //! tombstone, and the next Prepare of that txid fails its condition.
+//!
+//! A prepared branch also has an item in the in-doubt index (`INDOUBT#<shard>`), written
+//! by Prepare and deleted by the Commit or Abort that ends the branch, in the same
+//! transactions: listing the branches in doubt queries the index's few partitions with
+//! consistent reads instead of scanning a table that grows with every sale (a scan that
+//! held DynamoDB Local's one writer for hundreds of milliseconds every recovery round).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use proto::v1::{InDoubtTransaction, OrderStatus, ParticipantTxnState, Protocol};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::items::{self, OrderRecord, s};
@@ -40,13 +45,6 @@ async fn participant(store: &Store, txid: &str) -> Result<Option<(String, Option
     }))
 }
 
-/// A ClientRequestToken (at most 36 characters) that only this txid's Prepare on this
-/// table uses: DynamoDB scopes tokens to the account, not the table.
-fn request_token(table: &str, txid: &str) -> String {
-    let digest = Sha256::digest(format!("{table}/prepare/{txid}").as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub async fn prepare(
     store: &Store,
     txid: &str,
@@ -72,7 +70,6 @@ pub async fn prepare(
     };
     let table = &store.table;
     let txn = TxnWrite::new(table)
-        .client_request_token(request_token(&store.table, txid))
         .put(
             participant_item(txid, PREPARED, Some(&order.order_id)),
             "attribute_not_exists(pk)",
@@ -84,9 +81,15 @@ pub async fn prepare(
             "attribute_not_exists(pk)",
             &[],
             Purpose::Order,
+        )?
+        .put(
+            in_doubt_item(txid, &order.order_id),
+            "",
+            &[],
+            Purpose::InDoubt,
         )?;
     let txn = store::add_idempotency(store::add_claims(txn, order)?, order)?;
-    match txn.send(&store.client).await {
+    match txn.send(&store.group).await {
         Ok(()) => {
             server_kit::crash_point!("orders::after_write");
             Ok(record)
@@ -163,8 +166,9 @@ pub async fn commit(
             &[("#s", "status")],
             &values,
             Purpose::Order,
-        )?;
-    match txn.send(&store.client).await {
+        )?
+        .delete(items::in_doubt_key(txid), Purpose::InDoubt)?;
+    match txn.send(&store.group).await {
         Ok(()) => Ok((
             ParticipantTxnState::Committed,
             false,
@@ -200,7 +204,7 @@ pub async fn abort(store: &Store, txid: &str) -> Result<(bool, bool)> {
         &[],
         Purpose::Participant,
     )?;
-    match tombstone.send(&store.client).await {
+    match tombstone.send(&store.group).await {
         Ok(()) => return Ok((false, true)),
         Err(WriteError::Other(error)) => return Err(error),
         Err(WriteError::Cancelled(_)) => {}
@@ -239,9 +243,10 @@ pub async fn abort(store: &Store, txid: &str) -> Result<(bool, bool)> {
                 (":now", s(&now)),
             ],
             Purpose::Order,
-        )?;
+        )?
+        .delete(items::in_doubt_key(txid), Purpose::InDoubt)?;
     let txn = store::release_claims(txn, &order, &live, None)?;
-    match txn.send(&store.client).await {
+    match txn.send(&store.group).await {
         Ok(()) => Ok((false, false)),
         Err(WriteError::Other(error)) => Err(error),
         Err(WriteError::Cancelled(_)) => match participant(store, txid).await? {
@@ -252,8 +257,62 @@ pub async fn abort(store: &Store, txid: &str) -> Result<(bool, bool)> {
     }
 }
 
+/// The branch's item in the in-doubt index.
+fn in_doubt_item(txid: &str, order_id: &str) -> items::Item {
+    let mut item = items::in_doubt_key(txid);
+    item.insert("txid".into(), s(txid));
+    item.insert("order_id".into(), s(order_id));
+    item.insert("prepared_at".into(), s(items::now()));
+    item
+}
+
+/// The prepared branches, oldest first, from the in-doubt index.
 pub async fn list_in_doubt(store: &Store) -> Result<Vec<InDoubtTransaction>> {
     let mut found = Vec::new();
+    for shard in 0..items::IN_DOUBT_SHARDS {
+        let mut start = None;
+        loop {
+            let page = store
+                .client
+                .query()
+                .table_name(&store.table)
+                .key_condition_expression("pk = :shard")
+                .expression_attribute_values(":shard", s(format!("INDOUBT#{shard}")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            for item in page.items() {
+                let prepared_at = items::get_s(item, "prepared_at").unwrap_or_default();
+                found.push((
+                    prepared_at.clone(),
+                    InDoubtTransaction {
+                        txid: items::get_s(item, "txid").unwrap_or_default(),
+                        prepared_at: chrono::DateTime::parse_from_rfc3339(&prepared_at)
+                            .ok()
+                            .map(|t| server_kit::convert::timestamp(t.with_timezone(&chrono::Utc))),
+                        detail: items::get_s(item, "order_id").unwrap_or_default(),
+                    },
+                ));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found.into_iter().map(|(_, t)| t).collect())
+}
+
+/// Gives each branch prepared before the in-doubt index existed its index item, once per
+/// table (a `META` item records that it ran): the one scan of the table, at start.
+pub async fn index_branches_in_doubt(store: &Store) -> Result<usize> {
+    const MIGRATION: &str = "in_doubt_index";
+    if store.get(items::meta_key(MIGRATION)).await?.is_some() {
+        return Ok(0);
+    }
+    let mut indexed = 0;
     let mut start = None;
     loop {
         let page = store
@@ -268,24 +327,37 @@ pub async fn list_in_doubt(store: &Store) -> Result<Vec<InDoubtTransaction>> {
             .send()
             .await?;
         for item in page.items() {
-            found.push((
-                items::get_s(item, "updated_at").unwrap_or_default(),
-                InDoubtTransaction {
-                    txid: items::get_s(item, "txid").unwrap_or_default(),
-                    prepared_at: chrono::DateTime::parse_from_rfc3339(
-                        &items::get_s(item, "updated_at").unwrap_or_default(),
-                    )
-                    .ok()
-                    .map(|t| server_kit::convert::timestamp(t.with_timezone(&chrono::Utc))),
-                    detail: items::get_s(item, "order_id").unwrap_or_default(),
-                },
-            ));
+            let (Some(txid), Some(order_id)) =
+                (items::get_s(item, "txid"), items::get_s(item, "order_id"))
+            else {
+                continue;
+            };
+            let mut entry = in_doubt_item(&txid, &order_id);
+            if let Some(at) = items::get_s(item, "updated_at") {
+                entry.insert("prepared_at".into(), s(at));
+            }
+            store
+                .client
+                .put_item()
+                .table_name(&store.table)
+                .set_item(Some(entry))
+                .send()
+                .await?;
+            indexed += 1;
         }
         start = page.last_evaluated_key;
         if start.is_none() {
             break;
         }
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found.into_iter().map(|(_, t)| t).collect())
+    let mut done = items::meta_key(MIGRATION);
+    done.insert("done_at".into(), s(items::now()));
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(done))
+        .send()
+        .await?;
+    Ok(indexed)
 }

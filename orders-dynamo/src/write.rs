@@ -1,15 +1,16 @@
-//! One conditional TransactWriteItems, with each item's purpose remembered, so that a
-//! TransactionCanceledException turns into a precise answer: which item's condition
-//! failed and what it held (ALL_OLD), never a bare "transaction cancelled".
+//! One purchase's conditional write, with each item's purpose remembered, so that a
+//! cancelled transaction turns into a precise answer: which item's condition failed and
+//! what it held (ALL_OLD), never a bare "transaction cancelled". It is written atomically
+//! in a TransactWriteItems of its own or together with other purchases' writes (group
+//! commit, see `group`).
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use crate::error::{Error, Result};
-use crate::items::Item;
+use crate::group::{GroupCommit, Write};
+use crate::items::{self, Item};
 
 /// Why an item is in the transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum Purpose {
     Order,
     Claim(String),
     Participant,
+    /// The branch's item in the in-doubt index.
+    InDoubt,
     Idempotency,
 }
 
@@ -49,7 +52,15 @@ pub struct TxnWrite {
     table: String,
     items: Vec<TransactWriteItem>,
     purposes: Vec<Purpose>,
-    token: Option<String>,
+    keys: Vec<(String, String)>,
+}
+
+/// The (pk, sk) of an item or key.
+fn key_of(item: &Item) -> (String, String) {
+    (
+        items::get_s(item, "pk").unwrap_or_default(),
+        items::get_s(item, "sk").unwrap_or_default(),
+    )
 }
 
 impl TxnWrite {
@@ -58,14 +69,8 @@ impl TxnWrite {
             table: table.to_owned(),
             items: Vec::new(),
             purposes: Vec::new(),
-            token: None,
+            keys: Vec::new(),
         }
-    }
-
-    /// Makes retries of this transaction idempotent for DynamoDB's ten-minute window.
-    pub fn client_request_token(mut self, token: String) -> Self {
-        self.token = Some(token);
-        self
     }
 
     pub fn put(
@@ -75,6 +80,7 @@ impl TxnWrite {
         values: &[(&str, AttributeValue)],
         purpose: Purpose,
     ) -> Result<Self> {
+        self.keys.push(key_of(&item));
         // An empty condition is an unconditional put.
         let mut put = Put::builder()
             .table_name(&self.table)
@@ -99,6 +105,7 @@ impl TxnWrite {
         values: &[(&str, AttributeValue)],
         purpose: Purpose,
     ) -> Result<Self> {
+        self.keys.push(key_of(&key));
         let mut builder = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key))
@@ -120,51 +127,28 @@ impl TxnWrite {
         Ok(self)
     }
 
-    pub async fn send(self, client: &Client) -> Result<(), WriteError> {
-        let result = client
-            .transact_write_items()
-            .set_transact_items(Some(self.items))
-            .set_client_request_token(self.token)
-            .send()
-            .await;
-        let error = match result {
-            Ok(_) => return Ok(()),
-            Err(error) => error.into_service_error(),
-        };
-        match error {
-            TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-                let reasons = cancelled.cancellation_reasons();
-                if reasons
-                    .iter()
-                    .any(|r| r.code() == Some("TransactionConflict"))
-                {
-                    return Err(WriteError::Other(Error::Conflict));
-                }
-                let failed: Vec<Failed> = reasons
-                    .iter()
-                    .zip(self.purposes)
-                    .filter(|(reason, _)| reason.code() == Some("ConditionalCheckFailed"))
-                    .map(|(reason, purpose)| Failed {
-                        purpose,
-                        old: reason.item().cloned(),
-                    })
-                    .collect();
-                if failed.is_empty() {
-                    return Err(WriteError::Other(Error::Dynamo(format!(
-                        "transaction cancelled: {:?}",
-                        reasons.iter().map(|r| r.code()).collect::<Vec<_>>()
-                    ))));
-                }
-                Err(WriteError::Cancelled(failed))
-            }
-            TransactWriteItemsError::IdempotentParameterMismatchException(_) => {
-                Err(WriteError::Other(Error::IdempotencyMismatch))
-            }
-            TransactWriteItemsError::TransactionInProgressException(_) => {
-                Err(WriteError::Other(Error::Conflict))
-            }
-            other => Err(WriteError::Other(Error::Dynamo(other.to_string()))),
-        }
+    /// Deletes an item, whatever it holds (nothing when it is missing).
+    pub fn delete(mut self, key: Item, purpose: Purpose) -> Result<Self> {
+        self.keys.push(key_of(&key));
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .build()?;
+        self.items
+            .push(TransactWriteItem::builder().delete(delete).build());
+        self.purposes.push(purpose);
+        Ok(self)
+    }
+
+    /// Writes every item or none, in the next group commit.
+    pub async fn send(self, group: &GroupCommit) -> Result<(), WriteError> {
+        group
+            .write(Write {
+                items: self.items,
+                purposes: self.purposes,
+                keys: self.keys,
+            })
+            .await
     }
 }
 

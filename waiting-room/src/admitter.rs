@@ -1,9 +1,10 @@
 //! The admission loop. Each round, for every room: read the room, ask inventory for the
 //! event's definitive seat counts, run one atomic admission round in Redis (lapsed
 //! admissions expire, fans are admitted in join order within max_active and the seats
-//! that may still be sold), wake the admitted fans' streams, and declare the room sold
-//! out when — and only when — every seat is sold and no purchase was in flight at any
-//! moment between reading the room and declaring.
+//! that may still be sold, and never more than the seats free to buy right now), wake
+//! the admitted fans' streams, and declare the room sold out when — and only when —
+//! every seat is sold and no purchase was in flight at any moment between reading the
+//! room and declaring.
 //!
 //! A round runs every tick, and at once when something happens in this process (a fan
 //! joins, a purchase releases its slot), so a seat given back by a declined card goes to
@@ -143,6 +144,7 @@ impl Admitter {
                 Some(Seats {
                     capacity: counts.capacity,
                     sold: counts.sold,
+                    available: counts.available,
                 })
             }
             Err(status) => {

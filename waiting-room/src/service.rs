@@ -452,15 +452,52 @@ async fn follow(
                 }
                 Ok(Signal::Recheck) | Err(_) => {}
             },
-            () = tokio::time::sleep(room.position_interval) => {}
+            () = tokio::time::sleep(refresh_after(room.position_interval, last_position.unwrap_or(0))) => {}
             () = sender.closed() => return,
             _ = closing.changed() => {}
         }
     }
 }
 
+/// Fans this near the front re-read their place every position interval.
+const FRONT: u64 = 500;
+/// The longest a waiting fan goes without re-reading their place.
+const MAX_POSITION_INTERVAL: Duration = Duration::from_secs(30);
+
+/// When a waiting fan re-reads their place: every interval near the front, less often the
+/// further back they are (a place far back changes little in one interval), at most every
+/// 30 s, with jitter so that fans who joined together do not read together. Admission and
+/// sold-out wake a fan at once whatever this says; fifty thousand fans waiting cost a few
+/// thousand Redis reads a second instead of one per fan per interval.
+fn refresh_after(interval: Duration, position: u64) -> Duration {
+    let further_back = (position as f64 / FRONT as f64).max(1.0);
+    let interval = interval
+        .mul_f64(further_back)
+        .min(MAX_POSITION_INTERVAL.max(interval));
+    interval.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
 fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
     chrono::DateTime::from_timestamp_millis(ms)
         .filter(|_| ms > 0)
         .map(convert::timestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_place_further_back_is_re_read_less_often_and_never_past_thirty_seconds() {
+        let interval = Duration::from_secs(2);
+        for _ in 0..100 {
+            let front = refresh_after(interval, 1);
+            assert!(front >= interval.mul_f64(0.8) && front <= interval.mul_f64(1.2));
+            // 5,000 places back: ten times the interval, give or take the jitter.
+            let back = refresh_after(interval, 5_000);
+            assert!(back >= Duration::from_secs(16) && back <= Duration::from_secs(24));
+            let far = refresh_after(interval, 50_000);
+            assert!(far >= Duration::from_secs(24) && far <= Duration::from_secs(36));
+        }
+    }
 }

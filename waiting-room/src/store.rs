@@ -126,6 +126,8 @@ pub struct Round {
 pub struct Seats {
     pub capacity: u64,
     pub sold: u64,
+    /// Free to buy now: AVAILABLE and in no live prepared branch.
+    pub available: u64,
 }
 
 /// How a claim went.
@@ -315,9 +317,9 @@ impl Store {
     /// One admission round (see scripts/admit.lua). Without `seats` it only lets lapsed
     /// admissions expire.
     pub async fn admit(&self, event_id: &str, seats: Option<Seats>, batch: u64) -> Result<Round> {
-        let (capacity, sold, known) = match seats {
-            Some(s) => (s.capacity, s.sold, 1),
-            None => (0, 0, 0),
+        let (capacity, sold, available, known) = match seats {
+            Some(s) => (s.capacity, s.sold, s.available, 1),
+            None => (0, 0, 0, 0),
         };
         let reply: Vec<redis::Value> = self
             .scripts
@@ -330,6 +332,7 @@ impl Store {
             .arg(sold)
             .arg(known)
             .arg(batch)
+            .arg(available)
             .invoke_async(&mut self.redis.clone())
             .await?;
         let state = text(&reply, 6);

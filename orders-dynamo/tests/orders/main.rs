@@ -4,6 +4,7 @@
 mod common;
 mod conflicts;
 mod durability;
+mod group;
 mod inputs;
 mod tickets;
 mod two_phase;

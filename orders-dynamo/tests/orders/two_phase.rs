@@ -54,6 +54,11 @@ async fn a_repeated_prepare_changes_nothing_and_commit_and_abort_are_idempotent(
     let order = committed.order.expect("order");
     assert_eq!(order.status(), OrderStatus::Confirmed);
     assert_eq!(order.tickets.len(), 2);
+    assert_eq!(
+        in_doubt_txids(&mut client).await,
+        Vec::<String>::new(),
+        "a committed branch is no longer in doubt"
+    );
     let after_commit = orders.snapshot().await;
     let twice = client
         .commit_order(commit)
@@ -81,6 +86,7 @@ async fn a_repeated_prepare_changes_nothing_and_commit_and_abort_are_idempotent(
         .prepare_order(prepare("tx-2", "order-tx-2", &["B-2-1"]))
         .await
         .expect("prepared");
+    assert_eq!(in_doubt_txids(&mut client).await, ["tx-2"]);
     let aborted = client
         .abort_order(AbortOrderRequest {
             txid: "tx-2".into(),
@@ -89,6 +95,11 @@ async fn a_repeated_prepare_changes_nothing_and_commit_and_abort_are_idempotent(
         .expect("aborted")
         .into_inner();
     assert!(!aborted.already_done && !aborted.tombstone);
+    assert_eq!(
+        in_doubt_txids(&mut client).await,
+        Vec::<String>::new(),
+        "an aborted branch is no longer in doubt"
+    );
     let after_abort = orders.snapshot().await;
     let again = client
         .abort_order(AbortOrderRequest {
@@ -139,4 +150,19 @@ async fn a_prepare_after_its_abort_is_refused() {
         before,
         "the refused prepare wrote nothing"
     );
+}
+
+/// The txids ListInDoubtOrders names, in its order.
+async fn in_doubt_txids(
+    client: &mut proto::v1::orders_service_client::OrdersServiceClient<tonic::transport::Channel>,
+) -> Vec<String> {
+    client
+        .list_in_doubt_orders(ListInDoubtOrdersRequest {})
+        .await
+        .expect("listed")
+        .into_inner()
+        .transactions
+        .into_iter()
+        .map(|t| t.txid)
+        .collect()
 }

@@ -5,10 +5,15 @@
 --    max_active hold a live admission AND the event may still have a seat for them:
 --    capacity - sold - seats reserved by purchases in flight - admitted fans who have
 --    not started buying yet (one seat each) must stay > 0. Seats sold by purchases still
---    in flight count twice (sold and reserved), which only ever admits fewer.
+--    in flight count twice (sold and reserved), which only ever admits fewer. Nor more
+--    fans than seats inventory has free to buy right now: a seat locked by a purchase the
+--    room no longer counts (an abort waiting for orders to answer, a purchase whose
+--    outcome is unknown) would only turn each admitted fan away with a conflict, again
+--    and again, until it is freed.
 -- KEYS[1] room hash, KEYS[2] queue, KEYS[3] active set (user -> deadline ms)
 -- ARGV[1] fan key prefix, ARGV[2] capacity, ARGV[3] seats sold (committed), ARGV[4]
--- whether the seat counts are known (1/0), ARGV[5] most fans to admit in this round
+-- whether the seat counts are known (1/0), ARGV[5] most fans to admit in this round,
+-- ARGV[6] seats free to buy now (AVAILABLE and in no live prepared branch)
 -- Returns {lapsed, waiting, active, purchasing, claims, admitted_through, state,
 --          user1, join number1, admission number1, admitted at1, expires at1, user2, ...}
 local t = redis.call('TIME')
@@ -40,7 +45,8 @@ if state == 'OPEN' and ARGV[4] == '1' then
   local purchasing = tonumber(redis.call('HGET', room, 'purchasing'))
   local reserved = tonumber(redis.call('HGET', room, 'reserved'))
   local slots = tonumber(redis.call('HGET', room, 'max_active')) - active
-  local seats = tonumber(ARGV[2]) - tonumber(ARGV[3]) - reserved - (active - purchasing)
+  local unsold = tonumber(ARGV[2]) - tonumber(ARGV[3]) - reserved
+  local seats = math.min(unsold, tonumber(ARGV[6])) - (active - purchasing)
   local n = math.min(slots, seats, tonumber(ARGV[5]))
   if n > 0 then
     local ttl = tonumber(redis.call('HGET', room, 'admission_ttl_ms'))

@@ -19,9 +19,11 @@ struct Rooms {
 
 impl Rooms {
     async fn start() -> Self {
-        let mesh = Mesh::start(MeshOptions::default())
-            .await
-            .expect("the mesh starts");
+        Self::start_with(MeshOptions::default()).await
+    }
+
+    async fn start_with(options: MeshOptions<'_>) -> Self {
+        let mesh = Mesh::start(options).await.expect("the mesh starts");
         let room = connect(&mesh).await;
         Self { mesh, room }
     }
@@ -335,4 +337,73 @@ async fn bad_input_names_the_field_and_unknown_rooms_and_fans_are_not_found() {
         .await
         .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_locked_outside_the_room_are_not_offered_until_they_are_freed() {
+    // The coordinator's recovery would abort a branch its log does not know: not during
+    // this test.
+    let rooms = Rooms::start_with(MeshOptions {
+        coordinator_args: vec!["--recovery-interval-ms", "600000"],
+        ..MeshOptions::default()
+    })
+    .await;
+    rooms.room("locked", 3, 3, Duration::from_secs(60)).await;
+    // Two of the three seats sit in a prepared 2PC branch the room does not count: an
+    // abort waiting for another participant, say.
+    let mut inventory = InventoryServiceClient::connect(rooms.mesh.inventory.endpoint())
+        .await
+        .expect("inventory");
+    let prepared = inventory
+        .prepare_sale(PrepareSaleRequest {
+            txid: "tx-outside".into(),
+            event_id: "locked".into(),
+            order_id: "ord-outside".into(),
+            seat_ids: vec![],
+            quantity: 2,
+        })
+        .await
+        .expect("prepared")
+        .into_inner();
+    assert_eq!(prepared.seats.len(), 2);
+    for fan in ["fan-1", "fan-2", "fan-3"] {
+        rooms.join("locked", fan).await;
+    }
+    let short = Duration::from_millis(500);
+    assert_eq!(
+        admission_number(&rooms.watch("locked", "fan-1", short).await),
+        1
+    );
+    // Three slots, but one seat free to buy: fan-2 waits instead of being admitted to a
+    // certain conflict.
+    match rooms.watch("locked", "fan-2", short).await {
+        watch_response::Update::Waiting(place) => assert_eq!(place.position, 1),
+        other => panic!("one free seat only: fan-2 waits, not {other:?}"),
+    }
+    assert_eq!(rooms.get("locked").await.active, 1);
+
+    inventory
+        .abort_sale(AbortSaleRequest {
+            txid: "tx-outside".into(),
+        })
+        .await
+        .expect("aborted");
+    assert_eq!(
+        admission_number(
+            &rooms
+                .watch("locked", "fan-2", Duration::from_secs(10))
+                .await
+        ),
+        2
+    );
+    assert_eq!(
+        admission_number(
+            &rooms
+                .watch("locked", "fan-3", Duration::from_secs(10))
+                .await
+        ),
+        3
+    );
+    let room = rooms.get("locked").await;
+    assert_eq!((room.admitted, room.active, room.waiting), (3, 3, 0));
 }
