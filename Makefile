@@ -47,10 +47,15 @@ down:
 services-status:
 	@scripts/services.sh status
 
-## 50,000 fans on 500 seats under each protocol; figures into docs/benchmarks.md.
+## Every figure of docs/benchmarks.md from one run on a freshly reset stack: the stores'
+## raw pace, 50,000 fans on 500 seats under each protocol, uncontended latency on the
+## fresh and the aged store, the scaling drops and the picture. Resets .stack/ data.
 
-bench: up
-	@scripts/bench.sh
+bench:
+	@$(MAKE) --no-print-directory stack-reset
+	@$(MAKE) --no-print-directory up
+	target/release/ticketdrop bench --scaling --write docs/benchmarks.md \
+		--svg docs/benchmarks.svg --json target/bench.json
 
 ## The chaos lab: every scenario under every protocol on a mesh of its own (services
 ## built with their failpoints); the measured comparison into docs/chaos.md.
@@ -83,8 +88,14 @@ lint-proto: stack-up
 
 lint: fmt-check clippy lint-proto
 
+# A failing test's panic message is the last thing it prints: no backtrace after it,
+# so a short excerpt of the run (CI shows one) names what failed.
+#
+# Every service binary is built first: cargo builds a package's binary for tests only
+# when that package has integration tests of its own, and the mesh spawns all of them.
 test-only:
-	@if cargo nextest --version >/dev/null 2>&1; then \
+	cargo build --workspace --all-targets $(FEATURES)
+	@export RUST_BACKTRACE=0; if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace $(FEATURES) --no-fail-fast; \
 	else \
 		cargo test --workspace $(FEATURES) --no-fail-fast; \

@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "ticketdrop/v1/inventory.proto",
     "ticketdrop/v1/orders.proto",
     "ticketdrop/v1/payments.proto",
+    "ticketdrop/v1/notifier.proto",
     "ticketdrop/v1/coordinator.proto",
     "ticketdrop/v1/waiting_room.proto",
 ];

@@ -13,7 +13,7 @@ PROFILE="${TICKETDROP_PROFILE:-release}"
 BIN="$ROOT/target/$PROFILE"
 
 # service:port, started in this order (the coordinator last: it calls the others).
-SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 waiting-room:50054 coordinator:50050)
+SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 waiting-room:50054 notifier:50055 coordinator:50050)
 
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
@@ -24,7 +24,7 @@ build() {
     local flag=()
     [[ $PROFILE == release ]] && flag=(--release)
     log "building the services ($PROFILE)"
-    (cd "$ROOT" && cargo build "${flag[@]}" -q -p inventory-pg -p orders-dynamo -p payments -p waiting-room -p coordinator -p client)
+    (cd "$ROOT" && cargo build "${flag[@]}" -q -p inventory-pg -p orders-dynamo -p payments -p waiting-room -p notifier -p coordinator -p client)
 }
 
 up() {

