@@ -72,6 +72,31 @@ pub struct Config {
     )]
     pub waiting_room_endpoint: String,
 
+    /// The notifier's gRPC endpoint: the outbox relay hands it each committed purchase's
+    /// confirmation.
+    #[arg(
+        long,
+        env = "TICKETDROP_NOTIFIER_ENDPOINT",
+        default_value = "http://127.0.0.1:50055"
+    )]
+    pub notifier_endpoint: String,
+
+    /// How often the outbox relay looks for confirmations to hand on.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_RELAY_INTERVAL_MS",
+        default_value_t = 200
+    )]
+    pub relay_interval_ms: u64,
+
+    /// How long WatchPurchase waits between two looks at a purchase that has not moved.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_WATCH_INTERVAL_MS",
+        default_value_t = 200
+    )]
+    pub watch_interval_ms: u64,
+
     /// Attempts to reach PostgreSQL and Redis at start (with backoff) before giving up.
     #[arg(long, env = "TICKETDROP_CONNECT_ATTEMPTS", default_value_t = 20)]
     pub connect_attempts: u32,

@@ -45,12 +45,7 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The wait after failed attempt `attempt`: doubling, capped, with jitter.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .backoff
-            .saturating_mul(1 << attempt.min(16).saturating_sub(1));
-        let capped = exp.min(self.max_backoff);
-        // Full jitter on the upper half, so retries of many purchases spread out.
-        capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
+        server_kit::retry::backoff(self.backoff, self.max_backoff, attempt)
     }
 }
 

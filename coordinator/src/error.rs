@@ -37,6 +37,9 @@ pub enum Error {
     Log(#[from] tokio_postgres::Error),
     #[error("transaction log pool: {0}")]
     LogPool(#[from] deadpool_postgres::PoolError),
+    /// A step row's group write failed (the group's error, as text).
+    #[error("transaction log, step rows: {0}")]
+    StepLog(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }
@@ -82,7 +85,7 @@ impl From<Error> for Status {
                 [("idempotency_key", key)],
             ),
             Error::TxnNotFound(_) => Status::not_found(message),
-            Error::Log(_) | Error::LogPool(_) | Error::Redis(_) => {
+            Error::Log(_) | Error::LogPool(_) | Error::StepLog(_) | Error::Redis(_) => {
                 tracing::warn!(error = %message, "coordinator store unavailable");
                 Status::unavailable(message)
             }

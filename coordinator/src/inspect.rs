@@ -35,6 +35,7 @@ pub fn transaction(txn: &TxnRecord, steps: Vec<Step>) -> Transaction {
         decided_at: txn.decided_at.map(convert::timestamp),
         finished_at: txn.finished_at.map(convert::timestamp),
         steps,
+        outbox: None,
     }
 }
 
@@ -64,7 +65,20 @@ fn state_filter(state: TransactionState) -> Option<&'static str> {
 pub async fn get(log: &Log, txid: &str) -> Result<Transaction> {
     let txn = log.load(txid).await?;
     let steps = steps(log.pool(), txid).await?;
-    Ok(transaction(&txn, steps))
+    let outbox = log.outbox(txid).await?.map(|row| Outbox {
+        created_at: Some(convert::timestamp(row.created_at)),
+        relayed_at: row.relayed_at.map(convert::timestamp),
+        attempts: u32::try_from(row.attempts).unwrap_or(0),
+        last_error: row.last_error.unwrap_or_default(),
+        contact: Some(Contact {
+            email: txn.purchase.email.clone().unwrap_or_default(),
+            phone: txn.purchase.phone.clone().unwrap_or_default(),
+        }),
+    });
+    Ok(Transaction {
+        outbox,
+        ..transaction(&txn, steps)
+    })
 }
 
 async fn steps(pool: &Pool, txid: &str) -> Result<Vec<Step>> {

@@ -18,11 +18,14 @@ mod outcome;
 pub mod participants;
 mod reassert;
 pub mod recovery;
+mod relay;
 mod saga;
 pub mod schema;
 pub mod service;
 pub mod sold_out;
+mod steps;
 mod two_pc;
+mod watch;
 
 use anyhow::Context;
 use proto::v1::coordinator_service_server::CoordinatorServiceServer;
@@ -70,7 +73,15 @@ pub async fn run(
         driver.clone(),
         std::time::Duration::from_millis(config.recovery_interval_ms.max(100)),
     ));
-    let service = service::Coordinator::new(driver);
+    let relay_task = tokio::spawn(relay::run(
+        driver.log.clone(),
+        driver.participants.notifier.clone(),
+        std::time::Duration::from_millis(config.relay_interval_ms.max(10)),
+    ));
+    let service = service::Coordinator::new(
+        driver,
+        std::time::Duration::from_millis(config.watch_interval_ms.max(10)),
+    );
     let served = server
         .serve(
             CoordinatorServiceServer::<service::Coordinator>::NAME,
@@ -79,5 +90,6 @@ pub async fn run(
         )
         .await;
     recovery_task.abort();
+    relay_task.abort();
     served
 }

@@ -12,6 +12,7 @@ use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
 use crate::model::{Purchase, protocol_from_name, protocol_name};
+use crate::steps::{StepRow, StepWriter};
 
 /// Where a purchase is in its protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +103,16 @@ const COLUMNS: &str = "txid, protocol, state, decision, user_id, event_id, seat_
                        card_token, idempotency_key, order_id, seats, amount_cents, currency,
                        payment_id, fencing_token, response, error_code, error, error_details,
                        started_at, decided_at, finished_at, recovery_attempts, admission_id,
-                       admission_released_at IS NOT NULL, leased_seats";
+                       admission_released_at IS NOT NULL, leased_seats, contact_email,
+                       contact_phone";
+
+/// A purchase's confirmation in the outbox.
+pub struct OutboxRow {
+    pub created_at: DateTime<Utc>,
+    pub relayed_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
 
 /// How `begin` found the idempotency key.
 pub enum Begun {
@@ -115,11 +125,16 @@ pub enum Begun {
 #[derive(Clone)]
 pub struct Log {
     pool: Pool,
+    steps: StepWriter,
 }
 
 impl Log {
+    /// The log on `pool`; starts the step rows' group writer (needs a Tokio runtime).
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            steps: StepWriter::start(pool.clone()),
+            pool,
+        }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -153,8 +168,8 @@ impl Log {
             .prepare_cached(&format!(
                 "INSERT INTO transactions (txid, protocol, state, user_id, event_id, seat_ids,
                                            quantity, card_token, idempotency_key, order_id,
-                                           admission_id)
-                 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10)
+                                           admission_id, contact_email, contact_phone)
+                 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING {COLUMNS}"
             ))
@@ -174,6 +189,8 @@ impl Log {
                     &purchase.idempotency_key,
                     &order_id,
                     &admission_id,
+                    &purchase.email,
+                    &purchase.phone,
                 ],
             )
             .await?;
@@ -345,15 +362,23 @@ impl Log {
         .await
     }
 
-    /// Logs the decision durably; for 2PC this is the commit point.
+    /// Logs the decision durably; for 2PC this is the commit point. A COMMIT records the
+    /// purchase's confirmation in the outbox in the same statement, so a committed
+    /// purchase never lacks one, whatever crashes next.
     pub async fn decide(&self, txid: &str, decision: Decision) -> Result<()> {
         let state = match decision {
             Decision::Commit => State::Committing,
             Decision::Abort => State::Aborting,
         };
         self.update(
-            "UPDATE transactions SET decision = $2, state = $3, decided_at = now(), updated_at = now()
-              WHERE txid = $1",
+            "WITH decided AS (
+                 UPDATE transactions
+                    SET decision = $2, state = $3, decided_at = now(), updated_at = now()
+                  WHERE txid = $1
+              RETURNING txid)
+             INSERT INTO outbox (txid)
+             SELECT txid FROM decided WHERE $2 = 'COMMIT'
+             ON CONFLICT (txid) DO NOTHING",
             &[&txid, &decision.as_str(), &state.as_str()],
         )
         .await
@@ -489,31 +514,101 @@ impl Log {
         outcome: StepOutcome,
         error: Option<&str>,
     ) -> Result<()> {
+        self.steps
+            .record(StepRow {
+                txid: txid.to_owned(),
+                sequence: sequence as i32,
+                participant: participant_name(participant),
+                operation: operation.to_owned(),
+                attempt: attempt as i32,
+                compensation,
+                started_at,
+                outcome: outcome_name(outcome),
+                error: error.map(str::to_owned),
+            })
+            .await
+    }
+
+    /// Claims up to `limit` confirmations of purchases that finished committing and are
+    /// not relayed yet, for `claim` (a relay killed meanwhile leaves them due again
+    /// then). Answers each txid with its relay attempt number.
+    pub async fn claim_outbox(
+        &self,
+        limit: i64,
+        claim: std::time::Duration,
+    ) -> Result<Vec<(String, i32)>> {
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(
-                "INSERT INTO steps (txid, sequence, participant, operation, attempt, compensation,
-                                    started_at, finished_at, outcome, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9)",
+                "WITH due AS (
+                     SELECT o.txid FROM outbox o JOIN transactions t USING (txid)
+                      WHERE o.relayed_at IS NULL AND o.next_attempt_at <= now()
+                        AND t.state = 'COMMITTED'
+                      ORDER BY o.next_attempt_at
+                      LIMIT $1
+                        FOR UPDATE OF o SKIP LOCKED)
+                 UPDATE outbox o
+                    SET attempts = o.attempts + 1,
+                        next_attempt_at = now() + $2 * interval '1 millisecond'
+                   FROM due WHERE o.txid = due.txid
+              RETURNING o.txid, o.attempts",
             )
             .await?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &txid,
-                    &(sequence as i32),
-                    &participant_name(participant),
-                    &operation,
-                    &(attempt as i32),
-                    &compensation,
-                    &started_at,
-                    &outcome_name(outcome),
-                    &error,
-                ],
+        let claim_ms = claim.as_secs_f64() * 1_000.0;
+        Ok(client
+            .query(&statement, &[&limit, &claim_ms])
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+
+    /// The notifier has the confirmation.
+    pub async fn outbox_relayed(&self, txid: &str) -> Result<()> {
+        self.update(
+            "UPDATE outbox SET relayed_at = now(), last_error = NULL WHERE txid = $1",
+            &[&txid],
+        )
+        .await
+    }
+
+    /// A relay attempt failed: due again after `retry_in` (never, when None: the relay
+    /// gave up and a person re-drives it).
+    pub async fn outbox_failed(
+        &self,
+        txid: &str,
+        error: &str,
+        retry_in: Option<std::time::Duration>,
+    ) -> Result<()> {
+        let retry_ms = retry_in.map(|d| d.as_secs_f64() * 1_000.0);
+        self.update(
+            "UPDATE outbox
+                SET last_error = $2,
+                    next_attempt_at = CASE WHEN $3::float8 IS NULL THEN 'infinity'
+                                           ELSE now() + $3 * interval '1 millisecond' END
+              WHERE txid = $1",
+            &[&txid, &error, &retry_ms],
+        )
+        .await
+    }
+
+    /// The outbox row of `txid`, if the purchase has one.
+    pub async fn outbox(&self, txid: &str) -> Result<Option<OutboxRow>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT created_at, relayed_at, attempts, last_error FROM outbox WHERE txid = $1",
             )
             .await?;
-        Ok(())
+        Ok(client
+            .query_opt(&statement, &[&txid])
+            .await?
+            .map(|row| OutboxRow {
+                created_at: row.get(0),
+                relayed_at: row.get(1),
+                attempts: row.get(2),
+                last_error: row.get(3),
+            }))
     }
 
     async fn update(
@@ -594,6 +689,8 @@ fn record(row: &Row) -> TxnRecord {
             protocol,
             deadline: None,
             admission_token: String::new(),
+            email: row.get(27),
+            phone: row.get(28),
         },
         order_id: row.get(10),
         seats,

@@ -1,5 +1,8 @@
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: server_kit::Allocator = server_kit::Allocator {};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Named failpoints from FAILPOINTS (crash tests); compiled out without `failpoints`.

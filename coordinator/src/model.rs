@@ -27,6 +27,9 @@ pub struct Purchase {
     pub deadline: Option<Duration>,
     /// The waiting room's admission token; empty when none was given.
     pub admission_token: String,
+    /// Where to confirm the purchase once it commits.
+    pub email: Option<String>,
+    pub phone: Option<String>,
 }
 
 impl Purchase {
@@ -94,11 +97,20 @@ impl TryFrom<&PurchaseRequest> for Purchase {
                 format!("must be at most {MAX_TOKEN} characters"),
             ));
         }
+        let contact = r.contact.clone().unwrap_or_default();
+        let email = (!contact.email.is_empty())
+            .then(|| validate::email("contact.email", &contact.email))
+            .transpose()?;
+        let phone = (!contact.phone.is_empty())
+            .then(|| validate::phone("contact.phone", &contact.phone))
+            .transpose()?;
         Ok(Self {
             user_id,
             event_id,
             seat_ids,
             quantity,
+            email,
+            phone,
             card_token: r.card_token.clone(),
             idempotency_key: r.idempotency_key.clone(),
             protocol,

@@ -1,8 +1,9 @@
-//! gRPC clients of the three participants and the waiting room. Channels connect lazily, so the coordinator
+//! gRPC clients of the three participants, the waiting room and the notifier. Channels connect lazily, so the coordinator
 //! starts (and recovers its log) even while a participant is down.
 
 use anyhow::Context;
 use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
@@ -17,6 +18,8 @@ pub struct Participants {
     pub orders: OrdersServiceClient<Channel>,
     pub payments: PaymentsServiceClient<Channel>,
     pub waiting_room: WaitingRoomServiceClient<Channel>,
+    /// Not a participant: the outbox relay hands it committed purchases' confirmations.
+    pub notifier: NotifierServiceClient<Channel>,
 }
 
 impl Participants {
@@ -28,6 +31,7 @@ impl Participants {
             waiting_room: WaitingRoomServiceClient::new(lazy_channel(
                 &config.waiting_room_endpoint,
             )?),
+            notifier: NotifierServiceClient::new(lazy_channel(&config.notifier_endpoint)?),
         })
     }
 }

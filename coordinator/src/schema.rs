@@ -13,4 +13,14 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "admissions, honest sold-out, leased seats, buyer lookups",
         sql: include_str!("../migrations/0002_admissions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "confirmation outbox",
+        sql: include_str!("../migrations/0003_outbox.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "the buyer's contact for the confirmation",
+        sql: include_str!("../migrations/0004_contact.sql"),
+    },
 ];

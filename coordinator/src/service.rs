@@ -17,7 +17,10 @@ use crate::error::{Error, Result};
 use crate::inspect;
 use crate::log::{self, Begun, State, TxnRecord};
 use crate::model::Purchase;
-use crate::{lease, saga, two_pc};
+use crate::{lease, saga, two_pc, watch};
+
+type BoxStream<T> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = std::result::Result<T, Status>> + Send>>;
 
 /// How long a repeated idempotency key waits for the first purchase to finish.
 const REPLAY_WAIT: Duration = Duration::from_secs(10);
@@ -25,11 +28,16 @@ const REPLAY_WAIT: Duration = Duration::from_secs(10);
 /// The transaction manager.
 pub struct Coordinator {
     driver: Driver,
+    /// How often WatchPurchase re-reads a purchase that has not moved.
+    watch_interval: Duration,
 }
 
 impl Coordinator {
-    pub fn new(driver: Driver) -> Self {
-        Self { driver }
+    pub fn new(driver: Driver, watch_interval: Duration) -> Self {
+        Self {
+            driver,
+            watch_interval,
+        }
     }
 
     async fn purchase(&self, purchase: Purchase) -> Result<PurchaseResponse> {
@@ -208,6 +216,46 @@ impl CoordinatorService for Coordinator {
     async fn purchase(&self, request: Request<PurchaseRequest>) -> Reply<PurchaseResponse> {
         let purchase = Purchase::try_from(request.get_ref())?;
         Ok(Response::new(self.purchase(purchase).await?))
+    }
+
+    async fn watch_purchase(
+        &self,
+        request: Request<WatchPurchaseRequest>,
+    ) -> Reply<BoxStream<WatchPurchaseResponse>> {
+        let request = request.get_ref();
+        let txid = match (request.txid.is_empty(), request.idempotency_key.is_empty()) {
+            (false, true) => {
+                let txid = validate::id("txid", &request.txid)?;
+                self.driver.log.load(&txid).await?;
+                txid
+            }
+            (true, false) => {
+                self.driver
+                    .log
+                    .find_by_key(&request.idempotency_key)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::TxnNotFound(format!("with key {:?}", request.idempotency_key))
+                    })?
+                    .txid
+            }
+            _ => {
+                return Err(server_kit::status::FieldError::new(
+                    "txid",
+                    "give txid or idempotency_key, exactly one",
+                )
+                .into());
+            }
+        };
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(watch::spawn(
+                self.driver.log.clone(),
+                self.driver.participants.notifier.clone(),
+                txid,
+                request.after_sequence,
+                self.watch_interval,
+            )),
+        )))
     }
 
     async fn get_transaction(

@@ -208,24 +208,30 @@ pub async fn abort(run: &Run, participants: &[Participant], cause: tonic::Status
     outcome::aborted(run, cause, undone).await
 }
 
-/// Aborts `participants`: orders and payments in parallel first, inventory last, so a
-/// seat goes back to sale only once no claim or charge of this purchase is left
-/// anywhere (the next buyer of the seat never meets this purchase's order claim).
+/// Aborts `participants`: orders and payments in parallel first, inventory last, and
+/// inventory only once the others acknowledged. A seat goes back to sale only when no
+/// claim or charge of this purchase is left anywhere: the next buyer of the seat never
+/// meets this purchase's order claim. When orders or payments cannot be reached, the
+/// seats stay locked in inventory's prepared branch, and the parked purchase's recovery
+/// aborts everything again, in the same order.
+///
+/// (Releasing the seats first turned an orders slowdown into a collapse: every seat
+/// whose claim survived its aborted purchase was sold again, refused by orders, aborted,
+/// and sold again, until recovery reached its claim.)
 pub async fn abort_participants(run: &Run, participants: &[Participant]) -> Result<(), CallError> {
     let others: Vec<Participant> = participants
         .iter()
         .copied()
         .filter(|p| *p != Participant::Inventory)
         .collect();
-    let first = outcome::first_error(
+    outcome::first_error(
         futures::future::join_all(others.iter().map(|p| abort_one(run, *p))).await,
-    );
-    let seats = if participants.contains(&Participant::Inventory) {
+    )?;
+    if participants.contains(&Participant::Inventory) {
         abort_one(run, Participant::Inventory).await
     } else {
         Ok(())
-    };
-    first.and(seats)
+    }
 }
 
 async fn abort_one(run: &Run, participant: Participant) -> Result<(), CallError> {

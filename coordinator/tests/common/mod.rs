@@ -162,6 +162,25 @@ impl World {
             .get(0)
     }
 
+    /// The txids of the event's purchases with a confirmation in the outbox.
+    pub async fn outbox(&self, event_id: &str) -> Vec<String> {
+        self.mesh
+            .coordinator_db
+            .connect()
+            .await
+            .expect("connects")
+            .query(
+                "SELECT o.txid FROM outbox o JOIN transactions t USING (txid)
+                  WHERE t.event_id = $1 ORDER BY o.txid",
+                &[&event_id],
+            )
+            .await
+            .expect("outbox")
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+
     /// (status, order_id) of every seat of the event.
     pub async fn seats(&self, event_id: &str) -> HashMap<String, (String, Option<String>)> {
         let sql = self.mesh.inventory_db.connect().await.expect("connects");
@@ -390,6 +409,7 @@ pub fn purchase(
         protocol: protocol.into(),
         deadline: None,
         admission_token: String::new(),
+        contact: None,
     }
 }
 

@@ -174,6 +174,11 @@ async fn two_pc_killed_after_the_decision_commits_everywhere_on_restart() {
         in_doubt_everywhere(&world).await,
         "decided, not yet committed anywhere"
     );
+    assert_eq!(
+        world.outbox("crash-2pc-b").await.len(),
+        1,
+        "the decision recorded the confirmation before anything else happened"
+    );
 
     kill_and_restart_coordinator(&mut world).await;
 
@@ -448,4 +453,184 @@ async fn a_parked_purchase_is_finished_by_recovery_once_the_participant_is_back(
         seats.values().all(|(status, _)| status == "AVAILABLE"),
         "{seats:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_2pc_abort_keeps_the_seats_locked_until_orders_has_dropped_its_claim() {
+    let world = World::start(MeshOptions {
+        coordinator_env: vec![("FAILPOINTS", "2pc::during_abort=sleep(1500)")],
+        coordinator_args: vec![
+            "--finish-attempts",
+            "2",
+            "--call-timeout-ms",
+            "500",
+            "--recovery-interval-ms",
+            "1000",
+        ],
+        ..Default::default()
+    })
+    .await;
+    world.event("abort-order", 1, 4, 5_000).await;
+    // Orders prepares (its claim on A-1-1 is written), payments declines: abort.
+    let buying = {
+        let world_client = world.coordinator.clone();
+        tokio::spawn(async move {
+            let mut client = world_client;
+            client
+                .purchase(purchase(
+                    Protocol::TwoPhaseCommit,
+                    "abort-order",
+                    &["A-1-1"],
+                    "tok_declined",
+                    "abort-order-key",
+                ))
+                .await
+        })
+    };
+    wait_for("the abort decision", || async {
+        log_value(&world, "SELECT decision FROM transactions")
+            .await
+            .as_deref()
+            == Some("ABORT")
+    })
+    .await;
+    // Orders stops answering before the abort reaches it.
+    world.mesh.orders.pause().expect("SIGSTOP orders");
+
+    let status = buying
+        .await
+        .expect("the purchase task")
+        .expect_err("declined");
+    let (code, reason, _) = reason(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::FailedPrecondition, "CARD_DECLINED")
+    );
+    assert_eq!(
+        log_value(&world, "SELECT state FROM transactions")
+            .await
+            .as_deref(),
+        Some("NEEDS_ATTENTION"),
+        "orders never acknowledged the abort"
+    );
+    let txid = log_value(&world, "SELECT txid FROM transactions")
+        .await
+        .expect("txid");
+    let sales = world
+        .inventory
+        .clone()
+        .list_in_doubt_sales(ListInDoubtSalesRequest {})
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(
+        sales
+            .transactions
+            .iter()
+            .map(|t| t.txid.as_str())
+            .collect::<Vec<_>>(),
+        vec![txid.as_str()],
+        "the seat stays locked in inventory while orders may still hold its claim"
+    );
+
+    world.mesh.orders.resume().expect("SIGCONT orders");
+    wait_for("recovery to finish the abort", || async {
+        log_value(&world, "SELECT state FROM transactions")
+            .await
+            .as_deref()
+            == Some("ABORTED")
+    })
+    .await;
+    let seats = world.seats("abort-order").await;
+    assert_eq!(seats["A-1-1"], ("AVAILABLE".to_owned(), None));
+    let orders = world.orders("abort-order").await;
+    assert!(
+        orders
+            .values()
+            .all(|o| o.status == "ORDER_STATUS_CANCELLED"),
+        "{orders:?}"
+    );
+    assert!(!in_doubt_everywhere(&world).await);
+    world.assert_invariants("abort-order", 4).await;
+}
+
+/// The confirmation is recorded by the statement that logs the COMMIT decision; a
+/// coordinator killed right then, before its relay ran, still has it, and the restarted
+/// one finishes the purchase and relays it: the mail arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_killed_after_the_commit_decision_and_before_the_relay_still_confirms() {
+    let maildev = test_harness::PrivateMaildev::start().expect("maildev starts");
+    let smtp = maildev.smtp_url();
+    let mut world = World::start(MeshOptions {
+        coordinator_env: vec![("FAILPOINTS", "2pc::after_decision=sleep(60000)")],
+        notifier_args: vec!["--smtp-url", &smtp],
+        ..Default::default()
+    })
+    .await;
+    world.event("crash-mail", 1, 2, 5_000).await;
+    let mut client = world.coordinator.clone();
+    let request = PurchaseRequest {
+        contact: Some(Contact {
+            email: "crash@example.com".into(),
+            phone: String::new(),
+        }),
+        ..purchase(
+            Protocol::TwoPhaseCommit,
+            "crash-mail",
+            &["A-1-1"],
+            "tok_visa",
+            "crash-mail",
+        )
+    };
+    tokio::spawn(async move {
+        let _ = client.purchase(request).await;
+    });
+    wait_for("the commit decision", || async {
+        log_value(&world, "SELECT decision FROM transactions")
+            .await
+            .as_deref()
+            == Some("COMMIT")
+    })
+    .await;
+    assert_eq!(
+        log_value(
+            &world,
+            "SELECT count(*)::text FROM outbox WHERE relayed_at IS NULL"
+        )
+        .await
+        .as_deref(),
+        Some("1"),
+        "recorded with the decision, not relayed yet"
+    );
+
+    kill_and_restart_coordinator(&mut world).await;
+
+    wait_for("the relay", || async {
+        log_value(
+            &world,
+            "SELECT count(*)::text FROM outbox WHERE relayed_at IS NOT NULL",
+        )
+        .await
+        .as_deref()
+            == Some("1")
+    })
+    .await;
+    wait_for("the mail", || async {
+        maildev
+            .emails_to("crash@example.com")
+            .await
+            .is_ok_and(|mails| mails.len() == 1)
+    })
+    .await;
+    let mail = &maildev.emails_to("crash@example.com").await.expect("mails")[0];
+    let order_id = log_value(&world, "SELECT order_id FROM transactions")
+        .await
+        .expect("order");
+    assert!(
+        mail["text"]
+            .as_str()
+            .is_some_and(|text| text.contains(&order_id)),
+        "the mail names the order"
+    );
+    world.assert_invariants("crash-mail", 2).await;
 }

@@ -48,6 +48,11 @@ async fn a_two_seat_purchase_commits_everywhere_under_each_protocol() {
             "{protocol:?}: one captured payment of the right amount"
         );
         world.assert_invariants(&event, 4).await;
+        assert_eq!(
+            world.outbox(&event).await,
+            vec![bought.txid.clone()],
+            "{protocol:?}: the commit recorded one confirmation"
+        );
 
         // The same key answers the same purchase again.
         let again = world
@@ -117,6 +122,10 @@ async fn a_declined_card_leaves_nothing_behind_under_each_protocol() {
             }
         }
         world.assert_invariants(&event, 4).await;
+        assert!(
+            world.outbox(&event).await.is_empty(),
+            "{protocol:?}: an aborted purchase is confirmed to nobody"
+        );
     }
 }
 
