@@ -411,14 +411,35 @@ pub async fn audit(stores: &Stores, event_id: &str) -> anyhow::Result<Report> {
         }
     }
     if unfinished == 0 {
+        // Generous timeouts: the audit may run on a loaded machine, and the answer
+        // matters more than its speed.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(30)));
         let mut redis = redis::Client::open(stores.redis_url.as_str())?
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach Redis at {}: {e}", stores.redis_url))?;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("lock:seat:{{{event_id}}}:*"))
-            .query_async(&mut redis)
-            .await?;
+        // SCAN, not KEYS: Redis keeps serving while the keyspace is walked.
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("lock:seat:{{{event_id}}}:*"))
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut redis)
+                .await?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
         for key in keys {
             violation(
                 6,

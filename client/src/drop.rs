@@ -119,6 +119,10 @@ pub struct DropReport {
     /// How long fans waited in the room: from joining to admitted or told sold out.
     pub wait_p50_ms: f64,
     pub wait_p99_ms: f64,
+    /// When the last sale was answered, seconds after the drop began.
+    pub last_sale_s: f64,
+    /// Sales and answers so far, sampled over the drop (for the bench's picture).
+    pub timeline: Vec<TimelinePoint>,
     /// The first unexpected error, if any.
     pub first_error: Option<String>,
     /// Why the coordinator could not be asked whether every purchase ended, if it could
@@ -128,6 +132,17 @@ pub struct DropReport {
     /// because nothing was checked: read this first).
     pub audit_error: Option<String>,
 }
+
+/// Fans answered by `t_s` seconds into the drop, and how many of them bought.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    pub t_s: f64,
+    pub sold: u64,
+    pub answered: u64,
+}
+
+/// Points a timeline has at most (a drop of a few seconds gets one every 50 ms).
+const TIMELINE_POINTS: u32 = 200;
 
 #[derive(Debug, Clone)]
 enum Answer {
@@ -157,6 +172,8 @@ struct Fan {
     answered_by_room: bool,
     purchases: Vec<Duration>,
     waited: Option<Duration>,
+    /// When the fan got their last answer, after the drop began.
+    answered_at: Duration,
     rejoins: u64,
 }
 
@@ -171,6 +188,7 @@ impl Fan {
             answered_by_room: false,
             purchases: Vec::new(),
             waited: None,
+            answered_at: Duration::ZERO,
             rejoins: 0,
         }
     }
@@ -232,7 +250,7 @@ pub async fn run(endpoints: &Endpoints, args: DropArgs) -> anyhow::Result<()> {
         } else {
             base.clone()
         };
-        match one_drop(endpoints, &args, protocol, &event).await {
+        match one_drop(endpoints, &args, protocol, &event, || {}).await {
             Ok(report) => reports.push(report),
             Err(error) => {
                 failure = Some(error);
@@ -270,11 +288,14 @@ pub async fn run(endpoints: &Endpoints, args: DropArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn one_drop(
+/// One drop under one protocol; `after_fans` runs when every fan has their answer, before
+/// the drop settles and audits (the bench stops its meters there).
+pub(crate) async fn one_drop(
     endpoints: &Endpoints,
     args: &DropArgs,
     protocol: Protocol,
     event: &str,
+    after_fans: impl FnOnce(),
 ) -> anyhow::Result<DropReport> {
     ensure_event(endpoints, event, args.seats).await?;
     let coordinator = endpoints.coordinator().await?;
@@ -321,6 +342,7 @@ async fn one_drop(
         (fans, duration, Some(max))
     };
     progress.finish_and_clear();
+    after_fans();
 
     // A process killed mid-drop must not cost the report: wait for the coordinator to
     // finish every purchase, look up each unknown outcome by its key, then audit.
@@ -424,6 +446,7 @@ impl Buyer {
             idempotency_key: self.key(fan, attempt),
             protocol: self.protocol.into(),
             deadline: None,
+            contact: None,
             admission_token,
         };
         let mut latencies = Vec::new();
@@ -445,6 +468,7 @@ impl Buyer {
 
 /// Every fan buys at once, at most `concurrency` in flight: no room.
 async fn direct(buyer: &Buyer, args: &DropArgs, progress: &ProgressBar) -> Vec<Fan> {
+    let started = Instant::now();
     futures::stream::iter(0..args.fans)
         .map(|i| {
             let progress = progress.clone();
@@ -454,6 +478,7 @@ async fn direct(buyer: &Buyer, args: &DropArgs, progress: &ProgressBar) -> Vec<F
                 Fan {
                     key: Some(buyer.key(i, 0)),
                     purchases,
+                    answered_at: started.elapsed(),
                     ..Fan::new(answer)
                 }
             }
@@ -471,6 +496,7 @@ async fn through_room(
     rooms: Vec<WaitingRoomServiceClient<Channel>>,
     progress: &ProgressBar,
 ) -> Vec<Fan> {
+    let started = Instant::now();
     let joins = std::sync::Arc::new(tokio::sync::Semaphore::new(JOINS_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.fans {
@@ -479,7 +505,8 @@ async fn through_room(
         let joins = joins.clone();
         let progress = progress.clone();
         tasks.spawn(async move {
-            let fan = one_fan(&buyer, &mut room, i, &joins).await;
+            let mut fan = one_fan(&buyer, &mut room, i, &joins).await;
+            fan.answered_at = started.elapsed();
             progress.inc(1);
             fan
         });
@@ -641,6 +668,12 @@ fn report(
         p99_ms: percentile(&latencies, 0.99),
         wait_p50_ms: percentile(&waits, 0.50),
         wait_p99_ms: percentile(&waits, 0.99),
+        last_sale_s: fans
+            .iter()
+            .filter(|f| matches!(f.answer, Answer::Sold(_)))
+            .map(|f| f.answered_at.as_secs_f64())
+            .fold(0.0, f64::max),
+        timeline: timeline(fans, duration),
         first_error: None,
         settle_error: None,
         audit_error: None,
@@ -672,6 +705,45 @@ fn report(
     }
     report.purchases_per_s = report.sold as f64 / duration.as_secs_f64().max(1e-9);
     report
+}
+
+/// Sales and answers so far at evenly spaced moments of the drop, ending at its end.
+fn timeline(fans: &[Fan], duration: Duration) -> Vec<TimelinePoint> {
+    let mut answers: Vec<(Duration, u64)> = fans
+        .iter()
+        .map(|f| {
+            let sold = match f.answer {
+                Answer::Sold(seats) => seats,
+                _ => 0,
+            };
+            (f.answered_at, sold)
+        })
+        .collect();
+    answers.sort_unstable_by_key(|(at, _)| *at);
+    let step = (duration / TIMELINE_POINTS).max(Duration::from_millis(50));
+    let mut points = vec![TimelinePoint {
+        t_s: 0.0,
+        sold: 0,
+        answered: 0,
+    }];
+    let (mut sold, mut answered, mut next) = (0, 0, 0);
+    let mut at = Duration::ZERO;
+    while at < duration {
+        at = (at + step).min(duration);
+        while let Some((answered_at, seats)) = answers.get(next)
+            && *answered_at <= at
+        {
+            sold += seats;
+            answered += 1;
+            next += 1;
+        }
+        points.push(TimelinePoint {
+            t_s: at.as_secs_f64(),
+            sold,
+            answered,
+        });
+    }
+    points
 }
 
 /// Fans admitted ahead of someone who joined earlier: in join order, a fan counts when

@@ -52,17 +52,27 @@ pub struct Endpoints {
         default_value = "http://127.0.0.1:50054"
     )]
     pub waiting_room: String,
+
+    /// notifier gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETDROP_NOTIFIER_ENDPOINT",
+        default_value = "http://127.0.0.1:50055"
+    )]
+    pub notifier: String,
 }
 
 impl Endpoints {
     /// Every service with its endpoint, in the order people read them.
-    pub fn all(&self) -> [(&'static str, &str); 5] {
+    pub fn all(&self) -> [(&'static str, &str); 6] {
         [
             ("coordinator", &self.coordinator),
             ("inventory-pg", &self.inventory),
             ("orders-dynamo", &self.orders),
             ("payments", &self.payments),
             ("waiting-room", &self.waiting_room),
+            ("notifier", &self.notifier),
         ]
     }
 }
@@ -81,6 +91,7 @@ pub async fn connect(service: &str, endpoint: &str) -> anyhow::Result<Channel> {
 
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
@@ -107,6 +118,12 @@ impl Endpoints {
     pub async fn payments(&self) -> anyhow::Result<PaymentsServiceClient<Channel>> {
         Ok(PaymentsServiceClient::new(
             connect("payments", &self.payments).await?,
+        ))
+    }
+
+    pub async fn notifier(&self) -> anyhow::Result<NotifierServiceClient<Channel>> {
+        Ok(NotifierServiceClient::new(
+            connect("notifier", &self.notifier).await?,
         ))
     }
 

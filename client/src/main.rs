@@ -6,17 +6,23 @@ use anyhow::Result;
 use clap::Parser;
 
 mod audit;
+mod bench;
 mod chaos;
 mod drop;
 mod endpoints;
 mod events;
 mod health;
 mod json;
+mod machine;
 mod mermaid;
+mod notifications;
 mod purchase;
 mod room;
 mod stores;
 mod txn;
+
+#[global_allocator]
+static ALLOCATOR: server_kit::Allocator = server_kit::Allocator {};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,9 +60,15 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// Check the invariants of an event across inventory, orders, payments and Redis.
     Audit(audit::AuditArgs),
+    /// Measure the stores' raw pace, the drops under each protocol, purchase latency and
+    /// how cost grows: the figures of docs/benchmarks.md.
+    Bench(bench::BenchArgs),
     /// Inspect the coordinator's transaction log.
     #[command(subcommand)]
     Txn(txn::TxnCommand),
+    /// Purchase confirmations: list deliveries, re-drive the dead letter, register webhooks.
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCommand),
 }
 
 #[tokio::main]
@@ -72,7 +84,9 @@ async fn main() {
         Command::Room(command) => room::run(&cli.endpoints, command).await,
         Command::Chaos(args) => chaos::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Bench(args) => bench::run(&cli.endpoints, args).await,
         Command::Txn(command) => txn::run(&cli.endpoints, command).await,
+        Command::Notifications(command) => notifications::run(&cli.endpoints, command).await,
     };
     if let Err(error) = result {
         eprintln!("ticketdrop: {error:#}");

@@ -23,7 +23,7 @@ fn id(participant: Participant) -> &'static str {
 }
 
 /// A sequence diagram: one request arrow and one answer arrow per attempt.
-pub fn sequence(txn: &Transaction) -> String {
+pub fn sequence(txn: &Transaction, child: &crate::notifications::Child) -> String {
     let mut out = String::from("sequenceDiagram\n");
     out.push_str(&format!(
         "    title {} {} ({})\n",
@@ -59,7 +59,64 @@ pub fn sequence(txn: &Transaction) -> String {
             json::step_millis(step)
         ));
     }
+    confirmation(&mut out, child);
     out
+}
+
+/// The confirmation child, when it has deliveries: the relay's hand-over to the
+/// notifier, then one request and one answer per delivery attempt.
+fn confirmation(out: &mut String, child: &crate::notifications::Child) {
+    let Some(confirmation) = &child.confirmation else {
+        return;
+    };
+    if confirmation.deliveries.is_empty() {
+        return;
+    }
+    out.push_str("    participant N as notifier\n");
+    let channels = [
+        (Channel::Email, "E", "email"),
+        (Channel::Sms, "S", "sms"),
+        (Channel::Webhook, "H", "webhook"),
+    ];
+    for (channel, id, name) in channels {
+        if confirmation
+            .deliveries
+            .iter()
+            .any(|d| d.channel() == channel)
+        {
+            out.push_str(&format!("    participant {id} as {name}\n"));
+        }
+    }
+    let relays = child.outbox.as_ref().map_or(0, |o| o.attempts);
+    out.push_str(&format!("    C->>N: confirm (relay #{relays})\n"));
+    out.push_str("    N-->>C: OK\n");
+    for attempt in &confirmation.attempts {
+        let to = channels
+            .iter()
+            .find(|(c, _, _)| *c == attempt.channel())
+            .map_or("N", |(_, id, _)| id);
+        let target = confirmation
+            .deliveries
+            .iter()
+            .find(|d| d.delivery_id == attempt.delivery_id)
+            .map(|d| d.target.clone())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "    N->>{to}: deliver #{} to {}\n",
+            attempt.attempt,
+            sanitize(&target)
+        ));
+        let outcome = if attempt.delivered {
+            "DELIVERED".to_owned()
+        } else {
+            format!(
+                "FAILED {} ({})",
+                sanitize(&attempt.error),
+                crate::notifications::state_name(attempt.state_after())
+            )
+        };
+        out.push_str(&format!("    {to}-->>N: {outcome}\n"));
+    }
 }
 
 /// A pie chart of failure groups.

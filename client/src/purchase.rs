@@ -65,6 +65,12 @@ pub struct PurchaseArgs {
     /// the admission token.
     #[arg(long)]
     pub room: bool,
+    /// Email the tickets (with their QR codes) here once the purchase commits.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Send an SMS to this number (E.164, +4915112345678) once the purchase commits.
+    #[arg(long)]
+    pub phone: Option<String>,
     /// Write the tickets' QR codes to this file (.png or .svg; one file per ticket,
     /// numbered, when there are several).
     #[arg(long)]
@@ -133,6 +139,10 @@ pub async fn run(endpoints: &Endpoints, args: PurchaseArgs) -> anyhow::Result<()
         protocol: args.protocol.proto().into(),
         deadline: None,
         admission_token,
+        contact: (args.email.is_some() || args.phone.is_some()).then(|| Contact {
+            email: args.email.clone().unwrap_or_default(),
+            phone: args.phone.clone().unwrap_or_default(),
+        }),
     };
     let bought = match coordinator.purchase(request).await {
         Ok(response) => response.into_inner(),
@@ -291,38 +301,15 @@ fn write_qr_files(path: &Path, tickets: &[Ticket]) -> anyhow::Result<Vec<PathBuf
             std::fs::write(&target, svg)
                 .with_context(|| format!("writing {}", target.display()))?;
         } else {
-            write_png(&target, &code)?;
+            write_png(&target, &ticket.token)?;
         }
         written.push(target);
     }
     Ok(written)
 }
 
-/// A black-on-white PNG, 8 pixels per module, with the 4-module quiet zone.
-fn write_png(path: &Path, code: &QrCode) -> anyhow::Result<()> {
-    const SCALE: usize = 8;
-    const QUIET: usize = 4;
-    let width = code.width();
-    let colors = code.to_colors();
-    let side = (width + 2 * QUIET) * SCALE;
-    let mut pixels = vec![255u8; side * side];
-    for y in 0..width {
-        for x in 0..width {
-            if colors[y * width + x] == qrcode::Color::Dark {
-                for dy in 0..SCALE {
-                    let row = (y + QUIET) * SCALE + dy;
-                    let start = row * side + (x + QUIET) * SCALE;
-                    pixels[start..start + SCALE].fill(0);
-                }
-            }
-        }
-    }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let side = u32::try_from(side).context("QR image too large")?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), side, side);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder.write_header()?.write_image_data(&pixels)?;
-    Ok(())
+/// The ticket's QR code as a PNG file.
+fn write_png(path: &Path, token: &str) -> anyhow::Result<()> {
+    let png = orders_dynamo::tickets::qr_png(token).map_err(anyhow::Error::msg)?;
+    std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
 }

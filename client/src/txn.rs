@@ -10,6 +10,7 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 use crate::endpoints::{self, Endpoints};
+use crate::notifications::{self, Child, ChildState};
 use crate::purchase::ProtocolArg;
 use crate::{json, mermaid};
 
@@ -83,8 +84,29 @@ pub enum TxnCommand {
         since: Duration,
         #[arg(long, value_enum, default_value_t = GroupBy::Error)]
         group_by: GroupBy,
+        /// Count failed confirmation attempts too (the notifier's), as children of the
+        /// purchases: "confirmation: <error>" by error, "deliver_<channel>" by step,
+        /// "notifier" by participant, "confirmation" by protocol.
+        #[arg(long)]
+        follow_children: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Follow a purchase live: each step, the outcome, then each confirmation attempt.
+    /// Reconnects after a broken stream from the last event seen.
+    Watch {
+        /// Transaction id (or give --key).
+        #[arg(required_unless_present = "key", conflicts_with = "key")]
+        txid: Option<String>,
+        /// The purchase's idempotency key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Start after this event (0: from BEGUN).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// One JSON object per event.
+        #[arg(long)]
+        json: bool,
     },
     /// The first failing step of a purchase, its error, and what was compensated.
     Diagnose {
@@ -105,14 +127,20 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
     match command {
         TxnCommand::Show { txid, format } => {
             let txn = transaction(&mut coordinator, txid).await?;
+            let child = Child::of(endpoints, &txn).await;
             match format {
-                Format::Json => json::print(&json::transaction(&txn)),
+                Format::Json => {
+                    let mut shown = json::transaction(&txn);
+                    shown["confirmation"] = child.json();
+                    json::print(&shown)
+                }
                 Format::Mermaid => {
-                    print!("{}", mermaid::sequence(&txn));
+                    print!("{}", mermaid::sequence(&txn, &child));
                     Ok(())
                 }
                 Format::Text => {
                     print_timeline(&txn);
+                    child.print();
                     Ok(())
                 }
             }
@@ -227,6 +255,7 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
         TxnCommand::Failures {
             since,
             group_by,
+            follow_children,
             format,
         } => {
             let group = match group_by {
@@ -235,7 +264,7 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                 GroupBy::Step => FailureGroupBy::Step,
                 GroupBy::Participant => FailureGroupBy::Participant,
             };
-            let summary = coordinator
+            let mut summary = coordinator
                 .failure_summary(FailureSummaryRequest {
                     since: Some(since_timestamp(since)),
                     group_by: group.into(),
@@ -243,6 +272,9 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
+            if follow_children {
+                add_children(endpoints, &mut summary, since, group_by).await?;
+            }
             let by = format!("{group_by:?}").to_lowercase();
             match format {
                 Format::Json => json::print(&json!({
@@ -294,7 +326,22 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                 .filter(|s| s.compensation && s.outcome() == StepOutcome::Ok)
                 .collect();
             let state = json::short_enum(txn.state().as_str_name(), "TRANSACTION_STATE_");
+            let child = Child::of(endpoints, &txn).await;
+            let failed_leaves: Vec<serde_json::Value> = child
+                .failed()
+                .iter()
+                .map(|d| {
+                    json!({
+                        "delivery_id": d.delivery_id,
+                        "channel": notifications::channel_name(d.channel()),
+                        "target": d.target, "state": notifications::state_name(d.state()),
+                        "attempts": d.attempts, "root_cause": d.last_error,
+                    })
+                })
+                .collect();
             if json_out {
+                let mut confirmation = child.json();
+                confirmation["failed_leaves"] = failed_leaves.into();
                 return json::print(&json!({
                     "txid": txn.txid, "protocol": json::protocol(txn.protocol()), "state": state,
                     "first_failure": failing.map(json::step),
@@ -302,6 +349,7 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                         "participant": json::participant(s.participant()), "operation": s.operation,
                     })).collect::<Vec<_>>(),
                     "error": txn.error,
+                    "confirmation": confirmation,
                 }));
             }
             println!(
@@ -328,9 +376,231 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                     .collect();
                 println!("compensated: {}", list.join(", "));
             }
+            print_child_diagnosis(&child);
             Ok(())
         }
+        TxnCommand::Watch {
+            txid,
+            key,
+            after,
+            json: json_out,
+        } => watch(&mut coordinator, txid, key, after, json_out).await,
     }
+}
+
+/// The confirmation child as `txn diagnose` tells it: the parent's outcome stands
+/// whatever the child did; a dead-lettered delivery is a failed leaf with its cause.
+fn print_child_diagnosis(child: &Child) {
+    match child.state() {
+        ChildState::None => {}
+        ChildState::NotRelayed => {
+            let outbox = child.outbox.clone().unwrap_or_default();
+            println!(
+                "confirmation: recorded with the commit, not handed to the notifier yet{}",
+                if outbox.last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (last relay error: {})", outbox.last_error)
+                }
+            );
+        }
+        ChildState::Pending => println!("confirmation: being delivered"),
+        ChildState::Delivered => println!("confirmation: delivered"),
+        ChildState::Failed => {
+            println!("confirmation: FAILED (the purchase itself stands)");
+            for d in child.failed() {
+                println!(
+                    "  failed leaf: {} to {} dead-lettered after {} attempt{} ({})",
+                    notifications::channel_name(d.channel()),
+                    d.target,
+                    d.attempts,
+                    if d.attempts == 1 { "" } else { "s" },
+                    d.delivery_id
+                );
+                println!("    root cause: {}", d.last_error);
+                println!(
+                    "    re-drive it: ticketdrop notifications retry {}",
+                    d.delivery_id
+                );
+            }
+        }
+    }
+    if let Some(why) = &child.unreachable {
+        println!("confirmation: the notifier did not answer: {why}");
+    }
+}
+
+/// Adds the notifier's failed attempts to a failure summary, as the purchases' children.
+async fn add_children(
+    endpoints: &Endpoints,
+    summary: &mut FailureSummaryResponse,
+    since: Duration,
+    group_by: GroupBy,
+) -> anyhow::Result<()> {
+    let notifier_group = match group_by {
+        GroupBy::Error => "error",
+        GroupBy::Step => "channel",
+        GroupBy::Protocol | GroupBy::Participant => "state",
+    };
+    let children = endpoints
+        .notifier()
+        .await?
+        .failure_summary(NotifierServiceFailureSummaryRequest {
+            since: Some(since_timestamp(since)),
+            group_by: notifier_group.into(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!(endpoints::describe(&s)))?
+        .into_inner();
+    let mut added: Vec<FailureGroup> = Vec::new();
+    for group in children.groups {
+        let key = match group_by {
+            GroupBy::Error => format!("confirmation: {}", group.key),
+            GroupBy::Step => format!("deliver_{}", group.key),
+            GroupBy::Participant => "notifier".to_owned(),
+            GroupBy::Protocol => "confirmation".to_owned(),
+        };
+        match added.iter_mut().find(|g| g.key == key) {
+            Some(existing) => {
+                existing.count += group.count;
+                for txid in group.example_txids {
+                    if existing.example_txids.len() < 5 && !existing.example_txids.contains(&txid) {
+                        existing.example_txids.push(txid);
+                    }
+                }
+            }
+            None => added.push(FailureGroup {
+                key,
+                count: group.count,
+                example_txids: group.example_txids,
+            }),
+        }
+    }
+    summary.total += added.iter().map(|g| g.count).sum::<u64>();
+    summary.groups.extend(added);
+    summary
+        .groups
+        .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    Ok(())
+}
+
+/// Streams WatchPurchase, printing each event; after a broken stream it reconnects
+/// (up to 5 times in a row, with backoff) from the last event seen.
+async fn watch(
+    coordinator: &mut CoordinatorServiceClient<Channel>,
+    txid: Option<String>,
+    key: Option<String>,
+    mut after: u64,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut failures = 0u32;
+    loop {
+        let request = WatchPurchaseRequest {
+            txid: txid.clone().unwrap_or_default(),
+            idempotency_key: key.clone().unwrap_or_default(),
+            after_sequence: after,
+        };
+        let broken = match coordinator.watch_purchase(request).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                let mut broken = None;
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(response) => {
+                            let event = response.event.unwrap_or_default();
+                            failures = 0;
+                            after = event.sequence;
+                            print_event(&event, json_out)?;
+                        }
+                        Err(status) => {
+                            broken = Some(status);
+                            break;
+                        }
+                    }
+                }
+                match broken {
+                    None => return Ok(()),
+                    Some(status) => status,
+                }
+            }
+            Err(status) if status.code() != tonic::Code::Unavailable => {
+                anyhow::bail!(endpoints::describe(&status))
+            }
+            Err(status) => status,
+        };
+        failures += 1;
+        if failures > 5 {
+            anyhow::bail!(
+                "the stream broke {failures} times in a row: {}",
+                endpoints::describe(&broken)
+            );
+        }
+        eprintln!(
+            "ticketdrop: the stream broke ({}); resuming after event {after}",
+            endpoints::describe(&broken)
+        );
+        tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+    }
+}
+
+fn print_event(event: &PurchaseEvent, json_out: bool) -> anyhow::Result<()> {
+    let kind = json::short_enum(event.kind().as_str_name(), "PURCHASE_EVENT_KIND_");
+    if json_out {
+        println!(
+            "{}",
+            json!({
+                "sequence": event.sequence, "txid": event.txid, "kind": kind,
+                "at": json::timestamp(&event.at),
+                "protocol": (event.kind() == PurchaseEventKind::Begun).then(|| json::protocol(event.protocol())),
+                "step": event.step.as_ref().map(json::step),
+                "error": event.error,
+                "delivery": event.delivery.as_ref().map(notifications::attempt_json),
+                "delivered": event.delivered, "dead_lettered": event.dead_lettered,
+            })
+        );
+        return Ok(());
+    }
+    let detail = match event.kind() {
+        PurchaseEventKind::Begun => format!("{} {}", event.txid, json::protocol(event.protocol())),
+        PurchaseEventKind::Step => event.step.as_ref().map_or_else(String::new, |s| {
+            format!(
+                "{} {} #{} {}{}",
+                json::participant(s.participant()),
+                s.operation,
+                s.attempt,
+                json::short_enum(s.outcome().as_str_name(), "STEP_OUTCOME_"),
+                if s.error.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", s.error)
+                }
+            )
+        }),
+        PurchaseEventKind::Aborted => event.error.clone(),
+        PurchaseEventKind::ConfirmationAttempt => {
+            event.delivery.as_ref().map_or_else(String::new, |a| {
+                format!(
+                    "{} #{} {}{}",
+                    notifications::channel_name(a.channel()),
+                    a.attempt,
+                    if a.delivered { "DELIVERED" } else { "FAILED" },
+                    if a.error.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  {}", a.error)
+                    }
+                )
+            })
+        }
+        PurchaseEventKind::ConfirmationsSettled => format!(
+            "{} delivered, {} dead-lettered",
+            event.delivered, event.dead_lettered
+        ),
+        _ => String::new(),
+    };
+    println!("{:>3} {kind:<22} {detail}", event.sequence);
+    Ok(())
 }
 
 async fn transaction(

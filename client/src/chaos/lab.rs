@@ -377,6 +377,9 @@ async fn create_databases(pg: &PrivatePostgres) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the lab's coordinator would find a notifier: the discard port, never served.
+pub const NO_NOTIFIER: &str = "http://127.0.0.1:9";
+
 async fn start_coordinator(
     pg: &PrivatePostgres,
     redis: &PrivateRedis,
@@ -402,6 +405,10 @@ async fn start_coordinator(
         &payments,
         "--waiting-room-endpoint",
         &room,
+        // The lab does not run a notifier: its purchases' confirmations stay in the
+        // lab's outbox (the relay retries with backoff against a port nobody serves).
+        "--notifier-endpoint",
+        NO_NOTIFIER,
     ];
     args.extend(COORDINATOR_ARGS);
     ServiceProcess::start(service_binary("coordinator"), &args, env)

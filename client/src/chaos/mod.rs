@@ -217,6 +217,7 @@ async fn run_one(
         orders: lab.orders.endpoint(),
         payments: lab.payments_endpoint(),
         waiting_room: lab.room.endpoint(),
+        notifier: lab::NO_NOTIFIER.to_owned(),
     };
     crate::drop::ensure_event(&endpoints, &event, args.seats).await?;
     let setup = scenarios::setup(scenario, protocol);
@@ -492,30 +493,12 @@ fn write_markdown(
         .ok()
         .and_then(|text| text.find("## Reading").map(|at| text[at..].to_owned()))
         .unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or_else(|| "?".into(), |kb| format!("{:.0} GiB", kb / 1_048_576.0));
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let crate::machine::Machine {
+        cores,
+        cpu,
+        memory,
+        commit,
+    } = crate::machine::Machine::read();
     let text = format!(
         "# The chaos lab\n\n\
          `make chaos` (`ticketdrop chaos --protocol all --scenario all --seed {seed} --fans {} \

@@ -211,6 +211,7 @@ pub async fn purchase(
         idempotency_key: key.clone(),
         protocol: spec.protocol.into(),
         deadline: None,
+        contact: None,
         admission_token: String::new(),
     };
     let invoked_ms = millis(started);

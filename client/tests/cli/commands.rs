@@ -5,7 +5,15 @@ async fn every_subcommand_answers_in_json() {
     let cli = Cli::start().await;
 
     let health = cli.json(&["health", "--json"]).await;
-    assert_eq!(health.as_array().map(Vec::len), Some(5));
+    assert_eq!(health.as_array().map(Vec::len), Some(6));
+    assert!(
+        health
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["service"] == "notifier"),
+        "{health}"
+    );
     assert!(
         health
             .as_array()

@@ -9,10 +9,12 @@ pub struct Cli {
 
 impl Cli {
     pub async fn start() -> Self {
+        Self::start_with(MeshOptions::default()).await
+    }
+
+    pub async fn start_with(options: MeshOptions<'_>) -> Self {
         Self {
-            mesh: Mesh::start(MeshOptions::default())
-                .await
-                .expect("the mesh starts"),
+            mesh: Mesh::start(options).await.expect("the mesh starts"),
         }
     }
 
@@ -30,6 +32,7 @@ impl Cli {
             .args(["--orders", &self.mesh.orders.endpoint()])
             .args(["--payments", &self.mesh.payments.endpoint()])
             .args(["--waiting-room", &self.mesh.waiting_room.endpoint()])
+            .args(["--notifier", &self.mesh.notifier.endpoint()])
             .args(args)
             .env(
                 "TICKETDROP_INVENTORY_DATABASE_URL",

@@ -1,0 +1,206 @@
+//! `ticketdrop bench`: the figures of `make bench`, all from one run, on the running
+//! local stack (`make up`):
+//!
+//! 1. the stores' raw pace (`stores`): the yardstick;
+//! 2. uncontended purchase latency on the fresh store (`latency`);
+//! 3. the drop under each protocol, with sales/s as a share of the raw pace;
+//! 4. how cost grows (`--scaling`): more fans, fewer and more seats, each drop with the
+//!    CPU and peak memory of every process (`usage`);
+//! 5. uncontended latency again, on the store all those drops aged;
+//! 6. the report (`report`): a table on stdout, JSON, and docs/benchmarks.md with a
+//!    picture of sales and answers over time.
+
+mod latency;
+mod report;
+mod stores;
+mod usage;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proto::v1::Protocol;
+use serde::Serialize;
+
+use crate::drop::{self, DropArgs, DropProtocol, DropReport};
+use crate::endpoints::Endpoints;
+use crate::json;
+use crate::stores::Stores;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Fans of the headline drop.
+    #[arg(long, default_value_t = 50_000)]
+    pub fans: u32,
+    /// Seats of the headline drop.
+    #[arg(long, default_value_t = 500)]
+    pub seats: u32,
+    /// Purchases in flight at once (the room's max-active, and the raw rates' clients).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Sequential purchases of each latency measurement.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub purchases: u32,
+    /// Also run the scaling drops: 5,000 and 200,000 fans on the headline seats, and 100
+    /// and 2,000 seats for the headline fans, under each protocol.
+    #[arg(long)]
+    pub scaling: bool,
+    /// Write the report here (Markdown; its "## What the figures say" section is kept).
+    #[arg(long)]
+    pub write: Option<PathBuf>,
+    /// Draw sales and answers over time here (SVG); linked from the Markdown.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Write every figure here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// The local stack's folder, where the pid files are (for CPU and memory).
+    #[arg(long, default_value = ".stack")]
+    pub stack_dir: PathBuf,
+    #[command(flatten)]
+    pub stores: Stores,
+}
+
+/// One drop of the bench, with what each process spent on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub drop: DropReport,
+    pub usage: BTreeMap<String, usage::Usage>,
+    /// Sales per second as a share of one raw TransactWriteItems per sale, in %.
+    pub efficiency_pct: f64,
+}
+
+/// Everything one bench run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bench {
+    pub stores: stores::StoreRates,
+    pub latency_fresh: Vec<latency::Latency>,
+    pub drops: Vec<Measured>,
+    pub scaling: Vec<Measured>,
+    pub latency_aged: Vec<latency::Latency>,
+    /// Fans the drops of this run served before the aged latency was measured.
+    pub fans_before_aged: u64,
+}
+
+const PROTOCOLS: [Protocol; 3] = [Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease];
+
+pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    eprintln!("bench: raw store rates at concurrency {}", args.concurrency);
+    let stores = stores::measure(&args.stores, args.concurrency).await?;
+    eprintln!(
+        "bench: {} sequential purchases per protocol, fresh store",
+        args.purchases
+    );
+    let latency_fresh =
+        latency::measure(endpoints, &format!("bench-{run}-fresh"), args.purchases).await?;
+
+    let raw = stores.dynamodb_sale.sales_per_s;
+    let mut drops = Vec::new();
+    for protocol in PROTOCOLS {
+        let event = format!("bench-{run}-{}", json::protocol(protocol));
+        drops.push(
+            measured(
+                endpoints, &args, protocol, &event, args.fans, args.seats, raw,
+            )
+            .await?,
+        );
+    }
+    let mut scaling = Vec::new();
+    if args.scaling {
+        let shapes = [
+            (5_000, args.seats),
+            (200_000, args.seats),
+            (args.fans, 100),
+            (args.fans, 2_000),
+        ];
+        for (fans, seats) in shapes {
+            for protocol in PROTOCOLS {
+                let event = format!("bench-{run}-{fans}-{seats}-{}", json::protocol(protocol));
+                scaling.push(measured(endpoints, &args, protocol, &event, fans, seats, raw).await?);
+            }
+        }
+    }
+    let fans_before_aged = drops
+        .iter()
+        .chain(&scaling)
+        .map(|m| u64::from(m.drop.fans))
+        .sum();
+    eprintln!(
+        "bench: {} sequential purchases per protocol, on the store aged by {fans_before_aged} fans",
+        args.purchases
+    );
+    let latency_aged =
+        latency::measure(endpoints, &format!("bench-{run}-aged"), args.purchases).await?;
+
+    let bench = Bench {
+        stores,
+        latency_fresh,
+        drops,
+        scaling,
+        latency_aged,
+        fans_before_aged,
+    };
+    report::print(&bench);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&bench)?)?;
+    }
+    if let Some(path) = &args.svg {
+        report::svg(&bench, path)?;
+    }
+    if let Some(path) = &args.write {
+        report::markdown(&bench, path, args.svg.as_deref(), &args)?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    let oversold: usize = bench
+        .drops
+        .iter()
+        .chain(&bench.scaling)
+        .map(|m| m.drop.oversold)
+        .sum();
+    if oversold > 0 {
+        anyhow::bail!("{oversold} seat(s) oversold");
+    }
+    Ok(())
+}
+
+async fn measured(
+    endpoints: &Endpoints,
+    args: &BenchArgs,
+    protocol: Protocol,
+    event: &str,
+    fans: u32,
+    seats: u32,
+    raw_sales_per_s: f64,
+) -> anyhow::Result<Measured> {
+    eprintln!(
+        "bench: {} drop, {fans} fans, {seats} seats",
+        json::protocol(protocol)
+    );
+    let drop_args = DropArgs {
+        event: Some(event.to_owned()),
+        fans,
+        seats,
+        protocol: DropProtocol::All,
+        concurrency: args.concurrency,
+        decline_rate: None,
+        no_waiting_room: false,
+        admission_ttl: Duration::from_secs(30),
+        json: true,
+        stores: args.stores.clone(),
+    };
+    drop::ensure_event(endpoints, event, seats).await?;
+    let meter = usage::Meter::start(&args.stack_dir);
+    let mut usage = None;
+    let report = drop::one_drop(endpoints, &drop_args, protocol, event, || {
+        usage = Some(meter.stop());
+    })
+    .await?;
+    let usage = usage.unwrap_or_default();
+    let sales_per_s = report.sold as f64 / report.last_sale_s.max(1e-9);
+    Ok(Measured {
+        efficiency_pct: 100.0 * sales_per_s / raw_sales_per_s.max(1e-9),
+        drop: report,
+        usage,
+    })
+}

@@ -1,0 +1,371 @@
+//! The bench's report: a summary on stdout, docs/benchmarks.md (figures, then the kept
+//! hand-written analysis) and an SVG of sales and answers over time.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::{Bench, BenchArgs, Measured, usage};
+
+/// The hand-written section kept below the generated figures.
+const ANALYSIS: &str = "## What the figures say";
+
+pub fn print(bench: &Bench) {
+    let raw = &bench.stores.dynamodb_sale;
+    println!(
+        "raw: DynamoDB {:.0} one-sale TransactWriteItems/s; PostgreSQL {:.0} prepared commits/s; Redis {:.0} SET NX PX/s",
+        raw.sales_per_s,
+        bench.stores.postgres_prepared.operations_per_s,
+        bench.stores.redis_set_nx_px.operations_per_s
+    );
+    for m in &bench.drops {
+        let d = &m.drop;
+        println!(
+            "{:>5}: {} fans / {} seats: sold {}, oversold {}, all answered in {:.2} s (last sale at {:.2} s), {:.0} sales/s = {:.0} % of raw",
+            d.protocol,
+            d.fans,
+            d.seats,
+            d.sold,
+            d.oversold,
+            d.duration_s,
+            d.last_sale_s,
+            sales_per_s(m),
+            m.efficiency_pct
+        );
+        let mut split: Vec<(&String, f64)> =
+            m.usage.iter().map(|(name, u)| (name, u.cpu_s)).collect();
+        split.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let split: Vec<String> = split
+            .into_iter()
+            .map(|(name, cpu)| format!("{name} {cpu:.1}"))
+            .collect();
+        println!("       CPU s: {}", split.join(", "));
+    }
+    for (label, latencies) in [
+        ("fresh", &bench.latency_fresh),
+        ("aged", &bench.latency_aged),
+    ] {
+        for l in latencies {
+            println!(
+                "{:>5}: {} sequential purchases, {label} store: p50 {:.1} ms, p99 {:.1} ms",
+                l.protocol, l.purchases, l.p50_ms, l.p99_ms
+            );
+        }
+    }
+}
+
+fn sales_per_s(m: &Measured) -> f64 {
+    m.drop.sold as f64 / m.drop.last_sale_s.max(1e-9)
+}
+
+/// The CPU of the stack's processes, without the simulated fans.
+fn cpu_total(m: &Measured) -> f64 {
+    m.usage
+        .iter()
+        .filter(|(name, _)| name.as_str() != usage::FANS)
+        .map(|(_, u)| u.cpu_s)
+        .sum()
+}
+
+pub fn markdown(
+    bench: &Bench,
+    path: &Path,
+    svg: Option<&Path>,
+    args: &BenchArgs,
+) -> anyhow::Result<()> {
+    let kept = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|old| old.find(ANALYSIS).map(|at| old[at..].to_owned()));
+    let mut out = String::new();
+    let machine = crate::machine::Machine::read();
+    let w = &mut out;
+    writeln!(w, "# Benchmarks\n")?;
+    writeln!(
+        w,
+        "`make bench`: a freshly reset local stack (`make stack-reset`, then `make up`: release \
+         builds, DynamoDB Local with `-dbPath`, PostgreSQL with fsync, Redis with its \
+         append-only file), then `ticketdrop bench --scaling`. Every figure below comes from \
+         that one run.\n"
+    )?;
+    writeln!(
+        w,
+        "Machine: {} cores ({}), {} of memory. Commit {}, {}.\n",
+        machine.cores,
+        machine.cpu,
+        machine.memory,
+        machine.commit,
+        chrono::Utc::now().format("%Y-%m-%d")
+    )?;
+
+    writeln!(w, "## The stores' own pace\n")?;
+    writeln!(
+        w,
+        "Measured first, in the same run, at concurrency {} (PostgreSQL: {} connections).\n",
+        bench.stores.dynamodb_sale.concurrency, bench.stores.postgres_prepared.concurrency
+    )?;
+    writeln!(
+        w,
+        "| operation | per second | sales per second | p50 (ms) | p99 (ms) |"
+    )?;
+    writeln!(w, "| --- | ---: | ---: | ---: | ---: |")?;
+    let s = &bench.stores;
+    for rate in std::iter::once(&s.dynamodb_sale)
+        .chain(&s.dynamodb_grouped)
+        .chain([&s.postgres_prepared, &s.redis_set_nx_px])
+    {
+        writeln!(
+            w,
+            "| {} | {:.0} | {:.0} | {:.1} | {:.1} |",
+            rate.what, rate.operations_per_s, rate.sales_per_s, rate.p50_ms, rate.p99_ms
+        )?;
+    }
+
+    let raw = s.dynamodb_sale.sales_per_s;
+    writeln!(w, "\n## The drop\n")?;
+    writeln!(
+        w,
+        "`{}` fans through the waiting room ({} buying at once), `{}` seats, one seat each. \
+         Sales/s is the seats sold over the time until the last sale; efficiency is that \
+         against one raw TransactWriteItems per sale ({raw:.0}/s above). Goals: every fan \
+         answered within 5 s, efficiency at least 80 %.\n",
+        args.fans, args.concurrency, args.seats
+    )?;
+    writeln!(w, "| | {} |", names(&bench.drops))?;
+    writeln!(w, "| --- |{}", " ---: |".repeat(bench.drops.len()))?;
+    type Cell = fn(&Measured) -> String;
+    let rows: [(&str, Cell); 11] = [
+        ("sold", |m| m.drop.sold.to_string()),
+        ("oversold (audit)", |m| m.drop.oversold.to_string()),
+        ("audit violations", |m| m.drop.audit_violations.to_string()),
+        ("told sold out", |m| m.drop.sold_out.to_string()),
+        ("errors / unknown", |m| {
+            format!("{} / {}", m.drop.errors, m.drop.unknown)
+        }),
+        ("**every fan answered (s)**", |m| {
+            format!("**{:.2}**", m.drop.duration_s)
+        }),
+        ("last sale (s)", |m| format!("{:.2}", m.drop.last_sale_s)),
+        ("sales/s", |m| format!("{:.0}", sales_per_s(m))),
+        ("**efficiency**", |m| {
+            format!("**{:.0} %**", m.efficiency_pct)
+        }),
+        ("purchase p50 / p99 (ms)", |m| {
+            format!("{:.0} / {:.0}", m.drop.p50_ms, m.drop.p99_ms)
+        }),
+        ("CPU s per sale (all processes)", |m| {
+            format!("{:.3}", cpu_total(m) / (m.drop.sold.max(1)) as f64)
+        }),
+    ];
+    for (label, cell) in rows {
+        let cells: Vec<String> = bench.drops.iter().map(cell).collect();
+        writeln!(w, "| {label} | {} |", cells.join(" | "))?;
+    }
+    if let Some(svg) = svg {
+        let name = svg
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("drop.svg");
+        writeln!(w, "\n![Sales and answers over time, per protocol]({name})")?;
+    }
+
+    cpu_split(w, &bench.drops)?;
+
+    writeln!(w, "\n## Uncontended purchase latency\n")?;
+    writeln!(
+        w,
+        "One purchase at a time, one seat, no waiting room. Goal: p99 at most 25 ms, on the \
+         fresh store and on the store aged by this run's drops ({} fans).\n",
+        bench.fans_before_aged
+    )?;
+    writeln!(
+        w,
+        "| protocol | fresh p50 | fresh p99 | aged p50 | aged p99 | aged max |"
+    )?;
+    writeln!(w, "| --- | ---: | ---: | ---: | ---: | ---: |")?;
+    for (fresh, aged) in bench.latency_fresh.iter().zip(&bench.latency_aged) {
+        writeln!(
+            w,
+            "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+            fresh.protocol, fresh.p50_ms, fresh.p99_ms, aged.p50_ms, aged.p99_ms, aged.max_ms
+        )?;
+    }
+
+    if !bench.scaling.is_empty() {
+        writeln!(w, "\n## How cost grows\n")?;
+        writeln!(
+            w,
+            "Each drop through the waiting room. CPU is every process of the stack during the \
+             drop (services, PostgreSQL, DynamoDB Local, Redis; not the fans' own client); \
+             memory is each process's peak resident set.\n"
+        )?;
+        let mut all: Vec<&Measured> = bench.drops.iter().chain(&bench.scaling).collect();
+        all.sort_by_key(|m| (m.drop.seats, m.drop.fans, m.drop.protocol));
+        let processes: Vec<String> = all
+            .first()
+            .map(|m| m.usage.keys().cloned().collect())
+            .unwrap_or_default();
+        writeln!(
+            w,
+            "| protocol | fans | seats | duration (s) | sales/s | answers/s | CPU s/sale | {} |",
+            processes
+                .iter()
+                .map(|p| format!("{p} peak MiB"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )?;
+        writeln!(
+            w,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |{}",
+            " ---: |".repeat(processes.len())
+        )?;
+        for m in all {
+            let d = &m.drop;
+            let memory: Vec<String> = processes
+                .iter()
+                .map(|p| {
+                    m.usage
+                        .get(p)
+                        .map_or("-".into(), |u| format!("{:.0}", u.peak_rss_mib))
+                })
+                .collect();
+            writeln!(
+                w,
+                "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.3} | {} |",
+                d.protocol,
+                d.fans,
+                d.seats,
+                d.duration_s,
+                sales_per_s(m),
+                f64::from(d.fans) / d.duration_s.max(1e-9),
+                cpu_total(m) / d.sold.max(1) as f64,
+                memory.join(" | ")
+            )?;
+        }
+    }
+    if let Some(kept) = kept {
+        writeln!(w, "\n{kept}")?;
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+/// Where each drop's CPU went, process by process, against what the machine had: its
+/// cores for the drop's duration.
+fn cpu_split(w: &mut String, drops: &[Measured]) -> std::fmt::Result {
+    let Some(first) = drops.first() else {
+        return Ok(());
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    writeln!(w, "\n### Where the CPU goes\n")?;
+    writeln!(
+        w,
+        "CPU seconds each process spent during the drop, and its share of what {cores:.0} \
+         cores offered for the drop's duration. Idle near 0 % means the drop is bound by \
+         CPU, not by waiting on a store.\n"
+    )?;
+    writeln!(w, "| process | {} |", names(drops))?;
+    writeln!(w, "| --- |{}", " ---: |".repeat(drops.len()))?;
+    let offered = |m: &Measured| cores * m.drop.duration_s.max(1e-9);
+    let mut processes: Vec<&String> = first.usage.keys().collect();
+    processes.sort_by(|a, b| {
+        let total = |p: &String| {
+            drops
+                .iter()
+                .filter_map(|m| m.usage.get(p))
+                .map(|u| u.cpu_s)
+                .sum::<f64>()
+        };
+        total(b).total_cmp(&total(a))
+    });
+    for process in processes {
+        let cells: Vec<String> = drops
+            .iter()
+            .map(|m| {
+                let used = m.usage.get(process).map_or(0.0, |u| u.cpu_s);
+                format!("{used:.1} s ({:.0} %)", 100.0 * used / offered(m))
+            })
+            .collect();
+        writeln!(w, "| {process} | {} |", cells.join(" | "))?;
+    }
+    let idle: Vec<String> = drops
+        .iter()
+        .map(|m| {
+            let used: f64 = m.usage.values().map(|u| u.cpu_s).sum();
+            let idle = (offered(m) - used).max(0.0);
+            format!("{idle:.1} s ({:.0} %)", 100.0 * idle / offered(m))
+        })
+        .collect();
+    writeln!(w, "| idle | {} |", idle.join(" | "))
+}
+
+fn names(drops: &[Measured]) -> String {
+    drops
+        .iter()
+        .map(|m| m.drop.protocol)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// What a panel of the picture draws of a timeline point.
+type Value = fn(&crate::drop::TimelinePoint) -> u64;
+
+/// Sold seats (left) and answered fans (right) over time, a line per protocol.
+pub fn svg(bench: &Bench, path: &Path) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(450);
+    let end = bench
+        .drops
+        .iter()
+        .map(|m| m.drop.duration_s)
+        .fold(1.0, f64::max);
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+    ];
+    let sold_top = bench.drops.iter().map(|m| m.drop.sold).max().unwrap_or(1);
+    let fans_top = bench
+        .drops
+        .iter()
+        .map(|m| u64::from(m.drop.fans))
+        .max()
+        .unwrap_or(1);
+    let panels: [(_, _, Value, _); 2] = [
+        (&left, "seats sold", |p| p.sold, sold_top.max(1)),
+        (&right, "fans answered", |p| p.answered, fans_top.max(1)),
+    ];
+    for (area, title, value, top) in panels {
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..end, 0u64..top + top / 20)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the drop began")
+            .disable_x_mesh()
+            .draw()?;
+        for (m, color) in bench.drops.iter().zip(colors) {
+            chart
+                .draw_series(LineSeries::new(
+                    m.drop.timeline.iter().map(|p| (p.t_s, value(p))),
+                    color.stroke_width(2),
+                ))?
+                .label(m.drop.protocol)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! What each process of the local stack spends during a measurement: CPU seconds and
+//! peak resident memory, read from /proc. A process is found by the pid file the stack
+//! scripts write (`.stack/services/<name>.pid`, `.stack/redis/redis.pid`, ...), and
+//! counted with every process below it (PostgreSQL's backends, the JVM under its
+//! launcher).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The processes measured, by name, each with its pid file.
+pub fn processes(stack: &Path) -> Vec<(&'static str, PathBuf)> {
+    let services = [
+        "coordinator",
+        "inventory-pg",
+        "orders-dynamo",
+        "payments",
+        "waiting-room",
+    ];
+    let mut all: Vec<(&'static str, PathBuf)> = services
+        .into_iter()
+        .map(|s| (s, stack.join("services").join(format!("{s}.pid"))))
+        .collect();
+    all.push(("postgresql", stack.join("pg/data/postmaster.pid")));
+    all.push(("dynamodb-local", stack.join("dynamodb/dynamodb.pid")));
+    all.push(("redis", stack.join("redis/redis.pid")));
+    all
+}
+
+/// This process: the simulated fans, measured too, and kept apart from the stack's own
+/// cost.
+pub const FANS: &str = "fans (ticketdrop)";
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
+const TICKS: f64 = 100.0;
+const PAGE_KIB: u64 = 4;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Usage {
+    pub cpu_s: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// A measurement in progress: CPU at the start, RSS sampled every 100 ms.
+pub struct Meter {
+    roots: Vec<(&'static str, Option<u32>)>,
+    cpu_before: HashMap<&'static str, f64>,
+    peaks: Arc<Mutex<HashMap<&'static str, u64>>>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl Meter {
+    pub fn start(stack: &Path) -> Self {
+        let roots: Vec<(&'static str, Option<u32>)> = processes(stack)
+            .into_iter()
+            .map(|(name, file)| (name, read_pid(&file)))
+            .chain([(FANS, Some(std::process::id()))])
+            .collect();
+        let table = process_table();
+        let cpu_before = roots
+            .iter()
+            .map(|(name, pid)| (*name, pid.map_or(0.0, |p| cpu(&table, p))))
+            .collect();
+        let peaks = Arc::new(Mutex::new(HashMap::new()));
+        let sampler = tokio::spawn({
+            let roots = roots.clone();
+            let peaks = peaks.clone();
+            async move {
+                loop {
+                    sample(&roots, &peaks);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        Self {
+            roots,
+            cpu_before,
+            peaks,
+            sampler,
+        }
+    }
+
+    /// Each process's CPU since the start and its peak memory.
+    pub fn stop(self) -> BTreeMap<String, Usage> {
+        self.sampler.abort();
+        let table = process_table();
+        let peaks = self.peaks.lock().expect("peaks lock");
+        self.roots
+            .iter()
+            .map(|(name, pid)| {
+                let used = pid.map_or(0.0, |p| cpu(&table, p)) - self.cpu_before[name];
+                let peak = peaks.get(name).copied().unwrap_or(0) * PAGE_KIB;
+                (
+                    (*name).to_owned(),
+                    Usage {
+                        cpu_s: used.max(0.0),
+                        peak_rss_mib: peak as f64 / 1024.0,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Raises each process's peak to its resident memory now.
+fn sample(roots: &[(&'static str, Option<u32>)], peaks: &Mutex<HashMap<&'static str, u64>>) {
+    let table = process_table();
+    let mut peaks = peaks.lock().expect("peaks lock");
+    for (name, pid) in roots {
+        if let Some(pid) = pid {
+            let rss = rss_pages(&table, *pid);
+            let peak = peaks.entry(*name).or_insert(0);
+            *peak = (*peak).max(rss);
+        }
+    }
+}
+
+fn read_pid(file: &Path) -> Option<u32> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// One process as /proc/<pid>/stat and statm give it.
+struct Proc {
+    parent: u32,
+    /// utime + stime of itself, plus cutime + cstime of its children that exited.
+    cpu_ticks: u64,
+    rss_pages: u64,
+}
+
+fn process_table() -> HashMap<u32, Proc> {
+    let mut table = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return table;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command name may hold spaces: the fields start after its closing paren.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
+        // ... rss(21).
+        table.insert(
+            pid,
+            Proc {
+                parent: field(1) as u32,
+                cpu_ticks: field(11) + field(12) + field(13) + field(14),
+                rss_pages: field(21),
+            },
+        );
+    }
+    table
+}
+
+/// `root` and every process below it.
+fn tree(table: &HashMap<u32, Proc>, root: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (pid, proc) in table {
+        children.entry(proc.parent).or_default().push(*pid);
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if table.contains_key(&pid) {
+            found.push(pid);
+            stack.extend(children.get(&pid).into_iter().flatten());
+        }
+    }
+    found
+}
+
+fn cpu(table: &HashMap<u32, Proc>, root: u32) -> f64 {
+    tree(table, root)
+        .iter()
+        .map(|pid| table[pid].cpu_ticks)
+        .sum::<u64>() as f64
+        / TICKS
+}
+
+fn rss_pages(table: &HashMap<u32, Proc>, root: u32) -> u64 {
+    tree(table, root)
+        .iter()
+        .map(|pid| table[pid].rss_pages)
+        .sum()
+}
