@@ -13,6 +13,20 @@ use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
 
+/// The deliveries of `txid`, read on a connection the caller holds.
+async fn deliveries_on(client: &tokio_postgres::Client, txid: &str) -> Result<Vec<Delivery>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE txid = $1
+                  ORDER BY channel, target"
+            ),
+            &[&txid],
+        )
+        .await?;
+    Ok(rows.iter().map(delivery).collect())
+}
+
 /// One delivery claimed for one attempt.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -110,7 +124,9 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok((created, self.deliveries_of(&request.txid).await?))
+        // On the connection already held: taking a second one while holding this one
+        // deadlocks the pool once every connection's holder waits for another.
+        Ok((created, deliveries_on(&client, &request.txid).await?))
     }
 
     /// The endpoint of `user_id` at `url`, created with a fresh secret when new.
@@ -140,16 +156,7 @@ impl Store {
 
     pub async fn deliveries_of(&self, txid: &str) -> Result<Vec<Delivery>> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE txid = $1
-                      ORDER BY channel, target"
-                ),
-                &[&txid],
-            )
-            .await?;
-        Ok(rows.iter().map(delivery).collect())
+        deliveries_on(&client, txid).await
     }
 
     /// The confirmation of `txid` with its deliveries and every ended attempt in order.

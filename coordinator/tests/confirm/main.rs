@@ -699,3 +699,46 @@ async fn an_email_failing_past_its_ceiling_is_dead_lettered_visible_and_re_driva
         .expect_err("a delivered one is not sent again");
     assert_eq!(refused.code(), Code::FailedPrecondition);
 }
+
+/// Each Enqueue holds one pooled connection at a time, so more hand-overs at once than the
+/// notifier has connections all finish. (One that took a second connection while holding
+/// its first deadlocked the pool as soon as every holder waited for another: the relay's
+/// hand-overs then timed out in batches, and a drop's mails trickled out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn more_confirmations_at_once_than_the_notifier_has_connections_are_all_enqueued() {
+    let world = World::start(MeshOptions {
+        notifier_args: vec!["--pool-size", "2"],
+        ..Default::default()
+    })
+    .await;
+    let notifier = notifier(&world).await;
+    let calls = (0..32).map(|i| {
+        let mut notifier = notifier.clone();
+        async move {
+            let request = EnqueueRequest {
+                txid: format!("tx-pool-{i}"),
+                user_id: format!("fan-{i}"),
+                event_id: "pool".into(),
+                order_id: format!("ord-pool-{i}"),
+                contact: Some(Contact {
+                    email: format!("fan-{i}@example.com"),
+                    phone: String::new(),
+                }),
+                ..Default::default()
+            };
+            tokio::time::timeout(Duration::from_secs(20), notifier.enqueue(request)).await
+        }
+    });
+    for (i, answer) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let response = answer
+            .unwrap_or_else(|_| panic!("Enqueue {i} answered within 20 s"))
+            .unwrap_or_else(|status| panic!("Enqueue {i}: {status:?}"))
+            .into_inner();
+        assert!(response.created, "Enqueue {i} recorded a new confirmation");
+        assert_eq!(response.deliveries.len(), 1, "one email delivery for {i}");
+    }
+}
