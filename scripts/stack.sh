@@ -5,7 +5,7 @@
 # lives under .stack/ (git-ignored). Idempotent: `up` twice is harmless, `down` stops
 # only the processes whose pid files it wrote.
 #
-#   scripts/stack.sh up | down | status | install | env | reset
+#   scripts/stack.sh up | down | status | install | env | reset | smtp-down | smtp-up
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -394,6 +394,9 @@ case "${1:-}" in
         notify_status
         ;;
     env) print_env ;;
+    # The bench's confirmation drops take the SMTP server away and bring it back.
+    smtp-down) maildev_down ;;
+    smtp-up) maildev_up ;;
     reset)
         # Stops the stack and deletes its data (databases, Redis, DynamoDB, mails, SMS,
         # logs); the installed tools stay. The next `up` starts from empty stores.
@@ -406,5 +409,5 @@ case "${1:-}" in
         rm -rf "$STACK/pg" "$STACK/redis" "$STACK/dynamodb/data" "$STACK/maildev" "$STACK/sms" "$STACK/services" "$STACK/pg-initdb.log"
         log "stack data deleted"
         ;;
-    *) die "usage: $0 up|down|status|install|env|reset" ;;
+    *) die "usage: $0 up|down|status|install|env|reset|smtp-down|smtp-up" ;;
 esac

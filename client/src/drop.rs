@@ -57,6 +57,10 @@ pub struct DropArgs {
     /// How long an admission lasts before it expires unused.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub admission_ttl: Duration,
+    /// Give every fan an email address (`fan-<n>@<event>.example`), so every sale is also
+    /// confirmed by mail through the outbox and the notifier.
+    #[arg(long)]
+    pub email_fans: bool,
     /// Print JSON (an object, or an array for --protocol all).
     #[arg(long)]
     pub json: bool,
@@ -313,6 +317,7 @@ pub(crate) async fn one_drop(
         event: event.to_owned(),
         run,
         protocol,
+        email_fans: args.email_fans,
     };
     let (fans, duration, max_concurrent) = if args.no_waiting_room {
         let started = Instant::now();
@@ -417,11 +422,19 @@ struct Buyer {
     event: String,
     run: String,
     protocol: Protocol,
+    email_fans: bool,
 }
 
 impl Buyer {
     fn user(&self, fan: u32) -> String {
         format!("fan-{}-{fan}", self.run)
+    }
+
+    fn contact(&self, fan: u32) -> Option<Contact> {
+        self.email_fans.then(|| Contact {
+            email: format!("fan-{fan}@{}.example", self.event),
+            phone: String::new(),
+        })
     }
 
     fn key(&self, fan: u32, attempt: u64) -> String {
@@ -446,7 +459,7 @@ impl Buyer {
             idempotency_key: self.key(fan, attempt),
             protocol: self.protocol.into(),
             deadline: None,
-            contact: None,
+            contact: self.contact(fan),
             admission_token,
         };
         let mut latencies = Vec::new();

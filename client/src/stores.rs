@@ -30,6 +30,14 @@ pub struct Stores {
     )]
     pub coordinator_db: String,
 
+    /// The notifier's database (the bench counts delivered confirmations there).
+    #[arg(
+        long,
+        env = "TICKETDROP_NOTIFIER_DATABASE_URL",
+        default_value = "postgres://ticketdrop@127.0.0.1:55432/notifier"
+    )]
+    pub notifier_db: String,
+
     /// DynamoDB endpoint.
     #[arg(
         long,

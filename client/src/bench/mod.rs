@@ -6,10 +6,13 @@
 //! 3. the drop under each protocol, with sales/s as a share of the raw pace;
 //! 4. how cost grows (`--scaling`): more fans, fewer and more seats, each drop with the
 //!    CPU and peak memory of every process (`usage`);
-//! 5. uncontended latency again, on the store all those drops aged;
-//! 6. the report (`report`): a table on stdout, JSON, and docs/benchmarks.md with a
+//! 5. confirmations (`confirm`): the same drop with no contact, with every fan's email
+//!    and SMTP up, and with SMTP down, and how long the mails took;
+//! 6. uncontended latency again, on the store all those drops aged;
+//! 7. the report (`report`): a table on stdout, JSON, and docs/benchmarks.md with a
 //!    picture of sales and answers over time.
 
+mod confirm;
 mod latency;
 mod report;
 mod stores;
@@ -54,6 +57,12 @@ pub struct BenchArgs {
     /// Write every figure here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Fans of each confirmation drop (on the headline seats; 0 skips them).
+    #[arg(long, default_value_t = 5_000)]
+    pub confirm_fans: u32,
+    /// The stack's script: the confirmation drops run `<script> smtp-down` and `smtp-up`.
+    #[arg(long, default_value = "scripts/stack.sh")]
+    pub stack_script: PathBuf,
     /// The local stack's folder, where the pid files are (for CPU and memory).
     #[arg(long, default_value = ".stack")]
     pub stack_dir: PathBuf,
@@ -77,6 +86,7 @@ pub struct Bench {
     pub latency_fresh: Vec<latency::Latency>,
     pub drops: Vec<Measured>,
     pub scaling: Vec<Measured>,
+    pub confirmations: Vec<confirm::ConfirmRun>,
     pub latency_aged: Vec<latency::Latency>,
     /// Fans the drops of this run served before the aged latency was measured.
     pub fans_before_aged: u64,
@@ -101,7 +111,12 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         let event = format!("bench-{run}-{}", json::protocol(protocol));
         drops.push(
             measured(
-                endpoints, &args, protocol, &event, args.fans, args.seats, raw,
+                endpoints,
+                &args,
+                protocol,
+                &event,
+                Shape::plain(args.fans, args.seats),
+                raw,
             )
             .await?,
         );
@@ -117,13 +132,29 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         for (fans, seats) in shapes {
             for protocol in PROTOCOLS {
                 let event = format!("bench-{run}-{fans}-{seats}-{}", json::protocol(protocol));
-                scaling.push(measured(endpoints, &args, protocol, &event, fans, seats, raw).await?);
+                scaling.push(
+                    measured(
+                        endpoints,
+                        &args,
+                        protocol,
+                        &event,
+                        Shape::plain(fans, seats),
+                        raw,
+                    )
+                    .await?,
+                );
             }
         }
     }
+    let confirmations = if args.confirm_fans > 0 {
+        confirm::measure(endpoints, &args, &run, raw).await?
+    } else {
+        Vec::new()
+    };
     let fans_before_aged = drops
         .iter()
         .chain(&scaling)
+        .chain(confirmations.iter().map(|c| &c.measured))
         .map(|m| u64::from(m.drop.fans))
         .sum();
     eprintln!(
@@ -138,6 +169,7 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         latency_fresh,
         drops,
         scaling,
+        confirmations,
         latency_aged,
         fans_before_aged,
     };
@@ -156,6 +188,7 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         .drops
         .iter()
         .chain(&bench.scaling)
+        .chain(bench.confirmations.iter().map(|c| &c.measured))
         .map(|m| m.drop.oversold)
         .sum();
     if oversold > 0 {
@@ -164,15 +197,38 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What one drop of the bench sells, and to whom.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    fans: u32,
+    seats: u32,
+    /// Every fan gives an email address (the confirmation drops).
+    email_fans: bool,
+}
+
+impl Shape {
+    fn plain(fans: u32, seats: u32) -> Self {
+        Self {
+            fans,
+            seats,
+            email_fans: false,
+        }
+    }
+}
+
 async fn measured(
     endpoints: &Endpoints,
     args: &BenchArgs,
     protocol: Protocol,
     event: &str,
-    fans: u32,
-    seats: u32,
+    shape: Shape,
     raw_sales_per_s: f64,
 ) -> anyhow::Result<Measured> {
+    let Shape {
+        fans,
+        seats,
+        email_fans,
+    } = shape;
     eprintln!(
         "bench: {} drop, {fans} fans, {seats} seats",
         json::protocol(protocol)
@@ -186,6 +242,7 @@ async fn measured(
         decline_rate: None,
         no_waiting_room: false,
         admission_ttl: Duration::from_secs(30),
+        email_fans,
         json: true,
         stores: args.stores.clone(),
     };

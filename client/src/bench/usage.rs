@@ -16,6 +16,7 @@ pub fn processes(stack: &Path) -> Vec<(&'static str, PathBuf)> {
     let services = [
         "coordinator",
         "inventory-pg",
+        "notifier",
         "orders-dynamo",
         "payments",
         "waiting-room",
@@ -27,6 +28,7 @@ pub fn processes(stack: &Path) -> Vec<(&'static str, PathBuf)> {
     all.push(("postgresql", stack.join("pg/data/postmaster.pid")));
     all.push(("dynamodb-local", stack.join("dynamodb/dynamodb.pid")));
     all.push(("redis", stack.join("redis/redis.pid")));
+    all.push(("maildev", stack.join("maildev/maildev.pid")));
     all
 }
 

@@ -158,6 +158,8 @@ impl Lab {
             inventory_db: self.pg.url("inventory"),
             payments_db: self.pg.url("payments"),
             coordinator_db: self.pg.url(coordinator_db),
+            // The lab runs no notifier: nothing reads this database.
+            notifier_db: self.pg.url("notifier"),
             dynamodb_endpoint: self.dynamo.endpoint(),
             orders_table: self.table.clone(),
             redis_url: self.redis.url(),
