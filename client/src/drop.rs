@@ -61,6 +61,10 @@ pub struct DropArgs {
     /// confirmed by mail through the outbox and the notifier.
     #[arg(long)]
     pub email_fans: bool,
+    /// Show a live line of the mesh's metrics beside the progress bar: purchases by
+    /// outcome, in flight, the room's depth and admissions, outbox lag, the log's pool.
+    #[arg(long)]
+    pub live: bool,
     /// Print JSON (an object, or an array for --protocol all).
     #[arg(long)]
     pub json: bool,
@@ -311,6 +315,9 @@ pub(crate) async fn one_drop(
             .progress_chars("=> "),
     );
     progress.set_prefix(json::protocol(protocol));
+    let live = args
+        .live
+        .then(|| crate::live::spawn(endpoints, event, json::protocol(protocol), progress.clone()));
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let buyer = Buyer {
         coordinator,
@@ -346,6 +353,7 @@ pub(crate) async fn one_drop(
             .max_purchasing_seen;
         (fans, duration, Some(max))
     };
+    drop(live);
     progress.finish_and_clear();
     after_fans();
 

@@ -13,6 +13,7 @@ mod endpoints;
 mod events;
 mod health;
 mod json;
+mod live;
 mod machine;
 mod mermaid;
 mod notifications;

@@ -100,7 +100,9 @@ impl Driver {
     /// task of this process drives it already.
     pub fn claim(&self, txid: &str) -> Option<ActiveGuard> {
         let mut active = self.active.lock().expect("active set lock");
-        active.insert(txid.to_owned()).then(|| ActiveGuard {
+        let claimed = active.insert(txid.to_owned());
+        crate::metrics::in_flight(active.len());
+        claimed.then(|| ActiveGuard {
             active: self.active.clone(),
             txid: txid.to_owned(),
         })
@@ -114,10 +116,9 @@ pub struct ActiveGuard {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.active
-            .lock()
-            .expect("active set lock")
-            .remove(&self.txid);
+        let mut active = self.active.lock().expect("active set lock");
+        active.remove(&self.txid);
+        crate::metrics::in_flight(active.len());
     }
 }
 
@@ -268,6 +269,7 @@ impl Run {
         outcome: StepOutcome,
         error: Option<&str>,
     ) {
+        crate::metrics::step(participant, operation, attempt, compensation, outcome);
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         if let Err(log_error) = self
             .driver

@@ -12,6 +12,7 @@ pub mod error;
 mod inspect;
 mod lease;
 pub mod log;
+mod metrics;
 pub mod model;
 mod money;
 mod outcome;

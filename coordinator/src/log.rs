@@ -563,6 +563,21 @@ impl Log {
             .collect())
     }
 
+    /// Confirmations not handed to the notifier yet, and the age in seconds of the
+    /// oldest of them (0 when there is none).
+    pub async fn outbox_lag(&self) -> Result<(i64, f64)> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*),
+                        coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+                   FROM outbox WHERE relayed_at IS NULL",
+                &[],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
     /// The notifier has the confirmation.
     pub async fn outbox_relayed(&self, txid: &str) -> Result<()> {
         self.update(

@@ -87,6 +87,9 @@ async fn recover_one(driver: &Driver, txn: TxnRecord, interval: Duration) -> boo
         Protocol::Lease => lease::recover(&run, &txn).await,
         Protocol::Unspecified => Ok(()),
     };
+    if result.is_ok() {
+        crate::metrics::recovered(txn.protocol);
+    }
     if let Err(error) = result {
         // Bounded: the purchase is parked and only a restart drives it again.
         warn!(txid = %txn.txid, %error, "recovery did not finish; parked");
@@ -146,6 +149,13 @@ async fn reconcile_participants(driver: &Driver) {
                 .into_iter()
                 .map(|t| (Participant::Payments, t.txid)),
         );
+    }
+    for at in [
+        Participant::Inventory,
+        Participant::Orders,
+        Participant::Payments,
+    ] {
+        crate::metrics::in_doubt(at, in_doubt.iter().filter(|(p, _)| *p == at).count());
     }
     for (participant, txid) in in_doubt {
         match driver.log.find(&txid).await {

@@ -28,9 +28,19 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: i32 = 50;
 const BASE_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often the outbox's lag is measured for the metrics.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(log: Log, notifier: NotifierServiceClient<Channel>, interval: Duration) {
+    let mut lag_measured = std::time::Instant::now() - LAG_INTERVAL;
     loop {
+        if lag_measured.elapsed() >= LAG_INTERVAL {
+            lag_measured = std::time::Instant::now();
+            match log.outbox_lag().await {
+                Ok((unrelayed, oldest_s)) => crate::metrics::outbox(unrelayed, oldest_s),
+                Err(error) => tracing::debug!(%error, "measuring the outbox lag failed"),
+            }
+        }
         match log.claim_outbox(BATCH, CLAIM).await {
             Ok(claimed) if !claimed.is_empty() => {
                 let full = claimed.len() as i64 == BATCH;
@@ -76,6 +86,7 @@ async fn relay(
             .map_err(|s| format!("notifier: {:?}: {}", s.code(), s.message()))
     }
     .await;
+    crate::metrics::relayed(result.is_ok());
     let recorded = match result {
         Ok(_) => {
             tracing::debug!(%txid, attempt, "confirmation relayed");

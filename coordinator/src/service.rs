@@ -131,6 +131,7 @@ impl Coordinator {
         ) {
             return Err(Error::KeyReused(purchase.idempotency_key.clone()));
         }
+        crate::metrics::replayed(purchase.protocol);
         let waited = Instant::now();
         let mut txn = txn;
         while !txn.state.is_finished() && waited.elapsed() < REPLAY_WAIT {
@@ -215,7 +216,10 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 impl CoordinatorService for Coordinator {
     async fn purchase(&self, request: Request<PurchaseRequest>) -> Reply<PurchaseResponse> {
         let purchase = Purchase::try_from(request.get_ref())?;
-        Ok(Response::new(self.purchase(purchase).await?))
+        let protocol = purchase.protocol;
+        let answer = self.purchase(purchase).await.map_err(Status::from);
+        crate::metrics::purchase_answered(protocol, &answer);
+        Ok(Response::new(answer?))
     }
 
     async fn watch_purchase(

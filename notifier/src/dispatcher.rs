@@ -119,6 +119,15 @@ impl Dispatcher {
 }
 
 fn log(claimed: &Claimed, state: DeliveryState, error: Option<&String>, retry_in_ms: u64) {
+    let outcome = match (state, error) {
+        (DeliveryState::Delivered, _) => "delivered",
+        (DeliveryState::DeadLettered, _) => "dead_lettered",
+        _ => "failed",
+    };
+    metrics::counter!("ticketdrop_notifier_attempts_total",
+        "channel" => claimed.channel.as_str_name().trim_start_matches("CHANNEL_").to_lowercase(),
+        "outcome" => outcome)
+    .increment(1);
     let (delivery, txid, channel, attempt) = (
         &claimed.delivery_id,
         &claimed.txid,

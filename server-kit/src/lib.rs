@@ -5,6 +5,8 @@
 //! - [`GrpcServer`]: binds first (port 0 works), then serves health, reflection and the
 //!   service, and shuts down gracefully: health NOT_SERVING, a drain delay, in-flight
 //!   calls finish, exit.
+//! - [`metrics`]: Prometheus metrics on an HTTP port of their own, every gRPC call
+//!   counted by method and code, with its latency, and the pools' saturation.
 //! - [`pg`]: a PostgreSQL pool and ordered, idempotent migrations.
 //! - [`redis`]: a managed Redis connection, retried at start.
 //! - [`status`] and [`validate`]: gRPC statuses with ErrorInfo / BadRequest details and
@@ -14,6 +16,7 @@
 //! It must never hold domain logic: nothing here knows about seats, orders or money.
 
 pub mod convert;
+pub mod metrics;
 mod options;
 pub mod pg;
 pub mod redis;

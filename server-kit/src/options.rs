@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,6 +8,15 @@ pub struct ServerOptions {
     /// After binding, write the actual listen address (useful with port 0) to this file.
     #[arg(long, env = "TICKETDROP_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+
+    /// Where the Prometheus metrics are served (HTTP, `/metrics`). By default the gRPC
+    /// address with its port + 1000 (an ephemeral port when the gRPC port is 0).
+    #[arg(long, env = "TICKETDROP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// After binding, write the metrics endpoint's address to this file.
+    #[arg(long, env = "TICKETDROP_METRICS_ADDR_FILE")]
+    pub metrics_addr_file: Option<PathBuf>,
 
     /// Log format.
     #[arg(long, env = "TICKETDROP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -29,6 +39,17 @@ impl ServerOptions {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// Where the metrics endpoint listens, for a gRPC server on `grpc`.
+    pub fn metrics_listen(&self, grpc: SocketAddr) -> SocketAddr {
+        self.metrics_listen.unwrap_or_else(|| {
+            let port = match grpc.port() {
+                0 => 0,
+                port => port.saturating_add(1000),
+            };
+            SocketAddr::new(grpc.ip(), port)
+        })
     }
 }
 

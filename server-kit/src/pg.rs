@@ -23,7 +23,7 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
 }
 
 /// Builds a pool, waits for the database and applies `migrations`: what every
-/// PostgreSQL-backed service does at start.
+/// PostgreSQL-backed service does at start. The pool's saturation is a metric from then on.
 pub async fn connect_and_migrate(
     url: &str,
     max_size: usize,
@@ -33,6 +33,12 @@ pub async fn connect_and_migrate(
     let pool = pool(url, max_size)?;
     wait_until_ready(&pool, connect_attempts).await?;
     migrate(&pool, migrations).await?;
+    let database = url
+        .parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|config| config.get_dbname().map(str::to_owned))
+        .unwrap_or_else(|| "postgres".into());
+    crate::metrics::watch_pool(database, pool.clone());
     Ok(pool)
 }
 

@@ -2,6 +2,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
@@ -10,6 +11,7 @@ use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
 use crate::ServerOptions;
+use crate::metrics::{GrpcMetricsLayer, MetricsServer};
 
 /// A gRPC server that is bound but not yet serving.
 ///
@@ -19,27 +21,42 @@ pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     options: ServerOptions,
+    metrics: MetricsServer,
+    recorder: PrometheusHandle,
 }
 
 impl GrpcServer {
-    /// Binds `addr` and, when asked, writes the bound address to `--addr-file`.
+    /// Binds `addr` and, when asked, writes the bound address to `--addr-file`; binds the
+    /// metrics endpoint too (`--metrics-listen`, by default the gRPC port + 1000) and
+    /// installs the metrics recorder, so that what the service records from its start on
+    /// is kept.
     pub async fn bind(addr: SocketAddr, options: ServerOptions) -> anyhow::Result<Self> {
+        let recorder = crate::metrics::install()?;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (is the port taken?)"))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
+        let metrics = MetricsServer::bind(
+            options.metrics_listen(addr),
+            options.metrics_addr_file.as_deref(),
+        )
+        .await?;
+        // Last: a reader of the gRPC address finds the metrics address written already.
         if let Some(path) = &options.addr_file {
-            // Write then rename, so a reader never sees a half-written address.
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, local_addr.to_string())
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .with_context(|| format!("writing the address file {}", path.display()))?;
+            write_addr_file(path, local_addr)?;
         }
         Ok(Self {
             listener,
             local_addr,
             options,
+            metrics,
+            recorder,
         })
+    }
+
+    /// Where the metrics endpoint listens.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics.local_addr()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -71,6 +88,7 @@ impl GrpcServer {
                 .build_v1alpha()
                 .context("building the reflection service")?;
 
+        self.metrics.spawn(self.recorder);
         let routes = routes
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -80,6 +98,7 @@ impl GrpcServer {
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut server = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(GrpcMetricsLayer)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = accepting_stopped.await;
@@ -125,7 +144,17 @@ impl GrpcServer {
     }
 }
 
-/// Reflection over every ticketdrop.v1 file, listing only the services this server runs.
+/// Writes `addr` to `path`: to a temporary file renamed into place, so a reader never
+/// sees a half-written address.
+pub(crate) fn write_addr_file(path: &std::path::Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, addr.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing the address file {}", path.display()))
+}
+
+/// Reflection over every ticketdrop.v1 file and the google.rpc error details, listing
+/// only the services this server runs.
 fn reflection(
     service_name: &str,
     reflection_name: &str,
@@ -133,6 +162,9 @@ fn reflection(
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // google.rpc.Status, ErrorInfo, BadRequest, ...: grpcurl decodes a refusal's
+        // details through reflection, and shows raw bytes for a type it cannot find.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .with_service_name(service_name)
         .with_service_name(HEALTH_SERVICE)
         .with_service_name(reflection_name)

@@ -39,6 +39,7 @@ pub struct ServiceProcess {
     envs: Vec<(String, String)>,
     workdir: tempfile::TempDir,
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
     child: Option<Child>,
     starts: u32,
 }
@@ -60,6 +61,7 @@ impl ServiceProcess {
                 .collect(),
             workdir: tempfile::tempdir().context("creating the process work dir")?,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: None,
             starts: 0,
         };
@@ -75,6 +77,11 @@ impl ServiceProcess {
     /// `http://<addr>`, for tonic clients.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://<addr>/metrics`: the service's Prometheus metrics.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
     }
 
     /// The process id of the running child.
@@ -195,7 +202,9 @@ impl ServiceProcess {
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
         let addr_file = self.workdir.path().join("addr");
+        let metrics_file = self.workdir.path().join("metrics-addr");
         let _ = std::fs::remove_file(&addr_file);
+        let _ = std::fs::remove_file(&metrics_file);
         let log = std::fs::File::create(self.log_path(self.starts)).context("creating the log")?;
         let child = Command::new(&self.binary)
             .args(&self.args)
@@ -203,6 +212,12 @@ impl ServiceProcess {
             .arg(self.addr.to_string())
             .arg("--addr-file")
             .arg(&addr_file)
+            // A fresh port each start: a restart must not fail because another test's
+            // process took the old one meanwhile.
+            .arg("--metrics-listen")
+            .arg("127.0.0.1:0")
+            .arg("--metrics-addr-file")
+            .arg(&metrics_file)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("TICKETDROP_DRAIN_DELAY_MS", "200")
             .stdin(Stdio::null())
@@ -227,6 +242,12 @@ impl ServiceProcess {
                 && let Ok(addr) = text.trim().parse::<SocketAddr>()
             {
                 self.addr = addr;
+                // Written before the gRPC address.
+                if let Ok(text) = std::fs::read_to_string(&metrics_file)
+                    && let Ok(metrics_addr) = text.trim().parse::<SocketAddr>()
+                {
+                    self.metrics_addr = metrics_addr;
+                }
                 if matches!(self.health().await, Ok(ServingStatus::Serving)) {
                     return Ok(());
                 }

@@ -94,6 +94,7 @@ impl Admitter {
             None
         };
         let round = self.store.admit(event_id, seats, BATCH).await?;
+        room_metrics(event_id, &round);
         if !round.admitted.is_empty() {
             self.watchers
                 .admitted(event_id, &round.admitted, round.admitted_through);
@@ -159,4 +160,18 @@ impl Admitter {
             }
         }
     }
+}
+
+/// The room's depth and pace after a round: fans waiting, admitted and buying, and the
+/// admissions this round made (their rate is the admission rate).
+fn room_metrics(event_id: &str, round: &crate::store::Round) {
+    let event = event_id.to_owned();
+    metrics::gauge!("ticketdrop_waiting_room_waiting", "event" => event.clone())
+        .set(round.waiting as f64);
+    metrics::gauge!("ticketdrop_waiting_room_active", "event" => event.clone())
+        .set(round.active as f64);
+    metrics::gauge!("ticketdrop_waiting_room_purchasing", "event" => event.clone())
+        .set(round.purchasing as f64);
+    metrics::counter!("ticketdrop_waiting_room_admitted_total", "event" => event)
+        .increment(round.admitted.len() as u64);
 }

@@ -243,6 +243,7 @@ async fn measured(
         no_waiting_room: false,
         admission_ttl: Duration::from_secs(30),
         email_fans,
+        live: false,
         json: true,
         stores: args.stores.clone(),
     };

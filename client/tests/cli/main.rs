@@ -11,4 +11,5 @@ mod common;
 mod confirmations;
 mod drop;
 mod mermaid;
+mod metrics;
 mod room;
