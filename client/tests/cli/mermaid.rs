@@ -105,15 +105,28 @@ async fn transaction_and_failure_diagrams_are_well_formed_mermaid() {
         .filter(|(from, _, _)| from == "C")
         .map(|(_, _, m)| m.as_str())
         .collect();
-    assert_eq!(
-        requests.iter().filter(|m| m.starts_with("prepare")).count(),
-        3
+    // One step per participant and phase. A phase-two call retried on a loaded machine
+    // (a cold DynamoDB Local answering past the call's timeout) adds an attempt, #2,
+    // never a step: count first attempts, and one answer per request.
+    let first_attempts = |phase: &str| {
+        requests
+            .iter()
+            .filter(|m| m.starts_with(phase) && m.ends_with(" #1"))
+            .count()
+    };
+    assert_eq!(first_attempts("prepare"), 3, "{requests:?}");
+    assert_eq!(first_attempts("commit"), 3, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|m| m.starts_with("prepare") || m.starts_with("commit")),
+        "{requests:?}"
     );
     assert_eq!(
-        requests.iter().filter(|m| m.starts_with("commit")).count(),
-        3
+        arrows.len(),
+        2 * requests.len(),
+        "one request and one answer per attempt"
     );
-    assert_eq!(arrows.len(), 12, "one request and one answer per step");
 
     for group_by in ["error", "protocol", "step", "participant"] {
         let summary = cli
