@@ -130,6 +130,16 @@ install_maildev() {
     npm install --silent --no-audit --no-fund --prefix "$STACK/node" "$MAILDEV_PACKAGE" >/dev/null
 }
 
+# The TypeScript client's packages (protoc-gen-es, Connect, tsc), pinned by its
+# package-lock.json, in clients/typescript/node_modules where Node resolves them.
+install_ts_client() {
+    local dir="$ROOT/clients/typescript"
+    [[ -f $dir/node_modules/.package-lock.json && ! $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]] && return 0
+    command -v npm >/dev/null || apt_install npm
+    log "installing the TypeScript client's packages (npm ci in clients/typescript)"
+    (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null)
+}
+
 install_all() {
     mkdir -p "$STACK"
     install_postgres
@@ -139,6 +149,7 @@ install_all() {
     install_python_tools
     install_buf
     install_maildev
+    install_ts_client
 }
 
 # --- PostgreSQL -----------------------------------------------------------------------

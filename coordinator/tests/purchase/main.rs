@@ -8,3 +8,4 @@ mod protocols;
 mod python;
 mod room;
 mod sold_out;
+mod typescript;

@@ -1,62 +1,49 @@
 use std::process::Command;
+use std::time::Duration;
 
 use test_harness::{MeshOptions, stack_dir};
 
 use crate::common::*;
 
-/// A client generated in Python from proto/ (grpcio-tools, pinned in scripts/stack.sh)
-/// buys a ticket through the coordinator.
+/// The Python client (clients/python: stubs generated from proto/ by generate.py with
+/// grpcio-tools) walks one fan through the waiting room, buys a seat with the admission
+/// and verifies the ticket with orders-dynamo: the TypeScript client's journey.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_client_generated_from_the_protos_buys_a_ticket() {
+async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_ticket() {
     let world = World::start(MeshOptions::default()).await;
     world.event("python", 1, 4, 1_234).await;
+    world.open_room("python", 1, Duration::from_secs(30)).await;
 
     let python = stack_dir().join("venv/bin/python");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let generated = tempfile::tempdir().expect("temp dir");
-    let protos: Vec<_> = std::fs::read_dir(root.join("proto/ticketdrop/v1"))
-        .expect("proto dir")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|name| name.ends_with(".proto"))
-        // Relative to the include path, as protoc wants them.
-        .map(|name| format!("proto/ticketdrop/v1/{name}"))
-        .collect();
-    let status = Command::new(&python)
-        .current_dir(&root)
-        .args(["-m", "grpc_tools.protoc", "-I", "proto"])
-        .arg(format!("--python_out={}", generated.path().display()))
-        .arg(format!("--grpc_python_out={}", generated.path().display()))
-        .args(&protos)
-        .status()
-        .expect("grpc_tools runs (make stack-up installs it)");
-    assert!(status.success(), "stubs generated");
-
-    let target = world.mesh.coordinator.addr().to_string();
+    let (coordinator, room, orders) = (
+        world.mesh.coordinator.addr().to_string(),
+        world.mesh.waiting_room.addr().to_string(),
+        world.mesh.orders.addr().to_string(),
+    );
     let output = tokio::task::spawn_blocking(move || {
+        let status = Command::new(&python)
+            .current_dir(&root)
+            .arg("clients/python/generate.py")
+            .arg(generated.path())
+            .status()
+            .expect("grpc_tools runs (make stack-up installs it)");
+        assert!(status.success(), "stubs generated");
         Command::new(&python)
             .current_dir(&root)
             .env("PYTHONPATH", generated.path())
+            .arg("clients/python/journey.py")
             .args([
-                "clients/python/buy.py",
-                "--target",
-                &target,
-                "--event",
-                "python",
+                "--coordinator",
+                &coordinator,
+                "--room",
+                &room,
+                "--orders",
+                &orders,
             ])
-            .args([
-                "--seats",
-                "A-1-2",
-                "--protocol",
-                "2pc",
-                "--key",
-                "from-python",
-            ])
+            .args(["--event", "python", "--user", "py-fan", "--key", "py-fan-1"])
+            .args(["--protocol", "2pc"])
             .output()
             .expect("the python client runs")
     })
@@ -68,13 +55,19 @@ async fn a_python_client_generated_from_the_protos_buys_a_ticket() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let bought: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
-    assert_eq!(bought["seats"], serde_json::json!(["A-1-2"]));
-    assert_eq!(bought["amount_cents"], 1_234);
-    assert_eq!(bought["tickets"].as_array().map(Vec::len), Some(1));
-    let order_id = bought["order_id"].as_str().expect("order id");
+    let journey: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(journey["outcome"], "bought", "{journey}");
+    assert_eq!(journey["join_number"], 1, "{journey}");
+    assert_eq!(journey["amount_cents"], 1_234, "{journey}");
+    assert_eq!(journey["currency"], "EUR", "{journey}");
+    assert_eq!(journey["ticket_valid"], true, "{journey}");
+    let seats = journey["seats"].as_array().expect("seats");
+    assert_eq!(seats.len(), 1, "{journey}");
+    let seat = seats[0].as_str().expect("a seat id");
+    assert_eq!(journey["ticket_seat"], seat, "{journey}");
+    let order_id = journey["order_id"].as_str().expect("order id");
     assert_eq!(
-        world.seats("python").await["A-1-2"],
+        world.seats("python").await[seat],
         ("SOLD".to_owned(), Some(order_id.to_owned()))
     );
     world.assert_invariants("python", 4).await;

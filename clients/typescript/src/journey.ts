@@ -1,0 +1,125 @@
+// A fan's whole journey through TicketDrop, from a client generated from proto/
+// (protoc-gen-es) and called over gRPC (Connect's Node.js transport): join the event's
+// waiting room, watch until admitted, buy one seat with the admission token, and verify
+// the ticket with orders-dynamo.
+//
+//   npm run build
+//   node dist/journey.js --event my-event --user ts-fan --key ts-fan-1
+//
+// Prints the journey as one JSON object; on a refusal, the gRPC code, message and the
+// ErrorInfo reason, and exits 1.
+
+import { parseArgs } from "node:util";
+
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+
+import { Protocol } from "./gen/ticketdrop/v1/common_pb.js";
+import { CoordinatorService } from "./gen/ticketdrop/v1/coordinator_pb.js";
+import { OrdersService } from "./gen/ticketdrop/v1/orders_pb.js";
+import { WaitingRoomService } from "./gen/ticketdrop/v1/waiting_room_pb.js";
+
+const PROTOCOLS: Record<string, Protocol> = {
+  "2pc": Protocol.TWO_PHASE_COMMIT,
+  saga: Protocol.SAGA,
+  lease: Protocol.LEASE,
+};
+
+function transport(target: string): Transport {
+  return createGrpcTransport({ baseUrl: `http://${target}` });
+}
+
+async function main(): Promise<number> {
+  const { values: args } = parseArgs({
+    options: {
+      coordinator: { type: "string", default: "127.0.0.1:50050" },
+      room: { type: "string", default: "127.0.0.1:50054" },
+      orders: { type: "string", default: "127.0.0.1:50052" },
+      event: { type: "string" },
+      user: { type: "string", default: "ts-fan" },
+      key: { type: "string" },
+      protocol: { type: "string", default: "saga" },
+      card: { type: "string", default: "tok_visa" },
+    },
+  });
+  if (!args.event || !args.key || !(args.protocol! in PROTOCOLS)) {
+    console.error("usage: journey --event E --key K [--user U] [--protocol 2pc|saga|lease]");
+    return 2;
+  }
+  const room = createClient(WaitingRoomService, transport(args.room!));
+  const coordinator = createClient(CoordinatorService, transport(args.coordinator!));
+  const orders = createClient(OrdersService, transport(args.orders!));
+  const fan = { eventId: args.event, userId: args.user! };
+
+  // Join: a place in line (a refresh would keep it).
+  const joined = await room.join(fan);
+  const positions: number[] = [];
+  // Watch: positions until the turn comes, then the admission (the stream ends there).
+  let token: string | undefined;
+  for await (const update of room.watch(fan, { timeoutMs: 60_000 })) {
+    switch (update.update.case) {
+      case "waiting":
+        positions.push(Number(update.update.value.position));
+        break;
+      case "admitted":
+        token = update.update.value.token;
+        break;
+      case "soldOut":
+        console.log(JSON.stringify({ outcome: "sold_out" }));
+        return 1;
+      case "expired":
+        console.log(JSON.stringify({ outcome: "expired" }));
+        return 1;
+    }
+    if (token) break;
+  }
+  if (!token) throw new Error("the watch ended without an admission");
+
+  // Buy one seat (best available) with the admission token.
+  const bought = await coordinator.purchase({
+    userId: fan.userId,
+    eventId: fan.eventId,
+    quantity: 1,
+    cardToken: args.card!,
+    idempotencyKey: args.key,
+    protocol: PROTOCOLS[args.protocol!],
+    admissionToken: token,
+  });
+  // The ticket is real: orders-dynamo verifies its signed token.
+  const ticket = bought.tickets[0];
+  const verified = await orders.verifyTicket({ token: ticket.token });
+
+  console.log(
+    JSON.stringify({
+      outcome: "bought",
+      join_number: Number(joined.place?.joinNumber ?? 0),
+      positions_seen: positions.length,
+      txid: bought.txid,
+      order_id: bought.orderId,
+      seats: bought.seats.map((s) => s.seatId),
+      amount_cents: Number(bought.amountCents),
+      currency: bought.currency,
+      ticket_id: ticket.ticketId,
+      ticket_valid: verified.valid,
+      ticket_seat: verified.ticket?.seatId ?? "",
+    }),
+  );
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConnectError) {
+      const reason = error.details
+        .map((d) => ("type" in d && d.type === "google.rpc.ErrorInfo" ? d.debug : undefined))
+        .find((d) => d !== undefined);
+      console.log(
+        JSON.stringify({ code: Code[error.code], message: error.rawMessage, error_info: reason ?? null }),
+      );
+    } else {
+      console.error(error);
+    }
+    process.exit(1);
+  },
+);
