@@ -49,6 +49,12 @@ async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_t
     })
     .await
     .expect("joins");
+    assert_bought(&world, "python", 1_234, &output).await;
+}
+
+/// A client's journey printed one JSON object: bought one seat of `event` (4 seats) at
+/// `price` EUR cents, with a valid ticket for that seat, sold to its order.
+pub async fn assert_bought(world: &World, event: &str, price: i64, output: &std::process::Output) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -58,7 +64,7 @@ async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_t
     let journey: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
     assert_eq!(journey["outcome"], "bought", "{journey}");
     assert_eq!(journey["join_number"], 1, "{journey}");
-    assert_eq!(journey["amount_cents"], 1_234, "{journey}");
+    assert_eq!(journey["amount_cents"], price, "{journey}");
     assert_eq!(journey["currency"], "EUR", "{journey}");
     assert_eq!(journey["ticket_valid"], true, "{journey}");
     let seats = journey["seats"].as_array().expect("seats");
@@ -67,8 +73,8 @@ async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_t
     assert_eq!(journey["ticket_seat"], seat, "{journey}");
     let order_id = journey["order_id"].as_str().expect("order id");
     assert_eq!(
-        world.seats("python").await[seat],
+        world.seats(event).await[seat],
         ("SOLD".to_owned(), Some(order_id.to_owned()))
     );
-    world.assert_invariants("python", 4).await;
+    world.assert_invariants(event, 4).await;
 }

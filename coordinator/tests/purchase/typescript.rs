@@ -4,6 +4,7 @@ use std::time::Duration;
 use test_harness::MeshOptions;
 
 use crate::common::*;
+use crate::python::assert_bought;
 
 /// The TypeScript client (clients/typescript: messages and service descriptors generated
 /// from proto/ by the local protoc-gen-es, gRPC through Connect's Node.js transport)
@@ -61,26 +62,5 @@ async fn a_typescript_client_generated_from_the_protos_waits_buys_and_verifies_i
     })
     .await
     .expect("joins");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let journey: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
-    assert_eq!(journey["outcome"], "bought", "{journey}");
-    assert_eq!(journey["join_number"], 1, "{journey}");
-    assert_eq!(journey["amount_cents"], 2_500, "{journey}");
-    assert_eq!(journey["currency"], "EUR", "{journey}");
-    assert_eq!(journey["ticket_valid"], true, "{journey}");
-    let seats = journey["seats"].as_array().expect("seats");
-    assert_eq!(seats.len(), 1, "{journey}");
-    let seat = seats[0].as_str().expect("a seat id");
-    assert_eq!(journey["ticket_seat"], seat, "{journey}");
-    let order_id = journey["order_id"].as_str().expect("order id");
-    assert_eq!(
-        world.seats("typescript").await[seat],
-        ("SOLD".to_owned(), Some(order_id.to_owned()))
-    );
-    world.assert_invariants("typescript", 4).await;
+    assert_bought(&world, "typescript", 2_500, &output).await;
 }
