@@ -18,13 +18,8 @@ use metrics::{counter, gauge};
 use proto::v1::{Participant, Protocol, StepOutcome};
 use tonic::Status;
 
-pub fn protocol(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::TwoPhaseCommit => "2pc",
-        Protocol::Saga => "saga",
-        Protocol::Lease => "lease",
-        Protocol::Unspecified => "unspecified",
-    }
+fn protocol(protocol: Protocol) -> &'static str {
+    crate::model::protocol_name(protocol)
 }
 
 fn participant(participant: Participant) -> String {
