@@ -30,6 +30,10 @@ build() {
 up() {
     mkdir -p "$DIR"
     build
+    # The token keys: the services verify with the public halves, the coordinator and the
+    # waiting room sign their own calls with the mesh key, `ticketdrop login` with users.
+    export TICKETDROP_AUTH_DIR="$STACK/auth"
+    "$BIN/ticketdrop" keys | sed 's/^/services: /'
     local entry name port
     for entry in "${SERVICES[@]}"; do
         name=${entry%%:*} port=${entry##*:}

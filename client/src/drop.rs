@@ -2,6 +2,7 @@
 //! key) try to buy one of M seats at once, with bounded concurrency, under one protocol
 //! or all three side by side; then the audit says whether anything was oversold.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use tonic::Code;
 
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
+use server_kit::outgoing::{MeshChannel, Outgoing};
 use tonic::transport::Channel;
 
 use crate::audit;
@@ -306,7 +308,7 @@ pub(crate) async fn one_drop(
     after_fans: impl FnOnce(),
 ) -> anyhow::Result<DropReport> {
     ensure_event(endpoints, event, args.seats).await?;
-    let coordinator = endpoints.coordinator().await?;
+    let coordinator = endpoints::connect("coordinator", &endpoints.coordinator).await?;
     let progress =
         ProgressBar::with_draw_target(Some(u64::from(args.fans)), ProgressDrawTarget::stderr());
     progress.set_style(
@@ -319,8 +321,10 @@ pub(crate) async fn one_drop(
         .live
         .then(|| crate::live::spawn(endpoints, event, json::protocol(protocol), progress.clone()));
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let credentials = endpoints.fan_credentials((0..args.fans).map(|fan| fan_user(&run, fan)))?;
     let buyer = Buyer {
         coordinator,
+        credentials: Arc::new(credentials),
         event: event.to_owned(),
         run,
         protocol,
@@ -342,7 +346,7 @@ pub(crate) async fn one_drop(
         .map_err(|s| anyhow::anyhow!("opening the room: {}", endpoints::describe(&s)))?;
         let mut rooms = Vec::with_capacity(ROOM_CHANNELS);
         for _ in 0..ROOM_CHANNELS {
-            rooms.push(endpoints.waiting_room().await?);
+            rooms.push(endpoints::connect("waiting-room", &endpoints.waiting_room).await?);
         }
         let started = Instant::now();
         let fans = through_room(&buyer, args, rooms, &progress).await;
@@ -400,7 +404,7 @@ async fn audit_with_retries(stores: &Stores, event: &str) -> anyhow::Result<audi
 }
 
 /// Looks every unknown outcome up by its idempotency key in the coordinator's log.
-async fn resolve_unknowns(coordinator: &CoordinatorServiceClient<Channel>, fans: &mut [Fan]) {
+async fn resolve_unknowns(coordinator: &CoordinatorServiceClient<MeshChannel>, fans: &mut [Fan]) {
     for fan in fans.iter_mut() {
         let (Answer::Unknown, Some(key)) = (&fan.answer, &fan.key) else {
             continue;
@@ -423,10 +427,17 @@ fn clamp_u32(n: usize) -> u32 {
     u32::try_from(n.max(1)).unwrap_or(u32::MAX)
 }
 
+/// The user id of fan number `fan` of the drop `run`.
+fn fan_user(run: &str, fan: u32) -> String {
+    format!("fan-{run}-{fan}")
+}
+
 /// What every fan's purchase shares.
 #[derive(Clone)]
 struct Buyer {
-    coordinator: CoordinatorServiceClient<Channel>,
+    coordinator: Channel,
+    /// Each fan's own credential, by fan number.
+    credentials: Arc<Vec<Outgoing>>,
     event: String,
     run: String,
     protocol: Protocol,
@@ -435,7 +446,12 @@ struct Buyer {
 
 impl Buyer {
     fn user(&self, fan: u32) -> String {
-        format!("fan-{}-{fan}", self.run)
+        fan_user(&self.run, fan)
+    }
+
+    /// `channel` carrying the fan's own token.
+    fn as_fan(&self, channel: &Channel, fan: u32) -> MeshChannel {
+        MeshChannel::new(channel.clone(), self.credentials[fan as usize].clone())
     }
 
     fn contact(&self, fan: u32) -> Option<Contact> {
@@ -472,11 +488,12 @@ impl Buyer {
         };
         let mut latencies = Vec::new();
         let mut backoff = Duration::from_millis(200);
+        let mut coordinator = CoordinatorServiceClient::new(self.as_fan(&self.coordinator, fan));
         loop {
             let began = Instant::now();
             let mut call = tonic::Request::new(request.clone());
             call.set_timeout(CALL_TIMEOUT);
-            let answer = classify(self.coordinator.clone().purchase(call).await);
+            let answer = classify(coordinator.purchase(call).await);
             latencies.push(began.elapsed());
             if !matches!(answer, Answer::Unknown) || latencies.len() >= UNKNOWN_RETRIES {
                 return (answer, latencies);
@@ -514,14 +531,15 @@ async fn direct(buyer: &Buyer, args: &DropArgs, progress: &ProgressBar) -> Vec<F
 async fn through_room(
     buyer: &Buyer,
     args: &DropArgs,
-    rooms: Vec<WaitingRoomServiceClient<Channel>>,
+    rooms: Vec<Channel>,
     progress: &ProgressBar,
 ) -> Vec<Fan> {
     let started = Instant::now();
     let joins = std::sync::Arc::new(tokio::sync::Semaphore::new(JOINS_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.fans {
-        let mut room = rooms[i as usize % rooms.len()].clone();
+        let mut room =
+            WaitingRoomServiceClient::new(buyer.as_fan(&rooms[i as usize % rooms.len()], i));
         let buyer = buyer.clone();
         let joins = joins.clone();
         let progress = progress.clone();
@@ -545,7 +563,7 @@ async fn through_room(
 
 async fn one_fan(
     buyer: &Buyer,
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     i: u32,
     joins: &tokio::sync::Semaphore,
 ) -> Fan {
@@ -612,7 +630,7 @@ async fn one_fan(
 /// answering (after recovery, for an interrupted one), so the room may still count the
 /// purchase in progress for a moment: retried, a bounded number of times with backoff.
 async fn leave(
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     event: &str,
     user: &str,
 ) -> Result<(), tonic::Status> {
@@ -877,7 +895,7 @@ pub(crate) async fn ensure_event(
 async fn settle(
     endpoints: &Endpoints,
     event: &str,
-) -> anyhow::Result<CoordinatorServiceClient<Channel>> {
+) -> anyhow::Result<CoordinatorServiceClient<MeshChannel>> {
     let began = Instant::now();
     let mut coordinator = None;
     let mut last_error = String::new();

@@ -1,10 +1,19 @@
-//! Where the services are: flags with `TICKETDROP_*_ENDPOINT` env fallbacks and the
-//! local stack's defaults.
+//! Where the services are — flags with `TICKETDROP_*_ENDPOINT` env fallbacks and the
+//! local stack's defaults — and who the CLI calls them as: the `--token` given, or else
+//! an operator's token it mints with the local stack's users key.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use server_kit::auth::{ADMIN_SCOPE, Authority, Issuer, KeyFiles};
+use server_kit::outgoing::{MeshChannel, Outgoing};
 use tonic::transport::{Channel, Endpoint};
+
+/// The subject of the operator's tokens the CLI mints for itself.
+const OPERATOR: &str = "ticketdrop-cli";
+/// How long a token the CLI mints lives: longer than the longest drop or bench.
+pub const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Endpoints {
@@ -61,9 +70,56 @@ pub struct Endpoints {
         default_value = "http://127.0.0.1:50055"
     )]
     pub notifier: String,
+
+    /// Call with this bearer token (for example one `ticketdrop login` printed) instead
+    /// of an operator's token minted from the key directory.
+    #[arg(long, global = true, env = "TICKETDROP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Directory of the token keys; the CLI mints tokens with its `users.pem`.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETDROP_AUTH_DIR",
+        default_value = ".stack/auth"
+    )]
+    pub auth_dir: PathBuf,
 }
 
 impl Endpoints {
+    /// The key that signs fans' and operators' tokens.
+    pub fn users_issuer(&self) -> anyhow::Result<Issuer> {
+        Issuer::load(&KeyFiles::new(&self.auth_dir), Authority::Users)
+            .context("minting a token needs the users key (or pass --token)")
+    }
+
+    /// What the CLI's calls carry: `--token`, or an operator's token.
+    pub fn credential(&self) -> anyhow::Result<Outgoing> {
+        let token = match &self.token {
+            Some(token) => token.clone(),
+            None => self
+                .users_issuer()?
+                .mint(OPERATOR, &[ADMIN_SCOPE], TOKEN_TTL),
+        };
+        Outgoing::bearer(&token)
+    }
+
+    /// Each of `users`' credential, minted before a drop's clock starts (real fans bring
+    /// theirs from their login): `--token` for all of them when one is given.
+    pub fn fan_credentials(
+        &self,
+        users: impl Iterator<Item = String>,
+    ) -> anyhow::Result<Vec<Outgoing>> {
+        if let Some(token) = &self.token {
+            let credential = Outgoing::bearer(token)?;
+            return Ok(users.map(|_| credential.clone()).collect());
+        }
+        let issuer = self.users_issuer()?;
+        users
+            .map(|user| Outgoing::bearer(&issuer.mint(&user, &[], TOKEN_TTL)))
+            .collect()
+    }
+
     /// Every service with its endpoint, in the order people read them.
     pub fn all(&self) -> [(&'static str, &str); 6] {
         [
@@ -97,39 +153,47 @@ use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 
 impl Endpoints {
-    pub async fn coordinator(&self) -> anyhow::Result<CoordinatorServiceClient<Channel>> {
+    /// A channel to `service` at `endpoint` whose calls carry the CLI's credential.
+    async fn mesh(&self, service: &str, endpoint: &str) -> anyhow::Result<MeshChannel> {
+        Ok(MeshChannel::new(
+            connect(service, endpoint).await?,
+            self.credential()?,
+        ))
+    }
+
+    pub async fn coordinator(&self) -> anyhow::Result<CoordinatorServiceClient<MeshChannel>> {
         Ok(CoordinatorServiceClient::new(
-            connect("coordinator", &self.coordinator).await?,
+            self.mesh("coordinator", &self.coordinator).await?,
         ))
     }
 
-    pub async fn inventory(&self) -> anyhow::Result<InventoryServiceClient<Channel>> {
+    pub async fn inventory(&self) -> anyhow::Result<InventoryServiceClient<MeshChannel>> {
         Ok(InventoryServiceClient::new(
-            connect("inventory-pg", &self.inventory).await?,
+            self.mesh("inventory-pg", &self.inventory).await?,
         ))
     }
 
-    pub async fn orders(&self) -> anyhow::Result<OrdersServiceClient<Channel>> {
+    pub async fn orders(&self) -> anyhow::Result<OrdersServiceClient<MeshChannel>> {
         Ok(OrdersServiceClient::new(
-            connect("orders-dynamo", &self.orders).await?,
+            self.mesh("orders-dynamo", &self.orders).await?,
         ))
     }
 
-    pub async fn payments(&self) -> anyhow::Result<PaymentsServiceClient<Channel>> {
+    pub async fn payments(&self) -> anyhow::Result<PaymentsServiceClient<MeshChannel>> {
         Ok(PaymentsServiceClient::new(
-            connect("payments", &self.payments).await?,
+            self.mesh("payments", &self.payments).await?,
         ))
     }
 
-    pub async fn notifier(&self) -> anyhow::Result<NotifierServiceClient<Channel>> {
+    pub async fn notifier(&self) -> anyhow::Result<NotifierServiceClient<MeshChannel>> {
         Ok(NotifierServiceClient::new(
-            connect("notifier", &self.notifier).await?,
+            self.mesh("notifier", &self.notifier).await?,
         ))
     }
 
-    pub async fn waiting_room(&self) -> anyhow::Result<WaitingRoomServiceClient<Channel>> {
+    pub async fn waiting_room(&self) -> anyhow::Result<WaitingRoomServiceClient<MeshChannel>> {
         Ok(WaitingRoomServiceClient::new(
-            connect("waiting-room", &self.waiting_room).await?,
+            self.mesh("waiting-room", &self.waiting_room).await?,
         ))
     }
 }

@@ -14,6 +14,7 @@ mod events;
 mod health;
 mod json;
 mod live;
+mod login;
 mod machine;
 mod mermaid;
 mod notifications;
@@ -43,6 +44,11 @@ struct Cli {
 enum Command {
     /// Show each service's gRPC health status.
     Health(health::HealthArgs),
+    /// Print a development token for a user (`--admin` for an operator), signed with the
+    /// local stack's key: `grpcurl -H "authorization: Bearer $(ticketdrop login --user ana)"`.
+    Login(login::LoginArgs),
+    /// Create the key pairs that sign tokens in `--auth-dir`, unless they exist.
+    Keys,
     /// Create, list, search and show events.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -78,6 +84,8 @@ async fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Health(args) => health::run(&cli.endpoints, args).await,
+        Command::Login(args) => login::login(&cli.endpoints, args),
+        Command::Keys => login::keys(&cli.endpoints),
         Command::Events(command) => events::run(&cli.endpoints, command).await,
         Command::Purchase(args) => purchase::run(&cli.endpoints, args).await,
         Command::Ticket(command) => purchase::ticket(&cli.endpoints, command).await,

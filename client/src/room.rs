@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use serde_json::json;
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 
 use crate::endpoints::{self, Endpoints};
 use crate::json;
@@ -85,7 +85,7 @@ const WATCH_ATTEMPTS: u32 = 8;
 /// with every position update. A broken stream is watched again with backoff, a bounded
 /// number of times: the fan's place is kept in the room.
 pub async fn wait_in_room(
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
     user_id: &str,
     mut on_place: impl FnMut(&Place),
@@ -101,7 +101,7 @@ pub async fn wait_in_room(
 
 /// Watches a joined fan's place until the final message (see [`wait_in_room`]).
 pub async fn watch(
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     place: &Place,
     mut on_place: impl FnMut(&Place),
 ) -> Result<Final, tonic::Status> {
@@ -134,7 +134,7 @@ pub async fn watch(
 
 /// Joins, retrying a room that does not answer (Join is idempotent).
 pub async fn join(
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
     user_id: &str,
 ) -> Result<Place, tonic::Status> {
@@ -165,7 +165,7 @@ pub async fn join(
 }
 
 async fn watch_once(
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
     user_id: &str,
     on_place: &mut impl FnMut(&Place),
@@ -329,7 +329,7 @@ pub async fn run(endpoints: &Endpoints, command: RoomCommand) -> anyhow::Result<
 }
 
 pub async fn open(
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
     max_active: u32,
     admission_ttl: Duration,
@@ -347,7 +347,7 @@ pub async fn open(
 }
 
 pub async fn get(
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
 ) -> Result<Room, tonic::Status> {
     Ok(room
@@ -363,7 +363,7 @@ pub async fn get(
 /// The live view: fans admitted of those who joined, seats sold of capacity, and the
 /// queue's state, redrawn four times a second until the room sells out or Ctrl-C.
 async fn live(
-    room: &mut WaitingRoomServiceClient<Channel>,
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
 ) -> Result<(), tonic::Status> {
     let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());

@@ -7,7 +7,7 @@ use anyhow::Context;
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::*;
 use serde_json::json;
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 
 use crate::endpoints::{self, Endpoints};
 use crate::notifications::{self, Child, ChildState};
@@ -487,7 +487,7 @@ async fn add_children(
 /// Streams WatchPurchase, printing each event; after a broken stream it reconnects
 /// (up to 5 times in a row, with backoff) from the last event seen.
 async fn watch(
-    coordinator: &mut CoordinatorServiceClient<Channel>,
+    coordinator: &mut CoordinatorServiceClient<MeshChannel>,
     txid: Option<String>,
     key: Option<String>,
     mut after: u64,
@@ -604,7 +604,7 @@ fn print_event(event: &PurchaseEvent, json_out: bool) -> anyhow::Result<()> {
 }
 
 async fn transaction(
-    coordinator: &mut CoordinatorServiceClient<Channel>,
+    coordinator: &mut CoordinatorServiceClient<MeshChannel>,
     txid: String,
 ) -> anyhow::Result<Transaction> {
     coordinator
@@ -662,7 +662,7 @@ fn print_timeline(txn: &Transaction) {
 /// The logged purchase with idempotency key `key`: Some(None) when the log has none, None
 /// when the log did not answer (a few tries, with backoff).
 pub async fn by_key(
-    coordinator: &CoordinatorServiceClient<Channel>,
+    coordinator: &CoordinatorServiceClient<MeshChannel>,
     key: &str,
 ) -> Option<Option<Transaction>> {
     let mut backoff = Duration::from_millis(100);

@@ -5,6 +5,7 @@
 //!
 //! It must never resolve contention itself (no global lock): the participants do.
 
+pub mod access;
 pub mod admission;
 pub mod config;
 pub mod driver;
@@ -31,7 +32,6 @@ mod watch;
 use anyhow::Context;
 use proto::v1::coordinator_service_server::CoordinatorServiceServer;
 use server_kit::GrpcServer;
-use tonic::server::NamedService;
 use tonic::service::Routes;
 
 pub use config::Config;
@@ -85,7 +85,7 @@ pub async fn run(
     );
     let served = server
         .serve(
-            CoordinatorServiceServer::<service::Coordinator>::NAME,
+            access::POLICY,
             Routes::new(CoordinatorServiceServer::new(service)),
             shutdown,
         )

@@ -14,7 +14,7 @@ use std::time::Duration;
 use prost::Message;
 use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::{Contact, EnqueueRequest, PurchaseResponse};
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 
 use crate::log::{Log, TxnRecord};
 
@@ -31,7 +31,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often the outbox's lag is measured for the metrics.
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
 
-pub async fn run(log: Log, notifier: NotifierServiceClient<Channel>, interval: Duration) {
+pub async fn run(log: Log, notifier: NotifierServiceClient<MeshChannel>, interval: Duration) {
     let mut lag_measured = std::time::Instant::now() - LAG_INTERVAL;
     loop {
         if lag_measured.elapsed() >= LAG_INTERVAL {
@@ -71,7 +71,7 @@ pub async fn run(log: Log, notifier: NotifierServiceClient<Channel>, interval: D
 
 async fn relay(
     log: &Log,
-    mut notifier: NotifierServiceClient<Channel>,
+    mut notifier: NotifierServiceClient<MeshChannel>,
     txid: String,
     attempt: i32,
     txn: Option<TxnRecord>,

@@ -216,6 +216,7 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 impl CoordinatorService for Coordinator {
     async fn purchase(&self, request: Request<PurchaseRequest>) -> Reply<PurchaseResponse> {
         let purchase = Purchase::try_from(request.get_ref())?;
+        server_kit::auth::caller(&request)?.act_for(&purchase.user_id)?;
         let protocol = purchase.protocol;
         let answer = self.purchase(purchase).await.map_err(Status::from);
         crate::metrics::purchase_answered(protocol, &answer);
@@ -226,23 +227,21 @@ impl CoordinatorService for Coordinator {
         &self,
         request: Request<WatchPurchaseRequest>,
     ) -> Reply<BoxStream<WatchPurchaseResponse>> {
+        let caller = server_kit::auth::caller(&request)?;
         let request = request.get_ref();
-        let txid = match (request.txid.is_empty(), request.idempotency_key.is_empty()) {
+        let txn = match (request.txid.is_empty(), request.idempotency_key.is_empty()) {
             (false, true) => {
                 let txid = validate::id("txid", &request.txid)?;
-                self.driver.log.load(&txid).await?;
-                txid
+                self.driver.log.load(&txid).await?
             }
-            (true, false) => {
-                self.driver
-                    .log
-                    .find_by_key(&request.idempotency_key)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::TxnNotFound(format!("with key {:?}", request.idempotency_key))
-                    })?
-                    .txid
-            }
+            (true, false) => self
+                .driver
+                .log
+                .find_by_key(&request.idempotency_key)
+                .await?
+                .ok_or_else(|| {
+                    Error::TxnNotFound(format!("with key {:?}", request.idempotency_key))
+                })?,
             _ => {
                 return Err(server_kit::status::FieldError::new(
                     "txid",
@@ -251,11 +250,12 @@ impl CoordinatorService for Coordinator {
                 .into());
             }
         };
+        caller.act_for(&txn.purchase.user_id)?;
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(watch::spawn(
                 self.driver.log.clone(),
                 self.driver.participants.notifier.clone(),
-                txid,
+                txn.txid,
                 request.after_sequence,
                 self.watch_interval,
             )),

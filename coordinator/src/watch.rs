@@ -18,7 +18,7 @@ use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::*;
 use tokio::sync::mpsc;
 use tonic::Status;
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 
 use crate::error::Result;
 use crate::inspect;
@@ -27,7 +27,7 @@ use crate::log::Log;
 /// Follows `txid` from event `after + 1` on, until its last event or the watcher leaves.
 pub fn spawn(
     log: Log,
-    notifier: NotifierServiceClient<Channel>,
+    notifier: NotifierServiceClient<MeshChannel>,
     txid: String,
     after: u64,
     interval: Duration,
@@ -79,7 +79,7 @@ pub fn spawn(
 /// Every event of `txid` so far, numbered, and whether there will be no more.
 pub async fn events(
     log: &Log,
-    mut notifier: NotifierServiceClient<Channel>,
+    mut notifier: NotifierServiceClient<MeshChannel>,
     txid: &str,
 ) -> Result<(Vec<PurchaseEvent>, bool)> {
     let txn = inspect::get(log, txid).await?;

@@ -5,6 +5,7 @@
 //!
 //! It must never call another service: the coordinator drives it.
 
+pub mod access;
 mod barrier;
 mod browse;
 pub mod config;
@@ -21,7 +22,6 @@ mod two_phase;
 use anyhow::Context;
 use proto::v1::inventory_service_server::InventoryServiceServer;
 use server_kit::GrpcServer;
-use tonic::server::NamedService;
 use tonic::service::Routes;
 
 pub use config::Config;
@@ -51,7 +51,7 @@ pub async fn run(
     let service = service::Inventory::new(pool, config.default_hold_ttl(), stats);
     let served = server
         .serve(
-            InventoryServiceServer::<service::Inventory>::NAME,
+            access::POLICY,
             Routes::new(InventoryServiceServer::new(service)),
             shutdown,
         )

@@ -7,6 +7,7 @@
 //! It never calls back into a purchase: whatever a channel does, no purchase waits or
 //! fails for it.
 
+pub mod access;
 pub mod channels;
 pub mod config;
 pub mod dispatcher;
@@ -21,7 +22,6 @@ use std::time::Duration;
 use anyhow::Context;
 use proto::v1::notifier_service_server::NotifierServiceServer;
 use server_kit::GrpcServer;
-use tonic::server::NamedService;
 use tonic::service::Routes;
 
 pub use config::Config;
@@ -60,7 +60,7 @@ pub async fn run(
     );
     let served = server
         .serve(
-            NotifierServiceServer::<service::NotifierApi>::NAME,
+            access::POLICY,
             Routes::new(NotifierServiceServer::new(service::NotifierApi::new(
                 store,
                 policy.max_attempts,

@@ -74,9 +74,11 @@ impl NotifierService for NotifierApi {
         &self,
         request: Request<RegisterWebhookRequest>,
     ) -> Reply<RegisterWebhookResponse> {
+        let caller = server_kit::auth::caller(&request)?;
         let request = request.get_ref();
         let user_id = validate::id("user_id", &request.user_id)?;
         let url = validate::url("url", &request.url)?;
+        caller.act_for(&user_id)?;
         let (endpoint_id, secret) = self
             .store
             .register_webhook(&user_id, &url)
@@ -93,8 +95,10 @@ impl NotifierService for NotifierApi {
         request: Request<GetConfirmationRequest>,
     ) -> Reply<GetConfirmationResponse> {
         let txid = validate::id("txid", &request.get_ref().txid)?;
+        let confirmation = self.store.confirmation(&txid).await?;
+        server_kit::auth::caller(&request)?.act_for(&confirmation.user_id)?;
         Ok(Response::new(GetConfirmationResponse {
-            confirmation: Some(self.store.confirmation(&txid).await?),
+            confirmation: Some(confirmation),
         }))
     }
 

@@ -4,6 +4,7 @@
 //!
 //! It must never call another service: the coordinator drives it.
 
+pub mod access;
 pub mod config;
 pub mod error;
 mod fenced;
@@ -21,7 +22,6 @@ mod write;
 
 use proto::v1::orders_service_server::OrdersServiceServer;
 use server_kit::GrpcServer;
-use tonic::server::NamedService;
 use tonic::service::Routes;
 
 pub use config::Config;
@@ -49,7 +49,7 @@ pub async fn run(
     let service = service::Orders::new(store);
     server
         .serve(
-            OrdersServiceServer::<service::Orders>::NAME,
+            access::POLICY,
             Routes::new(OrdersServiceServer::new(service)),
             shutdown,
         )

@@ -168,6 +168,7 @@ impl OrdersService for Orders {
                 .into());
             }
         };
+        server_kit::auth::caller(&request)?.act_for(&order.user_id)?;
         Ok(Response::new(GetOrderResponse {
             order: Some(order.to_proto()),
         }))
@@ -176,6 +177,7 @@ impl OrdersService for Orders {
     async fn list_orders(&self, request: Request<ListOrdersRequest>) -> Reply<ListOrdersResponse> {
         let r = request.get_ref();
         let user_id = validate::id("user_id", &r.user_id)?;
+        server_kit::auth::caller(&request)?.act_for(&user_id)?;
         let page_size = validate::page_size("page_size", r.page_size, 20, 100)?;
         let (orders, next_page_token) = queries::list_orders(
             &self.store,

@@ -6,6 +6,7 @@
 //! It must never charge twice for one idempotency key or txid, and never call another
 //! service.
 
+pub mod access;
 pub mod card_network;
 pub mod config;
 pub mod error;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use proto::v1::payments_service_server::PaymentsServiceServer;
 use server_kit::GrpcServer;
-use tonic::server::NamedService;
 use tonic::service::Routes;
 
 pub use config::Config;
@@ -53,7 +53,7 @@ pub async fn run(
     };
     let served = server
         .serve(
-            PaymentsServiceServer::<service::PaymentsApi>::NAME,
+            access::POLICY,
             Routes::new(PaymentsServiceServer::new(service::PaymentsApi::new(
                 payments,
             ))),

@@ -5,6 +5,8 @@
 //! - [`GrpcServer`]: binds first (port 0 works), then serves health, reflection and the
 //!   service, and shuts down gracefully: health NOT_SERVING, a drain delay, in-flight
 //!   calls finish, exit.
+//! - [`auth`]: who may call what — bearer JWTs checked in one layer against each
+//!   service's policy — and [`outgoing`]: the credential every client call carries.
 //! - [`metrics`]: Prometheus metrics on an HTTP port of their own, every gRPC call
 //!   counted by method and code, with its latency, and the pools' saturation.
 //! - [`pg`]: a PostgreSQL pool and ordered, idempotent migrations.
@@ -15,9 +17,11 @@
 //!
 //! It must never hold domain logic: nothing here knows about seats, orders or money.
 
+pub mod auth;
 pub mod convert;
 pub mod metrics;
 mod options;
+pub mod outgoing;
 pub mod pg;
 pub mod redis;
 pub mod retry;

@@ -18,6 +18,12 @@ pub struct ServerOptions {
     #[arg(long, env = "TICKETDROP_METRICS_ADDR_FILE")]
     pub metrics_addr_file: Option<PathBuf>,
 
+    /// Directory of the token keys: the public keys every server verifies with
+    /// (`users.pub.pem`, `mesh.pub.pem`), and `mesh.pem`, which services that call others
+    /// sign their own tokens with. `make up` creates the local stack's in `.stack/auth`.
+    #[arg(long, env = "TICKETDROP_AUTH_DIR", default_value = ".stack/auth")]
+    pub auth_dir: PathBuf,
+
     /// Log format.
     #[arg(long, env = "TICKETDROP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -33,6 +39,17 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
+    pub fn key_files(&self) -> crate::auth::KeyFiles {
+        crate::auth::KeyFiles::new(&self.auth_dir)
+    }
+
+    /// The credential of this server's own calls to other services: tokens with scope
+    /// `service`, named `name`, signed with the mesh key.
+    pub fn service_credential(&self, name: &str) -> anyhow::Result<crate::outgoing::Outgoing> {
+        let issuer = crate::auth::Issuer::load(&self.key_files(), crate::auth::Authority::Mesh)?;
+        Ok(crate::outgoing::Outgoing::service(issuer, name))
+    }
+
     pub fn drain_delay(&self) -> Duration {
         Duration::from_millis(self.drain_delay_ms)
     }

@@ -11,6 +11,7 @@ use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
 use crate::ServerOptions;
+use crate::auth::{AuthLayer, Policy, Verifier};
 use crate::metrics::{GrpcMetricsLayer, MetricsServer};
 
 /// A gRPC server that is bound but not yet serving.
@@ -23,6 +24,7 @@ pub struct GrpcServer {
     options: ServerOptions,
     metrics: MetricsServer,
     recorder: PrometheusHandle,
+    verifier: std::sync::Arc<Verifier>,
 }
 
 impl GrpcServer {
@@ -32,6 +34,9 @@ impl GrpcServer {
     /// is kept.
     pub async fn bind(addr: SocketAddr, options: ServerOptions) -> anyhow::Result<Self> {
         let recorder = crate::metrics::install()?;
+        let verifier = std::sync::Arc::new(
+            Verifier::load(&options.key_files()).context("loading the token keys")?,
+        );
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (is the port taken?)"))?;
@@ -51,6 +56,7 @@ impl GrpcServer {
             options,
             metrics,
             recorder,
+            verifier,
         })
     }
 
@@ -68,14 +74,15 @@ impl GrpcServer {
     /// drain delay, stops accepting, and lets in-flight calls finish within the
     /// shutdown timeout.
     ///
-    /// `service_name` is the fully qualified name health reports, for example
-    /// `ticketdrop.v1.InventoryService`.
+    /// `policy` names the served service (the name health reports, for example
+    /// `ticketdrop.v1.InventoryService`) and who may call each of its RPCs.
     pub async fn serve(
         self,
-        service_name: &'static str,
+        policy: Policy,
         routes: Routes,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        let service_name = policy.service;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, service_name, ServingStatus::Serving).await;
 
@@ -99,6 +106,7 @@ impl GrpcServer {
         let mut server = tokio::spawn(
             tonic::transport::Server::builder()
                 .layer(GrpcMetricsLayer)
+                .layer(AuthLayer::new(self.verifier, policy))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = accepting_stopped.await;

@@ -9,8 +9,12 @@
 //! on fresh stores ([`Mesh`]); and what the notifier reaches: a private maildev, SMS
 //! provider and webhook receiver.
 //!
+//! Every process it starts verifies tokens with the stack's keys ([`auth`]), whose
+//! helpers give tests an operator's, a fan's or the mesh's credential.
+//!
 //! It must never stand in for a real store: everything it starts is the real binary.
 
+pub mod auth;
 mod database;
 mod dynamodb;
 mod mesh;

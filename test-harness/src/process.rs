@@ -218,6 +218,7 @@ impl ServiceProcess {
             .arg("127.0.0.1:0")
             .arg("--metrics-addr-file")
             .arg(&metrics_file)
+            .env("TICKETDROP_AUTH_DIR", crate::auth::auth_dir())
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("TICKETDROP_DRAIN_DELAY_MS", "200")
             .stdin(Stdio::null())

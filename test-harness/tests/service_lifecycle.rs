@@ -130,7 +130,7 @@ async fn reflected_services(process: &ServiceProcess) -> BTreeSet<String> {
 /// the service itself is mounted (an unknown service would also say UNIMPLEMENTED, so
 /// the check is on the message tonic's default stub writes).
 async fn assert_service_mounted(started: &Started) {
-    let channel = channel(&started.process).await;
+    let channel = test_harness::auth::channel(&started.process.endpoint()).await;
     let status = match started.service {
         "ticketdrop.v1.InventoryService" => {
             proto::v1::inventory_service_client::InventoryServiceClient::new(channel)
@@ -424,6 +424,7 @@ async fn a_taken_port_is_a_clear_error() -> anyhow::Result<()> {
     let output = tokio::process::Command::new(service_binary("payments"))
         .args(["--listen", &started.process.addr().to_string()])
         .args(["--database-url", &db.url()])
+        .env("TICKETDROP_AUTH_DIR", test_harness::auth::auth_dir())
         .stdin(Stdio::null())
         .output()
         .await?;

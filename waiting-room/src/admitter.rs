@@ -16,7 +16,7 @@ use std::time::Duration;
 use proto::v1::GetSeatCountsRequest;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use tokio::sync::Notify;
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(2);
 #[derive(Clone)]
 pub struct Admitter {
     pub store: Store,
-    pub inventory: InventoryServiceClient<Channel>,
+    pub inventory: InventoryServiceClient<MeshChannel>,
     pub watchers: Arc<Watchers>,
     pub wake: Arc<Notify>,
     pub tick: Duration,

@@ -7,6 +7,7 @@
 //! It must never sell, hold or count seats itself: inventory owns them. Its state lives
 //! in Redis, so the service can be killed and restarted at any moment.
 
+pub mod access;
 pub mod admission;
 mod admitter;
 pub mod config;
@@ -20,9 +21,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use proto::v1::inventory_service_client::InventoryServiceClient;
+use server_kit::outgoing::{MeshChannel, lazy_channel};
 use proto::v1::waiting_room_service_server::WaitingRoomServiceServer;
 use server_kit::GrpcServer;
-use tonic::server::NamedService;
 use tonic::service::Routes;
 
 pub use config::Config;
@@ -37,12 +38,10 @@ pub async fn run(
     let redis = server_kit::redis::connect(&config.redis_url, config.connect_attempts)
         .await
         .context("connecting to redis")?;
-    let inventory = InventoryServiceClient::new(
-        tonic::transport::Endpoint::from_shared(config.inventory_endpoint.clone())
-            .with_context(|| format!("invalid endpoint {:?}", config.inventory_endpoint))?
-            .tcp_nodelay(true)
-            .connect_lazy(),
-    );
+    let inventory = InventoryServiceClient::new(MeshChannel::new(
+        lazy_channel(&config.inventory_endpoint)?,
+        config.server.service_credential("waiting-room")?,
+    ));
     let store = store::Store::new(redis, &config.key_prefix);
     let watchers = Arc::new(watchers::Watchers::default());
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -74,7 +73,7 @@ pub async fn run(
     };
     let served = server
         .serve(
-            WaitingRoomServiceServer::<service::WaitingRoom>::NAME,
+            access::POLICY,
             Routes::new(WaitingRoomServiceServer::new(service)),
             shutdown,
         )

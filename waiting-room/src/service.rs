@@ -12,7 +12,7 @@ use server_kit::convert;
 use server_kit::status::FieldError;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::admission::{Refusal, Signer};
@@ -30,7 +30,7 @@ pub struct WaitingRoom {
     pub signer: Signer,
     pub watchers: Arc<Watchers>,
     pub wake: Arc<Notify>,
-    pub inventory: InventoryServiceClient<Channel>,
+    pub inventory: InventoryServiceClient<MeshChannel>,
     pub purchase_lease: Duration,
     pub position_interval: Duration,
     /// Turns true when shutdown begins.
@@ -238,6 +238,7 @@ impl WaitingRoomService for WaitingRoom {
     async fn join(&self, request: Request<JoinRequest>) -> Reply<JoinResponse> {
         let r = request.get_ref();
         let fan = FanRef::parse(&r.event_id, &r.user_id)?;
+        server_kit::auth::caller(&request)?.act_for(&fan.user_id)?;
         let joined = self
             .store
             .join(&fan.event_id, &fan.user_id)
@@ -260,6 +261,7 @@ impl WaitingRoomService for WaitingRoom {
     async fn watch(&self, request: Request<WatchRequest>) -> Reply<BoxStream<WatchResponse>> {
         let r = request.get_ref();
         let fan = FanRef::parse(&r.event_id, &r.user_id)?;
+        server_kit::auth::caller(&request)?.act_for(&fan.user_id)?;
         if self
             .store
             .fan(&fan.event_id, &fan.user_id)
@@ -281,6 +283,7 @@ impl WaitingRoomService for WaitingRoom {
     async fn leave(&self, request: Request<LeaveRequest>) -> Reply<LeaveResponse> {
         let r = request.get_ref();
         let fan = FanRef::parse(&r.event_id, &r.user_id)?;
+        server_kit::auth::caller(&request)?.act_for(&fan.user_id)?;
         let left = self
             .store
             .leave(&fan.event_id, &fan.user_id)
@@ -316,6 +319,7 @@ impl WaitingRoomService for WaitingRoom {
     ) -> Reply<ReleaseAdmissionResponse> {
         let r = request.get_ref();
         let fan = FanRef::parse(&r.event_id, &r.user_id)?;
+        server_kit::auth::caller(&request)?.act_for(&fan.user_id)?;
         let admission_id = server_kit::validate::id("admission_id", &r.admission_id)?;
         let released = self
             .store

@@ -9,7 +9,8 @@ use anyhow::Context;
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use serde::Serialize;
 use test_harness::{PrivateDynamo, PrivatePostgres, PrivateRedis, ServiceProcess, service_binary};
-use tonic::transport::{Channel, Endpoint};
+use server_kit::outgoing::MeshChannel;
+use tonic::transport::Endpoint;
 
 use crate::chaos::proxy::{Mode, Proxy};
 use crate::stores::Stores;
@@ -176,7 +177,7 @@ impl Lab {
 
     /// A client of the lab's coordinator, and of the rival when one runs. Channels are
     /// lazy: a restarted coordinator on the same port is found again.
-    pub fn coordinators(&self) -> anyhow::Result<Vec<CoordinatorServiceClient<Channel>>> {
+    pub fn coordinators(&self) -> anyhow::Result<Vec<CoordinatorServiceClient<MeshChannel>>> {
         let mut clients = vec![lazy_client(&self.coordinator.endpoint())?];
         if let Some(rival) = &self.rival {
             clients.push(lazy_client(&rival.endpoint())?);
@@ -418,11 +419,12 @@ async fn start_coordinator(
         .with_context(|| format!("starting the coordinator on {database}"))
 }
 
-fn lazy_client(endpoint: &str) -> anyhow::Result<CoordinatorServiceClient<Channel>> {
-    Ok(CoordinatorServiceClient::new(
+fn lazy_client(endpoint: &str) -> anyhow::Result<CoordinatorServiceClient<MeshChannel>> {
+    Ok(CoordinatorServiceClient::new(MeshChannel::new(
         Endpoint::from_shared(endpoint.to_owned())?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .connect_lazy(),
-    ))
+        test_harness::auth::operator(),
+    )))
 }

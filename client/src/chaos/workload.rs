@@ -12,7 +12,7 @@ use futures::StreamExt;
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::*;
 use serde::Serialize;
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 
 /// What the workload does.
 #[derive(Debug, Clone)]
@@ -160,7 +160,7 @@ pub type Route = fn(u32, &Want) -> usize;
 /// order.
 pub async fn run(
     spec: &Spec,
-    coordinators: &[CoordinatorServiceClient<Channel>],
+    coordinators: &[CoordinatorServiceClient<MeshChannel>],
     route: Route,
     started: Instant,
 ) -> Vec<Op> {
@@ -191,7 +191,7 @@ pub async fn run(
 /// One fan's purchase, an unknown outcome retried with the same key.
 pub async fn purchase(
     spec: &Spec,
-    mut client: CoordinatorServiceClient<Channel>,
+    mut client: CoordinatorServiceClient<MeshChannel>,
     fan: u32,
     want: Want,
     coordinator: usize,
@@ -289,7 +289,7 @@ fn classify(status: &tonic::Status) -> Completion {
 }
 
 /// Looks every `info` operation up by its key in its coordinator's log.
-pub async fn resolve(ops: &mut [Op], coordinators: &[CoordinatorServiceClient<Channel>]) {
+pub async fn resolve(ops: &mut [Op], coordinators: &[CoordinatorServiceClient<MeshChannel>]) {
     for op in ops.iter_mut().filter(|op| op.is_info()) {
         op.resolution = lookup(&coordinators[op.coordinator], &op.key).await;
     }
@@ -297,7 +297,7 @@ pub async fn resolve(ops: &mut [Op], coordinators: &[CoordinatorServiceClient<Ch
 
 /// What the log says about the purchase with `key` (None when the log did not answer).
 pub async fn lookup(
-    coordinator: &CoordinatorServiceClient<Channel>,
+    coordinator: &CoordinatorServiceClient<MeshChannel>,
     key: &str,
 ) -> Option<Resolution> {
     let Some(txn) = crate::txn::by_key(coordinator, key).await? else {

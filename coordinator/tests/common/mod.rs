@@ -12,13 +12,13 @@ use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use test_harness::{Mesh, MeshOptions, ServiceProcess};
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 
 pub struct World {
     pub mesh: Mesh,
-    pub coordinator: CoordinatorServiceClient<Channel>,
-    pub inventory: InventoryServiceClient<Channel>,
-    pub room: WaitingRoomServiceClient<Channel>,
+    pub coordinator: CoordinatorServiceClient<MeshChannel>,
+    pub inventory: InventoryServiceClient<MeshChannel>,
+    pub room: WaitingRoomServiceClient<MeshChannel>,
     pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
@@ -26,12 +26,8 @@ impl World {
     pub async fn start(options: MeshOptions<'_>) -> Self {
         let mesh = Mesh::start(options).await.expect("the mesh starts");
         let coordinator = coordinator_client(&mesh.coordinator).await;
-        let inventory = InventoryServiceClient::connect(mesh.inventory.endpoint())
-            .await
-            .expect("inventory connects");
-        let room = WaitingRoomServiceClient::connect(mesh.waiting_room.endpoint())
-            .await
-            .expect("the waiting room connects");
+        let inventory = InventoryServiceClient::new(test_harness::auth::channel(&mesh.inventory.endpoint()).await);
+        let room = WaitingRoomServiceClient::new(test_harness::auth::channel(&mesh.waiting_room.endpoint()).await);
         let dynamodb = test_harness::dynamodb_client(&test_harness::dynamodb_endpoint());
         Self {
             mesh,
@@ -386,10 +382,8 @@ pub struct OrderRow {
     pub total_cents: i64,
 }
 
-pub async fn coordinator_client(process: &ServiceProcess) -> CoordinatorServiceClient<Channel> {
-    CoordinatorServiceClient::connect(process.endpoint())
-        .await
-        .expect("the coordinator accepts connections")
+pub async fn coordinator_client(process: &ServiceProcess) -> CoordinatorServiceClient<MeshChannel> {
+    CoordinatorServiceClient::new(test_harness::auth::channel(&process.endpoint()).await)
 }
 
 pub fn purchase(

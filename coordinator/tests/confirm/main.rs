@@ -17,7 +17,7 @@ use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::*;
 use test_harness::{MeshOptions, PrivateMaildev, PrivateSms, WebhookReceiver, stack_dir};
 use tonic::Code;
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 
 /// Polls `check` every 100 ms for up to `limit`.
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
@@ -35,10 +35,8 @@ where
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
-async fn notifier(world: &World) -> NotifierServiceClient<Channel> {
-    NotifierServiceClient::connect(world.mesh.notifier.endpoint())
-        .await
-        .expect("the notifier connects")
+async fn notifier(world: &World) -> NotifierServiceClient<MeshChannel> {
+    NotifierServiceClient::new(test_harness::auth::channel(&world.mesh.notifier.endpoint()).await)
 }
 
 fn with_contact(request: PurchaseRequest, email: &str, phone: &str) -> PurchaseRequest {
@@ -51,7 +49,7 @@ fn with_contact(request: PurchaseRequest, email: &str, phone: &str) -> PurchaseR
     }
 }
 
-async fn deliveries(notifier: &mut NotifierServiceClient<Channel>, txid: &str) -> Vec<Delivery> {
+async fn deliveries(notifier: &mut NotifierServiceClient<MeshChannel>, txid: &str) -> Vec<Delivery> {
     match notifier
         .get_confirmation(GetConfirmationRequest { txid: txid.into() })
         .await

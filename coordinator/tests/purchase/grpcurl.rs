@@ -21,9 +21,13 @@ async fn grpcurl_shows_a_declined_cards_error_info_decoded() {
         "protocol": "PROTOCOL_SAGA",
     })
     .to_string();
+    let authorization = format!(
+        "authorization: Bearer {}",
+        test_harness::auth::user_token("fan-curl")
+    );
     let output = tokio::task::spawn_blocking(move || {
         Command::new(stack_dir().join("venv/bin/grpcurl"))
-            .args(["-plaintext", "-d", &request, &target])
+            .args(["-plaintext", "-H", &authorization, "-d", &request, &target])
             .arg("ticketdrop.v1.CoordinatorService/Purchase")
             .output()
             .expect("grpcurl runs (make stack-up installs it)")

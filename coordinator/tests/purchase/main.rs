@@ -2,6 +2,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod auth;
 mod grpcurl;
 mod inspection;
 mod protocols;

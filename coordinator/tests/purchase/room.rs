@@ -209,9 +209,7 @@ async fn a_room_whose_seats_are_held_while_a_card_is_declined_admits_the_next_fa
         seconds: 1,
         nanos: 500_000_000,
     };
-    PaymentsServiceClient::connect(world.mesh.payments.endpoint())
-        .await
-        .expect("payments")
+    PaymentsServiceClient::new(test_harness::auth::channel(&world.mesh.payments.endpoint()).await)
         .set_faults(SetFaultsRequest {
             faults: Some(FaultSettings {
                 latency: Some(LatencyDistribution {

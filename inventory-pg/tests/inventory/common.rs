@@ -3,12 +3,12 @@ use std::collections::HashMap;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::*;
 use test_harness::{ServiceProcess, TestDatabase, service_binary};
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 use tonic::{Code, Status};
 
 /// A running inventory service on a database of its own.
 pub struct Inventory {
-    pub client: InventoryServiceClient<Channel>,
+    pub client: InventoryServiceClient<MeshChannel>,
     pub db: TestDatabase,
     #[allow(dead_code)] // kept alive for the test: dropping it kills the service
     pub process: ServiceProcess,
@@ -126,14 +126,12 @@ pub async fn start_service(database_url: &str) -> ServiceProcess {
     .expect("inventory-pg starts")
 }
 
-pub async fn client(process: &ServiceProcess) -> InventoryServiceClient<Channel> {
-    InventoryServiceClient::connect(process.endpoint())
-        .await
-        .expect("inventory-pg accepts connections")
+pub async fn client(process: &ServiceProcess) -> InventoryServiceClient<MeshChannel> {
+    InventoryServiceClient::new(test_harness::auth::channel(&process.endpoint()).await)
 }
 
 pub async fn create_event(
-    client: &mut InventoryServiceClient<Channel>,
+    client: &mut InventoryServiceClient<MeshChannel>,
     event_id: &str,
     section: &str,
     rows: u32,

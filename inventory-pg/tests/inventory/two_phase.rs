@@ -345,7 +345,7 @@ async fn best_available_is_sold_out_only_when_every_seat_is_sold_and_committed()
 
 async fn seat_counts(
     client: &mut proto::v1::inventory_service_client::InventoryServiceClient<
-        tonic::transport::Channel,
+        server_kit::outgoing::MeshChannel,
     >,
     event_id: &str,
 ) -> (u64, u64, u64, u64, u64) {

@@ -4,12 +4,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::*;
 use test_harness::{ServiceProcess, service_binary, unique_name};
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 use tonic::{Code, Status};
 
 /// A running orders service on a table of its own.
 pub struct Orders {
-    pub client: OrdersServiceClient<Channel>,
+    pub client: OrdersServiceClient<MeshChannel>,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub table: String,
     #[allow(dead_code)] // kept alive for the test: dropping it kills the service
@@ -30,9 +30,7 @@ impl Orders {
         )
         .await
         .expect("orders-dynamo starts");
-        let client = OrdersServiceClient::connect(process.endpoint())
-            .await
-            .expect("orders-dynamo accepts connections");
+        let client = OrdersServiceClient::new(test_harness::auth::channel(&process.endpoint()).await);
         Self {
             client,
             dynamodb: dynamodb(endpoint),

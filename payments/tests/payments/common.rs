@@ -3,12 +3,12 @@ use std::collections::HashMap;
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::*;
 use test_harness::{ServiceProcess, TestDatabase, service_binary};
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 use tonic::{Code, Status};
 
 /// A running payments service on a database of its own.
 pub struct Payments {
-    pub client: PaymentsServiceClient<Channel>,
+    pub client: PaymentsServiceClient<MeshChannel>,
     pub db: TestDatabase,
     #[allow(dead_code)] // kept alive for the test: dropping it kills the service
     pub process: ServiceProcess,
@@ -25,9 +25,7 @@ impl Payments {
         let process = ServiceProcess::start(service_binary("payments"), &args, &[])
             .await
             .expect("payments starts");
-        let client = PaymentsServiceClient::connect(process.endpoint())
-            .await
-            .expect("payments accepts connections");
+        let client = PaymentsServiceClient::new(test_harness::auth::channel(&process.endpoint()).await);
         Self {
             client,
             db,

@@ -10,11 +10,11 @@ use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use test_harness::{Mesh, MeshOptions};
 use tonic::Code;
-use tonic::transport::Channel;
+use server_kit::outgoing::MeshChannel;
 
 struct Rooms {
     mesh: Mesh,
-    room: WaitingRoomServiceClient<Channel>,
+    room: WaitingRoomServiceClient<MeshChannel>,
 }
 
 impl Rooms {
@@ -30,9 +30,7 @@ impl Rooms {
 
     /// An event of `seats` seats with an open room.
     async fn room(&self, event_id: &str, seats: u32, max_active: u32, ttl: Duration) {
-        InventoryServiceClient::connect(self.mesh.inventory.endpoint())
-            .await
-            .expect("inventory")
+        InventoryServiceClient::new(test_harness::auth::channel(&self.mesh.inventory.endpoint()).await)
             .create_event(CreateEventRequest {
                 event_id: event_id.into(),
                 name: format!("Show {event_id}"),
@@ -128,10 +126,8 @@ impl Rooms {
     }
 }
 
-async fn connect(mesh: &Mesh) -> WaitingRoomServiceClient<Channel> {
-    WaitingRoomServiceClient::connect(mesh.waiting_room.endpoint())
-        .await
-        .expect("the waiting room accepts connections")
+async fn connect(mesh: &Mesh) -> WaitingRoomServiceClient<MeshChannel> {
+    WaitingRoomServiceClient::new(test_harness::auth::channel(&mesh.waiting_room.endpoint()).await)
 }
 
 fn duration(d: Duration) -> prost_types::Duration {
@@ -351,9 +347,7 @@ async fn seats_locked_outside_the_room_are_not_offered_until_they_are_freed() {
     rooms.room("locked", 3, 3, Duration::from_secs(60)).await;
     // Two of the three seats sit in a prepared 2PC branch the room does not count: an
     // abort waiting for another participant, say.
-    let mut inventory = InventoryServiceClient::connect(rooms.mesh.inventory.endpoint())
-        .await
-        .expect("inventory");
+    let mut inventory = InventoryServiceClient::new(test_harness::auth::channel(&rooms.mesh.inventory.endpoint()).await);
     let prepared = inventory
         .prepare_sale(PrepareSaleRequest {
             txid: "tx-outside".into(),

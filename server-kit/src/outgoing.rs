@@ -1,0 +1,126 @@
+//! What every gRPC call a TicketDrop program makes carries: the caller's bearer token.
+//! Clients are built as `FooServiceClient::with_interceptor(channel, outgoing)`, of the
+//! type `FooServiceClient<MeshChannel>`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use crate::auth::{Issuer, SERVICE_SCOPE};
+
+/// A channel whose calls carry their caller's credential.
+pub type MeshChannel = InterceptedService<Channel, Outgoing>;
+
+/// How long a service's own token lives; it signs a new one a minute before the end.
+const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+const RENEW_BEFORE_SECS: i64 = 60;
+
+/// The interceptor of every client: adds `authorization: Bearer <token>` unless the
+/// request carries one already (a drop's fans each send their own on shared clients).
+#[derive(Clone, Default)]
+pub struct Outgoing {
+    credential: Option<Arc<Credential>>,
+}
+
+enum Credential {
+    Fixed(MetadataValue<Ascii>),
+    /// A service's own token, signed again before it expires.
+    Service {
+        issuer: Issuer,
+        name: String,
+        current: Mutex<(MetadataValue<Ascii>, i64)>,
+    },
+}
+
+impl Outgoing {
+    /// Calls without a credential of their own.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// Calls carrying `token`.
+    pub fn bearer(token: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            credential: Some(Arc::new(Credential::Fixed(bearer(token)?))),
+        })
+    }
+
+    /// Calls of the service `name`, with scope `service` tokens signed by the mesh key.
+    pub fn service(issuer: Issuer, name: &str) -> Self {
+        let current = Mutex::new(Self::sign(&issuer, name));
+        Self {
+            credential: Some(Arc::new(Credential::Service {
+                issuer,
+                name: name.to_owned(),
+                current,
+            })),
+        }
+    }
+
+    fn sign(issuer: &Issuer, name: &str) -> (MetadataValue<Ascii>, i64) {
+        let token = issuer.mint(name, &[SERVICE_SCOPE], SERVICE_TOKEN_TTL);
+        let expires_at = chrono::Utc::now().timestamp()
+            + i64::try_from(SERVICE_TOKEN_TTL.as_secs()).unwrap_or(i64::MAX / 2);
+        let value = bearer(&token).expect("a minted JWT is valid metadata");
+        (value, expires_at)
+    }
+
+    fn header(&self) -> Option<MetadataValue<Ascii>> {
+        match self.credential.as_deref()? {
+            Credential::Fixed(value) => Some(value.clone()),
+            Credential::Service {
+                issuer,
+                name,
+                current,
+            } => {
+                let mut current = current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if current.1 - chrono::Utc::now().timestamp() < RENEW_BEFORE_SECS {
+                    *current = Self::sign(issuer, name);
+                }
+                Some(current.0.clone())
+            }
+        }
+    }
+}
+
+impl Interceptor for Outgoing {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if !request.metadata().contains_key("authorization") {
+            if let Some(value) = self.header() {
+                request.metadata_mut().insert("authorization", value);
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// The metadata value `Bearer <token>`.
+pub fn bearer(token: &str) -> anyhow::Result<MetadataValue<Ascii>> {
+    format!("Bearer {}", token.trim())
+        .parse()
+        .map_err(|_| anyhow::anyhow!("a token must be printable ASCII"))
+}
+
+/// `request` carrying `token` as its own credential, whatever its client's is.
+pub fn with_token<T>(message: T, token: &MetadataValue<Ascii>) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", token.clone());
+    request
+}
+
+/// A channel to `endpoint` that connects on first use (and again after a failure), so a
+/// service starts while the ones it calls are still down.
+pub fn lazy_channel(endpoint: &str) -> anyhow::Result<Channel> {
+    use anyhow::Context;
+    Ok(tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("invalid endpoint {endpoint:?}"))?
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
