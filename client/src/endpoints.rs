@@ -73,8 +73,13 @@ pub struct Endpoints {
 
     /// Call with this bearer token (for example one `ticketdrop login` printed) instead
     /// of an operator's token minted from the key directory.
-    #[arg(long, global = true, env = "TICKETDROP_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(
+        long = "token",
+        global = true,
+        env = "TICKETDROP_TOKEN",
+        hide_env_values = true
+    )]
+    pub bearer_token: Option<String>,
 
     /// Directory of the token keys; the CLI mints tokens with its `users.pem`.
     #[arg(
@@ -95,7 +100,7 @@ impl Endpoints {
 
     /// What the CLI's calls carry: `--token`, or an operator's token.
     pub fn credential(&self) -> anyhow::Result<Outgoing> {
-        let token = match &self.token {
+        let token = match &self.bearer_token {
             Some(token) => token.clone(),
             None => self
                 .users_issuer()?
@@ -110,7 +115,7 @@ impl Endpoints {
         &self,
         users: impl Iterator<Item = String>,
     ) -> anyhow::Result<Vec<Outgoing>> {
-        if let Some(token) = &self.token {
+        if let Some(token) = &self.bearer_token {
             let credential = Outgoing::bearer(token)?;
             return Ok(users.map(|_| credential.clone()).collect());
         }

@@ -29,9 +29,7 @@ pub struct LoginArgs {
 pub fn login(endpoints: &Endpoints, args: LoginArgs) -> anyhow::Result<()> {
     server_kit::validate::id("--user", &args.user)?;
     let scopes: &[&str] = if args.admin { &[ADMIN_SCOPE] } else { &[] };
-    let token = endpoints
-        .users_issuer()?
-        .mint(&args.user, scopes, args.ttl);
+    let token = endpoints.users_issuer()?.mint(&args.user, scopes, args.ttl);
     println!("{token}");
     Ok(())
 }

@@ -12,11 +12,18 @@ then:
     PYTHONPATH=clients/python/gen .stack/venv/bin/python clients/python/journey.py \\
         --event my-event --user py-fan --key py-fan-1 --protocol saga
 
+It logs in first: with --token (or TICKETDROP_TOKEN) when given, or else by running the
+local stack's login, `ticketdrop login --user U` (the command in TICKETDROP_LOGIN,
+target/release/ticketdrop login by default). Every call carries the bearer token.
+
 It prints the journey as one JSON object, or the refusal (code, message) and exits 1.
 """
 
 import argparse
 import json
+import os
+import shlex
+import subprocess
 import sys
 
 import grpc
@@ -38,7 +45,18 @@ PROTOCOLS = {
 }
 
 
+def login(user: str, token: str | None) -> str:
+    """The fan's token: given, or from the local stack's login."""
+    if token:
+        return token
+    command = shlex.split(os.environ.get("TICKETDROP_LOGIN", "target/release/ticketdrop login"))
+    return subprocess.run(
+        [*command, "--user", user], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def journey(args: argparse.Namespace) -> dict:
+    auth = (("authorization", f"Bearer {login(args.user, args.token)}"),)
     with grpc.insecure_channel(args.room) as room_channel, grpc.insecure_channel(
         args.coordinator
     ) as coordinator_channel, grpc.insecure_channel(args.orders) as orders_channel:
@@ -47,11 +65,15 @@ def journey(args: argparse.Namespace) -> dict:
         orders = orders_pb2_grpc.OrdersServiceStub(orders_channel)
 
         # Join: a place in line (a refresh would keep it).
-        joined = room.Join(waiting_room_pb2.JoinRequest(event_id=args.event, user_id=args.user))
+        joined = room.Join(
+            waiting_room_pb2.JoinRequest(event_id=args.event, user_id=args.user), metadata=auth
+        )
         # Watch: positions until the turn comes, then the admission (the stream ends there).
         positions, token = 0, None
         for update in room.Watch(
-            waiting_room_pb2.WatchRequest(event_id=args.event, user_id=args.user), timeout=60
+            waiting_room_pb2.WatchRequest(event_id=args.event, user_id=args.user),
+            timeout=60,
+            metadata=auth,
         ):
             kind = update.WhichOneof("update")
             if kind == "waiting":
@@ -76,10 +98,13 @@ def journey(args: argparse.Namespace) -> dict:
                 admission_token=token,
             ),
             timeout=30,
+            metadata=auth,
         )
         # The ticket is real: orders-dynamo verifies its signed token.
         ticket = bought.tickets[0]
-        verified = orders.VerifyTicket(orders_pb2.VerifyTicketRequest(token=ticket.token), timeout=10)
+        verified = orders.VerifyTicket(
+            orders_pb2.VerifyTicketRequest(token=ticket.token), timeout=10, metadata=auth
+        )
         return {
             "outcome": "bought",
             "join_number": joined.place.join_number,
@@ -105,6 +130,7 @@ def main() -> int:
     parser.add_argument("--key", required=True, help="idempotency key")
     parser.add_argument("--card", default="tok_visa")
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="saga")
+    parser.add_argument("--token", default=os.environ.get("TICKETDROP_TOKEN"), help="bearer token")
     args = parser.parse_args()
     try:
         result = journey(args)

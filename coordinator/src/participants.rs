@@ -26,7 +26,10 @@ impl Participants {
     pub fn connect_lazy(config: &Config) -> anyhow::Result<Self> {
         let credential = config.server.service_credential("coordinator")?;
         let client = |endpoint: &str| -> anyhow::Result<MeshChannel> {
-            Ok(MeshChannel::new(lazy_channel(endpoint)?, credential.clone()))
+            Ok(MeshChannel::new(
+                lazy_channel(endpoint)?,
+                credential.clone(),
+            ))
         };
         Ok(Self {
             inventory: InventoryServiceClient::new(client(&config.inventory_endpoint)?),

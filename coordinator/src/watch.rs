@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::*;
+use server_kit::outgoing::MeshChannel;
 use tokio::sync::mpsc;
 use tonic::Status;
-use server_kit::outgoing::MeshChannel;
 
 use crate::error::Result;
 use crate::inspect;

@@ -111,7 +111,9 @@ pub fn bearer(token: &str) -> anyhow::Result<MetadataValue<Ascii>> {
 /// `request` carrying `token` as its own credential, whatever its client's is.
 pub fn with_token<T>(message: T, token: &MetadataValue<Ascii>) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", token.clone());
+    request
+        .metadata_mut()
+        .insert("authorization", token.clone());
     request
 }
 

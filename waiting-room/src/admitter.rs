@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use proto::v1::GetSeatCountsRequest;
 use proto::v1::inventory_service_client::InventoryServiceClient;
-use tokio::sync::Notify;
 use server_kit::outgoing::MeshChannel;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};

@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use proto::v1::inventory_service_client::InventoryServiceClient;
-use server_kit::outgoing::{MeshChannel, lazy_channel};
 use proto::v1::waiting_room_service_server::WaitingRoomServiceServer;
 use server_kit::GrpcServer;
+use server_kit::outgoing::{MeshChannel, lazy_channel};
 use tonic::service::Routes;
 
 pub use config::Config;

@@ -9,10 +9,10 @@ use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::waiting_room_service_server::WaitingRoomService;
 use proto::v1::*;
 use server_kit::convert;
+use server_kit::outgoing::MeshChannel;
 use server_kit::status::FieldError;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use server_kit::outgoing::MeshChannel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::admission::{Refusal, Signer};

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use serde::Serialize;
-use test_harness::{PrivateDynamo, PrivatePostgres, PrivateRedis, ServiceProcess, service_binary};
 use server_kit::outgoing::MeshChannel;
+use test_harness::{PrivateDynamo, PrivatePostgres, PrivateRedis, ServiceProcess, service_binary};
 use tonic::transport::Endpoint;
 
 use crate::chaos::proxy::{Mode, Proxy};

@@ -218,7 +218,7 @@ async fn run_one(
         payments: lab.payments_endpoint(),
         waiting_room: lab.room.endpoint(),
         notifier: lab::NO_NOTIFIER.to_owned(),
-        token: Some(test_harness::auth::admin_token()),
+        bearer_token: Some(test_harness::auth::admin_token()),
         auth_dir: test_harness::auth::auth_dir(),
     };
     crate::drop::ensure_event(&endpoints, &event, args.seats).await?;

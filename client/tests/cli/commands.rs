@@ -1,3 +1,5 @@
+use std::process::Output;
+
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,5 +239,87 @@ async fn a_service_that_is_down_gets_a_clear_message() {
     assert!(
         stderr.contains("coordinator is not reachable at http://127.0.0.1:9"),
         "{stderr}"
+    );
+}
+
+/// `ticketdrop login` prints a fan's token: with it (`--token`) the fan buys for
+/// themself, is refused buying for another fan and creating an event, and the refusals
+/// print their code and reason; `--admin` prints an operator's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_prints_a_token_that_buys_only_for_its_user() {
+    let cli = Cli::start().await;
+    cli.event("login", 4, "tokens").await;
+    let printed = |output: &Output| String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let login = cli.run(&["login", "--user", "ana"]).await;
+    assert!(login.status.success());
+    let ana = printed(&login);
+    assert_eq!(ana.split('.').count(), 3, "a JWT: {ana}");
+
+    let buy = |user: &'static str, key: &'static str| {
+        [
+            "--token",
+            &ana,
+            "purchase",
+            "--user",
+            user,
+            "--event",
+            "login",
+            "--quantity",
+            "1",
+            "--protocol",
+            "saga",
+            "--idempotency-key",
+            key,
+            "--json",
+        ]
+        .map(str::to_owned)
+    };
+    let as_bob = buy("bob", "bob-1");
+    let refused = cli
+        .run(&as_bob.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("PermissionDenied (OTHER_USER)"), "{stderr}");
+    let created = cli
+        .run(&[
+            "--token",
+            &ana,
+            "events",
+            "create",
+            "--event-id",
+            "ana-show",
+            "--name",
+            "Ana's",
+            "--section",
+            "A:1x4:5000",
+        ])
+        .await;
+    assert_eq!(created.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        stderr.contains("PermissionDenied (SCOPE_REQUIRED)"),
+        "{stderr}"
+    );
+
+    let as_ana = buy("ana", "ana-1");
+    let bought = cli
+        .json(&as_ana.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert_eq!(
+        bought["seats"].as_array().map(Vec::len),
+        Some(1),
+        "{bought}"
+    );
+
+    let admin = printed(&cli.run(&["login", "--user", "ops", "--admin"]).await);
+    let listed = cli
+        .run(&["--token", &admin, "txn", "list", "--event", "login"])
+        .await;
+    assert!(listed.status.success(), "an operator reads the log");
+    assert!(
+        printed(&listed).contains("COMMITTED"),
+        "{}",
+        printed(&listed)
     );
 }

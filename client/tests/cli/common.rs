@@ -47,6 +47,7 @@ impl Cli {
                 self.mesh.coordinator_db.url(),
             )
             .env("TICKETDROP_ORDERS_TABLE", &self.mesh.orders_table)
+            .env("TICKETDROP_AUTH_DIR", test_harness::auth::auth_dir())
             .kill_on_drop(true);
         command
     }

@@ -6,12 +6,23 @@
 //   npm run build
 //   node dist/journey.js --event my-event --user ts-fan --key ts-fan-1
 //
+// It logs in first: with --token (or TICKETDROP_TOKEN) when given, or else by running the
+// local stack's login, `ticketdrop login --user U` (the command in TICKETDROP_LOGIN; by
+// default the repo's release build, run from this folder). Every call carries the token.
+//
 // Prints the journey as one JSON object; on a refusal, the gRPC code, message and the
 // ErrorInfo reason, and exits 1.
 
+import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { Protocol } from "./gen/ticketdrop/v1/common_pb.js";
@@ -25,8 +36,22 @@ const PROTOCOLS: Record<string, Protocol> = {
   lease: Protocol.LEASE,
 };
 
-function transport(target: string): Transport {
-  return createGrpcTransport({ baseUrl: `http://${target}` });
+// The fan's token: given, or from the local stack's login.
+function login(user: string, token: string | undefined): string {
+  if (token) return token;
+  const [command, ...args] = (
+    process.env.TICKETDROP_LOGIN ??
+    "../../target/release/ticketdrop --auth-dir ../../.stack/auth login"
+  ).split(" ");
+  return execFileSync(command, [...args, "--user", user], { encoding: "utf8" }).trim();
+}
+
+function transport(target: string, token: string): Transport {
+  const bearer: Interceptor = (next) => async (request) => {
+    request.header.set("authorization", `Bearer ${token}`);
+    return await next(request);
+  };
+  return createGrpcTransport({ baseUrl: `http://${target}`, interceptors: [bearer] });
 }
 
 async function main(): Promise<number> {
@@ -40,15 +65,17 @@ async function main(): Promise<number> {
       key: { type: "string" },
       protocol: { type: "string", default: "saga" },
       card: { type: "string", default: "tok_visa" },
+      token: { type: "string", default: process.env.TICKETDROP_TOKEN },
     },
   });
   if (!args.event || !args.key || !(args.protocol! in PROTOCOLS)) {
     console.error("usage: journey --event E --key K [--user U] [--protocol 2pc|saga|lease]");
     return 2;
   }
-  const room = createClient(WaitingRoomService, transport(args.room!));
-  const coordinator = createClient(CoordinatorService, transport(args.coordinator!));
-  const orders = createClient(OrdersService, transport(args.orders!));
+  const bearer = login(args.user!, args.token);
+  const room = createClient(WaitingRoomService, transport(args.room!, bearer));
+  const coordinator = createClient(CoordinatorService, transport(args.coordinator!, bearer));
+  const orders = createClient(OrdersService, transport(args.orders!, bearer));
   const fan = { eventId: args.event, userId: args.user! };
 
   // Join: a place in line (a refresh would keep it).

@@ -11,8 +11,8 @@ use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
-use test_harness::{Mesh, MeshOptions, ServiceProcess};
 use server_kit::outgoing::MeshChannel;
+use test_harness::{Mesh, MeshOptions, ServiceProcess};
 
 pub struct World {
     pub mesh: Mesh,
@@ -26,8 +26,12 @@ impl World {
     pub async fn start(options: MeshOptions<'_>) -> Self {
         let mesh = Mesh::start(options).await.expect("the mesh starts");
         let coordinator = coordinator_client(&mesh.coordinator).await;
-        let inventory = InventoryServiceClient::new(test_harness::auth::channel(&mesh.inventory.endpoint()).await);
-        let room = WaitingRoomServiceClient::new(test_harness::auth::channel(&mesh.waiting_room.endpoint()).await);
+        let inventory = InventoryServiceClient::new(
+            test_harness::auth::channel(&mesh.inventory.endpoint()).await,
+        );
+        let room = WaitingRoomServiceClient::new(
+            test_harness::auth::channel(&mesh.waiting_room.endpoint()).await,
+        );
         let dynamodb = test_harness::dynamodb_client(&test_harness::dynamodb_endpoint());
         Self {
             mesh,

@@ -15,9 +15,9 @@ use common::*;
 use futures::StreamExt;
 use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::*;
+use server_kit::outgoing::MeshChannel;
 use test_harness::{MeshOptions, PrivateMaildev, PrivateSms, WebhookReceiver, stack_dir};
 use tonic::Code;
-use server_kit::outgoing::MeshChannel;
 
 /// Polls `check` every 100 ms for up to `limit`.
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
@@ -49,7 +49,10 @@ fn with_contact(request: PurchaseRequest, email: &str, phone: &str) -> PurchaseR
     }
 }
 
-async fn deliveries(notifier: &mut NotifierServiceClient<MeshChannel>, txid: &str) -> Vec<Delivery> {
+async fn deliveries(
+    notifier: &mut NotifierServiceClient<MeshChannel>,
+    txid: &str,
+) -> Vec<Delivery> {
     match notifier
         .get_confirmation(GetConfirmationRequest { txid: txid.into() })
         .await

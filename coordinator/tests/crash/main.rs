@@ -59,8 +59,11 @@ fn start_purchase(world: &World, protocol: Protocol, event: &str, seats: &[&str]
 
 async fn in_doubt_everywhere(world: &World) -> bool {
     let mut inventory = world.inventory.clone();
-    let mut orders = OrdersServiceClient::new(test_harness::auth::channel(&world.mesh.orders.endpoint()).await);
-    let mut payments = PaymentsServiceClient::new(test_harness::auth::channel(&world.mesh.payments.endpoint()).await);
+    let mut orders =
+        OrdersServiceClient::new(test_harness::auth::channel(&world.mesh.orders.endpoint()).await);
+    let mut payments = PaymentsServiceClient::new(
+        test_harness::auth::channel(&world.mesh.payments.endpoint()).await,
+    );
     let sales = inventory
         .list_in_doubt_sales(ListInDoubtSalesRequest {})
         .await

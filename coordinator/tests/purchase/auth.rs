@@ -46,7 +46,9 @@ async fn channel_as_owned(endpoint: String, credential: Outgoing) -> MeshChannel
 }
 
 /// The code and ErrorInfo reason of a refusal; panics on success.
-fn refused<T: std::fmt::Debug>(answer: Result<tonic::Response<T>, tonic::Status>) -> (Code, String) {
+fn refused<T: std::fmt::Debug>(
+    answer: Result<tonic::Response<T>, tonic::Status>,
+) -> (Code, String) {
     match answer {
         Ok(response) => panic!("expected a refusal, got {:?}", response.into_inner()),
         Err(status) => {
@@ -119,13 +121,19 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
         ),
         refused(room.get_room(GetRoomRequest { event_id: event() }).await),
         refused(inventory.list_events(ListEventsRequest::default()).await),
-        refused(inventory.search_events(SearchEventsRequest::default()).await),
-        refused(inventory
+        refused(
+            inventory
+                .search_events(SearchEventsRequest::default())
+                .await,
+        ),
+        refused(
+            inventory
                 .get_event(GetEventRequest {
                     event_id: event(),
                     include_seats: false,
                 })
-                .await),
+                .await,
+        ),
         refused(
             inventory
                 .get_seat_counts(GetSeatCountsRequest { event_id: event() })
@@ -133,9 +141,7 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
         ),
         refused(
             orders
-                .verify_ticket(VerifyTicketRequest {
-                    token: "x".into(),
-                })
+                .verify_ticket(VerifyTicketRequest { token: "x".into() })
                 .await,
         ),
         refused(
@@ -164,7 +170,9 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
         ),
         refused(
             notifier
-                .get_confirmation(GetConfirmationRequest { txid: "tx-1".into() })
+                .get_confirmation(GetConfirmationRequest {
+                    txid: "tx-1".into(),
+                })
                 .await,
         ),
     ];
@@ -179,7 +187,12 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
     )
     .await;
     assert_eq!(
-        refused(forged.coordinator.purchase(purchase_by("ana", "forged-1")).await),
+        refused(
+            forged
+                .coordinator
+                .purchase(purchase_by("ana", "forged-1"))
+                .await
+        ),
         unauthenticated
     );
 
@@ -338,10 +351,7 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
     assert_eq!(world.logged("guarded").await, 0);
     assert!(world.payments().await.is_empty());
     assert!(world.orders("guarded").await.is_empty());
-    let faults = world
-        .mesh
-        .payments
-        .endpoint();
+    let faults = world.mesh.payments.endpoint();
     let mut operator_payments =
         PaymentsServiceClient::new(test_harness::auth::channel(&faults).await);
     let faults = operator_payments

@@ -1,8 +1,8 @@
 //! Purchases through a real coordinator and real participants on the real stack.
 
+mod auth;
 #[path = "../common/mod.rs"]
 mod common;
-mod auth;
 mod grpcurl;
 mod inspection;
 mod protocols;

@@ -33,6 +33,8 @@ async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_t
         Command::new(&python)
             .current_dir(&root)
             .env("PYTHONPATH", generated.path())
+            // The journey logs in through the local stack's login, as a fan would.
+            .env("TICKETDROP_LOGIN", login_command())
             .arg("clients/python/journey.py")
             .args([
                 "--coordinator",
@@ -50,6 +52,15 @@ async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_t
     .await
     .expect("joins");
     assert_bought(&world, "python", 1_234, &output).await;
+}
+
+/// `ticketdrop login` of this build, with the keys the mesh under test verifies with.
+pub fn login_command() -> String {
+    format!(
+        "{} --auth-dir {} login",
+        test_harness::service_binary("ticketdrop").display(),
+        test_harness::auth::auth_dir().display()
+    )
 }
 
 /// A client's journey printed one JSON object: bought one seat of `event` (4 seats) at

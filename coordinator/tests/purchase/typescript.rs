@@ -4,7 +4,7 @@ use std::time::Duration;
 use test_harness::MeshOptions;
 
 use crate::common::*;
-use crate::python::assert_bought;
+use crate::python::{assert_bought, login_command};
 
 /// The TypeScript client (clients/typescript: messages and service descriptors generated
 /// from proto/ by the local protoc-gen-es, gRPC through Connect's Node.js transport)
@@ -39,6 +39,8 @@ async fn a_typescript_client_generated_from_the_protos_waits_buys_and_verifies_i
         );
         Command::new("node")
             .current_dir(&dir)
+            // The journey logs in through the local stack's login, as a fan would.
+            .env("TICKETDROP_LOGIN", login_command())
             .arg("dist/journey.js")
             .args([
                 "--coordinator",

@@ -3,8 +3,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::*;
-use test_harness::{ServiceProcess, service_binary, unique_name};
 use server_kit::outgoing::MeshChannel;
+use test_harness::{ServiceProcess, service_binary, unique_name};
 use tonic::{Code, Status};
 
 /// A running orders service on a table of its own.
@@ -30,7 +30,8 @@ impl Orders {
         )
         .await
         .expect("orders-dynamo starts");
-        let client = OrdersServiceClient::new(test_harness::auth::channel(&process.endpoint()).await);
+        let client =
+            OrdersServiceClient::new(test_harness::auth::channel(&process.endpoint()).await);
         Self {
             client,
             dynamodb: dynamodb(endpoint),

@@ -154,7 +154,9 @@ async fn a_prepare_after_its_abort_is_refused() {
 
 /// The txids ListInDoubtOrders names, in its order.
 async fn in_doubt_txids(
-    client: &mut proto::v1::orders_service_client::OrdersServiceClient<server_kit::outgoing::MeshChannel>,
+    client: &mut proto::v1::orders_service_client::OrdersServiceClient<
+        server_kit::outgoing::MeshChannel,
+    >,
 ) -> Vec<String> {
     client
         .list_in_doubt_orders(ListInDoubtOrdersRequest {})

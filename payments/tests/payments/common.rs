@@ -2,8 +2,8 @@ use std::collections::HashMap;
 
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::*;
-use test_harness::{ServiceProcess, TestDatabase, service_binary};
 use server_kit::outgoing::MeshChannel;
+use test_harness::{ServiceProcess, TestDatabase, service_binary};
 use tonic::{Code, Status};
 
 /// A running payments service on a database of its own.
@@ -25,7 +25,8 @@ impl Payments {
         let process = ServiceProcess::start(service_binary("payments"), &args, &[])
             .await
             .expect("payments starts");
-        let client = PaymentsServiceClient::new(test_harness::auth::channel(&process.endpoint()).await);
+        let client =
+            PaymentsServiceClient::new(test_harness::auth::channel(&process.endpoint()).await);
         Self {
             client,
             db,

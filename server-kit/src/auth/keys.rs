@@ -285,7 +285,10 @@ mod tests {
         let hour = Duration::from_secs(3600);
 
         let fan = verifier.verify(&users.mint("ana", &[], hour)).expect("fan");
-        assert_eq!((fan.subject.as_str(), fan.admin, fan.service), ("ana", false, false));
+        assert_eq!(
+            (fan.subject.as_str(), fan.admin, fan.service),
+            ("ana", false, false)
+        );
         let ops = verifier
             .verify(&users.mint("ops", &[ADMIN_SCOPE], hour))
             .expect("admin");
@@ -329,7 +332,11 @@ mod tests {
             assert_eq!(status.code(), tonic::Code::Unauthenticated);
             assert_eq!(problem(&status), *expected, "{token}");
         }
-        assert!(verifier.verify(&users.mint("ana", &[], Duration::from_secs(60))).is_ok());
+        assert!(
+            verifier
+                .verify(&users.mint("ana", &[], Duration::from_secs(60)))
+                .is_ok()
+        );
         // Expired beyond the leeway.
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {

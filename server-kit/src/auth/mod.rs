@@ -291,8 +291,14 @@ mod tests {
             policy.access("/ticketdrop.v1.PaymentsService/SetFaults"),
             Some(Access::Admin)
         );
-        assert_eq!(policy.access("/ticketdrop.v1.OrdersService/SetFaults"), None);
-        assert_eq!(policy.access("/ticketdrop.v1.PaymentsService/Authorize"), None);
+        assert_eq!(
+            policy.access("/ticketdrop.v1.OrdersService/SetFaults"),
+            None
+        );
+        assert_eq!(
+            policy.access("/ticketdrop.v1.PaymentsService/Authorize"),
+            None
+        );
         let problems = policy.unruled_methods();
         assert!(problems.contains(&"Authorize has no rule".to_owned()));
         assert!(problems.contains(&"rule Nonsense names no RPC".to_owned()));

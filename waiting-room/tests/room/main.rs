@@ -8,9 +8,9 @@ use std::time::Duration;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
+use server_kit::outgoing::MeshChannel;
 use test_harness::{Mesh, MeshOptions};
 use tonic::Code;
-use server_kit::outgoing::MeshChannel;
 
 struct Rooms {
     mesh: Mesh,
@@ -30,32 +30,34 @@ impl Rooms {
 
     /// An event of `seats` seats with an open room.
     async fn room(&self, event_id: &str, seats: u32, max_active: u32, ttl: Duration) {
-        InventoryServiceClient::new(test_harness::auth::channel(&self.mesh.inventory.endpoint()).await)
-            .create_event(CreateEventRequest {
-                event_id: event_id.into(),
-                name: format!("Show {event_id}"),
-                starts_at: Some(prost_types::Timestamp {
-                    seconds: 1_900_000_000,
-                    nanos: 0,
-                }),
-                description: String::new(),
-                currency: "EUR".into(),
-                venue: Some(VenueLayout {
-                    venue_name: "Room Hall".into(),
-                    price_tiers: vec![PriceTier {
-                        name: "std".into(),
-                        price_cents: 1_000,
-                    }],
-                    sections: vec![SectionLayout {
-                        name: "A".into(),
-                        rows: 1,
-                        seats_per_row: seats,
-                        price_tier: "std".into(),
-                    }],
-                }),
-            })
-            .await
-            .expect("event created");
+        InventoryServiceClient::new(
+            test_harness::auth::channel(&self.mesh.inventory.endpoint()).await,
+        )
+        .create_event(CreateEventRequest {
+            event_id: event_id.into(),
+            name: format!("Show {event_id}"),
+            starts_at: Some(prost_types::Timestamp {
+                seconds: 1_900_000_000,
+                nanos: 0,
+            }),
+            description: String::new(),
+            currency: "EUR".into(),
+            venue: Some(VenueLayout {
+                venue_name: "Room Hall".into(),
+                price_tiers: vec![PriceTier {
+                    name: "std".into(),
+                    price_cents: 1_000,
+                }],
+                sections: vec![SectionLayout {
+                    name: "A".into(),
+                    rows: 1,
+                    seats_per_row: seats,
+                    price_tier: "std".into(),
+                }],
+            }),
+        })
+        .await
+        .expect("event created");
         self.room
             .clone()
             .open_room(OpenRoomRequest {
@@ -347,7 +349,9 @@ async fn seats_locked_outside_the_room_are_not_offered_until_they_are_freed() {
     rooms.room("locked", 3, 3, Duration::from_secs(60)).await;
     // Two of the three seats sit in a prepared 2PC branch the room does not count: an
     // abort waiting for another participant, say.
-    let mut inventory = InventoryServiceClient::new(test_harness::auth::channel(&rooms.mesh.inventory.endpoint()).await);
+    let mut inventory = InventoryServiceClient::new(
+        test_harness::auth::channel(&rooms.mesh.inventory.endpoint()).await,
+    );
     let prepared = inventory
         .prepare_sale(PrepareSaleRequest {
             txid: "tx-outside".into(),
