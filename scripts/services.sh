@@ -34,6 +34,9 @@ up() {
     # waiting room sign their own calls with the mesh key, `ticketdrop login` with users.
     export TICKETDROP_AUTH_DIR="$STACK/auth"
     "$BIN/ticketdrop" keys | sed 's/^/services: /'
+    # Every fan of a local drop comes from 127.0.0.1: a per-address limit would throttle
+    # the load generator, not an abuser. Per-user limits stay on.
+    export TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC="${TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC:-0}"
     local entry name port
     for entry in "${SERVICES[@]}"; do
         name=${entry%%:*} port=${entry##*:}

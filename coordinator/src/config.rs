@@ -178,6 +178,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub server: ServerOptions,
+
+    #[command(flatten)]
+    pub rate_limits: server_kit::rate::RateLimitOptions,
 }
 
 impl Config {

@@ -82,6 +82,7 @@ pub async fn run(
     let service = service::Coordinator::new(
         driver,
         std::time::Duration::from_millis(config.watch_interval_ms.max(10)),
+        server_kit::rate::RateLimits::new(&config.rate_limits),
     );
     let served = server
         .serve(

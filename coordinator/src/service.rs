@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use proto::v1::coordinator_service_server::CoordinatorService;
 use proto::v1::*;
+use server_kit::rate::RateLimits;
 use server_kit::validate;
 use tonic::{Code, Request, Response, Status};
 
@@ -30,13 +31,16 @@ pub struct Coordinator {
     driver: Driver,
     /// How often WatchPurchase re-reads a purchase that has not moved.
     watch_interval: Duration,
+    /// Purchases per fan and per client address.
+    limits: Arc<RateLimits>,
 }
 
 impl Coordinator {
-    pub fn new(driver: Driver, watch_interval: Duration) -> Self {
+    pub fn new(driver: Driver, watch_interval: Duration, limits: Arc<RateLimits>) -> Self {
         Self {
             driver,
             watch_interval,
+            limits,
         }
     }
 
@@ -216,7 +220,13 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 impl CoordinatorService for Coordinator {
     async fn purchase(&self, request: Request<PurchaseRequest>) -> Reply<PurchaseResponse> {
         let purchase = Purchase::try_from(request.get_ref())?;
-        server_kit::auth::caller(&request)?.act_for(&purchase.user_id)?;
+        let caller = server_kit::auth::caller(&request)?;
+        caller.act_for(&purchase.user_id)?;
+        self.limits.check(
+            "Purchase",
+            &caller,
+            request.remote_addr().map(|addr| addr.ip()),
+        )?;
         let protocol = purchase.protocol;
         let answer = self.purchase(purchase).await.map_err(Status::from);
         crate::metrics::purchase_answered(protocol, &answer);

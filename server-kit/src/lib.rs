@@ -9,6 +9,7 @@
 //!   service's policy — and [`outgoing`]: the credential every client call carries.
 //! - [`metrics`]: Prometheus metrics on an HTTP port of their own, every gRPC call
 //!   counted by method and code, with its latency, and the pools' saturation.
+//! - [`rate`]: per-user and per-address rate limits on the calls fans repeat.
 //! - [`pg`]: a PostgreSQL pool and ordered, idempotent migrations.
 //! - [`redis`]: a managed Redis connection, retried at start.
 //! - [`status`] and [`validate`]: gRPC statuses with ErrorInfo / BadRequest details and
@@ -23,6 +24,7 @@ pub mod metrics;
 mod options;
 pub mod outgoing;
 pub mod pg;
+pub mod rate;
 pub mod redis;
 pub mod retry;
 mod serve;

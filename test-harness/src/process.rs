@@ -219,6 +219,8 @@ impl ServiceProcess {
             .arg("--metrics-addr-file")
             .arg(&metrics_file)
             .env("TICKETDROP_AUTH_DIR", crate::auth::auth_dir())
+            // Every test's fans come from 127.0.0.1; the rate limit test sets its own.
+            .env("TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC", "0")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("TICKETDROP_DRAIN_DELAY_MS", "200")
             .stdin(Stdio::null())

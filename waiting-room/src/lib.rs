@@ -70,6 +70,7 @@ pub async fn run(
         purchase_lease: config.purchase_lease(),
         position_interval: config.position_interval(),
         closing: closing_seen,
+        limits: server_kit::rate::RateLimits::new(&config.rate_limits),
     };
     let served = server
         .serve(

@@ -35,6 +35,8 @@ pub struct WaitingRoom {
     pub position_interval: Duration,
     /// Turns true when shutdown begins.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Joins per fan and per client address.
+    pub limits: Arc<server_kit::rate::RateLimits>,
 }
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
@@ -238,7 +240,10 @@ impl WaitingRoomService for WaitingRoom {
     async fn join(&self, request: Request<JoinRequest>) -> Reply<JoinResponse> {
         let r = request.get_ref();
         let fan = FanRef::parse(&r.event_id, &r.user_id)?;
-        server_kit::auth::caller(&request)?.act_for(&fan.user_id)?;
+        let caller = server_kit::auth::caller(&request)?;
+        caller.act_for(&fan.user_id)?;
+        self.limits
+            .check("Join", &caller, request.remote_addr().map(|addr| addr.ip()))?;
         let joined = self
             .store
             .join(&fan.event_id, &fan.user_id)

@@ -7,6 +7,7 @@ mod grpcurl;
 mod inspection;
 mod protocols;
 mod python;
+mod rate;
 mod room;
 mod sold_out;
 mod typescript;
