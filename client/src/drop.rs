@@ -3,7 +3,9 @@
 //! or all three side by side; then the audit says whether anything was oversold.
 
 use std::sync::Arc;
+
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -427,6 +429,11 @@ fn clamp_u32(n: usize) -> u32 {
     u32::try_from(n.max(1)).unwrap_or(u32::MAX)
 }
 
+/// Each fan's journey is a trace of its own, not a part of the drop's.
+fn fan_span(fan: u32) -> tracing::Span {
+    tracing::info_span!(parent: None, "fan", fan)
+}
+
 /// The user id of fan number `fan` of the drop `run`.
 fn fan_user(run: &str, fan: u32) -> String {
     format!("fan-{run}-{fan}")
@@ -520,6 +527,7 @@ async fn direct(buyer: &Buyer, args: &DropArgs, progress: &ProgressBar) -> Vec<F
                     ..Fan::new(answer)
                 }
             }
+            .instrument(fan_span(i))
         })
         .buffer_unordered(args.concurrency.max(1))
         .collect()
@@ -543,12 +551,15 @@ async fn through_room(
         let buyer = buyer.clone();
         let joins = joins.clone();
         let progress = progress.clone();
-        tasks.spawn(async move {
-            let mut fan = one_fan(&buyer, &mut room, i, &joins).await;
-            fan.answered_at = started.elapsed();
-            progress.inc(1);
-            fan
-        });
+        tasks.spawn(
+            async move {
+                let mut fan = one_fan(&buyer, &mut room, i, &joins).await;
+                fan.answered_at = started.elapsed();
+                progress.inc(1);
+                fan
+            }
+            .instrument(fan_span(i)),
+        );
     }
     let mut fans = Vec::with_capacity(args.fans as usize);
     while let Some(joined) = tasks.join_next().await {

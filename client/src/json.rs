@@ -102,7 +102,7 @@ pub fn transaction(t: &Transaction) -> Value {
         "quantity": t.quantity, "idempotency_key": t.idempotency_key, "order_id": t.order_id,
         "payment_id": t.payment_id, "error": t.error,
         "started_at": timestamp(&t.started_at), "decided_at": timestamp(&t.decided_at),
-        "finished_at": timestamp(&t.finished_at),
+        "finished_at": timestamp(&t.finished_at), "trace_id": t.trace_id,
         "steps": t.steps.iter().map(step).collect::<Vec<_>>(),
     })
 }

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use clap::Parser;
+use tracing::Instrument;
 
 mod audit;
 mod bench;
@@ -82,26 +83,62 @@ enum Command {
 async fn main() {
     quiet_broken_pipe();
     let cli = Cli::parse();
-    let result: Result<()> = match cli.command {
-        Command::Health(args) => health::run(&cli.endpoints, args).await,
-        Command::Login(args) => login::login(&cli.endpoints, args),
-        Command::Keys => login::keys(&cli.endpoints),
-        Command::Events(command) => events::run(&cli.endpoints, command).await,
-        Command::Purchase(args) => purchase::run(&cli.endpoints, args).await,
-        Command::Ticket(command) => purchase::ticket(&cli.endpoints, command).await,
-        Command::Drop(args) => drop::run(&cli.endpoints, args).await,
-        Command::Room(command) => room::run(&cli.endpoints, command).await,
-        Command::Chaos(args) => chaos::run(args).await,
-        Command::Audit(args) => audit::run(args).await,
-        Command::Bench(args) => bench::run(&cli.endpoints, args).await,
-        Command::Txn(command) => txn::run(&cli.endpoints, command).await,
-        Command::Notifications(command) => notifications::run(&cli.endpoints, command).await,
-    };
+    // Traces: each command is one trace (a drop's fans each start their own), carried to
+    // every service in `traceparent`; exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let telemetry = server_kit::telemetry::init_with_filter(
+        server_kit::LogFormat::Text,
+        "ticketdrop",
+        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().as_deref(),
+        "warn",
+    );
+    if let Err(error) = &telemetry {
+        eprintln!("ticketdrop: traces are off: {error:#}");
+    }
+    let span = tracing::info_span!("ticketdrop", command = command_name(&cli.command));
+    let result: Result<()> = async {
+        match cli.command {
+            Command::Health(args) => health::run(&cli.endpoints, args).await,
+            Command::Login(args) => login::login(&cli.endpoints, args),
+            Command::Keys => login::keys(&cli.endpoints),
+            Command::Events(command) => events::run(&cli.endpoints, command).await,
+            Command::Purchase(args) => purchase::run(&cli.endpoints, args).await,
+            Command::Ticket(command) => purchase::ticket(&cli.endpoints, command).await,
+            Command::Drop(args) => drop::run(&cli.endpoints, args).await,
+            Command::Room(command) => room::run(&cli.endpoints, command).await,
+            Command::Chaos(args) => chaos::run(args).await,
+            Command::Audit(args) => audit::run(args).await,
+            Command::Bench(args) => bench::run(&cli.endpoints, args).await,
+            Command::Txn(command) => txn::run(&cli.endpoints, command).await,
+            Command::Notifications(command) => notifications::run(&cli.endpoints, command).await,
+        }
+    }
+    .instrument(span)
+    .await;
+    drop(telemetry);
     if let Err(error) = result {
         eprintln!("ticketdrop: {error:#}");
         let violated = error.downcast_ref::<audit::ViolationsFound>().is_some()
             || error.downcast_ref::<chaos::LabFailed>().is_some();
         std::process::exit(if violated { 2 } else { 1 });
+    }
+}
+
+/// The subcommand's name, for the command's span.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Health(_) => "health",
+        Command::Login(_) => "login",
+        Command::Keys => "keys",
+        Command::Events(_) => "events",
+        Command::Purchase(_) => "purchase",
+        Command::Ticket(_) => "ticket",
+        Command::Drop(_) => "drop",
+        Command::Room(_) => "room",
+        Command::Chaos(_) => "chaos",
+        Command::Audit(_) => "audit",
+        Command::Bench(_) => "bench",
+        Command::Txn(_) => "txn",
+        Command::Notifications(_) => "notifications",
     }
 }
 

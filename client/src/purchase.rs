@@ -161,8 +161,11 @@ pub async fn run(endpoints: &Endpoints, args: PurchaseArgs) -> anyhow::Result<()
         Some(path) => write_qr_files(path, &bought.tickets)?,
         None => Vec::new(),
     };
+    // The CLI's own trace, which the coordinator and every participant continued.
+    let trace_id = server_kit::trace::current_trace_id().unwrap_or_default();
     if args.json {
         let mut value = json::purchase(&bought);
+        value["trace_id"] = json!(trace_id);
         value["qr_files"] = json!(
             written
                 .iter()
@@ -194,6 +197,7 @@ pub async fn run(endpoints: &Endpoints, args: PurchaseArgs) -> anyhow::Result<()
         bought.currency,
         bought.payment_id
     );
+    println!("  trace {trace_id}");
     let phases: Vec<String> = bought
         .phases
         .iter()

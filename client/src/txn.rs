@@ -628,6 +628,9 @@ fn print_timeline(txn: &Transaction) {
         "  user {} event {} order {} payment {}",
         txn.user_id, txn.event_id, txn.order_id, txn.payment_id
     );
+    if !txn.trace_id.is_empty() {
+        println!("  trace {}", txn.trace_id);
+    }
     let start = txn.started_at.unwrap_or_default();
     for step in &txn.steps {
         let offset = step.started_at.as_ref().map_or(0.0, |s| {

@@ -36,6 +36,7 @@ pub fn transaction(txn: &TxnRecord, steps: Vec<Step>) -> Transaction {
         finished_at: txn.finished_at.map(convert::timestamp),
         steps,
         outbox: None,
+        trace_id: txn.trace_id().unwrap_or_default().to_owned(),
     }
 }
 

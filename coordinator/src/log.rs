@@ -97,6 +97,15 @@ pub struct TxnRecord {
     pub admission_released: bool,
     /// The seats a lease purchase leased (its intent), once logged.
     pub leased_seats: Vec<String>,
+    /// The W3C trace context of the call that began the purchase.
+    pub traceparent: Option<String>,
+}
+
+impl TxnRecord {
+    /// The purchase's trace id, from its traceparent (`00-<trace id>-<span id>-<flags>`).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent.as_deref()?.split('-').nth(1)
+    }
 }
 
 const COLUMNS: &str = "txid, protocol, state, decision, user_id, event_id, seat_ids, quantity,
@@ -104,7 +113,7 @@ const COLUMNS: &str = "txid, protocol, state, decision, user_id, event_id, seat_
                        payment_id, fencing_token, response, error_code, error, error_details,
                        started_at, decided_at, finished_at, recovery_attempts, admission_id,
                        admission_released_at IS NOT NULL, leased_seats, contact_email,
-                       contact_phone";
+                       contact_phone, traceparent";
 
 /// A purchase's confirmation in the outbox.
 pub struct OutboxRow {
@@ -168,8 +177,9 @@ impl Log {
             .prepare_cached(&format!(
                 "INSERT INTO transactions (txid, protocol, state, user_id, event_id, seat_ids,
                                            quantity, card_token, idempotency_key, order_id,
-                                           admission_id, contact_email, contact_phone)
-                 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                           admission_id, contact_email, contact_phone,
+                                           traceparent)
+                 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING {COLUMNS}"
             ))
@@ -191,6 +201,7 @@ impl Log {
                     &admission_id,
                     &purchase.email,
                     &purchase.phone,
+                    &server_kit::trace::current_traceparent(),
                 ],
             )
             .await?;
@@ -724,5 +735,6 @@ fn record(row: &Row) -> TxnRecord {
         admission_id: row.get(24),
         admission_released: row.get(25),
         leased_seats: row.get::<_, Option<Vec<String>>>(26).unwrap_or_default(),
+        traceparent: row.get(29),
     }
 }

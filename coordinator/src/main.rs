@@ -8,6 +8,10 @@ async fn main() -> anyhow::Result<()> {
     // Named failpoints from FAILPOINTS (crash tests); compiled out without `failpoints`.
     let _failpoints = fail::FailScenario::setup();
     let config = coordinator::Config::parse();
-    server_kit::telemetry::init(config.server.log_format);
+    let _telemetry = server_kit::telemetry::init(
+        config.server.log_format,
+        "coordinator",
+        config.server.otlp_endpoint.as_deref(),
+    )?;
     coordinator::run(config, server_kit::shutdown::signal_received()).await
 }

@@ -15,6 +15,7 @@ use prost::Message;
 use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::{Contact, EnqueueRequest, PurchaseResponse};
 use server_kit::outgoing::MeshChannel;
+use tracing::Instrument;
 
 use crate::log::{Log, TxnRecord};
 
@@ -76,6 +77,11 @@ async fn relay(
     attempt: i32,
     txn: Option<TxnRecord>,
 ) {
+    // The hand-over continues the purchase's trace, so the notifier's lines join it.
+    let span = server_kit::trace::continued(
+        txn.as_ref().and_then(|txn| txn.traceparent.as_deref()),
+        &txid,
+    );
     let result = async {
         let request = confirmation(txn.ok_or("the purchase could not be read")?)?;
         let mut call = tonic::Request::new(request);
@@ -85,6 +91,7 @@ async fn relay(
             .await
             .map_err(|s| format!("notifier: {:?}: {}", s.code(), s.message()))
     }
+    .instrument(span)
     .await;
     crate::metrics::relayed(result.is_ok());
     let recorded = match result {

@@ -23,4 +23,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the buyer's contact for the confirmation",
         sql: include_str!("../migrations/0004_contact.sql"),
     },
+    Migration {
+        version: 5,
+        name: "the trace of each purchase",
+        sql: include_str!("../migrations/0005_traceparent.sql"),
+    },
 ];

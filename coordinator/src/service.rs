@@ -11,6 +11,7 @@ use proto::v1::*;
 use server_kit::rate::RateLimits;
 use server_kit::validate;
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
 
 use crate::admission::{self, Claim};
 use crate::driver::{Driver, Run};
@@ -68,6 +69,7 @@ impl Coordinator {
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let (txid, order_id) = (format!("tx-{id}"), format!("ord-{id}"));
+        server_kit::trace::record_txid(&txid);
         let guard = self
             .driver
             .claim(&txid)
@@ -89,10 +91,14 @@ impl Coordinator {
         // The protocol runs in its own task: a caller that gives up or disconnects
         // never leaves a purchase half-driven.
         let driver = self.driver.clone();
-        let task = tokio::spawn(async move {
-            let _guard = guard;
-            drive(&driver, txn, claim).await
-        });
+        let task = tokio::spawn(
+            async move {
+                let _guard = guard;
+                drive(&driver, txn, claim).await
+            }
+            // The purchase's calls to the participants stay in the caller's trace.
+            .in_current_span(),
+        );
         let joined = match purchase.deadline {
             Some(deadline) => match tokio::time::timeout(deadline, task).await {
                 Ok(joined) => joined,
@@ -209,7 +215,9 @@ async fn drive(driver: &Driver, txn: TxnRecord, claim: Claim) -> Result<Purchase
         && txn.admission_id.is_some()
     {
         // In the background: the answer does not wait for the room.
-        tokio::spawn(async move { admission::release(&run, &txn, committed).await });
+        tokio::spawn(
+            async move { admission::release(&run, &txn, committed).await }.in_current_span(),
+        );
     }
     result
 }

@@ -117,7 +117,7 @@ impl InventoryService for Inventory {
         request: Request<ReleaseSeatsRequest>,
     ) -> Reply<ReleaseSeatsResponse> {
         let request = request.into_inner();
-        let saga_id = validate::id("saga_id", &request.saga_id)?;
+        let saga_id = validate::txid("saga_id", &request.saga_id)?;
         let event_id = validate::id("event_id", &request.event_id)?;
         reply(saga::release_seats(&self.pool, &saga_id, &event_id).await)
     }
@@ -127,7 +127,7 @@ impl InventoryService for Inventory {
         request: Request<ConfirmSeatsRequest>,
     ) -> Reply<ConfirmSeatsResponse> {
         let request = request.into_inner();
-        let saga_id = validate::id("saga_id", &request.saga_id)?;
+        let saga_id = validate::txid("saga_id", &request.saga_id)?;
         let event_id = validate::id("event_id", &request.event_id)?;
         let order_id = validate::id("order_id", &request.order_id)?;
         reply(saga::confirm_seats(&self.pool, &saga_id, &event_id, &order_id).await)
@@ -138,7 +138,7 @@ impl InventoryService for Inventory {
         request: Request<UnsellSeatsRequest>,
     ) -> Reply<UnsellSeatsResponse> {
         let request = request.into_inner();
-        let saga_id = validate::id("saga_id", &request.saga_id)?;
+        let saga_id = validate::txid("saga_id", &request.saga_id)?;
         let event_id = validate::id("event_id", &request.event_id)?;
         reply(saga::unsell_seats(&self.pool, &saga_id, &event_id).await)
     }
@@ -152,12 +152,12 @@ impl InventoryService for Inventory {
     }
 
     async fn commit_sale(&self, request: Request<CommitSaleRequest>) -> Reply<CommitSaleResponse> {
-        let txid = validate::id("txid", &request.get_ref().txid)?;
+        let txid = validate::txid("txid", &request.get_ref().txid)?;
         reply(two_phase::commit(&self.pool, &txid).await)
     }
 
     async fn abort_sale(&self, request: Request<AbortSaleRequest>) -> Reply<AbortSaleResponse> {
-        let txid = validate::id("txid", &request.get_ref().txid)?;
+        let txid = validate::txid("txid", &request.get_ref().txid)?;
         reply(two_phase::abort(&self.pool, &txid).await)
     }
 

@@ -31,7 +31,7 @@ impl NotifierApi {
     }
 
     async fn enqueue(&self, request: &EnqueueRequest) -> Result<EnqueueResponse> {
-        validate::id("txid", &request.txid)?;
+        validate::txid("txid", &request.txid)?;
         validate::id("user_id", &request.user_id)?;
         validate::id("event_id", &request.event_id)?;
         validate::id("order_id", &request.order_id)?;
@@ -94,7 +94,7 @@ impl NotifierService for NotifierApi {
         &self,
         request: Request<GetConfirmationRequest>,
     ) -> Reply<GetConfirmationResponse> {
-        let txid = validate::id("txid", &request.get_ref().txid)?;
+        let txid = validate::txid("txid", &request.get_ref().txid)?;
         let confirmation = self.store.confirmation(&txid).await?;
         server_kit::auth::caller(&request)?.act_for(&confirmation.user_id)?;
         Ok(Response::new(GetConfirmationResponse {
@@ -109,7 +109,7 @@ impl NotifierService for NotifierApi {
         let request = request.get_ref();
         let limit = validate::page_size("page_size", request.page_size, 50, 500)?;
         let txid = (!request.txid.is_empty())
-            .then(|| validate::id("txid", &request.txid))
+            .then(|| validate::txid("txid", &request.txid))
             .transpose()?;
         let after = (!request.page_token.is_empty())
             .then(|| page_token(&request.page_token))

@@ -32,7 +32,7 @@ impl OrdersService for Orders {
         request: Request<CreateOrderRequest>,
     ) -> Reply<CreateOrderResponse> {
         let r = request.get_ref();
-        let saga_id = validate::id("saga_id", &r.saga_id)?;
+        let saga_id = validate::txid("saga_id", &r.saga_id)?;
         let order = NewOrder::try_from(r)?;
         let (order, barrier) = saga::create_order(&self.store, &saga_id, &order).await?;
         Ok(Response::new(CreateOrderResponse {
@@ -46,7 +46,7 @@ impl OrdersService for Orders {
         request: Request<CancelOrderRequest>,
     ) -> Reply<CancelOrderResponse> {
         let r = request.get_ref();
-        let saga_id = validate::id("saga_id", &r.saga_id)?;
+        let saga_id = validate::txid("saga_id", &r.saga_id)?;
         let order_id = validate::id("order_id", &r.order_id)?;
         let (order, barrier) = saga::cancel_order(&self.store, &saga_id, &order_id).await?;
         Ok(Response::new(CancelOrderResponse {
@@ -60,7 +60,7 @@ impl OrdersService for Orders {
         request: Request<ConfirmOrderRequest>,
     ) -> Reply<ConfirmOrderResponse> {
         let r = request.get_ref();
-        let saga_id = validate::id("saga_id", &r.saga_id)?;
+        let saga_id = validate::txid("saga_id", &r.saga_id)?;
         let order_id = validate::id("order_id", &r.order_id)?;
         let payment_id = validate::id("payment_id", &r.payment_id)?;
         let (order, barrier) =
@@ -76,7 +76,7 @@ impl OrdersService for Orders {
         request: Request<PrepareOrderRequest>,
     ) -> Reply<PrepareOrderResponse> {
         let r = request.get_ref();
-        let txid = validate::id("txid", &r.txid)?;
+        let txid = validate::txid("txid", &r.txid)?;
         let order = NewOrder::try_from(r)?;
         let payment_id = optional_id("payment_id", &r.payment_id)?;
         let order = two_phase::prepare(&self.store, &txid, &order, payment_id).await?;
@@ -90,7 +90,7 @@ impl OrdersService for Orders {
         request: Request<CommitOrderRequest>,
     ) -> Reply<CommitOrderResponse> {
         let r = request.get_ref();
-        let txid = validate::id("txid", &r.txid)?;
+        let txid = validate::txid("txid", &r.txid)?;
         let payment_id = optional_id("payment_id", &r.payment_id)?.unwrap_or_default();
         let (state, already_done, order) =
             two_phase::commit(&self.store, &txid, &payment_id).await?;
@@ -102,7 +102,7 @@ impl OrdersService for Orders {
     }
 
     async fn abort_order(&self, request: Request<AbortOrderRequest>) -> Reply<AbortOrderResponse> {
-        let txid = validate::id("txid", &request.get_ref().txid)?;
+        let txid = validate::txid("txid", &request.get_ref().txid)?;
         let (already_done, tombstone) = two_phase::abort(&self.store, &txid).await?;
         Ok(Response::new(AbortOrderResponse {
             state: ParticipantTxnState::Aborted.into(),
@@ -125,7 +125,7 @@ impl OrdersService for Orders {
         request: Request<PlaceOrderFencedRequest>,
     ) -> Reply<PlaceOrderFencedResponse> {
         let r = request.get_ref();
-        let txid = validate::id("txid", &r.txid)?;
+        let txid = validate::txid("txid", &r.txid)?;
         let order = NewOrder::try_from(r)?;
         let payment_id = optional_id("payment_id", &r.payment_id)?.unwrap_or_default();
         let token = model::fencing_token_or_unfenced(r.fencing_token)?;
@@ -140,7 +140,7 @@ impl OrdersService for Orders {
         request: Request<CancelOrderFencedRequest>,
     ) -> Reply<CancelOrderFencedResponse> {
         let r = request.get_ref();
-        let txid = validate::id("txid", &r.txid)?;
+        let txid = validate::txid("txid", &r.txid)?;
         let order_id = validate::id("order_id", &r.order_id)?;
         let token = model::fencing_token(r.fencing_token)?;
         let order = fenced::cancel(&self.store, &txid, &order_id, token).await?;

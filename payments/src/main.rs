@@ -9,6 +9,10 @@ async fn main() -> anyhow::Result<()> {
     // the `failpoints` feature.
     let _failpoints = fail::FailScenario::setup();
     let config = payments::Config::parse();
-    server_kit::telemetry::init(config.server.log_format);
+    let _telemetry = server_kit::telemetry::init(
+        config.server.log_format,
+        "payments",
+        config.server.otlp_endpoint.as_deref(),
+    )?;
     payments::run(config, server_kit::shutdown::signal_received()).await
 }

@@ -239,7 +239,7 @@ impl PaymentsService for PaymentsApi {
         request: Request<PreparePaymentRequest>,
     ) -> Reply<PreparePaymentResponse> {
         let r = request.get_ref();
-        let txid = validate::id("txid", &r.txid)?;
+        let txid = validate::txid("txid", &r.txid)?;
         let auth = NewAuthorization::try_from(r)?;
         let payment = two_phase::prepare(&self.payments, &txid, &auth).await?;
         Ok(self.deliver(PreparePaymentResponse {
@@ -251,7 +251,7 @@ impl PaymentsService for PaymentsApi {
         &self,
         request: Request<CommitPaymentRequest>,
     ) -> Reply<CommitPaymentResponse> {
-        let txid = validate::id("txid", &request.get_ref().txid)?;
+        let txid = validate::txid("txid", &request.get_ref().txid)?;
         let (already_done, payment) = two_phase::commit(&self.payments, &txid).await?;
         lose_capture_response()?;
         Ok(self.deliver(CommitPaymentResponse {
@@ -265,7 +265,7 @@ impl PaymentsService for PaymentsApi {
         &self,
         request: Request<AbortPaymentRequest>,
     ) -> Reply<AbortPaymentResponse> {
-        let txid = validate::id("txid", &request.get_ref().txid)?;
+        let txid = validate::txid("txid", &request.get_ref().txid)?;
         let (already_done, tombstone) = two_phase::abort(&self.payments, &txid).await?;
         Ok(self.deliver(AbortPaymentResponse {
             state: two_phase::state(false).into(),

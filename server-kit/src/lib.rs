@@ -1,7 +1,8 @@
 //! What every TicketDrop server shares, so that each service's `main.rs` stays thin:
 //!
 //! - [`ServerOptions`]: the command-line and `TICKETDROP_*` options common to all servers.
-//! - [`telemetry`]: structured `tracing` logs, as text or JSON.
+//! - [`telemetry`]: structured `tracing` logs, as text or JSON, and OpenTelemetry traces;
+//!   [`trace`]: the W3C trace context carried across every call.
 //! - [`GrpcServer`]: binds first (port 0 works), then serves health, reflection and the
 //!   service, and shuts down gracefully: health NOT_SERVING, a drain delay, in-flight
 //!   calls finish, exit.
@@ -31,6 +32,7 @@ mod serve;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod trace;
 pub mod validate;
 
 pub use options::{LogFormat, ServerOptions};

@@ -24,6 +24,11 @@ pub struct ServerOptions {
     #[arg(long, env = "TICKETDROP_AUTH_DIR", default_value = ".stack/auth")]
     pub auth_dir: PathBuf,
 
+    /// Where spans are exported over OTLP/gRPC (for example `http://127.0.0.1:4317`);
+    /// unset, nothing is exported, and trace ids still join the logs.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Log format.
     #[arg(long, env = "TICKETDROP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -1,4 +1,5 @@
-//! What every gRPC call a TicketDrop program makes carries: the caller's bearer token.
+//! What every gRPC call a TicketDrop program makes carries: the caller's bearer token
+//! and the trace context of the span it is made in.
 //! Clients are built as `FooServiceClient::with_interceptor(channel, outgoing)`, of the
 //! type `FooServiceClient<MeshChannel>`.
 
@@ -97,6 +98,7 @@ impl Interceptor for Outgoing {
                 request.metadata_mut().insert("authorization", value);
             }
         }
+        crate::trace::inject(request.metadata_mut());
         Ok(request)
     }
 }

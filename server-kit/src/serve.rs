@@ -105,6 +105,7 @@ impl GrpcServer {
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut server = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(crate::trace::TraceLayer)
                 .layer(GrpcMetricsLayer)
                 .layer(AuthLayer::new(self.verifier, policy))
                 .add_routes(routes)

@@ -32,6 +32,14 @@ pub fn id(field: &str, value: &str) -> Result<String, FieldError> {
     Ok(value.to_owned())
 }
 
+/// A transaction id (a txid, or a saga id, which is its purchase's txid): an [`id`],
+/// recorded on the current call's span so that the call's log lines carry it.
+pub fn txid(field: &str, value: &str) -> Result<String, FieldError> {
+    let txid = id(field, value)?;
+    crate::trace::record_txid(&txid);
+    Ok(txid)
+}
+
 /// Free text of 1 to `max` characters (after trimming).
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, FieldError> {
     let value = value.trim();

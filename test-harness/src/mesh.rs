@@ -33,6 +33,8 @@ pub struct MeshOptions<'a> {
     /// retries fast (100 ms doubling to 1 s, claims of 3 s) and its SMTP server and SMS
     /// provider are ports nobody listens on.
     pub notifier_args: Vec<&'a str>,
+    /// Environment of every service (the coordinator's own comes after it).
+    pub env: Vec<(&'a str, &'a str)>,
 }
 
 impl Mesh {
@@ -59,10 +61,14 @@ impl Mesh {
         let notifier_args = notifier_args(&notifier_url, &options.notifier_args)?;
         let notifier_args: Vec<&str> = notifier_args.iter().map(String::as_str).collect();
         let (inventory, orders, payments, notifier) = tokio::try_join!(
-            ServiceProcess::start(service_binary("inventory-pg"), &inventory_args, &[]),
-            ServiceProcess::start(service_binary("orders-dynamo"), &orders_args, &[]),
-            ServiceProcess::start(service_binary("payments"), &payments_args, &[]),
-            ServiceProcess::start(service_binary("notifier"), &notifier_args, &[]),
+            ServiceProcess::start(
+                service_binary("inventory-pg"),
+                &inventory_args,
+                &options.env
+            ),
+            ServiceProcess::start(service_binary("orders-dynamo"), &orders_args, &options.env),
+            ServiceProcess::start(service_binary("payments"), &payments_args, &options.env),
+            ServiceProcess::start(service_binary("notifier"), &notifier_args, &options.env),
         )?;
         let room_prefix = unique_name("room");
         let inventory_endpoint = inventory.endpoint();
@@ -76,7 +82,7 @@ impl Mesh {
         ];
         room_args.extend(options.waiting_room_args.iter().copied());
         let waiting_room =
-            ServiceProcess::start(service_binary("waiting-room"), &room_args, &[]).await?;
+            ServiceProcess::start(service_binary("waiting-room"), &room_args, &options.env).await?;
         let coordinator = start_coordinator(
             &coordinator_db,
             &[&inventory, &orders, &payments, &waiting_room, &notifier],
@@ -176,11 +182,13 @@ async fn start_coordinator(
         args.extend(["--recovery-interval-ms", "500"]);
     }
     args.extend(options.coordinator_args.iter().copied());
-    ServiceProcess::start(
-        service_binary("coordinator"),
-        &args,
-        &options.coordinator_env,
-    )
-    .await
-    .context("the coordinator starts")
+    let env: Vec<(&str, &str)> = options
+        .env
+        .iter()
+        .chain(&options.coordinator_env)
+        .copied()
+        .collect();
+    ServiceProcess::start(service_binary("coordinator"), &args, &env)
+        .await
+        .context("the coordinator starts")
 }

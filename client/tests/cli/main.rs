@@ -13,3 +13,4 @@ mod drop;
 mod mermaid;
 mod metrics;
 mod room;
+mod traces;
