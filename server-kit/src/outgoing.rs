@@ -93,10 +93,10 @@ impl Outgoing {
 
 impl Interceptor for Outgoing {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if !request.metadata().contains_key("authorization") {
-            if let Some(value) = self.header() {
-                request.metadata_mut().insert("authorization", value);
-            }
+        if !request.metadata().contains_key("authorization")
+            && let Some(value) = self.header()
+        {
+            request.metadata_mut().insert("authorization", value);
         }
         crate::trace::inject(request.metadata_mut());
         Ok(request)

@@ -317,7 +317,6 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
                     currency: "EUR".into(),
                     card_token: "tok_visa".into(),
                     idempotency_key: "ana-auth".into(),
-                    ..Default::default()
                 })
                 .await
         ),

@@ -186,10 +186,10 @@ impl Verifier {
     /// The caller a bearer token names, or UNAUTHENTICATED saying what is wrong with it.
     pub fn verify(&self, token: &str) -> Result<Arc<Caller>, Status> {
         let now = chrono::Utc::now().timestamp();
-        if let Some(caller) = self.remembered().get(token) {
-            if caller.expires_at > now {
-                return Ok(caller.clone());
-            }
+        if let Some(caller) = self.remembered().get(token)
+            && caller.expires_at > now
+        {
+            return Ok(caller.clone());
         }
         let caller = Arc::new(self.verify_signature(token)?);
         let mut remembered = self.remembered();
