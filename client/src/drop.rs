@@ -3,9 +3,7 @@
 //! or all three side by side; then the audit says whether anything was oversold.
 
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -13,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proto::v1::*;
 use serde::Serialize;
 use tonic::Code;
+use tracing::Instrument;
 
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
@@ -135,6 +134,10 @@ pub struct DropReport {
     pub last_sale_s: f64,
     /// Sales and answers so far, sampled over the drop (for the bench's picture).
     pub timeline: Vec<TimelinePoint>,
+    /// Purchases the coordinator logged and then refused, by reason code: what
+    /// `ticketdrop txn failures --group-by error --event E` counts (SOLD_OUT here is a
+    /// participant's answer; the room's are in sold_out_by_room).
+    pub refusals: std::collections::BTreeMap<String, u64>,
     /// The first unexpected error, if any.
     pub first_error: Option<String>,
     /// Why the coordinator could not be asked whether every purchase ended, if it could
@@ -183,6 +186,8 @@ struct Fan {
     resolved: bool,
     answered_by_room: bool,
     purchases: Vec<Duration>,
+    /// The reason of each of the fan's purchases that the coordinator logged and refused.
+    refusals: Vec<String>,
     waited: Option<Duration>,
     /// When the fan got their last answer, after the drop began.
     answered_at: Duration,
@@ -199,6 +204,7 @@ impl Fan {
             resolved: false,
             answered_by_room: false,
             purchases: Vec::new(),
+            refusals: Vec::new(),
             waited: None,
             answered_at: Duration::ZERO,
             rejoins: 0,
@@ -480,7 +486,7 @@ impl Buyer {
         fan: u32,
         attempt: u64,
         admission_token: String,
-    ) -> (Answer, Vec<Duration>) {
+    ) -> (Answer, Vec<Duration>, Option<String>) {
         let request = PurchaseRequest {
             user_id: self.user(fan),
             event_id: self.event.clone(),
@@ -500,10 +506,12 @@ impl Buyer {
             let began = Instant::now();
             let mut call = tonic::Request::new(request.clone());
             call.set_timeout(CALL_TIMEOUT);
-            let answer = classify(coordinator.purchase(call).await);
+            let result = coordinator.purchase(call).await;
+            let refusal = logged_refusal(&result);
+            let answer = classify(result);
             latencies.push(began.elapsed());
             if !matches!(answer, Answer::Unknown) || latencies.len() >= UNKNOWN_RETRIES {
-                return (answer, latencies);
+                return (answer, latencies, refusal);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -518,11 +526,12 @@ async fn direct(buyer: &Buyer, args: &DropArgs, progress: &ProgressBar) -> Vec<F
         .map(|i| {
             let progress = progress.clone();
             async move {
-                let (answer, purchases) = buyer.buy(i, 0, String::new()).await;
+                let (answer, purchases, refusal) = buyer.buy(i, 0, String::new()).await;
                 progress.inc(1);
                 Fan {
                     key: Some(buyer.key(i, 0)),
                     purchases,
+                    refusals: refusal.into_iter().collect(),
                     answered_at: started.elapsed(),
                     ..Fan::new(answer)
                 }
@@ -617,9 +626,10 @@ async fn one_fan(
         };
         fan.admission_number
             .get_or_insert(admission.admission_number);
-        let (answer, purchases) = buyer.buy(i, fan.rejoins, admission.token).await;
+        let (answer, purchases, refusal) = buyer.buy(i, fan.rejoins, admission.token).await;
         fan.key = Some(buyer.key(i, fan.rejoins));
         fan.purchases.extend(purchases);
+        fan.refusals.extend(refusal);
         fan.answer = answer;
         if !matches!(fan.answer, Answer::Conflict | Answer::Aborted) || fan.rejoins >= MAX_REJOINS {
             return fan;
@@ -724,11 +734,15 @@ fn report(
             .map(|f| f.answered_at.as_secs_f64())
             .fold(0.0, f64::max),
         timeline: timeline(fans, duration),
+        refusals: std::collections::BTreeMap::new(),
         first_error: None,
         settle_error: None,
         audit_error: None,
     };
     for fan in fans {
+        for reason in &fan.refusals {
+            *report.refusals.entry(reason.clone()).or_default() += 1;
+        }
         match &fan.answer {
             Answer::Sold(seats) => report.sold += seats,
             Answer::SoldOut => {
@@ -821,6 +835,14 @@ fn fairness_violations(fans: &[Fan]) -> u64 {
         };
     }
     unfair
+}
+
+/// The reason of a refusal the coordinator logged first (its ErrorInfo names the txid).
+fn logged_refusal(
+    result: &Result<tonic::Response<PurchaseResponse>, tonic::Status>,
+) -> Option<String> {
+    let (reason, metadata) = server_kit::status::reason_of(result.as_ref().err()?)?;
+    (metadata.contains_key("txid") && reason != "OUTCOME_UNKNOWN").then_some(reason)
 }
 
 fn classify(result: Result<tonic::Response<PurchaseResponse>, tonic::Status>) -> Answer {

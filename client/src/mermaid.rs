@@ -123,7 +123,9 @@ fn confirmation(out: &mut String, child: &crate::notifications::Child) {
 pub fn pie(title: &str, groups: &[FailureGroup]) -> String {
     let mut out = format!("pie title {}\n", sanitize(title));
     for group in groups {
-        let key = if group.key.is_empty() {
+        let key = if !group.label.is_empty() {
+            group.label.as_str()
+        } else if group.key.is_empty() {
             "(no message)"
         } else {
             group.key.as_str()

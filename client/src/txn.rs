@@ -23,9 +23,15 @@ pub enum Format {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupBy {
+    /// Failed purchases by cause: the reason code of each refusal, in words.
     Error,
+    /// Failed steps by their error text, ids masked.
+    Message,
+    /// Failed steps by protocol.
     Protocol,
+    /// Failed steps by step.
     Step,
+    /// Failed steps by participant.
     Participant,
 }
 
@@ -43,9 +49,17 @@ pub enum StateArg {
 pub enum TxnCommand {
     /// One purchase's step timeline.
     Show {
-        txid: String,
+        /// Transaction id (or give --key).
+        #[arg(required_unless_present = "key", conflicts_with = "key")]
+        txid: Option<String>,
+        /// The purchase's idempotency key.
+        #[arg(long)]
+        key: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Text, one line for the purchase and one per step, nothing else.
+        #[arg(long, conflicts_with = "format")]
+        compact: bool,
     },
     /// Purchases, newest first.
     List {
@@ -84,6 +98,9 @@ pub enum TxnCommand {
         since: Duration,
         #[arg(long, value_enum, default_value_t = GroupBy::Error)]
         group_by: GroupBy,
+        /// Only this event's purchases.
+        #[arg(long)]
+        event: Option<String>,
         /// Count failed confirmation attempts too (the notifier's), as children of the
         /// purchases: "confirmation: <error>" by error, "deliver_<channel>" by step,
         /// "notifier" by participant, "confirmation" by protocol.
@@ -110,7 +127,12 @@ pub enum TxnCommand {
     },
     /// The first failing step of a purchase, its error, and what was compensated.
     Diagnose {
-        txid: String,
+        /// Transaction id (or give --key).
+        #[arg(required_unless_present = "key", conflicts_with = "key")]
+        txid: Option<String>,
+        /// The purchase's idempotency key.
+        #[arg(long)]
+        key: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -125,7 +147,21 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
     let mut coordinator = endpoints.coordinator().await?;
     let rpc_error = |s: tonic::Status| anyhow::anyhow!(endpoints::describe(&s));
     match command {
-        TxnCommand::Show { txid, format } => {
+        TxnCommand::Show {
+            txid,
+            key,
+            compact: true,
+            ..
+        } => {
+            let txid = resolve(&coordinator, txid, key).await?;
+            let txn = transaction(&mut coordinator, txid).await?;
+            print_compact(&txn);
+            Ok(())
+        }
+        TxnCommand::Show {
+            txid, key, format, ..
+        } => {
+            let txid = resolve(&coordinator, txid, key).await?;
             let txn = transaction(&mut coordinator, txid).await?;
             let child = Child::of(endpoints, &txn).await;
             match format {
@@ -255,11 +291,13 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
         TxnCommand::Failures {
             since,
             group_by,
+            event,
             follow_children,
             format,
         } => {
             let group = match group_by {
                 GroupBy::Error => FailureGroupBy::Error,
+                GroupBy::Message => FailureGroupBy::Message,
                 GroupBy::Protocol => FailureGroupBy::Protocol,
                 GroupBy::Step => FailureGroupBy::Step,
                 GroupBy::Participant => FailureGroupBy::Participant,
@@ -268,6 +306,7 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                 .failure_summary(FailureSummaryRequest {
                     since: Some(since_timestamp(since)),
                     group_by: group.into(),
+                    event_id: event.unwrap_or_default(),
                 })
                 .await
                 .map_err(rpc_error)?
@@ -275,19 +314,28 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
             if follow_children {
                 add_children(endpoints, &mut summary, since, group_by).await?;
             }
-            let by = format!("{group_by:?}").to_lowercase();
+            let by = match group_by {
+                GroupBy::Error => "cause".to_owned(),
+                other => format!("{other:?}").to_lowercase(),
+            };
+            let counted = match group_by {
+                GroupBy::Error => "purchases",
+                _ => "steps",
+            };
             match format {
                 Format::Json => json::print(&json!({
                     "since": humantime::format_duration(since).to_string(),
-                    "group_by": by,
+                    "group_by": format!("{group_by:?}").to_lowercase(),
+                    "counted": counted,
                     "total": summary.total,
                     "groups": summary.groups.iter().map(|g| json!({
-                        "key": g.key, "count": g.count, "example_txids": g.example_txids,
+                        "key": g.key, "label": g.label, "count": g.count,
+                        "example_txids": g.example_txids,
                     })).collect::<Vec<_>>(),
                 })),
                 Format::Mermaid => {
                     let title = format!(
-                        "Failed steps by {by}, last {}",
+                        "Failed {counted} by {by}, last {}",
                         humantime::format_duration(since)
                     );
                     print!("{}", mermaid::pie(&title, &summary.groups));
@@ -295,15 +343,19 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                 }
                 Format::Text => {
                     println!(
-                        "{} failed steps in the last {}, by {by}",
+                        "{} failed {counted} in the last {}, by {by}",
                         summary.total,
                         humantime::format_duration(since)
                     );
                     for g in &summary.groups {
+                        let words = if g.label == g.key || g.label.is_empty() {
+                            g.key.clone()
+                        } else {
+                            format!("{}  [{}]", g.label, g.key)
+                        };
                         println!(
-                            "{:>6}  {}  (e.g. {})",
+                            "{:>6}  {words}  (e.g. {})",
                             g.count,
-                            g.key,
                             g.example_txids.join(", ")
                         );
                     }
@@ -313,8 +365,10 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
         }
         TxnCommand::Diagnose {
             txid,
+            key,
             json: json_out,
         } => {
+            let txid = resolve(&coordinator, txid, key).await?;
             let txn = transaction(&mut coordinator, txid).await?;
             let failing = txn
                 .steps
@@ -438,7 +492,7 @@ async fn add_children(
     group_by: GroupBy,
 ) -> anyhow::Result<()> {
     let notifier_group = match group_by {
-        GroupBy::Error => "error",
+        GroupBy::Error | GroupBy::Message => "error",
         GroupBy::Step => "channel",
         GroupBy::Protocol | GroupBy::Participant => "state",
     };
@@ -455,7 +509,7 @@ async fn add_children(
     let mut added: Vec<FailureGroup> = Vec::new();
     for group in children.groups {
         let key = match group_by {
-            GroupBy::Error => format!("confirmation: {}", group.key),
+            GroupBy::Error | GroupBy::Message => format!("confirmation: {}", group.key),
             GroupBy::Step => format!("deliver_{}", group.key),
             GroupBy::Participant => "notifier".to_owned(),
             GroupBy::Protocol => "confirmation".to_owned(),
@@ -470,6 +524,7 @@ async fn add_children(
                 }
             }
             None => added.push(FailureGroup {
+                label: key.clone(),
                 key,
                 count: group.count,
                 example_txids: group.example_txids,
@@ -603,6 +658,23 @@ fn print_event(event: &PurchaseEvent, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The txid given, or the one of the purchase with idempotency key `key`.
+async fn resolve(
+    coordinator: &CoordinatorServiceClient<MeshChannel>,
+    txid: Option<String>,
+    key: Option<String>,
+) -> anyhow::Result<String> {
+    match (txid, key) {
+        (Some(txid), _) => Ok(txid),
+        (None, Some(key)) => match by_key(coordinator, &key).await {
+            Some(Some(txn)) => Ok(txn.txid),
+            Some(None) => anyhow::bail!("no purchase has the idempotency key {key:?}"),
+            None => anyhow::bail!("the coordinator did not answer for the key {key:?}"),
+        },
+        (None, None) => anyhow::bail!("give a txid or --key"),
+    }
+}
+
 async fn transaction(
     coordinator: &mut CoordinatorServiceClient<MeshChannel>,
     txid: String,
@@ -614,6 +686,41 @@ async fn transaction(
         .into_inner()
         .transaction
         .context("no transaction in the answer")
+}
+
+/// The purchase in one line, then one line per step: offset, participant.operation
+/// (with `~` for a compensation), attempt, outcome, duration, and the error's reason.
+fn print_compact(txn: &Transaction) {
+    println!(
+        "{} {} {} {} {}",
+        txn.txid,
+        json::protocol(txn.protocol()),
+        json::short_enum(txn.state().as_str_name(), "TRANSACTION_STATE_"),
+        txn.user_id,
+        txn.event_id
+    );
+    let start = txn.started_at.unwrap_or_default();
+    for step in &txn.steps {
+        let offset = step.started_at.as_ref().map_or(0.0, |s| {
+            (s.seconds - start.seconds) as f64 * 1_000.0
+                + f64::from(s.nanos - start.nanos) / 1_000_000.0
+        });
+        let error = step.error.lines().next().unwrap_or_default();
+        println!(
+            "+{offset:.1}ms {}{}.{} #{} {} {:.1}ms{}",
+            if step.compensation { "~" } else { "" },
+            json::participant(step.participant()),
+            step.operation,
+            step.attempt,
+            json::short_enum(step.outcome().as_str_name(), "STEP_OUTCOME_"),
+            json::step_millis(step),
+            if error.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", error.chars().take(80).collect::<String>())
+            }
+        );
+    }
 }
 
 fn print_timeline(txn: &Transaction) {

@@ -237,9 +237,21 @@ pub async fn failures(
         Some(ts) => convert::from_timestamp("since", ts)?,
         None => Utc::now() - chrono::Duration::hours(1),
     };
+    let event = match request.event_id.as_str() {
+        "" => None,
+        event => Some(server_kit::validate::id("event_id", event)?),
+    };
     let group = match FailureGroupBy::try_from(request.group_by).unwrap_or_default() {
         FailureGroupBy::Unspecified | FailureGroupBy::Error => {
-            // Ids differ per purchase; group by the error with long ids masked.
+            let groups = crate::causes::group(log, since, event.as_deref()).await?;
+            return Ok(FailureSummaryResponse {
+                total: groups.iter().map(|g| g.count).sum(),
+                groups,
+                counted: "purchases".to_owned(),
+            });
+        }
+        // Ids differ per purchase; group by the error with long ids masked.
+        FailureGroupBy::Message => {
             "regexp_replace(coalesce(s.error, ''), '[0-9a-f]{16,}|(tx|ord|pay)[-_][0-9a-zA-Z-]+', '…', 'g')"
         }
         FailureGroupBy::Protocol => "t.protocol",
@@ -253,15 +265,17 @@ pub async fn failures(
                 "SELECT {group} AS key, count(*), (array_agg(DISTINCT s.txid))[1:5]
                    FROM steps s JOIN transactions t USING (txid)
                   WHERE s.outcome IN ('FAILED', 'UNKNOWN') AND s.started_at >= $1
+                    AND ($2::text IS NULL OR t.event_id = $2)
                   GROUP BY key ORDER BY count(*) DESC, key"
             ),
-            &[&since],
+            &[&since, &event],
         )
         .await
         .map_err(Error::from)?;
     let groups: Vec<FailureGroup> = rows
         .iter()
         .map(|row| FailureGroup {
+            label: row.get(0),
             key: row.get(0),
             count: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
             example_txids: row.get(2),
@@ -270,5 +284,6 @@ pub async fn failures(
     Ok(FailureSummaryResponse {
         total: groups.iter().map(|g| g.count).sum(),
         groups,
+        counted: "steps".to_owned(),
     })
 }

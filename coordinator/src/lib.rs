@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod admission;
+mod causes;
 pub mod config;
 pub mod driver;
 pub mod error;

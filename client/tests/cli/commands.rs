@@ -165,6 +165,18 @@ async fn every_subcommand_answers_in_json() {
             .await
             .contains("confirm_order")
     );
+    // --compact: the purchase, then exactly one line per step, in order.
+    let compact = cli.text(&["txn", "show", txid, "--compact"]).await;
+    let lines: Vec<&str> = compact.lines().collect();
+    assert_eq!(lines.len(), 1 + operations.len(), "{compact}");
+    assert!(
+        lines[0].starts_with(&format!("{txid} saga COMMITTED ")),
+        "{compact}"
+    );
+    for (line, operation) in lines[1..].iter().zip(&operations) {
+        assert!(line.starts_with('+'), "{line}");
+        assert!(line.contains(&format!(".{operation} #1 OK ")), "{line}");
+    }
 
     let listed = cli
         .json(&["txn", "list", "--protocol", "saga", "--format", "json"])

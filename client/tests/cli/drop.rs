@@ -66,6 +66,40 @@ async fn a_drop_through_the_waiting_room_sells_every_seat_fairly_despite_decline
             "{protocol}: {report}"
         );
         assert!(report["max_concurrent_purchases"].as_u64().unwrap() <= 64);
+        // The coordinator's failures by cause count what the drop counted for the
+        // purchases that reached it: declines, conflicts, sold out by a participant.
+        let event = report["event_id"].as_str().expect("event");
+        let failures = cli
+            .json(&[
+                "txn",
+                "failures",
+                "--since",
+                "1h",
+                "--group-by",
+                "error",
+                "--event",
+                event,
+                "--format",
+                "json",
+            ])
+            .await;
+        assert_eq!(failures["counted"], "purchases", "{failures}");
+        let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
+        for group in failures["groups"].as_array().expect("groups") {
+            let key = group["key"].as_str().expect("key");
+            let label = group["label"].as_str().expect("label");
+            assert!(!label.is_empty() && label != key, "in words: {group}");
+            let reason = key.split(':').next().expect("a reason");
+            *by_reason.entry(reason.to_owned()).or_default() += group["count"].as_u64().unwrap();
+        }
+        let counted: std::collections::BTreeMap<String, u64> =
+            serde_json::from_value(report["refusals"].clone()).expect("refusals by reason");
+        assert_eq!(by_reason, counted, "{protocol}: {failures} vs {report}");
+        assert!(
+            counted.get("CARD_DECLINED").copied().unwrap_or(0)
+                >= report["declines"].as_u64().unwrap(),
+            "{protocol}: every declined fan's purchase is among the failures"
+        );
         assert!(report["wait_p99_ms"].as_f64().unwrap() >= report["wait_p50_ms"].as_f64().unwrap());
         assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
     }

@@ -128,7 +128,7 @@ async fn transaction_and_failure_diagrams_are_well_formed_mermaid() {
         "one request and one answer per attempt"
     );
 
-    for group_by in ["error", "protocol", "step", "participant"] {
+    for group_by in ["error", "message", "protocol", "step", "participant"] {
         let summary = cli
             .json(&[
                 "txn",

@@ -121,10 +121,44 @@ async fn the_log_shows_timelines_lists_failures_and_decisions() {
         "error text matches case-insensitively"
     );
 
+    let by_cause = coordinator
+        .failure_summary(FailureSummaryRequest {
+            group_by: FailureGroupBy::Error.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("summary")
+        .into_inner();
+    assert_eq!(by_cause.counted, "purchases");
+    assert_eq!(by_cause.total, 1);
+    assert_eq!(
+        (
+            by_cause.groups[0].key.as_str(),
+            by_cause.groups[0].label.as_str(),
+            by_cause.groups[0].count
+        ),
+        (
+            "CARD_DECLINED:card_declined",
+            "payment declined (card_declined)",
+            1
+        )
+    );
+    let elsewhere = coordinator
+        .failure_summary(FailureSummaryRequest {
+            group_by: FailureGroupBy::Error.into(),
+            event_id: "another-event".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("summary")
+        .into_inner();
+    assert_eq!(elsewhere.total, 0, "only the event asked for");
+
     let summary = coordinator
         .failure_summary(FailureSummaryRequest {
             since: None,
             group_by: FailureGroupBy::Participant.into(),
+            event_id: String::new(),
         })
         .await
         .expect("summary")
