@@ -92,3 +92,46 @@ impl From<Error> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The coordinator's own refusals; a participant's refusal keeps its own message
+    /// and reason, checked where the participant words it.
+    #[test]
+    fn every_refusal_says_what_its_reason_says() {
+        let refusals = [
+            Error::InvalidField(FieldError::new("quantity", "must be 1 to 10")),
+            Error::OutcomeUnknown {
+                txid: "t-1".into(),
+                cause: "the deadline of 500ms passed".into(),
+                deadline: true,
+            },
+            Error::OutcomeUnknown {
+                txid: "t-1".into(),
+                cause: "payments: transport error".into(),
+                deadline: false,
+            },
+            Error::KeyReused("k".into()),
+            Error::Refused {
+                txid: "t-1".into(),
+                status: server_kit::status::refusal::interrupted(
+                    "the coordinator stopped before deciding; the purchase was aborted",
+                ),
+            },
+        ];
+        for error in refusals {
+            let status = Status::from(error);
+            assert!(
+                server_kit::status::reason_of(&status).is_some(),
+                "{status:?} carries a reason"
+            );
+            assert_eq!(
+                server_kit::status::contradiction_in(&status),
+                None,
+                "{status:?}"
+            );
+        }
+    }
+}

@@ -33,7 +33,10 @@ pub enum Error {
     AvailableSeatsLocked,
     #[error("sold out: {unsold} seat(s) left unsold, {requested} requested")]
     SoldOut { requested: u32, unsold: u32 },
-    #[error("hold lost for seats: {}", seats.join(", "))]
+    #[error(
+        "the seat hold expired or was taken over before the purchase was confirmed{}",
+        if seats.is_empty() { String::new() } else { format!(": {}", seats.join(", ")) }
+    )]
     HoldLost { seats: Vec<String> },
     #[error("stale fencing token {token}: seats {} have seen token {seen}", seats.join(", "))]
     StaleFencingToken {
@@ -116,6 +119,63 @@ impl From<Error> for Status {
                 tracing::warn!(error = %message, "database pool unavailable");
                 Status::unavailable(message)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal with a reason, as the coordinator and the fans read it.
+    #[test]
+    fn every_refusal_says_what_its_reason_says() {
+        let seats = || vec!["A-1-1".to_owned(), "A-1-2".to_owned()];
+        let refusals = [
+            Error::InvalidField(FieldError::new("quantity", "must be 1 to 10")),
+            Error::SeatsTaken {
+                seats: seats(),
+                order_id: Some("order-1".into()),
+            },
+            Error::SeatsTaken {
+                seats: seats(),
+                order_id: None,
+            },
+            Error::SeatsLocked { seats: seats() },
+            Error::AvailableSeatsLocked,
+            Error::SoldOut {
+                requested: 2,
+                unsold: 1,
+            },
+            Error::SoldOut {
+                requested: 1,
+                unsold: 0,
+            },
+            Error::HoldLost { seats: seats() },
+            Error::HoldLost { seats: Vec::new() },
+            Error::StaleFencingToken {
+                seats: seats(),
+                token: 3,
+                seen: 4,
+            },
+            Error::TxnAborted("t-1".into()),
+            Error::TxnCommitted("t-1".into()),
+            Error::StepCompensated {
+                saga_id: "s-1".into(),
+                step: "hold_seats",
+            },
+        ];
+        for error in refusals {
+            let status = Status::from(error);
+            assert!(
+                server_kit::status::reason_of(&status).is_some(),
+                "{status:?} carries a reason"
+            );
+            assert_eq!(
+                server_kit::status::contradiction_in(&status),
+                None,
+                "{status:?}"
+            );
         }
     }
 }

@@ -15,7 +15,11 @@ pub enum Error {
     OrderNotFound(String),
     #[error("order {0} already exists")]
     OrderExists(String),
-    #[error("seats already claimed by order {}: {}", order_id.as_deref().unwrap_or("unknown"), seats.join(", "))]
+    #[error(
+        "seats already claimed by {}: {}",
+        order_id.as_ref().map_or_else(|| "another order".to_owned(), |id| format!("order {id}")),
+        seats.join(", ")
+    )]
     SeatsTaken {
         seats: Vec<String>,
         order_id: Option<String>,
@@ -42,7 +46,9 @@ pub enum Error {
     },
     #[error("idempotency key {key} already belongs to order {order_id}")]
     IdempotencyKeyReused { key: String, order_id: String },
-    #[error("a retried transaction differs from the first one with the same txid")]
+    #[error(
+        "idempotency key reused: a retried transaction differs from the first one with its txid"
+    )]
     IdempotencyMismatch,
     #[error("write conflict; retry")]
     Conflict,
@@ -108,5 +114,70 @@ impl From<Error> for Status {
                 Status::unavailable(message)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal with a reason, as the coordinator and the fans read it.
+    #[test]
+    fn every_refusal_says_what_its_reason_says() {
+        let seats = || vec!["A-1-1".to_owned()];
+        let refusals = [
+            Error::InvalidField(FieldError::new("seat_ids", "must not be empty")),
+            Error::SeatsTaken {
+                seats: seats(),
+                order_id: Some("order-1".into()),
+            },
+            Error::SeatsTaken {
+                seats: seats(),
+                order_id: None,
+            },
+            Error::StaleFencingToken {
+                seats: seats(),
+                token: 3,
+                seen: 4,
+            },
+            Error::TxnAborted("t-1".into()),
+            Error::TxnCommitted("t-1".into()),
+            Error::StepCompensated {
+                saga_id: "s-1".into(),
+                step: "place_order",
+            },
+            Error::InvalidState {
+                order_id: "order-1".into(),
+                status: "CANCELLED".into(),
+                action: "confirm",
+            },
+            Error::IdempotencyKeyReused {
+                key: "k".into(),
+                order_id: "order-1".into(),
+            },
+            Error::IdempotencyMismatch,
+        ];
+        for error in refusals {
+            let status = Status::from(error);
+            assert!(
+                server_kit::status::reason_of(&status).is_some(),
+                "{status:?} carries a reason"
+            );
+            assert_eq!(
+                server_kit::status::contradiction_in(&status),
+                None,
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_claim_by_an_unknown_order_does_not_call_the_order_unknown() {
+        let message = Error::SeatsTaken {
+            seats: vec!["A-1-1".into()],
+            order_id: None,
+        }
+        .to_string();
+        assert_eq!(message, "seats already claimed by another order: A-1-1");
     }
 }

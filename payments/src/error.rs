@@ -116,3 +116,46 @@ impl From<Error> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal with a reason, as the coordinator and the fans read it.
+    #[test]
+    fn every_refusal_says_what_its_reason_says() {
+        let refusals = [
+            Error::InvalidField(FieldError::new("card_token", "unknown test card")),
+            Error::Declined {
+                payment_id: "p-1".into(),
+                code: "insufficient_funds".into(),
+            },
+            Error::InvalidState {
+                payment_id: "p-1".into(),
+                state: "CAPTURED".into(),
+                action: "void",
+            },
+            Error::AmountExceeded {
+                payment_id: "p-1".into(),
+                action: "capture",
+                requested: 200,
+                allowed: 100,
+            },
+            Error::KeyReused("k".into()),
+            Error::TxnAborted("t-1".into()),
+            Error::TxnCommitted("t-1".into()),
+        ];
+        for error in refusals {
+            let status = Status::from(error);
+            assert!(
+                server_kit::status::reason_of(&status).is_some(),
+                "{status:?} carries a reason"
+            );
+            assert_eq!(
+                server_kit::status::contradiction_in(&status),
+                None,
+                "{status:?}"
+            );
+        }
+    }
+}

@@ -52,8 +52,89 @@ pub fn with_reason<'a>(
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect::<HashMap<_, _>>();
+    let message = message.into();
+    if let Some(contradiction) = contradiction(reason, &message) {
+        // Tests walk every reason and fail on this; in production, say so loudly.
+        tracing::error!(reason = reason_name(reason), %message, "{contradiction}");
+    }
     let details = ErrorDetails::with_error_info(reason_name(reason), ERROR_DOMAIN, metadata);
     Status::with_error_details(code, message, details)
+}
+
+/// What a refusal's message must say for its reason to be true: a reader who sees only
+/// the message (a log line, a `txn show`, a pie slice) must reach the same cause as a
+/// program reading the ErrorInfo. Returns what is wrong, or `None` when they agree.
+///
+/// Each reason has words its message must contain (any one of them, ignoring case),
+/// and the words that name another cause are kept for that cause alone: only SOLD_OUT
+/// says "sold out", only CARD_DECLINED says "declined", and a sold-out message never
+/// speaks of seats held or taken, or asks to try again.
+pub fn contradiction(reason: ErrorReason, message: &str) -> Option<String> {
+    let text = message.to_lowercase();
+    let says = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    let required: &[&str] = match reason {
+        ErrorReason::Unspecified => &[],
+        ErrorReason::InvalidField => &["invalid"],
+        ErrorReason::SoldOut => &["sold out"],
+        ErrorReason::SeatTaken => &[
+            "taken",
+            "claimed",
+            "locked",
+            "held",
+            "leased",
+            "no seat is free",
+        ],
+        ErrorReason::HoldLost => &["hold"],
+        ErrorReason::CardDeclined => &["declined"],
+        ErrorReason::StaleFencingToken => &["fencing token"],
+        ErrorReason::TxnAborted => &["aborted"],
+        ErrorReason::StepCompensated => &["compensated"],
+        ErrorReason::IdempotencyKeyReused => &["idempotency key"],
+        ErrorReason::OutcomeUnknown => &["unknown"],
+        ErrorReason::InvalidState => &["not allowed", "already"],
+        ErrorReason::AmountExceeded => &["exceeds"],
+        ErrorReason::AdmissionRequired => &["admission"],
+        ErrorReason::AdmissionInvalid => &["not valid", "invalid"],
+        ErrorReason::AdmissionExpired => &["expired"],
+        ErrorReason::AdmissionUsed => &["already used"],
+        ErrorReason::Interrupted => &["stopped"],
+        ErrorReason::Unauthenticated => &["token"],
+        ErrorReason::ScopeRequired => &["scope"],
+        ErrorReason::OtherUser => &["may not act for"],
+        ErrorReason::RateLimited => &["too many"],
+    };
+    let name = reason_name(reason);
+    if !required.is_empty() && !says(required) {
+        return Some(format!(
+            "the message of a {name} refusal says none of {required:?}: {message:?}"
+        ));
+    }
+    let owned_elsewhere: &[(&str, ErrorReason)] = &[
+        ("sold out", ErrorReason::SoldOut),
+        ("declined", ErrorReason::CardDeclined),
+    ];
+    for (words, owner) in owned_elsewhere {
+        if *owner != reason && text.contains(words) {
+            return Some(format!(
+                "the message of a {name} refusal says {words:?}, which only {} may say: {message:?}",
+                reason_name(*owner)
+            ));
+        }
+    }
+    if reason == ErrorReason::SoldOut && says(&["held", "taken", "locked", "try again"]) {
+        return Some(format!(
+            "a SOLD_OUT message speaks of a conflict that may resolve: {message:?}"
+        ));
+    }
+    None
+}
+
+/// [`contradiction`] for a status as a client receives it: its ErrorInfo reason against
+/// its message. A status without a TicketDrop reason has nothing to contradict.
+pub fn contradiction_in(status: &Status) -> Option<String> {
+    let (reason, _) = reason_of(status)?;
+    let reason = ErrorReason::from_str_name(&format!("ERROR_REASON_{reason}"))?;
+    contradiction(reason, status.message())
 }
 
 /// The ErrorInfo reason string of `reason`: its proto name without the prefix.
@@ -139,5 +220,60 @@ pub mod refusal {
             message,
             [("saga_id", saga_id), ("step", step.to_owned())],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sold_out_refusal_must_say_sold_out_and_nothing_of_a_conflict() {
+        assert_eq!(
+            contradiction(
+                ErrorReason::SoldOut,
+                "sold out: 0 seat(s) left unsold, 1 requested"
+            ),
+            None
+        );
+        // The message the lease protocol once gave its sold-out refusals.
+        assert!(contradiction(ErrorReason::SoldOut, "leases held by other purchases: ").is_some());
+        assert!(
+            contradiction(
+                ErrorReason::SoldOut,
+                "sold out for now, seats are held; try again"
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn words_of_one_cause_are_kept_for_that_cause() {
+        assert!(contradiction(ErrorReason::SeatTaken, "seats already taken: A-1-1").is_none());
+        assert!(
+            contradiction(
+                ErrorReason::SeatTaken,
+                "seats already taken: A-1-1; sold out"
+            )
+            .is_some()
+        );
+        assert!(contradiction(ErrorReason::CardDeclined, "card declined: card_declined").is_none());
+        assert!(contradiction(ErrorReason::HoldLost, "card declined: card_declined").is_some());
+        assert!(contradiction(ErrorReason::OutcomeUnknown, "the deadline passed").is_some());
+    }
+
+    #[test]
+    fn a_status_is_checked_by_its_error_info_and_one_without_has_nothing_to_contradict() {
+        let agreeing = Status::from(FieldError::new("quantity", "must be 1 to 10"));
+        assert_eq!(contradiction_in(&agreeing), None);
+        let plain = Status::aborted("write conflict; retry");
+        assert_eq!(contradiction_in(&plain), None);
+        let contradicting = with_reason(
+            Code::FailedPrecondition,
+            ErrorReason::CardDeclined,
+            "insufficient funds",
+            [],
+        );
+        assert!(contradiction_in(&contradicting).is_some());
     }
 }

@@ -85,3 +85,46 @@ impl From<Error> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal with a reason, as the coordinator and the fans read it.
+    #[test]
+    fn every_refusal_says_what_its_reason_says() {
+        let event_id = || "drop".to_owned();
+        let user_id = || "ana".to_owned();
+        let refusals = [
+            Error::InvalidField(FieldError::new("user_id", "must not be empty")),
+            Error::AdmissionRequired {
+                event_id: event_id(),
+            },
+            Error::AdmissionInvalid {
+                event_id: event_id(),
+                user_id: user_id(),
+                why: "bad signature".into(),
+            },
+            Error::AdmissionExpired {
+                event_id: event_id(),
+                user_id: user_id(),
+            },
+            Error::AdmissionUsed {
+                event_id: event_id(),
+                user_id: user_id(),
+            },
+        ];
+        for error in refusals {
+            let status = Status::from(error);
+            assert!(
+                server_kit::status::reason_of(&status).is_some(),
+                "{status:?} carries a reason"
+            );
+            assert_eq!(
+                server_kit::status::contradiction_in(&status),
+                None,
+                "{status:?}"
+            );
+        }
+    }
+}

@@ -441,7 +441,12 @@ fn text_n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The code, ErrorInfo reason and metadata of a refusal, once its message is checked
+/// against its reason: every test that reads a reason also checks that the words agree.
 pub fn reason(status: &tonic::Status) -> (tonic::Code, String, HashMap<String, String>) {
+    if let Some(contradiction) = server_kit::status::contradiction_in(status) {
+        panic!("{contradiction}");
+    }
     let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
     (status.code(), reason, metadata)
 }

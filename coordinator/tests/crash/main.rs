@@ -633,3 +633,74 @@ async fn a_coordinator_killed_after_the_commit_decision_and_before_the_relay_sti
     );
     world.assert_invariants("crash-mail", 2).await;
 }
+
+/// A purchase cut short by a crash is undone by recovery under every protocol; its
+/// retried key is answered ABORTED with reason INTERRUPTED, in words that say so.
+///
+/// One protocol at a time: each purchase crashes the coordinator at its failpoint
+/// (2PC after every prepare, a saga after its hold, a lease purchase after taking its
+/// leases) and the restarted coordinator undoes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purchase_undone_after_a_crash_is_answered_interrupted_under_each_protocol() {
+    let mut world = World::start(MeshOptions {
+        coordinator_env: vec![(
+            "FAILPOINTS",
+            "2pc::before_decision=return;saga::after_hold=return;lease::after_acquire=return",
+        )],
+        ..Default::default()
+    })
+    .await;
+    for protocol in PROTOCOLS {
+        let event = format!("cut-{}", short(protocol));
+        world.event(&event, 1, 2, 1_000).await;
+        start_purchase(&world, protocol, &event, &["A-1-1"]);
+        let status = world
+            .mesh
+            .coordinator
+            .wait_exit(Duration::from_secs(30))
+            .await
+            .expect("the coordinator crashes at the failpoint");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(6),
+            "aborted by the failpoint"
+        );
+        world
+            .mesh
+            .coordinator
+            .restart()
+            .await
+            .expect("the coordinator restarts");
+        world.reconnect().await;
+        world.settle().await;
+    }
+
+    for protocol in PROTOCOLS {
+        let p = short(protocol);
+        let event = format!("cut-{p}");
+        let status = world
+            .coordinator
+            .clone()
+            .purchase(purchase(
+                protocol,
+                &event,
+                &["A-1-1"],
+                "tok_visa",
+                &format!("crash-{event}"),
+            ))
+            .await
+            .expect_err("the interrupted purchase was undone");
+        let (code, reason, _) = reason(&status);
+        assert_eq!(
+            (code, reason.as_str()),
+            (Code::Aborted, "INTERRUPTED"),
+            "{p}: {status:?}"
+        );
+        assert_eq!(
+            world.seats(&event).await["A-1-1"],
+            ("AVAILABLE".to_owned(), None),
+            "{p}: the seat is for sale again"
+        );
+        world.assert_invariants(&event, 2).await;
+    }
+}

@@ -5,6 +5,7 @@ mod auth;
 mod common;
 mod grpcurl;
 mod inspection;
+mod messages;
 mod protocols;
 mod python;
 mod rate;

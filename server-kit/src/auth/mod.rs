@@ -117,7 +117,7 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Arc<Caller>, Status> {
         .extensions()
         .get::<Arc<Caller>>()
         .cloned()
-        .ok_or_else(|| unauthenticated("missing", "no verified caller on this call"))
+        .ok_or_else(|| unauthenticated("missing", "this call carries no verified bearer token"))
 }
 
 /// Who may call one RPC.
