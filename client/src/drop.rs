@@ -166,8 +166,9 @@ enum Answer {
     Conflict,
     Declined,
     Unknown,
-    /// The coordinator stopped mid-purchase and recovery undid it (INTERRUPTED), or an
-    /// unknown outcome was found to have ended without a sale.
+    /// The coordinator stopped mid-purchase and recovery undid it (INTERRUPTED), a
+    /// participant did not answer and the purchase was aborted (PARTICIPANT_UNAVAILABLE),
+    /// or an unknown outcome was found to have ended without a sale.
     Aborted,
     Expired,
     Error(String),
@@ -857,7 +858,9 @@ fn classify(result: Result<tonic::Response<PurchaseResponse>, tonic::Status>) ->
         (_, "SOLD_OUT") => Answer::SoldOut,
         (_, "SEAT_TAKEN" | "HOLD_LOST" | "STALE_FENCING_TOKEN") => Answer::Conflict,
         (_, "CARD_DECLINED") => Answer::Declined,
-        (_, "INTERRUPTED") => Answer::Aborted,
+        // Certainly not sold: undone after a crash, or aborted when a participant did not
+        // answer (or, for the room's check, never attempted).
+        (_, "INTERRUPTED" | "PARTICIPANT_UNAVAILABLE") => Answer::Aborted,
         // Unknown is what a connection cut mid-call (a killed coordinator) comes back as.
         (_, "OUTCOME_UNKNOWN")
         | (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown, _) => {

@@ -103,6 +103,10 @@ pub fn transaction(t: &Transaction) -> Value {
         "payment_id": t.payment_id, "error": t.error,
         "started_at": timestamp(&t.started_at), "decided_at": timestamp(&t.decided_at),
         "finished_at": timestamp(&t.finished_at), "trace_id": t.trace_id,
+        "duration_ms": t.finished_at.as_ref().zip(t.started_at.as_ref()).map(|(end, start)| {
+            (end.seconds - start.seconds) as f64 * 1_000.0
+                + f64::from(end.nanos - start.nanos) / 1_000_000.0
+        }),
         "steps": t.steps.iter().map(step).collect::<Vec<_>>(),
     })
 }

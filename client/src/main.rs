@@ -12,6 +12,7 @@ mod chaos;
 mod drop;
 mod endpoints;
 mod events;
+mod faults;
 mod health;
 mod json;
 mod live;
@@ -58,6 +59,10 @@ enum Command {
     /// Check tickets.
     #[command(subcommand)]
     Ticket(purchase::TicketCommand),
+    /// The simulated card network's faults: show, set or clear declines, latency, hangs
+    /// and lost answers.
+    #[command(subcommand)]
+    Faults(faults::FaultsCommand),
     /// Run a ticket drop: many fans, few seats, under one protocol or all three.
     Drop(drop::DropArgs),
     /// The waiting room: open one, watch its queue, wait in it as a fan.
@@ -103,6 +108,7 @@ async fn main() {
             Command::Events(command) => events::run(&cli.endpoints, command).await,
             Command::Purchase(args) => purchase::run(&cli.endpoints, args).await,
             Command::Ticket(command) => purchase::ticket(&cli.endpoints, command).await,
+            Command::Faults(command) => faults::run(&cli.endpoints, command).await,
             Command::Drop(args) => drop::run(&cli.endpoints, args).await,
             Command::Room(command) => room::run(&cli.endpoints, command).await,
             Command::Chaos(args) => chaos::run(args).await,
@@ -132,6 +138,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Events(_) => "events",
         Command::Purchase(_) => "purchase",
         Command::Ticket(_) => "ticket",
+        Command::Faults(_) => "faults",
         Command::Drop(_) => "drop",
         Command::Room(_) => "room",
         Command::Chaos(_) => "chaos",

@@ -1,5 +1,6 @@
 //! Mermaid diagrams of the transaction log: a sequence diagram of one purchase
-//! (coordinator ↔ participants, with timings) and pie charts of failures.
+//! (coordinator ↔ participants, with timings), a Gantt chart of several purchases on
+//! one clock, and pie charts of failures.
 
 use proto::v1::*;
 
@@ -158,6 +159,46 @@ pub fn pending(transactions: &[PendingTransaction]) -> String {
                 step.attempts,
                 json::participant(step.participant()),
                 sanitize(&step.last_error)
+            ));
+        }
+    }
+    out
+}
+
+/// Several purchases on one clock, a section each, one bar per step (from its start
+/// to its end, in milliseconds since the epoch): failed steps are marked critical.
+pub fn gantt(transactions: &[Transaction]) -> String {
+    let mut out = String::from("gantt\n");
+    let who: Vec<String> = transactions.iter().map(|t| t.user_id.clone()).collect();
+    out.push_str(&format!("    title {}\n", sanitize(&who.join(" vs "))));
+    out.push_str("    dateFormat x\n    axisFormat %S.%L\n");
+    for (i, txn) in transactions.iter().enumerate() {
+        out.push_str(&format!(
+            "    section {}\n",
+            sanitize(&format!(
+                "{} {} {}",
+                txn.user_id,
+                json::protocol(txn.protocol()),
+                json::short_enum(txn.state().as_str_name(), "TRANSACTION_STATE_")
+            ))
+        ));
+        for (j, step) in txn.steps.iter().enumerate() {
+            let Some(start) = step.started_at.as_ref() else {
+                continue;
+            };
+            let start_ms = start.seconds * 1_000 + i64::from(start.nanos / 1_000_000);
+            // A bar shorter than a millisecond would not be drawn.
+            let end_ms = start_ms + (json::step_millis(step).ceil() as i64).max(1);
+            let tag = match step.outcome() {
+                StepOutcome::Ok => "done, ",
+                StepOutcome::Failed | StepOutcome::Unknown => "crit, ",
+                _ => "",
+            };
+            out.push_str(&format!(
+                "    {}{} {} :{tag}t{i}s{j}, {start_ms}, {end_ms}\n",
+                if step.compensation { "undo " } else { "" },
+                json::participant(step.participant()),
+                sanitize(&step.operation).replace(':', " ")
             ));
         }
     }

@@ -47,14 +47,15 @@ pub enum StateArg {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TxnCommand {
-    /// One purchase's step timeline.
+    /// One purchase's step timeline; several purchases side by side on one clock (two
+    /// fans racing for a seat): text columns, a JSON list, or a Mermaid Gantt chart.
     Show {
-        /// Transaction id (or give --key).
-        #[arg(required_unless_present = "key", conflicts_with = "key")]
-        txid: Option<String>,
-        /// The purchase's idempotency key.
-        #[arg(long)]
-        key: Option<String>,
+        /// Transaction ids (or give --key).
+        #[arg(required_unless_present = "keys")]
+        txids: Vec<String>,
+        /// A purchase's idempotency key; repeat it to show several.
+        #[arg(long = "key")]
+        keys: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Text, one line for the purchase and one per step, nothing else.
@@ -148,35 +149,41 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
     let rpc_error = |s: tonic::Status| anyhow::anyhow!(endpoints::describe(&s));
     match command {
         TxnCommand::Show {
-            txid,
-            key,
-            compact: true,
-            ..
+            txids,
+            keys,
+            format,
+            compact,
         } => {
-            let txid = resolve(&coordinator, txid, key).await?;
-            let txn = transaction(&mut coordinator, txid).await?;
-            print_compact(&txn);
-            Ok(())
-        }
-        TxnCommand::Show {
-            txid, key, format, ..
-        } => {
-            let txid = resolve(&coordinator, txid, key).await?;
-            let txn = transaction(&mut coordinator, txid).await?;
-            let child = Child::of(endpoints, &txn).await;
-            match format {
-                Format::Json => {
-                    let mut shown = json::transaction(&txn);
-                    shown["confirmation"] = child.json();
-                    json::print(&shown)
+            let mut shown = Vec::new();
+            for txid in txids {
+                shown.push(transaction(&mut coordinator, txid).await?);
+            }
+            for key in keys {
+                let txid = resolve(&coordinator, None, Some(key)).await?;
+                shown.push(transaction(&mut coordinator, txid).await?);
+            }
+            if compact {
+                for (i, txn) in shown.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    print_compact(txn);
                 }
+                return Ok(());
+            }
+            if let [txn] = shown.as_slice() {
+                return show_one(endpoints, txn, format).await;
+            }
+            match format {
+                Format::Json => json::print(&json!({
+                    "transactions": shown.iter().map(json::transaction).collect::<Vec<_>>(),
+                })),
                 Format::Mermaid => {
-                    print!("{}", mermaid::sequence(&txn, &child));
+                    print!("{}", mermaid::gantt(&shown));
                     Ok(())
                 }
                 Format::Text => {
-                    print_timeline(&txn);
-                    child.print();
+                    print_side_by_side(&shown);
                     Ok(())
                 }
             }
@@ -220,15 +227,26 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                     "transactions": listed.transactions.iter().map(json::transaction).collect::<Vec<_>>(),
                 }));
             }
+            // Who bought and how long each purchase took, from its log row to its end.
             for t in &listed.transactions {
-                println!(
-                    "{}  {:<5} {:<16} {:<20} {}",
+                let took = if t.finished_at.is_some() {
+                    format!(
+                        "{:.0} ms",
+                        epoch_ms(&t.finished_at) - epoch_ms(&t.started_at)
+                    )
+                } else {
+                    "running".to_owned()
+                };
+                let line = format!(
+                    "{}  {:<5} {:<15} {took:>9}  {:<16} {:<35} {}",
                     json::timestamp(&t.started_at).as_str().unwrap_or_default(),
                     json::protocol(t.protocol()),
                     json::short_enum(t.state().as_str_name(), "TRANSACTION_STATE_"),
+                    t.user_id,
                     t.txid,
                     t.error
                 );
+                println!("{}", line.trim_end());
             }
             Ok(())
         }
@@ -267,7 +285,7 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
                             t.txid,
                             json::protocol(t.protocol()),
                             json::short_enum(t.state().as_str_name(), "TRANSACTION_STATE_"),
-                            if p.needs_attention {
+                            if p.needs_attention && t.state() != TransactionState::NeedsAttention {
                                 " NEEDS ATTENTION"
                             } else {
                                 ""
@@ -688,6 +706,107 @@ async fn transaction(
         .context("no transaction in the answer")
 }
 
+/// One purchase with its confirmation child, as text, JSON or a Mermaid sequence.
+async fn show_one(endpoints: &Endpoints, txn: &Transaction, format: Format) -> anyhow::Result<()> {
+    let child = Child::of(endpoints, txn).await;
+    match format {
+        Format::Json => {
+            let mut shown = json::transaction(txn);
+            shown["confirmation"] = child.json();
+            json::print(&shown)
+        }
+        Format::Mermaid => {
+            print!("{}", mermaid::sequence(txn, &child));
+            Ok(())
+        }
+        Format::Text => {
+            print_timeline(txn);
+            child.print();
+            Ok(())
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn epoch_ms(at: &Option<prost_types::Timestamp>) -> f64 {
+    at.as_ref().map_or(0.0, |t| {
+        t.seconds as f64 * 1_000.0 + f64::from(t.nanos) / 1_000_000.0
+    })
+}
+
+/// Width of one purchase's column in `print_side_by_side`.
+const COLUMN: usize = 44;
+
+/// Several purchases on one clock: a column each, one row per step in the order the
+/// steps began, so who got where first is read straight down the page.
+fn print_side_by_side(shown: &[Transaction]) {
+    let origin = shown
+        .iter()
+        .map(|t| epoch_ms(&t.started_at))
+        .fold(f64::INFINITY, f64::min);
+    let cell = |text: String| -> String {
+        let text: String = text.chars().take(COLUMN - 2).collect();
+        format!("{text:<COLUMN$}")
+    };
+    let row = |offset: Option<f64>, cells: Vec<String>| {
+        let time = offset.map_or_else(|| " ".repeat(10), |ms| format!("+{ms:>7.1} ms"));
+        println!("{time}  {}", cells.concat().trim_end());
+    };
+    row(
+        None,
+        shown
+            .iter()
+            .map(|t| cell(format!("{} ({})", t.user_id, json::protocol(t.protocol()))))
+            .collect(),
+    );
+    row(None, shown.iter().map(|t| cell(t.txid.clone())).collect());
+    let mut steps: Vec<(f64, usize, &Step)> = shown
+        .iter()
+        .enumerate()
+        .flat_map(|(column, t)| {
+            t.steps
+                .iter()
+                .map(move |s| (epoch_ms(&s.started_at), column, s))
+        })
+        .collect();
+    steps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    for (at, column, step) in steps {
+        let text = format!(
+            "{}{}.{} {} {:.1} ms",
+            if step.compensation { "~" } else { "" },
+            json::participant(step.participant()),
+            step.operation,
+            json::short_enum(step.outcome().as_str_name(), "STEP_OUTCOME_"),
+            json::step_millis(step),
+        );
+        let cells = (0..shown.len())
+            .map(|c| {
+                cell(if c == column {
+                    text.clone()
+                } else {
+                    String::new()
+                })
+            })
+            .collect();
+        row(Some(at - origin), cells);
+    }
+    row(
+        None,
+        shown
+            .iter()
+            .map(|t| {
+                cell(format!(
+                    "= {}",
+                    json::short_enum(t.state().as_str_name(), "TRANSACTION_STATE_")
+                ))
+            })
+            .collect(),
+    );
+    for t in shown.iter().filter(|t| !t.error.is_empty()) {
+        println!("{}: {}", t.txid, t.error);
+    }
+}
+
 /// The purchase in one line, then one line per step: offset, participant.operation
 /// (with `~` for a compensation), attempt, outcome, duration, and the error's reason.
 fn print_compact(txn: &Transaction) {
@@ -717,7 +836,7 @@ fn print_compact(txn: &Transaction) {
             if error.is_empty() {
                 String::new()
             } else {
-                format!(" {}", error.chars().take(80).collect::<String>())
+                format!(" {}", error.chars().take(80).collect::<String>().trim_end())
             }
         );
     }

@@ -113,6 +113,7 @@ pub fn in_words(reason: &str) -> &'static str {
         ErrorReason::ScopeRequired => "not allowed for this caller",
         ErrorReason::OtherUser => "acting for another user",
         ErrorReason::RateLimited => "too many calls (rate limited)",
+        ErrorReason::ParticipantUnavailable => "a participant did not answer",
     }
 }
 

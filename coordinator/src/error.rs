@@ -77,7 +77,12 @@ impl From<Error> for Status {
                 [("txid", txid)],
             ),
             Error::AdmissionRefused(status) => status,
-            Error::WaitingRoomUnavailable(_) => Status::unavailable(message),
+            Error::WaitingRoomUnavailable(_) => with_reason(
+                Code::Unavailable,
+                ErrorReason::ParticipantUnavailable,
+                message,
+                [("participant", "waiting-room".to_owned())],
+            ),
             Error::KeyReused(key) => with_reason(
                 Code::FailedPrecondition,
                 ErrorReason::IdempotencyKeyReused,

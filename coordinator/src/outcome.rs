@@ -130,10 +130,15 @@ pub async fn unknown(run: &Run, cause: &Status) -> Error {
 pub fn refusal(participant: &str, error: &CallError) -> Status {
     match error {
         CallError::Refused(status) => status.clone(),
-        CallError::Unknown(status) => Status::unavailable(format!(
-            "{participant} did not answer ({}); the purchase was aborted",
-            status.message()
-        )),
+        CallError::Unknown(status) => server_kit::status::with_reason(
+            tonic::Code::Unavailable,
+            proto::v1::ErrorReason::ParticipantUnavailable,
+            format!(
+                "{participant} did not answer ({}); the purchase was aborted",
+                status.message()
+            ),
+            [("participant", participant.to_owned())],
+        ),
     }
 }
 

@@ -102,6 +102,7 @@ pub fn contradiction(reason: ErrorReason, message: &str) -> Option<String> {
         ErrorReason::ScopeRequired => &["scope"],
         ErrorReason::OtherUser => &["may not act for"],
         ErrorReason::RateLimited => &["too many"],
+        ErrorReason::ParticipantUnavailable => &["did not answer"],
     };
     let name = reason_name(reason);
     if !required.is_empty() && !says(required) {

@@ -9,6 +9,7 @@ mod chaos;
 mod commands;
 mod common;
 mod confirmations;
+mod debugging;
 mod drop;
 mod mermaid;
 mod metrics;
