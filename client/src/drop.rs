@@ -859,7 +859,8 @@ fn classify(result: Result<tonic::Response<PurchaseResponse>, tonic::Status>) ->
         (_, "SEAT_TAKEN" | "HOLD_LOST" | "STALE_FENCING_TOKEN") => Answer::Conflict,
         (_, "CARD_DECLINED") => Answer::Declined,
         // Certainly not sold: undone after a crash, or aborted when a participant did not
-        // answer (or, for the room's check, never attempted).
+        // answer. (A waiting room that did not answer the admission check carries no
+        // reason: the purchase is retried with the same key and admission.)
         (_, "INTERRUPTED" | "PARTICIPANT_UNAVAILABLE") => Answer::Aborted,
         // Unknown is what a connection cut mid-call (a killed coordinator) comes back as.
         (_, "OUTCOME_UNKNOWN")

@@ -77,12 +77,9 @@ impl From<Error> for Status {
                 [("txid", txid)],
             ),
             Error::AdmissionRefused(status) => status,
-            Error::WaitingRoomUnavailable(_) => with_reason(
-                Code::Unavailable,
-                ErrorReason::ParticipantUnavailable,
-                message,
-                [("participant", "waiting-room".to_owned())],
-            ),
+            // No reason: the claim may have reached the room, so the caller retries the
+            // same purchase (same key, same admission) rather than counting it aborted.
+            Error::WaitingRoomUnavailable(_) => Status::unavailable(message),
             Error::KeyReused(key) => with_reason(
                 Code::FailedPrecondition,
                 ErrorReason::IdempotencyKeyReused,
