@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::{FaultSettings, GetFaultsRequest, LatencyDistribution, SetFaultsRequest};
 use serde_json::json;
+use server_kit::outgoing::MeshChannel;
 
 use crate::endpoints::{self, Endpoints};
 use crate::json;
@@ -74,26 +76,10 @@ fn latency(text: &str) -> Result<(Duration, Duration), String> {
 
 pub async fn run(endpoints: &Endpoints, command: FaultsCommand) -> anyhow::Result<()> {
     let mut payments = endpoints.payments().await?;
-    let rpc_error = |s: tonic::Status| anyhow::anyhow!(endpoints::describe(&s));
     let (faults, json_out) = match command {
-        FaultsCommand::Show { json } => {
-            let faults = payments
-                .get_faults(GetFaultsRequest {})
-                .await
-                .map_err(rpc_error)?
-                .into_inner()
-                .faults
-                .unwrap_or_default();
-            (faults, json)
-        }
+        FaultsCommand::Show { json } => (current(&mut payments).await?, json),
         FaultsCommand::Set(args) => {
-            let mut faults = payments
-                .get_faults(GetFaultsRequest {})
-                .await
-                .map_err(rpc_error)?
-                .into_inner()
-                .faults
-                .unwrap_or_default();
+            let mut faults = current(&mut payments).await?;
             if let Some(rate) = args.decline_rate {
                 faults.decline_rate = rate;
             }
@@ -128,12 +114,19 @@ pub async fn run(endpoints: &Endpoints, command: FaultsCommand) -> anyhow::Resul
     Ok(())
 }
 
-async fn set(
-    payments: &mut proto::v1::payments_service_client::PaymentsServiceClient<
-        server_kit::outgoing::MeshChannel,
-    >,
-    faults: FaultSettings,
-) -> anyhow::Result<FaultSettings> {
+type Payments = PaymentsServiceClient<MeshChannel>;
+
+async fn current(payments: &mut Payments) -> anyhow::Result<FaultSettings> {
+    Ok(payments
+        .get_faults(GetFaultsRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!(endpoints::describe(&s)))?
+        .into_inner()
+        .faults
+        .unwrap_or_default())
+}
+
+async fn set(payments: &mut Payments, faults: FaultSettings) -> anyhow::Result<FaultSettings> {
     Ok(payments
         .set_faults(SetFaultsRequest {
             faults: Some(faults),

@@ -65,7 +65,6 @@ mod tests {
     #[test]
     fn a_second_delivery_is_refused_in_words_that_match_its_reason() {
         let status = Status::from(Error::AlreadyDelivered("d-1".into()));
-        assert!(server_kit::status::reason_of(&status).is_some());
-        assert_eq!(server_kit::status::contradiction_in(&status), None);
+        assert_eq!(server_kit::status::refusal_problem(&status), None);
     }
 }

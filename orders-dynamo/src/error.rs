@@ -157,18 +157,11 @@ mod tests {
             },
             Error::IdempotencyMismatch,
         ];
-        for error in refusals {
-            let status = Status::from(error);
-            assert!(
-                server_kit::status::reason_of(&status).is_some(),
-                "{status:?} carries a reason"
-            );
-            assert_eq!(
-                server_kit::status::contradiction_in(&status),
-                None,
-                "{status:?}"
-            );
-        }
+        let problems: Vec<String> = refusals
+            .into_iter()
+            .filter_map(|error| server_kit::status::refusal_problem(&Status::from(error)))
+            .collect();
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

@@ -130,6 +130,15 @@ pub fn contradiction(reason: ErrorReason, message: &str) -> Option<String> {
     None
 }
 
+/// What is wrong with a refusal as a client reads it: no TicketDrop reason at all, or a
+/// message that contradicts its reason. For the tests that walk a service's refusals.
+pub fn refusal_problem(status: &Status) -> Option<String> {
+    if reason_of(status).is_none() {
+        return Some(format!("no ErrorInfo reason: {status:?}"));
+    }
+    contradiction_in(status)
+}
+
 /// [`contradiction`] for a status as a client receives it: its ErrorInfo reason against
 /// its message. A status without a TicketDrop reason has nothing to contradict.
 pub fn contradiction_in(status: &Status) -> Option<String> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
@@ -106,6 +107,25 @@ impl World {
             })
             .await
             .expect("room opened");
+    }
+
+    /// Every card-network call of payments takes `latency` from now on.
+    pub async fn slow_card_network(&self, latency: Duration) {
+        let latency = server_kit::convert::duration(latency);
+        PaymentsServiceClient::new(
+            test_harness::auth::channel(&self.mesh.payments.endpoint()).await,
+        )
+        .set_faults(SetFaultsRequest {
+            faults: Some(FaultSettings {
+                latency: Some(LatencyDistribution {
+                    min: Some(latency),
+                    max: Some(latency),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("faults set");
     }
 
     /// Joins the room as `user` and follows the Watch stream to its final message.

@@ -90,6 +90,11 @@ async fn kill_and_restart_coordinator(world: &mut World) {
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9)
     );
+    restart_coordinator(world).await;
+}
+
+/// Starts the stopped coordinator again and waits for its recovery to settle.
+async fn restart_coordinator(world: &mut World) {
     world
         .mesh
         .coordinator
@@ -665,14 +670,7 @@ async fn a_purchase_undone_after_a_crash_is_answered_interrupted_under_each_prot
             Some(6),
             "aborted by the failpoint"
         );
-        world
-            .mesh
-            .coordinator
-            .restart()
-            .await
-            .expect("the coordinator restarts");
-        world.reconnect().await;
-        world.settle().await;
+        restart_coordinator(&mut world).await;
     }
 
     for protocol in PROTOCOLS {

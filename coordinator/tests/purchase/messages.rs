@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::*;
 use test_harness::MeshOptions;
 use tonic::Code;
@@ -244,22 +243,7 @@ async fn a_saga_whose_hold_expires_before_the_charge_ends_is_refused_hold_lost_i
         ..MeshOptions::default()
     })
     .await;
-    let slow = prost_types::Duration {
-        seconds: 1,
-        nanos: 500_000_000,
-    };
-    PaymentsServiceClient::new(test_harness::auth::channel(&world.mesh.payments.endpoint()).await)
-        .set_faults(SetFaultsRequest {
-            faults: Some(FaultSettings {
-                latency: Some(LatencyDistribution {
-                    min: Some(slow),
-                    max: Some(slow),
-                }),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("faults set");
+    world.slow_card_network(Duration::from_millis(1_500)).await;
     world.event("expiring", 1, 1, 1_000).await;
 
     let status = world

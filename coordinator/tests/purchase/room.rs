@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::*;
 use test_harness::MeshOptions;
 use tonic::Code;
@@ -205,22 +204,7 @@ async fn a_room_whose_seats_are_held_while_a_card_is_declined_admits_the_next_fa
     let world = World::start(MeshOptions::default()).await;
     // Every card-network call takes 1.5 s: a purchase holds its seat that long
     // (prepared under 2pc, HELD under saga, SOLD before the charge under lease).
-    let slow = prost_types::Duration {
-        seconds: 1,
-        nanos: 500_000_000,
-    };
-    PaymentsServiceClient::new(test_harness::auth::channel(&world.mesh.payments.endpoint()).await)
-        .set_faults(SetFaultsRequest {
-            faults: Some(FaultSettings {
-                latency: Some(LatencyDistribution {
-                    min: Some(slow),
-                    max: Some(slow),
-                }),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("faults set");
+    world.slow_card_network(Duration::from_millis(1_500)).await;
 
     for protocol in PROTOCOLS {
         let p = short(protocol);
