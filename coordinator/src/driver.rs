@@ -2,7 +2,7 @@
 //! retry policy with exponential backoff and jitter, and one step row per attempt in
 //! the log. Nothing retries forever; a call that runs out of attempts says so.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,11 +134,14 @@ pub struct Run {
     started: Instant,
     /// Operations with an attempt whose outcome is unknown: they may have applied.
     uncertain: Mutex<HashSet<(i32, String)>>,
+    /// Attempts each call had in earlier runs of the transaction (before a restart).
+    earlier_attempts: HashMap<crate::log::AttemptKey, u32>,
 }
 
 impl Run {
     pub async fn new(driver: &Driver, txn: &crate::log::TxnRecord) -> crate::error::Result<Self> {
         let next = driver.log.next_sequence(&txn.txid).await?;
+        let earlier_attempts = driver.log.attempts_so_far(&txn.txid).await?;
         Ok(Self {
             driver: driver.clone(),
             txid: txn.txid.clone(),
@@ -148,6 +151,7 @@ impl Run {
             phases: Mutex::new(Vec::new()),
             started: Instant::now(),
             uncertain: Mutex::new(HashSet::new()),
+            earlier_attempts,
         })
     }
 
@@ -162,6 +166,7 @@ impl Run {
             phases: Mutex::new(Vec::new()),
             started: Instant::now(),
             uncertain: Mutex::new(HashSet::new()),
+            earlier_attempts: HashMap::new(),
         }
     }
 
@@ -204,6 +209,16 @@ impl Run {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let mut attempt = 1;
+        // The attempt as logged: numbered on from an earlier run's attempts.
+        let earlier = self
+            .earlier_attempts
+            .get(&(
+                crate::log::participant_name(participant).to_owned(),
+                operation.to_owned(),
+                compensation,
+            ))
+            .copied()
+            .unwrap_or(0);
         loop {
             let started_at = chrono::Utc::now();
             let result = match tokio::time::timeout(policy.timeout, attempt_call()).await {
@@ -232,7 +247,7 @@ impl Run {
             self.record(
                 participant,
                 operation,
-                attempt,
+                earlier + attempt,
                 compensation,
                 started_at,
                 outcome,

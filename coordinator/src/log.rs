@@ -5,6 +5,8 @@
 //! The 2PC decision is a committed UPDATE before phase two starts: that is the commit
 //! point. Everything recovery needs to finish or undo a purchase is in this row.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use proto::v1::{Participant, PricedSeat, Protocol, StepOutcome};
@@ -511,6 +513,31 @@ impl Log {
         Ok(u32::try_from(max).unwrap_or(0) + 1)
     }
 
+    /// How many attempts each call of the transaction has had so far, by participant,
+    /// operation and compensation: a later run (recovery) numbers its attempts on from
+    /// there, so a timeline reads #1, #2, ... across restarts.
+    pub async fn attempts_so_far(&self, txid: &str) -> Result<HashMap<AttemptKey, u32>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT participant, operation, compensation, max(attempt) FROM steps
+                  WHERE txid = $1 GROUP BY participant, operation, compensation",
+            )
+            .await?;
+        Ok(client
+            .query(&statement, &[&txid])
+            .await?
+            .iter()
+            .map(|row| {
+                let attempts: i32 = row.get(3);
+                (
+                    (row.get(0), row.get(1), row.get(2)),
+                    u32::try_from(attempts).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
     /// One attempt of one participant call.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_step(
@@ -648,6 +675,9 @@ impl Log {
         Ok(())
     }
 }
+
+/// A participant call as the step rows name it: participant, operation, compensation.
+pub type AttemptKey = (String, String, bool);
 
 pub fn participant_name(participant: Participant) -> &'static str {
     match participant {

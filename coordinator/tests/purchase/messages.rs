@@ -3,7 +3,8 @@
 //! slice) reaches the same cause as a program reading the reason.
 //!
 //! This file walks, per protocol, the refusals of a purchase on a plain event and on
-//! one with a waiting room, and a saga's lost hold. The rest are walked where they
+//! one with a waiting room, a purchase aborted because payments did not answer, and a
+//! saga's lost hold. The rest are walked where they
 //! arise, and every test that reads a reason through `common::reason` checks its
 //! message too: INTERRUPTED and STALE_FENCING_TOKEN in the crash tests (a coordinator
 //! killed or paused), RATE_LIMITED in `rate.rs`, UNAUTHENTICATED, SCOPE_REQUIRED and
@@ -270,4 +271,56 @@ async fn a_saga_whose_hold_expires_before_the_charge_ends_is_refused_hold_lost_i
     let seats = world.seats("expiring").await;
     assert_eq!(seats["A-1-1"], ("AVAILABLE".to_owned(), None), "{seats:?}");
     world.assert_invariants("expiring", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_aborted_because_payments_did_not_answer_says_so_under_each_protocol() {
+    // One try of 300 ms per call: a frozen payments is given up on at once.
+    let world = World::start(MeshOptions {
+        coordinator_args: vec![
+            "--call-timeout-ms",
+            "300",
+            "--forward-attempts",
+            "1",
+            "--finish-attempts",
+            "1",
+        ],
+        ..MeshOptions::default()
+    })
+    .await;
+    world.mesh.payments.pause().expect("SIGSTOP payments");
+    for protocol in PROTOCOLS {
+        let p = short(protocol);
+        let event = format!("silent-{p}");
+        world.event(&event, 1, 1, 1_000).await;
+        let status = world
+            .buy(
+                protocol,
+                &event,
+                &["A-1-1"],
+                "tok_visa",
+                &format!("{p}-silent"),
+            )
+            .await
+            .expect_err("payments does not answer");
+        let (code, reason, metadata) = reason(&status);
+        assert_eq!(
+            (code, reason.as_str()),
+            (Code::Unavailable, "PARTICIPANT_UNAVAILABLE"),
+            "{p}: {status:?}"
+        );
+        assert_eq!(metadata["participant"], "payments", "{p}: {metadata:?}");
+        assert!(metadata.contains_key("txid"), "{p}: {metadata:?}");
+    }
+    world.mesh.payments.resume().expect("SIGCONT payments");
+    world.settle().await;
+    for protocol in PROTOCOLS {
+        let event = format!("silent-{}", short(protocol));
+        assert_eq!(
+            world.seats(&event).await["A-1-1"],
+            ("AVAILABLE".to_owned(), None),
+            "{event}: nothing was sold"
+        );
+        world.assert_invariants(&event, 1).await;
+    }
 }
