@@ -31,18 +31,18 @@ pub enum FaultsCommand {
 #[derive(Debug, clap::Args)]
 pub struct SetArgs {
     /// Share of authorizations with a good card that are declined, 0 to 1.
-    #[arg(long, value_parser = probability)]
+    #[arg(long, value_parser = probability, allow_negative_numbers = true)]
     decline_rate: Option<f64>,
     /// Extra time every card-network call takes: one duration (250ms) or a uniform
     /// range (100ms..400ms).
     #[arg(long, value_parser = latency)]
     latency: Option<(Duration, Duration)>,
     /// Share of card-network calls that hang until the caller's deadline, 0 to 1.
-    #[arg(long, value_parser = probability)]
+    #[arg(long, value_parser = probability, allow_negative_numbers = true)]
     timeout_probability: Option<f64>,
     /// Share of payment writes whose answer is lost after they committed (the caller
     /// sees UNAVAILABLE; a retry replays the stored answer), 0 to 1.
-    #[arg(long, value_parser = probability)]
+    #[arg(long, value_parser = probability, allow_negative_numbers = true)]
     lose_response_probability: Option<f64>,
     #[arg(long)]
     json: bool,

@@ -85,12 +85,22 @@ pub fn step(s: &Step) -> Value {
 }
 
 pub fn step_millis(s: &Step) -> f64 {
-    match (&s.started_at, &s.finished_at) {
-        (Some(a), Some(b)) => {
-            ((b.seconds - a.seconds) as f64) * 1_000.0 + f64::from(b.nanos - a.nanos) / 1_000_000.0
-        }
-        _ => 0.0,
-    }
+    millis_between(&s.started_at, &s.finished_at).unwrap_or(0.0)
+}
+
+/// Milliseconds since the Unix epoch (0 when unset).
+pub fn epoch_ms(at: &Option<prost_types::Timestamp>) -> f64 {
+    at.as_ref().map_or(0.0, |t| {
+        t.seconds as f64 * 1_000.0 + f64::from(t.nanos) / 1_000_000.0
+    })
+}
+
+/// Milliseconds from `start` to `end`, when both are set.
+pub fn millis_between(
+    start: &Option<prost_types::Timestamp>,
+    end: &Option<prost_types::Timestamp>,
+) -> Option<f64> {
+    (start.is_some() && end.is_some()).then(|| epoch_ms(end) - epoch_ms(start))
 }
 
 pub fn transaction(t: &Transaction) -> Value {
@@ -103,10 +113,7 @@ pub fn transaction(t: &Transaction) -> Value {
         "payment_id": t.payment_id, "error": t.error,
         "started_at": timestamp(&t.started_at), "decided_at": timestamp(&t.decided_at),
         "finished_at": timestamp(&t.finished_at), "trace_id": t.trace_id,
-        "duration_ms": t.finished_at.as_ref().zip(t.started_at.as_ref()).map(|(end, start)| {
-            (end.seconds - start.seconds) as f64 * 1_000.0
-                + f64::from(end.nanos - start.nanos) / 1_000_000.0
-        }),
+        "duration_ms": millis_between(&t.started_at, &t.finished_at),
         "steps": t.steps.iter().map(step).collect::<Vec<_>>(),
     })
 }

@@ -183,10 +183,10 @@ pub fn gantt(transactions: &[Transaction]) -> String {
             ))
         ));
         for (j, step) in txn.steps.iter().enumerate() {
-            let Some(start) = step.started_at.as_ref() else {
+            if step.started_at.is_none() {
                 continue;
-            };
-            let start_ms = start.seconds * 1_000 + i64::from(start.nanos / 1_000_000);
+            }
+            let start_ms = json::epoch_ms(&step.started_at).floor() as i64;
             // A bar shorter than a millisecond would not be drawn.
             let end_ms = start_ms + (json::step_millis(step).ceil() as i64).max(1);
             let tag = match step.outcome() {

@@ -229,14 +229,8 @@ pub async fn run(endpoints: &Endpoints, command: TxnCommand) -> anyhow::Result<(
             }
             // Who bought and how long each purchase took, from its log row to its end.
             for t in &listed.transactions {
-                let took = if t.finished_at.is_some() {
-                    format!(
-                        "{:.0} ms",
-                        epoch_ms(&t.finished_at) - epoch_ms(&t.started_at)
-                    )
-                } else {
-                    "running".to_owned()
-                };
+                let took = json::millis_between(&t.started_at, &t.finished_at)
+                    .map_or_else(|| "running".to_owned(), |ms| format!("{ms:.0} ms"));
                 let line = format!(
                     "{}  {:<5} {:<15} {took:>9}  {:<16} {:<35} {}",
                     json::timestamp(&t.started_at).as_str().unwrap_or_default(),
@@ -727,13 +721,6 @@ async fn show_one(endpoints: &Endpoints, txn: &Transaction, format: Format) -> a
     }
 }
 
-/// Milliseconds since the Unix epoch.
-fn epoch_ms(at: &Option<prost_types::Timestamp>) -> f64 {
-    at.as_ref().map_or(0.0, |t| {
-        t.seconds as f64 * 1_000.0 + f64::from(t.nanos) / 1_000_000.0
-    })
-}
-
 /// Width of one purchase's column in `print_side_by_side`.
 const COLUMN: usize = 44;
 
@@ -742,7 +729,7 @@ const COLUMN: usize = 44;
 fn print_side_by_side(shown: &[Transaction]) {
     let origin = shown
         .iter()
-        .map(|t| epoch_ms(&t.started_at))
+        .map(|t| json::epoch_ms(&t.started_at))
         .fold(f64::INFINITY, f64::min);
     let cell = |text: String| -> String {
         let text: String = text.chars().take(COLUMN - 2).collect();
@@ -766,7 +753,7 @@ fn print_side_by_side(shown: &[Transaction]) {
         .flat_map(|(column, t)| {
             t.steps
                 .iter()
-                .map(move |s| (epoch_ms(&s.started_at), column, s))
+                .map(move |s| (json::epoch_ms(&s.started_at), column, s))
         })
         .collect();
     steps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -818,12 +805,8 @@ fn print_compact(txn: &Transaction) {
         txn.user_id,
         txn.event_id
     );
-    let start = txn.started_at.unwrap_or_default();
     for step in &txn.steps {
-        let offset = step.started_at.as_ref().map_or(0.0, |s| {
-            (s.seconds - start.seconds) as f64 * 1_000.0
-                + f64::from(s.nanos - start.nanos) / 1_000_000.0
-        });
+        let offset = json::millis_between(&txn.started_at, &step.started_at).unwrap_or(0.0);
         let error = step.error.lines().next().unwrap_or_default();
         println!(
             "+{offset:.1}ms {}{}.{} #{} {} {:.1}ms{}",
@@ -857,12 +840,8 @@ fn print_timeline(txn: &Transaction) {
     if !txn.trace_id.is_empty() {
         println!("  trace {}", txn.trace_id);
     }
-    let start = txn.started_at.unwrap_or_default();
     for step in &txn.steps {
-        let offset = step.started_at.as_ref().map_or(0.0, |s| {
-            (s.seconds - start.seconds) as f64 * 1_000.0
-                + f64::from(s.nanos - start.nanos) / 1_000_000.0
-        });
+        let offset = json::millis_between(&txn.started_at, &step.started_at).unwrap_or(0.0);
         println!(
             "  +{:>8.1} ms  {:<12} {:<20} #{} {:<8} {:>7.1} ms{}{}",
             offset,

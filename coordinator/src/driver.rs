@@ -2,7 +2,7 @@
 //! retry policy with exponential backoff and jitter, and one step row per attempt in
 //! the log. Nothing retries forever; a call that runs out of attempts says so.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,23 +135,22 @@ pub struct Run {
     /// Operations with an attempt whose outcome is unknown: they may have applied.
     uncertain: Mutex<HashSet<(i32, String)>>,
     /// Attempts each call had in earlier runs of the transaction (before a restart).
-    earlier_attempts: HashMap<crate::log::AttemptKey, u32>,
+    earlier_attempts: Vec<((String, String, bool), u32)>,
 }
 
 impl Run {
     pub async fn new(driver: &Driver, txn: &crate::log::TxnRecord) -> crate::error::Result<Self> {
-        let next = driver.log.next_sequence(&txn.txid).await?;
-        let earlier_attempts = driver.log.attempts_so_far(&txn.txid).await?;
+        let earlier = driver.log.earlier_steps(&txn.txid).await?;
         Ok(Self {
             driver: driver.clone(),
             txid: txn.txid.clone(),
             event_id: txn.purchase.event_id.clone(),
             best_available: txn.purchase.quantity > 0,
-            sequence: AtomicU32::new(next),
+            sequence: AtomicU32::new(earlier.next_sequence),
             phases: Mutex::new(Vec::new()),
             started: Instant::now(),
             uncertain: Mutex::new(HashSet::new()),
-            earlier_attempts,
+            earlier_attempts: earlier.attempts,
         })
     }
 
@@ -166,7 +165,7 @@ impl Run {
             phases: Mutex::new(Vec::new()),
             started: Instant::now(),
             uncertain: Mutex::new(HashSet::new()),
-            earlier_attempts: HashMap::new(),
+            earlier_attempts: Vec::new(),
         }
     }
 
@@ -210,15 +209,12 @@ impl Run {
     {
         let mut attempt = 1;
         // The attempt as logged: numbered on from an earlier run's attempts.
+        let name = crate::log::participant_name(participant);
         let earlier = self
             .earlier_attempts
-            .get(&(
-                crate::log::participant_name(participant).to_owned(),
-                operation.to_owned(),
-                compensation,
-            ))
-            .copied()
-            .unwrap_or(0);
+            .iter()
+            .find(|((p, o, c), _)| p == name && o == operation && *c == compensation)
+            .map_or(0, |(_, attempts)| *attempts);
         loop {
             let started_at = chrono::Utc::now();
             let result = match tokio::time::timeout(policy.timeout, attempt_call()).await {

@@ -5,8 +5,6 @@
 //! The 2PC decision is a committed UPDATE before phase two starts: that is the commit
 //! point. Everything recovery needs to finish or undo a purchase is in this row.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use proto::v1::{Participant, PricedSeat, Protocol, StepOutcome};
@@ -504,38 +502,28 @@ impl Log {
             .get(0))
     }
 
-    pub async fn next_sequence(&self, txid: &str) -> Result<u32> {
-        let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached("SELECT coalesce(max(sequence), 0) FROM steps WHERE txid = $1")
-            .await?;
-        let max: i32 = client.query_one(&statement, &[&txid]).await?.get(0);
-        Ok(u32::try_from(max).unwrap_or(0) + 1)
-    }
-
-    /// How many attempts each call of the transaction has had so far, by participant,
-    /// operation and compensation: a later run (recovery) numbers its attempts on from
-    /// there, so a timeline reads #1, #2, ... across restarts.
-    pub async fn attempts_so_far(&self, txid: &str) -> Result<HashMap<AttemptKey, u32>> {
+    /// What earlier runs of the transaction logged: the next free step sequence, and
+    /// how many attempts each call (participant, operation, compensation) had, so a
+    /// later run (recovery) numbers its steps and attempts on from there and a timeline
+    /// reads #1, #2, ... across restarts. One query.
+    pub async fn earlier_steps(&self, txid: &str) -> Result<EarlierSteps> {
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(
-                "SELECT participant, operation, compensation, max(attempt) FROM steps
-                  WHERE txid = $1 GROUP BY participant, operation, compensation",
+                "SELECT participant, operation, compensation, max(attempt), max(sequence)
+                   FROM steps WHERE txid = $1
+                  GROUP BY participant, operation, compensation",
             )
             .await?;
-        Ok(client
-            .query(&statement, &[&txid])
-            .await?
-            .iter()
-            .map(|row| {
-                let attempts: i32 = row.get(3);
-                (
-                    (row.get(0), row.get(1), row.get(2)),
-                    u32::try_from(attempts).unwrap_or(0),
-                )
-            })
-            .collect())
+        let rows = client.query(&statement, &[&txid]).await?;
+        let count = |n: i32| u32::try_from(n).unwrap_or(0);
+        Ok(EarlierSteps {
+            next_sequence: rows.iter().map(|r| count(r.get(4))).max().unwrap_or(0) + 1,
+            attempts: rows
+                .iter()
+                .map(|r| ((r.get(0), r.get(1), r.get(2)), count(r.get(3))))
+                .collect(),
+        })
     }
 
     /// One attempt of one participant call.
@@ -676,8 +664,12 @@ impl Log {
     }
 }
 
-/// A participant call as the step rows name it: participant, operation, compensation.
-pub type AttemptKey = (String, String, bool);
+/// What earlier runs of a transaction logged (see [`Log::earlier_steps`]).
+pub struct EarlierSteps {
+    pub next_sequence: u32,
+    /// Attempts so far by (participant, operation, compensation), as the rows name them.
+    pub attempts: Vec<((String, String, bool), u32)>,
+}
 
 pub fn participant_name(participant: Participant) -> &'static str {
     match participant {

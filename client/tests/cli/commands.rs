@@ -335,3 +335,62 @@ async fn login_prints_a_token_that_buys_only_for_its_user() {
         printed(&listed)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_are_set_one_field_at_a_time_refused_out_of_range_and_cleared() {
+    let cli = Cli::start().await;
+    let quiet = serde_json::json!({
+        "decline_rate": 0.0, "latency_min_ms": 0.0, "latency_max_ms": 0.0,
+        "timeout_probability": 0.0, "lose_response_probability": 0.0,
+    });
+    assert_eq!(cli.json(&["faults", "show", "--json"]).await, quiet);
+
+    let set = cli
+        .json(&[
+            "faults",
+            "set",
+            "--decline-rate",
+            "0.25",
+            "--latency",
+            "10ms..30ms",
+            "--json",
+        ])
+        .await;
+    let expected = serde_json::json!({
+        "decline_rate": 0.25, "latency_min_ms": 10.0, "latency_max_ms": 30.0,
+        "timeout_probability": 0.0, "lose_response_probability": 0.0,
+    });
+    assert_eq!(set, expected);
+    // A second set changes only the field it names.
+    let mut expected = expected;
+    expected["lose_response_probability"] = 0.5.into();
+    cli.json(&[
+        "faults",
+        "set",
+        "--lose-response-probability",
+        "0.5",
+        "--json",
+    ])
+    .await;
+    assert_eq!(cli.json(&["faults", "show", "--json"]).await, expected);
+
+    // Out of range, or a range that ends before it starts: refused, naming the flag;
+    // the settings in force do not change.
+    for (flag, value, why) in [
+        ("--decline-rate", "1.5", "must be between 0 and 1"),
+        ("--timeout-probability", "-0.1", "must be between 0 and 1"),
+        ("--latency", "30ms..10ms", "ends before it starts"),
+    ] {
+        let output = cli.run(&["faults", "set", flag, value]).await;
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains(why),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    assert_eq!(cli.json(&["faults", "show", "--json"]).await, expected);
+
+    assert_eq!(cli.json(&["faults", "clear", "--json"]).await, quiet);
+    assert_eq!(cli.json(&["faults", "show", "--json"]).await, quiet);
+}

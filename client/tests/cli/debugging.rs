@@ -184,6 +184,19 @@ async fn every_command_in_the_debugging_guide_runs_against_the_mesh() {
         assert!(start < end, "{bar}");
     }
 
+    // `txn list --user` finds a fan's purchase, with how long it took.
+    let ana = cli
+        .json(&["txn", "list", "--user", "ana", "--format", "json"])
+        .await;
+    let listed = ana["transactions"].as_array().expect("a list");
+    assert_eq!(listed.len(), 1, "{ana}");
+    assert_eq!(listed[0]["user_id"], "ana");
+    assert_eq!(listed[0]["idempotency_key"], "race-ana");
+    assert!(
+        listed[0]["duration_ms"].as_f64().expect("finished") > 0.0,
+        "{ana}"
+    );
+
     if std::env::var_os("TICKETDROP_WRITE_DEBUGGING_DOC").is_some() {
         let mut rewritten: Vec<String> = Vec::new();
         let mut at = 0;

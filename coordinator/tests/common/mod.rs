@@ -406,6 +406,23 @@ pub struct OrderRow {
     pub total_cents: i64,
 }
 
+/// A mesh whose coordinator tries each participant call once, for 300 ms, before and
+/// after the decision: a frozen participant is given up on at once (and the purchase
+/// parked for recovery when its undo or finish cannot reach it).
+pub fn impatient_coordinator() -> MeshOptions<'static> {
+    MeshOptions {
+        coordinator_args: vec![
+            "--call-timeout-ms",
+            "300",
+            "--forward-attempts",
+            "1",
+            "--finish-attempts",
+            "1",
+        ],
+        ..MeshOptions::default()
+    }
+}
+
 pub async fn coordinator_client(process: &ServiceProcess) -> CoordinatorServiceClient<MeshChannel> {
     CoordinatorServiceClient::new(test_harness::auth::channel(&process.endpoint()).await)
 }

@@ -385,18 +385,7 @@ async fn a_lease_holder_paused_past_its_lease_is_refused_by_fencing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_parked_purchase_is_finished_by_recovery_once_the_participant_is_back() {
-    let world = World::start(MeshOptions {
-        coordinator_args: vec![
-            "--call-timeout-ms",
-            "300",
-            "--forward-attempts",
-            "1",
-            "--finish-attempts",
-            "1",
-        ],
-        ..Default::default()
-    })
-    .await;
+    let world = World::start(impatient_coordinator()).await;
     world.event("parked", 1, 2, 1_000).await;
     world.mesh.payments.pause().expect("SIGSTOP payments");
 
@@ -451,6 +440,30 @@ async fn a_parked_purchase_is_finished_by_recovery_once_the_participant_is_back(
         (1..=5).contains(&attempts),
         "{attempts} counted recovery attempts"
     );
+    // Recovery numbers its attempts on from the purchase's own: the abort at payments
+    // reads #1, #2, ... #n in the log, each number once, however many runs made them.
+    let numbered: Vec<i32> = world
+        .mesh
+        .coordinator_db
+        .connect()
+        .await
+        .expect("connects")
+        .query(
+            "SELECT attempt FROM steps WHERE participant = 'payments' AND operation = 'abort'
+              ORDER BY sequence",
+            &[],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<i32> = (1..=i32::try_from(numbered.len()).expect("few")).collect();
+    assert!(
+        numbered.len() >= 2,
+        "the purchase's try and recovery's: {numbered:?}"
+    );
+    assert_eq!(numbered, expected, "one number per attempt, in order");
     world.assert_invariants("parked", 2).await;
     let seats = world.seats("parked").await;
     assert!(

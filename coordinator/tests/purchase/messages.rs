@@ -275,19 +275,7 @@ async fn a_saga_whose_hold_expires_before_the_charge_ends_is_refused_hold_lost_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purchase_aborted_because_payments_did_not_answer_says_so_under_each_protocol() {
-    // One try of 300 ms per call: a frozen payments is given up on at once.
-    let world = World::start(MeshOptions {
-        coordinator_args: vec![
-            "--call-timeout-ms",
-            "300",
-            "--forward-attempts",
-            "1",
-            "--finish-attempts",
-            "1",
-        ],
-        ..MeshOptions::default()
-    })
-    .await;
+    let world = World::start(impatient_coordinator()).await;
     world.mesh.payments.pause().expect("SIGSTOP payments");
     for protocol in PROTOCOLS {
         let p = short(protocol);
