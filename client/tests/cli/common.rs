@@ -27,29 +27,43 @@ impl Cli {
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketdrop"));
         command
-            .args(["--coordinator", &self.mesh.coordinator.endpoint()])
-            .args(["--inventory", &self.mesh.inventory.endpoint()])
-            .args(["--orders", &self.mesh.orders.endpoint()])
-            .args(["--payments", &self.mesh.payments.endpoint()])
-            .args(["--waiting-room", &self.mesh.waiting_room.endpoint()])
-            .args(["--notifier", &self.mesh.notifier.endpoint()])
             .args(args)
-            .env(
-                "TICKETDROP_INVENTORY_DATABASE_URL",
-                self.mesh.inventory_db.url(),
-            )
-            .env(
-                "TICKETDROP_PAYMENTS_DATABASE_URL",
-                self.mesh.payments_db.url(),
-            )
-            .env(
-                "TICKETDROP_COORDINATOR_DATABASE_URL",
-                self.mesh.coordinator_db.url(),
-            )
-            .env("TICKETDROP_ORDERS_TABLE", &self.mesh.orders_table)
-            .env("TICKETDROP_AUTH_DIR", test_harness::auth::auth_dir())
+            .envs(self.environment())
+            .env_remove("TICKETDROP_TOKEN")
             .kill_on_drop(true);
         command
+    }
+
+    /// The `TICKETDROP_*` variables that point `ticketdrop` at this mesh: its endpoints,
+    /// the stores the audit reads, and the key directory it mints tokens from. A flag
+    /// given on the command line (`--coordinator ...`) still wins.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        let mesh = &self.mesh;
+        vec![
+            (
+                "TICKETDROP_COORDINATOR_ENDPOINT",
+                mesh.coordinator.endpoint(),
+            ),
+            ("TICKETDROP_INVENTORY_ENDPOINT", mesh.inventory.endpoint()),
+            ("TICKETDROP_ORDERS_ENDPOINT", mesh.orders.endpoint()),
+            ("TICKETDROP_PAYMENTS_ENDPOINT", mesh.payments.endpoint()),
+            (
+                "TICKETDROP_WAITING_ROOM_ENDPOINT",
+                mesh.waiting_room.endpoint(),
+            ),
+            ("TICKETDROP_NOTIFIER_ENDPOINT", mesh.notifier.endpoint()),
+            ("TICKETDROP_INVENTORY_DATABASE_URL", mesh.inventory_db.url()),
+            ("TICKETDROP_PAYMENTS_DATABASE_URL", mesh.payments_db.url()),
+            (
+                "TICKETDROP_COORDINATOR_DATABASE_URL",
+                mesh.coordinator_db.url(),
+            ),
+            ("TICKETDROP_ORDERS_TABLE", mesh.orders_table.clone()),
+            (
+                "TICKETDROP_AUTH_DIR",
+                test_harness::auth::auth_dir().display().to_string(),
+            ),
+        ]
     }
 
     /// Runs a command that must succeed and print JSON.

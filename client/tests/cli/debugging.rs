@@ -88,7 +88,6 @@ async fn every_command_in_the_debugging_guide_runs_against_the_mesh() {
         std::env::var("PATH").unwrap_or_default()
     );
     let workdir = tempfile::tempdir().expect("a working directory");
-    let mesh = &cli.mesh;
     let mut outputs = Vec::new();
     for block in &blocks {
         let output = tokio::process::Command::new("bash")
@@ -96,26 +95,7 @@ async fn every_command_in_the_debugging_guide_runs_against_the_mesh() {
             .arg(format!("exec 2>&1\n{}", runnable(&block.script)))
             .current_dir(workdir.path())
             .env("PATH", &path)
-            .env(
-                "TICKETDROP_COORDINATOR_ENDPOINT",
-                mesh.coordinator.endpoint(),
-            )
-            .env("TICKETDROP_INVENTORY_ENDPOINT", mesh.inventory.endpoint())
-            .env("TICKETDROP_ORDERS_ENDPOINT", mesh.orders.endpoint())
-            .env("TICKETDROP_PAYMENTS_ENDPOINT", mesh.payments.endpoint())
-            .env(
-                "TICKETDROP_WAITING_ROOM_ENDPOINT",
-                mesh.waiting_room.endpoint(),
-            )
-            .env("TICKETDROP_NOTIFIER_ENDPOINT", mesh.notifier.endpoint())
-            .env("TICKETDROP_INVENTORY_DATABASE_URL", mesh.inventory_db.url())
-            .env("TICKETDROP_PAYMENTS_DATABASE_URL", mesh.payments_db.url())
-            .env(
-                "TICKETDROP_COORDINATOR_DATABASE_URL",
-                mesh.coordinator_db.url(),
-            )
-            .env("TICKETDROP_ORDERS_TABLE", &mesh.orders_table)
-            .env("TICKETDROP_AUTH_DIR", test_harness::auth::auth_dir())
+            .envs(cli.environment())
             .env_remove("TICKETDROP_TOKEN")
             .output()
             .await
