@@ -56,6 +56,8 @@ impl Coordinator {
         {
             return self.replay(txn, &purchase).await;
         }
+        // A queue in front of the claim (crash tests: `sleep(ms)`).
+        fail::fail_point!("purchase::before_claim");
         // The waiting room: refused here, nothing is written anywhere.
         let claim = admission::claim(&self.driver, &purchase).await?;
         if matches!(claim, Claim::NoRoom)

@@ -715,3 +715,60 @@ async fn a_purchase_undone_after_a_crash_is_answered_interrupted_under_each_prot
         world.assert_invariants(&event, 2).await;
     }
 }
+
+/// An admitted fan who sent the purchase before the admission expired keeps the turn,
+/// however long the coordinator takes to claim it (here 3 s of queue before the claim,
+/// for a 2 s admission); a fan who sent it after the expiry is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_is_checked_when_the_coordinator_received_the_purchase() {
+    let world = World::start(MeshOptions {
+        coordinator_env: vec![("FAILPOINTS", "purchase::before_claim=sleep(3000)")],
+        ..MeshOptions::default()
+    })
+    .await;
+    world.event("queued", 1, 8, 2_500).await;
+    world.open_room("queued", 8, Duration::from_secs(2)).await;
+
+    let bought = futures::future::join_all(PROTOCOLS.map(|protocol| {
+        let world = &world;
+        async move {
+            let p = short(protocol);
+            let token = world.admitted("queued", &user(p)).await;
+            let request = PurchaseRequest {
+                quantity: 1,
+                admission_token: token,
+                ..purchase(protocol, "queued", &[], "tok_visa", p)
+            };
+            let answer = world.coordinator.clone().purchase(request).await;
+            (p, answer.map(|a| a.into_inner().seats.len()))
+        }
+    }))
+    .await;
+    for (p, answer) in bought {
+        assert_eq!(answer.expect(p), 1, "{p}: sent in time, bought");
+    }
+
+    // Sent after the expiry: refused, and nothing written.
+    let token = world.admitted("queued", &user("late")).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let request = PurchaseRequest {
+        quantity: 1,
+        admission_token: token,
+        ..purchase(Protocol::Saga, "queued", &[], "tok_visa", "late")
+    };
+    let status = world
+        .coordinator
+        .clone()
+        .purchase(request)
+        .await
+        .expect_err("sent after the admission expired");
+    let (code, reason, _) = reason(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::PermissionDenied, "ADMISSION_EXPIRED"),
+        "{status:?}"
+    );
+    assert_eq!(world.logged("queued").await, 3, "only the three in time");
+    world.settle().await;
+    world.assert_invariants("queued", 8).await;
+}
