@@ -106,8 +106,12 @@ pub struct DropReport {
     /// mid-purchase: answered INTERRUPTED, or an unknown outcome found aborted (or never
     /// logged) afterwards.
     pub aborted: u64,
-    /// Fans whose admission expired before they bought.
+    /// Fans whose admission expired before they bought, and who were still expired after
+    /// going back to the room [`MAX_REQUEUES`] times.
     pub expired: u64,
+    /// Times a fan whose admission lapsed before their purchase reached the coordinator
+    /// went back to the room (at the back of the queue) rather than counting an error.
+    pub requeued_after_expiry: u64,
     pub errors: u64,
     /// Conflicts and interrupted purchases after which the fan joined the room again.
     pub rejoins: u64,
@@ -193,6 +197,8 @@ struct Fan {
     /// When the fan got their last answer, after the drop began.
     answered_at: Duration,
     rejoins: u64,
+    /// Times the fan's admission lapsed unused and they went back to the room.
+    requeues: u64,
 }
 
 impl Fan {
@@ -209,6 +215,7 @@ impl Fan {
             waited: None,
             answered_at: Duration::ZERO,
             rejoins: 0,
+            requeues: 0,
         }
     }
 }
@@ -224,6 +231,8 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 const AUDIT_ATTEMPTS: u32 = 10;
 /// Times a fan whose purchase met a conflict (or was interrupted) joins the room again.
 const MAX_REJOINS: u64 = 3;
+/// Times a fan whose admission lapsed before they bought goes back to the room.
+const MAX_REQUEUES: u64 = 3;
 /// Tries of leaving the room while it still counts the fan's purchase (about 10 s).
 const LEAVE_ATTEMPTS: u32 = 15;
 /// Join calls in flight at once (fans keep their place and watch after joining).
@@ -614,6 +623,15 @@ async fn one_fan(
                 fan.answered_by_room = true;
                 return fan;
             }
+            Ok(crate::room::Final::Expired(_)) if fan.requeues < MAX_REQUEUES => {
+                // The admission lapsed before this fan bought: back in line.
+                fan.requeues += 1;
+                if let Err(answer) = requeue(room, &buyer.event, &user).await {
+                    fan.answer = answer;
+                    return fan;
+                }
+                continue;
+            }
             Ok(crate::room::Final::Expired(_)) => {
                 fan.answer = Answer::Expired;
                 fan.answered_by_room = true;
@@ -632,20 +650,43 @@ async fn one_fan(
         fan.purchases.extend(purchases);
         fan.refusals.extend(refusal);
         fan.answer = answer;
-        if !matches!(fan.answer, Answer::Conflict | Answer::Aborted) || fan.rejoins >= MAX_REJOINS {
+        let again = match fan.answer {
+            // The seats were held by purchases in flight, or the purchase was interrupted
+            // and undone: back in line, at the end, to buy again with a new key.
+            Answer::Conflict | Answer::Aborted if fan.rejoins < MAX_REJOINS => {
+                fan.rejoins += 1;
+                true
+            }
+            // The admission lapsed before the purchase reached the coordinator (nothing
+            // was written): back in line too.
+            Answer::Expired if fan.requeues < MAX_REQUEUES => {
+                fan.requeues += 1;
+                true
+            }
+            _ => false,
+        };
+        if !again {
             return fan;
         }
-        // The seats were held by purchases in flight, or the purchase was interrupted and
-        // undone: back in line, at the end, to buy again with a new key.
-        fan.rejoins += 1;
-        if let Err(status) = leave(room, &buyer.event, &user).await {
-            fan.answer = Answer::Error(format!(
-                "leaving the room: {}",
-                endpoints::describe(&status)
-            ));
+        if let Err(answer) = requeue(room, &buyer.event, &user).await {
+            fan.answer = answer;
             return fan;
         }
     }
+}
+
+/// Leaves the room so that the next join puts the fan at the back of the queue.
+async fn requeue(
+    room: &mut WaitingRoomServiceClient<MeshChannel>,
+    event: &str,
+    user: &str,
+) -> Result<(), Answer> {
+    leave(room, event, user).await.map_err(|status| {
+        Answer::Error(format!(
+            "leaving the room: {}",
+            endpoints::describe(&status)
+        ))
+    })
 }
 
 /// Leaves the room. The coordinator gives an ended purchase's admission back just after
@@ -716,6 +757,7 @@ fn report(
         expired: 0,
         errors: 0,
         rejoins: fans.iter().map(|f| f.rejoins).sum(),
+        requeued_after_expiry: fans.iter().map(|f| f.requeues).sum(),
         oversold: audit.map_or(0, |a| a.oversold),
         audit_violations: audit.map_or(0, |a| a.violations.len()),
         seats_unsold_while_turned_away: 0,
@@ -858,6 +900,9 @@ fn classify(result: Result<tonic::Response<PurchaseResponse>, tonic::Status>) ->
         (_, "SOLD_OUT") => Answer::SoldOut,
         (_, "SEAT_TAKEN" | "HOLD_LOST" | "STALE_FENCING_TOKEN") => Answer::Conflict,
         (_, "CARD_DECLINED") => Answer::Declined,
+        // The admission lapsed before the purchase reached the coordinator: nothing was
+        // written, the fan goes back to the room.
+        (_, "ADMISSION_EXPIRED") => Answer::Expired,
         // Certainly not sold: undone after a crash, or aborted when a participant did not
         // answer. (A waiting room that did not answer the admission check carries no
         // reason: the purchase is retried with the same key and admission.)
@@ -986,7 +1031,7 @@ fn print_table(reports: &[DropReport]) {
     header.extend(reports.iter().map(|r| r.protocol.to_owned()));
     table.set_header(header);
     type Cell = fn(&DropReport) -> String;
-    let rows: [(&str, Cell); 26] = [
+    let rows: [(&str, Cell); 27] = [
         ("event", |r| r.event_id.clone()),
         ("fans / seats", |r| format!("{} / {}", r.fans, r.seats)),
         ("waiting room", |r| {
@@ -1010,6 +1055,9 @@ fn print_table(reports: &[DropReport]) {
         ("expired admissions", |r| r.expired.to_string()),
         ("errors", |r| r.errors.to_string()),
         ("rejoins after a conflict", |r| r.rejoins.to_string()),
+        ("re-queued after an expired admission", |r| {
+            r.requeued_after_expiry.to_string()
+        }),
         ("oversold (audit)", |r| r.oversold.to_string()),
         ("audit violations", |r| r.audit_violations.to_string()),
         ("unsold while fans turned away", |r| {

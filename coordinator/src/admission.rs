@@ -40,14 +40,21 @@ impl Claim {
 }
 
 /// Claims the purchase's admission, retrying a room that does not answer with the
-/// forward policy (each failed attempt logged).
-pub async fn claim(driver: &Driver, purchase: &Purchase) -> Result<Claim> {
+/// forward policy (each failed attempt logged). The admission must have been unexpired
+/// at `received_at`, when this coordinator received the purchase: a fan who bought in
+/// time does not lose the turn to the coordinator's queue.
+pub async fn claim(
+    driver: &Driver,
+    purchase: &Purchase,
+    received_at: DateTime<Utc>,
+) -> Result<Claim> {
     let request = ClaimAdmissionRequest {
         event_id: purchase.event_id.clone(),
         user_id: purchase.user_id.clone(),
         admission_token: purchase.admission_token.clone(),
         idempotency_key: purchase.idempotency_key.clone(),
         seats: purchase.seat_count(),
+        received_at: Some(server_kit::convert::timestamp(received_at)),
     };
     let policy = driver.policies.forward;
     let started_at = Utc::now();

@@ -45,7 +45,11 @@ impl Coordinator {
         }
     }
 
-    async fn purchase(&self, purchase: Purchase) -> Result<PurchaseResponse> {
+    async fn purchase(
+        &self,
+        purchase: Purchase,
+        received_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<PurchaseResponse> {
         // A key that already has a purchase gets that purchase's outcome, whatever
         // happened to the event since: it needs no admission and writes nothing.
         if let Some(txn) = self
@@ -59,7 +63,7 @@ impl Coordinator {
         // A queue in front of the claim (crash tests: `sleep(ms)`).
         fail::fail_point!("purchase::before_claim");
         // The waiting room: refused here, nothing is written anywhere.
-        let claim = admission::claim(&self.driver, &purchase).await?;
+        let claim = admission::claim(&self.driver, &purchase, received_at).await?;
         if matches!(claim, Claim::NoRoom)
             && purchase.quantity > 0
             && let Some(status) = self.driver.sold_out.answer(&purchase.event_id)
@@ -229,6 +233,7 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl CoordinatorService for Coordinator {
     async fn purchase(&self, request: Request<PurchaseRequest>) -> Reply<PurchaseResponse> {
+        let received_at = chrono::Utc::now();
         let purchase = Purchase::try_from(request.get_ref())?;
         let caller = server_kit::auth::caller(&request)?;
         caller.act_for(&purchase.user_id)?;
@@ -238,7 +243,10 @@ impl CoordinatorService for Coordinator {
             request.remote_addr().map(|addr| addr.ip()),
         )?;
         let protocol = purchase.protocol;
-        let answer = self.purchase(purchase).await.map_err(Status::from);
+        let answer = self
+            .purchase(purchase, received_at)
+            .await
+            .map_err(Status::from);
         crate::metrics::purchase_answered(protocol, &answer);
         Ok(Response::new(answer?))
     }

@@ -72,10 +72,19 @@ impl Signer {
             .expect("HS256 signing of plain claims cannot fail")
     }
 
-    /// Verifies `token` for `user_id` buying at `event_id` and returns its claims.
-    pub fn verify(&self, token: &str, event_id: &str, user_id: &str) -> Result<Claims, Refusal> {
+    /// Verifies `token` for `user_id` buying at `event_id`, unexpired at `as_of_ms` (when
+    /// the coordinator received the purchase), and returns its claims.
+    pub fn verify(
+        &self,
+        token: &str,
+        event_id: &str,
+        user_id: &str,
+        as_of_ms: i64,
+    ) -> Result<Claims, Refusal> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        // Expiry is checked below against `as_of_ms`, not the verifier's clock.
+        validation.validate_exp = false;
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
@@ -86,6 +95,10 @@ impl Signer {
                 _ => Refusal::Invalid("malformed"),
             })?
             .claims;
+        // `exp` is the room's expiry in ms rounded up to seconds: expired once passed.
+        if claims.exp * 1_000 <= as_of_ms {
+            return Err(Refusal::Expired);
+        }
         if claims.sub != user_id {
             return Err(Refusal::Invalid("other_user"));
         }
@@ -108,22 +121,24 @@ mod tests {
     fn a_token_verifies_only_for_its_user_event_and_key() {
         let signer = Signer::new(b"key");
         let token = signer.sign("show", "ana", "adm-1", now_ms(), now_ms() + 60_000);
-        let claims = signer.verify(&token, "show", "ana").expect("valid");
+        let claims = signer
+            .verify(&token, "show", "ana", now_ms())
+            .expect("valid");
         assert_eq!((claims.sub.as_str(), claims.adm.as_str()), ("ana", "adm-1"));
         assert_eq!(
-            signer.verify(&token, "show", "bob"),
+            signer.verify(&token, "show", "bob", now_ms()),
             Err(Refusal::Invalid("other_user"))
         );
         assert_eq!(
-            signer.verify(&token, "other", "ana"),
+            signer.verify(&token, "other", "ana", now_ms()),
             Err(Refusal::Invalid("other_event"))
         );
         assert_eq!(
-            Signer::new(b"another key").verify(&token, "show", "ana"),
+            Signer::new(b"another key").verify(&token, "show", "ana", now_ms()),
             Err(Refusal::Invalid("bad_signature"))
         );
         assert_eq!(
-            signer.verify("not a token", "show", "ana"),
+            signer.verify("not a token", "show", "ana", now_ms()),
             Err(Refusal::Invalid("malformed"))
         );
     }
@@ -136,10 +151,19 @@ mod tests {
         let forged = signer.sign("show", "bob", "adm-1", now_ms(), now_ms() + 60_000);
         parts[1] = forged.split('.').nth(1).expect("a payload").to_owned();
         assert_eq!(
-            signer.verify(&parts.join("."), "show", "bob"),
+            signer.verify(&parts.join("."), "show", "bob", now_ms()),
             Err(Refusal::Invalid("bad_signature"))
         );
         let old = signer.sign("show", "ana", "adm-2", now_ms() - 20_000, now_ms() - 10_000);
-        assert_eq!(signer.verify(&old, "show", "ana"), Err(Refusal::Expired));
+        assert_eq!(
+            signer.verify(&old, "show", "ana", now_ms()),
+            Err(Refusal::Expired)
+        );
+        // Received while it was still valid: accepted, whenever it is checked.
+        assert!(
+            signer
+                .verify(&old, "show", "ana", now_ms() - 15_000)
+                .is_ok()
+        );
     }
 }

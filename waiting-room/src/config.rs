@@ -65,6 +65,15 @@ pub struct Config {
     )]
     pub purchase_lease_secs: u64,
 
+    /// How long past its expiry an unused admission keeps its slot, for a purchase the
+    /// coordinator received in time and has not claimed yet (its queue, its retries).
+    #[arg(
+        long,
+        env = "TICKETDROP_WAITING_ROOM_CLAIM_GRACE_SECS",
+        default_value_t = 30
+    )]
+    pub claim_grace_secs: u64,
+
     /// How often a waiting fan's stream re-reads their position.
     #[arg(
         long,
@@ -91,6 +100,10 @@ impl Config {
 
     pub fn purchase_lease(&self) -> Duration {
         Duration::from_secs(self.purchase_lease_secs.max(1))
+    }
+
+    pub fn claim_grace(&self) -> Duration {
+        Duration::from_secs(self.claim_grace_secs)
     }
 
     pub fn position_interval(&self) -> Duration {

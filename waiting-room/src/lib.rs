@@ -68,6 +68,7 @@ pub async fn run(
         wake,
         inventory,
         purchase_lease: config.purchase_lease(),
+        claim_grace: config.claim_grace(),
         position_interval: config.position_interval(),
         closing: closing_seen,
         limits: server_kit::rate::RateLimits::new(&config.rate_limits),

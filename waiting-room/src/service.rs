@@ -32,6 +32,9 @@ pub struct WaitingRoom {
     pub wake: Arc<Notify>,
     pub inventory: InventoryServiceClient<MeshChannel>,
     pub purchase_lease: Duration,
+    /// How long past its expiry an unused admission keeps its slot for a purchase the
+    /// coordinator received in time.
+    pub claim_grace: Duration,
     pub position_interval: Duration,
     /// Turns true when shutdown begins.
     pub closing: tokio::sync::watch::Receiver<bool>,
@@ -160,10 +163,21 @@ impl WaitingRoom {
                 Ok(no_room())
             };
         }
-        let claims = match self
-            .signer
-            .verify(&request.admission_token, &fan.event_id, &fan.user_id)
-        {
+        // The admission must be unexpired when the coordinator received the purchase
+        // (its clock; a fan's is not trusted), never later than now.
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let received_at_ms = request
+            .received_at
+            .as_ref()
+            .map(|at| at.seconds * 1_000 + i64::from(at.nanos) / 1_000_000)
+            .map(|ms| ms.min(now_ms));
+        let as_of_ms = received_at_ms.unwrap_or(now_ms);
+        let claims = match self.signer.verify(
+            &request.admission_token,
+            &fan.event_id,
+            &fan.user_id,
+            as_of_ms,
+        ) {
             Ok(claims) => claims,
             // A token, good or bad, does not matter to an event without a room.
             Err(_) if !self.store.room_exists(&fan.event_id).await? => return Ok(no_room()),
@@ -178,6 +192,7 @@ impl WaitingRoom {
                 &claims.adm,
                 &request.idempotency_key,
                 request.seats,
+                received_at_ms,
             )
             .await?
         {
@@ -208,7 +223,12 @@ impl WaitingRoomService for WaitingRoom {
             })?
             .into_inner();
         self.store
-            .open(&settings, self.purchase_lease, counts.capacity)
+            .open(
+                &settings,
+                self.purchase_lease,
+                self.claim_grace,
+                counts.capacity,
+            )
             .await
             .map_err(Status::from)?;
         self.wake.notify_one();

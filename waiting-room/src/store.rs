@@ -185,6 +185,7 @@ impl Store {
         &self,
         settings: &RoomSettings,
         lease: Duration,
+        claim_grace: Duration,
         capacity: u64,
     ) -> Result<()> {
         let ttl_ms = millis(settings.admission_ttl);
@@ -199,6 +200,7 @@ impl Store {
             .arg(ttl_ms)
             .arg(lease_ms)
             .arg(capacity)
+            .arg(millis(claim_grace))
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(())
@@ -381,6 +383,7 @@ impl Store {
         admission_id: &str,
         idempotency_key: &str,
         seats: u32,
+        received_at_ms: Option<i64>,
     ) -> Result<ClaimOutcome> {
         let reply: Vec<String> = self
             .scripts
@@ -392,6 +395,7 @@ impl Store {
             .arg(admission_id)
             .arg(idempotency_key)
             .arg(seats)
+            .arg(received_at_ms.map(|ms| ms.to_string()).unwrap_or_default())
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(match reply.first().map(String::as_str) {

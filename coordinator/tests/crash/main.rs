@@ -729,15 +729,16 @@ async fn an_admission_is_checked_when_the_coordinator_received_the_purchase() {
     world.event("queued", 1, 8, 2_500).await;
     world.open_room("queued", 8, Duration::from_secs(2)).await;
 
-    let bought = futures::future::join_all(PROTOCOLS.map(|protocol| {
+    // Each protocol buys a seat of its own (they do not race for one here).
+    let seats = ["A-1-1", "A-1-2", "A-1-3"];
+    let bought = futures::future::join_all(PROTOCOLS.iter().zip(seats).map(|(&protocol, seat)| {
         let world = &world;
         async move {
             let p = short(protocol);
             let token = world.admitted("queued", &user(p)).await;
             let request = PurchaseRequest {
-                quantity: 1,
                 admission_token: token,
-                ..purchase(protocol, "queued", &[], "tok_visa", p)
+                ..purchase(protocol, "queued", &[seat], "tok_visa", p)
             };
             let answer = world.coordinator.clone().purchase(request).await;
             (p, answer.map(|a| a.into_inner().seats.len()))

@@ -1,6 +1,7 @@
 -- One admission round of a room, atomically:
--- 1. admissions past their expiry, and purchase claims past their lease, lapse: the fan
---    is EXPIRED and the slot comes back;
+-- 1. admissions past their expiry and the claim grace, and purchase claims past their
+--    lease, lapse: the fan is EXPIRED and the slot comes back (the grace lets a purchase
+--    the coordinator received before the expiry still claim the admission);
 -- 2. fans are admitted in join order (lowest join number first) while fewer than
 --    max_active hold a live admission AND the event may still have a seat for them:
 --    capacity - sold - seats reserved by purchases in flight - admitted fans who have
@@ -50,6 +51,7 @@ if state == 'OPEN' and ARGV[4] == '1' then
   local n = math.min(slots, seats, tonumber(ARGV[5]))
   if n > 0 then
     local ttl = tonumber(redis.call('HGET', room, 'admission_ttl_ms'))
+    local grace = tonumber(redis.call('HGET', room, 'claim_grace_ms') or '0')
     local popped = redis.call('ZPOPMIN', KEYS[2], n)
     for i = 1, #popped, 2 do
       local user = popped[i]
@@ -57,7 +59,7 @@ if state == 'OPEN' and ARGV[4] == '1' then
       local expires = now + ttl
       redis.call('HSET', ARGV[1] .. user, 'state', 'ADMITTED', 'admission_id', 'adm-' .. number,
         'admission_number', number, 'admitted_at', now, 'expires_at', expires)
-      redis.call('ZADD', KEYS[3], expires, user)
+      redis.call('ZADD', KEYS[3], expires + grace, user)
       redis.call('HSET', room, 'admitted_through', popped[i + 1])
       table.insert(admitted, user)
       table.insert(admitted, popped[i + 1])

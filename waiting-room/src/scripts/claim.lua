@@ -3,7 +3,10 @@
 -- with the same idempotency key renews the lease (a retried purchase).
 -- KEYS[1] room hash, KEYS[2] active set, KEYS[3] the fan's hash
 -- ARGV[1] user id, ARGV[2] admission id (from the verified token), ARGV[3] idempotency
--- key, ARGV[4] seats the purchase asks for
+-- key, ARGV[4] seats the purchase asks for, ARGV[5] when the coordinator received the
+-- purchase (ms; empty: now): the admission must be unexpired then. An admission lapses
+-- only claim_grace_ms after its expiry (admit.lua), so a purchase received in time
+-- still finds it ADMITTED however long the coordinator took to claim it.
 -- Returns {'OK'}, {'NO_ROOM'}, {'INVALID', why}, {'EXPIRED'} or {'USED'}.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'NO_ROOM'}
@@ -26,7 +29,12 @@ if state == 'PURCHASING' then
   return {'USED'}
 end
 if state == 'ADMITTED' then
-  if tonumber(redis.call('HGET', KEYS[3], 'expires_at')) <= now then
+  local received = tonumber(ARGV[5])
+  local as_of = now
+  if received and received < now then
+    as_of = received
+  end
+  if tonumber(redis.call('HGET', KEYS[3], 'expires_at')) <= as_of then
     redis.call('HSET', KEYS[3], 'state', 'EXPIRED', 'expired_at', now)
     redis.call('HINCRBY', KEYS[1], 'expired', 1)
     redis.call('ZREM', KEYS[2], ARGV[1])

@@ -243,7 +243,13 @@ async fn fans_are_admitted_in_join_order_and_a_slot_comes_back_when_a_fan_leaves
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unused_admission_expires_and_its_slot_goes_to_the_next_fan() {
-    let rooms = Rooms::start().await;
+    // An unused admission keeps its slot for the claim grace past its expiry (a purchase
+    // received in time may still be on its way): here 1 s.
+    let rooms = Rooms::start_with(MeshOptions {
+        waiting_room_args: vec!["--claim-grace-secs", "1"],
+        ..MeshOptions::default()
+    })
+    .await;
     rooms.room("ttl", 10, 1, Duration::from_secs(1)).await;
     rooms.join("ttl", "ana").await;
     rooms.join("ttl", "bob").await;
@@ -251,7 +257,7 @@ async fn an_unused_admission_expires_and_its_slot_goes_to_the_next_fan() {
         admission_number(&rooms.watch("ttl", "ana", Duration::from_millis(500)).await),
         1
     );
-    // Ana never buys: after a second her admission lapses and bob gets the slot.
+    // Ana never buys: a second after her admission's expiry it lapses, bob gets the slot.
     assert_eq!(
         admission_number(&rooms.watch("ttl", "bob", Duration::from_secs(10)).await),
         2
