@@ -138,16 +138,36 @@ impl Endpoints {
     }
 }
 
-/// Connects to `endpoint`, failing with a message that names the service.
+/// Connects to `endpoint`, failing with a message that names the service. Several
+/// endpoints separated by commas (the coordinators on one log) give one channel that
+/// spreads the calls over them and moves on from one that stops answering; it fails here
+/// only when none of them is reachable.
 pub async fn connect(service: &str, endpoint: &str) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("invalid {service} endpoint {endpoint:?}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .with_context(|| {
-            format!("{service} is not reachable at {endpoint} (is `make up` running?)")
-        })
+    let list = server_kit::outgoing::parse_endpoints(endpoint)
+        .with_context(|| format!("invalid {service} endpoint {endpoint:?}"))?;
+    if list.len() == 1 {
+        return Endpoint::from_shared(endpoint.trim().to_owned())
+            .with_context(|| format!("invalid {service} endpoint {endpoint:?}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| {
+                format!("{service} is not reachable at {endpoint} (is `make up` running?)")
+            });
+    }
+    let mut reachable = false;
+    for one in &list {
+        if one.connect().await.is_ok() {
+            reachable = true;
+            break;
+        }
+    }
+    anyhow::ensure!(
+        reachable,
+        "{service} is not reachable at any of {endpoint} (is `make up` running?)"
+    );
+    Ok(Channel::balance_list(list.into_iter()))
 }
 
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;

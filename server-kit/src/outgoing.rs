@@ -119,12 +119,38 @@ pub fn with_token<T>(message: T, token: &MetadataValue<Ascii>) -> Request<T> {
     request
 }
 
-/// A channel to `endpoint` that connects on first use (and again after a failure), so a
+/// A channel to `endpoints` that connects on first use (and again after a failure), so a
 /// service starts while the ones it calls are still down.
-pub fn lazy_channel(endpoint: &str) -> anyhow::Result<Channel> {
+///
+/// `endpoints` is one endpoint, or several separated by commas (replicas of one service,
+/// such as the coordinators on one log): tonic's power-of-two-choices balancer then
+/// spreads the calls over them, each endpoint reconnecting on its own. A call to one that
+/// died fails fast (connection refused) and its retry goes where the balancer sends it:
+/// the callers retry unknown outcomes with the same idempotency key, so a retry that
+/// lands on another replica is the same purchase.
+pub fn lazy_channel(endpoints: &str) -> anyhow::Result<Channel> {
+    let mut list = parse_endpoints(endpoints)?;
+    Ok(if list.len() == 1 {
+        list.pop().expect("one endpoint").connect_lazy()
+    } else {
+        Channel::balance_list(list.into_iter())
+    })
+}
+
+/// The endpoints of a comma-separated list, each with the mesh's transport settings.
+pub fn parse_endpoints(endpoints: &str) -> anyhow::Result<Vec<tonic::transport::Endpoint>> {
     use anyhow::Context;
-    Ok(tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("invalid endpoint {endpoint:?}"))?
-        .tcp_nodelay(true)
-        .connect_lazy())
+    let list: Vec<tonic::transport::Endpoint> = endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|endpoint| !endpoint.is_empty())
+        .map(|endpoint| {
+            Ok(tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+                .with_context(|| format!("invalid endpoint {endpoint:?}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!list.is_empty(), "no endpoint in {endpoints:?}");
+    Ok(list)
 }

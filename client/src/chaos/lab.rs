@@ -10,7 +10,6 @@ use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use serde::Serialize;
 use server_kit::outgoing::MeshChannel;
 use test_harness::{PrivateDynamo, PrivatePostgres, PrivateRedis, ServiceProcess, service_binary};
-use tonic::transport::Endpoint;
 
 use crate::chaos::proxy::{Mode, Proxy};
 use crate::stores::Stores;
@@ -64,6 +63,10 @@ pub enum Link {
     Payments,
 }
 
+/// How long a coordinator owns a purchase without renewing it, in the lab: a dead or
+/// paused coordinator's purchases pass to another within about this long.
+pub const OWNERSHIP_TTL: Duration = Duration::from_millis(1_500);
+
 /// Timings the lab's services run with: short, so faults resolve within a run.
 const COORDINATOR_ARGS: [&str; 8] = [
     "--recovery-interval-ms",
@@ -85,7 +88,10 @@ pub struct Lab {
     pub payments: ServiceProcess,
     pub room: ServiceProcess,
     pub coordinator: ServiceProcess,
-    /// A second coordinator on the same participants (the lease pause scenario).
+    /// More coordinators on the lab's log, serving the fans beside `coordinator` (the
+    /// scenarios of several coordinators).
+    pub peers: Vec<ServiceProcess>,
+    /// A coordinator with a log of its own (a second cluster) on the same participants.
     pub rival: Option<ServiceProcess>,
     proxies: [Proxy; 3],
     table: String,
@@ -147,6 +153,7 @@ impl Lab {
             payments,
             room,
             coordinator,
+            peers: Vec::new(),
             rival: None,
             proxies,
             table,
@@ -175,14 +182,44 @@ impl Lab {
         self.payments.endpoint()
     }
 
-    /// A client of the lab's coordinator, and of the rival when one runs. Channels are
-    /// lazy: a restarted coordinator on the same port is found again.
+    /// A client of each cluster: the lab's (its coordinator and its peers, the calls
+    /// spread over them), and the rival's when one runs. Channels are lazy: a restarted
+    /// coordinator on the same port is found again.
     pub fn coordinators(&self) -> anyhow::Result<Vec<CoordinatorServiceClient<MeshChannel>>> {
-        let mut clients = vec![lazy_client(&self.coordinator.endpoint())?];
+        let lab: Vec<String> = std::iter::once(&self.coordinator)
+            .chain(&self.peers)
+            .map(ServiceProcess::endpoint)
+            .collect();
+        let mut clients = vec![lazy_client(&lab.join(","))?];
         if let Some(rival) = &self.rival {
             clients.push(lazy_client(&rival.endpoint())?);
         }
         Ok(clients)
+    }
+
+    /// Starts one more coordinator on the lab's log; returns its index in `peers`.
+    pub async fn start_peer(&mut self) -> anyhow::Result<usize> {
+        let peer = start_coordinator(
+            &self.pg,
+            &self.redis,
+            &self.proxies,
+            &self.room,
+            "coordinator",
+            &[],
+        )
+        .await?;
+        self.peers.push(peer);
+        Ok(self.peers.len() - 1)
+    }
+
+    pub async fn stop_peers(&mut self) -> anyhow::Result<()> {
+        for mut peer in self.peers.drain(..) {
+            if peer.is_running() {
+                peer.resume().ok();
+                peer.terminate().await?;
+            }
+        }
+        Ok(())
     }
 
     /// The log database of each coordinator, in the order of [`Self::coordinators`].
@@ -358,11 +395,11 @@ impl Lab {
                 self.start_again(target).await?;
             }
         }
-        if let Some(rival) = self.rival.as_mut() {
-            if rival.is_running() {
-                let _ = rival.resume();
+        for other in self.peers.iter_mut().chain(self.rival.as_mut()) {
+            if other.is_running() {
+                let _ = other.resume();
             } else {
-                rival.restart().await?;
+                other.restart().await?;
             }
         }
         Ok(())
@@ -414,17 +451,19 @@ async fn start_coordinator(
         NO_NOTIFIER,
     ];
     args.extend(COORDINATOR_ARGS);
-    ServiceProcess::start(service_binary("coordinator"), &args, env)
+    let ttl = OWNERSHIP_TTL.as_millis().to_string();
+    let mut env = env.to_vec();
+    env.push(("TICKETDROP_COORDINATOR_OWNERSHIP_TTL_MS", &ttl));
+    ServiceProcess::start(service_binary("coordinator"), &args, &env)
         .await
         .with_context(|| format!("starting the coordinator on {database}"))
 }
 
-fn lazy_client(endpoint: &str) -> anyhow::Result<CoordinatorServiceClient<MeshChannel>> {
+/// A client of `endpoints` (one, or several separated by commas: the calls are spread
+/// over them).
+fn lazy_client(endpoints: &str) -> anyhow::Result<CoordinatorServiceClient<MeshChannel>> {
     Ok(CoordinatorServiceClient::new(MeshChannel::new(
-        Endpoint::from_shared(endpoint.to_owned())?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect_lazy(),
+        server_kit::outgoing::lazy_channel(endpoints)?,
         test_harness::auth::operator(),
     )))
 }

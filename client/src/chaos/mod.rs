@@ -238,11 +238,18 @@ async fn run_one(
         };
         lab.start_rival(env).await?;
     }
+    for _ in 0..setup.peers {
+        lab.start_peer().await?;
+    }
     let mut payments = endpoints.payments().await?;
     payments
         .set_faults(SetFaultsRequest {
             faults: Some(FaultSettings {
                 decline_rate: setup.decline_rate.unwrap_or(args.decline_rate),
+                latency: setup.card_latency.map(|(min, max)| LatencyDistribution {
+                    min: Some(server_kit::convert::duration(min)),
+                    max: Some(server_kit::convert::duration(max)),
+                }),
                 ..Default::default()
             }),
         })
@@ -311,6 +318,7 @@ async fn run_one(
     if setup.rival {
         lab.stop_rival().await?;
     }
+    lab.stop_peers().await?;
 
     let facts = log_facts(lab, &event, setup.rival, faults.window_wall).await?;
     let in_window: Vec<&workload::Op> = match faults.window_ms {

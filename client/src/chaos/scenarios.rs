@@ -112,6 +112,37 @@ pub const CATALOG: &[Scenario] = &[
         negative_control: false,
     },
     Scenario {
+        name: "kill-one-of-three-coordinators",
+        about: "three coordinators share the log and serve the fans; one of them is \
+                SIGKILLed while it drives purchases and stays down: the other two take its \
+                purchases over and finish them",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "pause-coordinator-past-ownership",
+        about: "two coordinators share the log; one is SIGSTOPped while it drives purchases, \
+                for twice its ownership, and the other takes them over; SIGCONT: its late \
+                writes are refused and it stops driving them",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "second-coordinator-on-the-same-log",
+        about: "the coordinator is SIGSTOPped while it drives purchases; a second coordinator \
+                is started on the same log and takes them over; SIGCONT",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
+        name: "second-log-shares-participants",
+        about: "a second cluster, with a log of its own, sells the same event through the \
+                same participants at once, the card network slowed to 300-600 ms: neither \
+                commits, aborts or compensates a branch of the other",
+        protocols: ALL,
+        negative_control: false,
+    },
+    Scenario {
         name: "random",
         about: "from the seed, a fault at once and then every 0.3-1 s: a random process \
                 (of eight) SIGKILLed or SIGSTOPped, or the link to a participant \
@@ -147,6 +178,9 @@ pub struct Faults {
     /// of the history like every fan's.
     #[serde(skip)]
     pub ops: Vec<Op>,
+    /// Scenarios that stop a coordinator: milliseconds from the fault to each takeover
+    /// of its purchases by another coordinator.
+    pub takeover_ms: Vec<f64>,
 }
 
 impl Faults {
@@ -185,8 +219,12 @@ pub struct Setup {
     pub failpoints: Vec<(Target, String)>,
     /// Decline this share of cards.
     pub decline_rate: Option<f64>,
-    /// A second coordinator, and who calls it.
+    /// A second cluster (a coordinator with a log of its own), and who calls it.
     pub rival: bool,
+    /// Coordinators on the lab's log beside its own, serving fans from the start.
+    pub peers: usize,
+    /// The card network's extra latency.
+    pub card_latency: Option<(Duration, Duration)>,
     pub unfenced: bool,
     pub route: crate::chaos::workload::Route,
 }
@@ -202,6 +240,11 @@ fn paused_and_rival(_: u32, want: &Want) -> usize {
         Want::Seat(_) => 0,
         Want::BestAvailable => 1,
     }
+}
+
+/// Two clusters sell at once: every other fan calls the rival.
+fn both_clusters(fan: u32, _: &Want) -> usize {
+    (fan % 2) as usize
 }
 
 /// The failpoint at "the protocol's step" for each protocol.
@@ -224,6 +267,8 @@ pub fn setup(scenario: &Scenario, protocol: Protocol) -> Setup {
         failpoints: Vec::new(),
         decline_rate: None,
         rival: false,
+        peers: 0,
+        card_latency: None,
         unfenced: false,
         route: lab_coordinator,
     };
@@ -289,6 +334,13 @@ pub fn setup(scenario: &Scenario, protocol: Protocol) -> Setup {
                 Target::Coordinator,
                 "lease::after_acquire=sleep(1000)".into(),
             ));
+        }
+        "kill-one-of-three-coordinators" => setup.peers = 2,
+        "pause-coordinator-past-ownership" => setup.peers = 1,
+        "second-log-shares-participants" => {
+            setup.rival = true;
+            setup.route = both_clusters;
+            setup.card_latency = Some((Duration::from_millis(300), Duration::from_millis(600)));
         }
         _ => {}
     }
@@ -395,6 +447,39 @@ pub async fn inject(
             lab.proxy(link).set(Mode::Pass);
             faults.note(started, format!("the link to {link:?} heals"));
             faults.heal(started);
+        }
+        "kill-one-of-three-coordinators" => {
+            kill_one_of_three(lab, event, started, &mut faults, workload).await?;
+        }
+        "pause-coordinator-past-ownership" => {
+            pause_past_ownership(lab, event, started, &mut faults, workload).await?;
+        }
+        "second-coordinator-on-the-same-log" => {
+            second_on_the_same_log(lab, event, started, &mut faults, workload).await?;
+        }
+        "second-log-shares-participants" => {
+            faults.begin(started);
+            faults.note(
+                started,
+                "two clusters sell the event at once; cards take 300-600 ms",
+            );
+            while !workload.is_finished() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            faults.heal(started);
+            let sold = sold_by_each_log(lab, event).await;
+            faults.note(
+                started,
+                format!(
+                    "purchases committed by each log: {}",
+                    sold.iter()
+                        .map(|(log, n)| format!("{log} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            // The fault is real only when both clusters sold.
+            faults.injected = sold.len() == 2 && sold.iter().all(|(_, n)| *n > 0);
         }
         "random" => random(lab, seed, started, &mut faults, workload).await?,
         other => anyhow::bail!("unknown scenario {other}"),
@@ -673,4 +758,293 @@ async fn intent_logged(lab: &Lab, event: &str) -> bool {
     )
     .await
     .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+}
+
+/// The lab's log, where the ownership of every purchase is recorded.
+async fn lab_log(lab: &Lab) -> Option<tokio_postgres::Client> {
+    crate::stores::postgres("coordinator", &lab.pg.url("coordinator"))
+        .await
+        .ok()
+}
+
+/// Purchases of `event` still running and owned by the coordinator listening on `addr`
+/// (a log without owners, from before coordinators shared logs: any running purchase).
+async fn owned_running(lab: &Lab, event: &str, addr: &str) -> i64 {
+    let Some(log) = lab_log(lab).await else {
+        return 0;
+    };
+    let owned = log
+        .query_one(
+            "SELECT count(*) FROM transactions t JOIN coordinators c ON c.instance_id = t.owner
+              WHERE t.event_id = $1 AND c.listen = $2 AND t.state = 'RUNNING'",
+            &[&event, &addr],
+        )
+        .await;
+    match owned {
+        Ok(row) => row.get(0),
+        Err(_) => log
+            .query_one(
+                "SELECT count(*) FROM transactions WHERE event_id = $1 AND state = 'RUNNING'",
+                &[&event],
+            )
+            .await
+            .map_or(0, |row| row.get(0)),
+    }
+}
+
+/// What the log says happened to the purchases begun by the coordinator on `addr`: how
+/// many another coordinator took over, the milliseconds from `since` to each takeover,
+/// and how many of its writes the log refused once it had lost them.
+struct Takeovers {
+    taken_over: usize,
+    after_ms: Vec<f64>,
+    refused: i64,
+}
+
+async fn takeovers(
+    lab: &Lab,
+    event: &str,
+    addr: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Takeovers {
+    let mut found = Takeovers {
+        taken_over: 0,
+        after_ms: Vec::new(),
+        refused: 0,
+    };
+    let Some(log) = lab_log(lab).await else {
+        return found;
+    };
+    if let Ok(rows) = log
+        .query(
+            "SELECT (extract(epoch FROM min(e.at) - $3) * 1000)::float8
+               FROM ownership_events e
+               JOIN transactions t USING (txid)
+               JOIN coordinators c ON c.instance_id = t.began_by
+              WHERE t.event_id = $1 AND c.listen = $2 AND e.event = 'takeover'
+                AND e.instance_id <> t.began_by
+              GROUP BY e.txid",
+            &[&event, &addr, &since],
+        )
+        .await
+    {
+        found.taken_over = rows.len();
+        found.after_ms = rows.iter().map(|row| row.get(0)).collect();
+    }
+    if let Ok(row) = log
+        .query_one(
+            "SELECT count(*) FROM ownership_events e
+               JOIN transactions t USING (txid)
+               JOIN coordinators c ON c.instance_id = e.instance_id
+              WHERE t.event_id = $1 AND c.listen = $2 AND e.event = 'refused'",
+            &[&event, &addr],
+        )
+        .await
+    {
+        found.refused = row.get(0);
+    }
+    found
+}
+
+/// Waits (up to 10 s) until the coordinator on `addr` drives a purchase of `event`; false
+/// when it never did.
+async fn until_driving(lab: &Lab, event: &str, addr: &str) -> bool {
+    wait_for(Duration::from_secs(10), || async {
+        owned_running(lab, event, addr).await > 0
+    })
+    .await
+}
+
+fn p50_p99(values: &[f64]) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        sorted
+            .get(((sorted.len().saturating_sub(1)) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    format!("{:.0} / {:.0} ms", at(0.5), at(0.99))
+}
+
+/// Three coordinators on one log; the third is SIGKILLed while it drives a purchase and
+/// stays down until the lab heals. Evidence: the signal it died of, and its purchases
+/// taken over by the others (with the time from the kill to each takeover).
+async fn kill_one_of_three(
+    lab: &mut Lab,
+    event: &str,
+    started: Instant,
+    faults: &mut Faults,
+    workload: &JoinHandle<Vec<Op>>,
+) -> anyhow::Result<()> {
+    let victim = lab
+        .peers
+        .len()
+        .checked_sub(1)
+        .expect("two peers were started");
+    let addr = lab.peers[victim].addr().to_string();
+    let driving = until_driving(lab, event, &addr).await;
+    faults.begin(started);
+    let killed_at = chrono::Utc::now();
+    let status = lab.peers[victim].kill().await?;
+    faults.note(
+        started,
+        format!(
+            "SIGKILL the coordinator on {addr}{}: {status}",
+            if driving { ", driving purchases" } else { "" }
+        ),
+    );
+    while !workload.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    faults.heal(started);
+    let seen = wait_for(Duration::from_secs(10), || async {
+        takeovers(lab, event, &addr, killed_at).await.taken_over > 0
+    })
+    .await;
+    let found = takeovers(lab, event, &addr, killed_at).await;
+    faults.note(
+        started,
+        format!(
+            "{} of its purchases taken over by the others, {} after the kill (p50 / p99)",
+            found.taken_over,
+            p50_p99(&found.after_ms)
+        ),
+    );
+    faults.takeover_ms = found.after_ms;
+    faults.injected = driving && seen && status_is_sigkill(&status);
+    Ok(())
+}
+
+fn status_is_sigkill(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(9)
+}
+
+/// Two coordinators on one log; the lab's own is SIGSTOPped while it drives a purchase,
+/// for twice its ownership; the peer takes its purchases over; SIGCONT. Evidence: the
+/// takeovers, and the log's refusal of the woken coordinator's writes.
+async fn pause_past_ownership(
+    lab: &mut Lab,
+    event: &str,
+    started: Instant,
+    faults: &mut Faults,
+    workload: &JoinHandle<Vec<Op>>,
+) -> anyhow::Result<()> {
+    let addr = lab.coordinator.addr().to_string();
+    let driving = until_driving(lab, event, &addr).await;
+    faults.begin(started);
+    let paused_at = chrono::Utc::now();
+    lab.pause(Target::Coordinator)?;
+    faults.note(
+        started,
+        format!(
+            "SIGSTOP the coordinator on {addr}{}",
+            if driving { ", driving purchases" } else { "" }
+        ),
+    );
+    let taken = wait_for(crate::chaos::lab::OWNERSHIP_TTL * 4, || async {
+        takeovers(lab, event, &addr, paused_at).await.taken_over > 0
+    })
+    .await;
+    tokio::time::sleep(crate::chaos::lab::OWNERSHIP_TTL).await;
+    lab.resume(Target::Coordinator)?;
+    faults.note(started, "SIGCONT: the paused coordinator wakes");
+    while !workload.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    faults.heal(started);
+    let refused = wait_for(Duration::from_secs(10), || async {
+        takeovers(lab, event, &addr, paused_at).await.refused > 0
+    })
+    .await;
+    let found = takeovers(lab, event, &addr, paused_at).await;
+    faults.note(
+        started,
+        format!(
+            "{} of its purchases taken over ({} after the SIGSTOP, p50 / p99); {} of its \
+             writes refused after it woke",
+            found.taken_over,
+            p50_p99(&found.after_ms),
+            found.refused
+        ),
+    );
+    faults.takeover_ms = found.after_ms;
+    faults.injected = driving && taken && refused;
+    Ok(())
+}
+
+/// The coordinator is SIGSTOPped while it drives a purchase; a second coordinator starts
+/// on the same log and takes its purchases over; SIGCONT. Evidence as above.
+async fn second_on_the_same_log(
+    lab: &mut Lab,
+    event: &str,
+    started: Instant,
+    faults: &mut Faults,
+    workload: &JoinHandle<Vec<Op>>,
+) -> anyhow::Result<()> {
+    let addr = lab.coordinator.addr().to_string();
+    let driving = until_driving(lab, event, &addr).await;
+    faults.begin(started);
+    let paused_at = chrono::Utc::now();
+    lab.pause(Target::Coordinator)?;
+    faults.note(
+        started,
+        format!(
+            "SIGSTOP the coordinator on {addr}{}",
+            if driving { ", driving purchases" } else { "" }
+        ),
+    );
+    let peer = lab.start_peer().await?;
+    faults.note(
+        started,
+        format!(
+            "a second coordinator starts on the same log ({})",
+            lab.peers[peer].addr()
+        ),
+    );
+    let taken = wait_for(crate::chaos::lab::OWNERSHIP_TTL * 4, || async {
+        takeovers(lab, event, &addr, paused_at).await.taken_over > 0
+    })
+    .await;
+    lab.resume(Target::Coordinator)?;
+    faults.note(started, "SIGCONT: the first coordinator wakes");
+    while !workload.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    faults.heal(started);
+    let found = takeovers(lab, event, &addr, paused_at).await;
+    faults.note(
+        started,
+        format!(
+            "{} of its purchases taken over by the second ({} after the SIGSTOP, p50 / p99); \
+             {} of its writes refused after it woke",
+            found.taken_over,
+            p50_p99(&found.after_ms),
+            found.refused
+        ),
+    );
+    faults.takeover_ms = found.after_ms;
+    faults.injected = driving && taken;
+    Ok(())
+}
+
+/// Committed purchases of `event` in each log.
+async fn sold_by_each_log(lab: &Lab, event: &str) -> Vec<(&'static str, i64)> {
+    let mut sold = Vec::new();
+    for db in lab.logs() {
+        let Ok(log) = crate::stores::postgres("coordinator", &lab.pg.url(db)).await else {
+            continue;
+        };
+        if let Ok(row) = log
+            .query_one(
+                "SELECT count(*) FROM transactions WHERE event_id = $1 AND state = 'COMMITTED'",
+                &[&event],
+            )
+            .await
+        {
+            sold.push((db, row.get(0)));
+        }
+    }
+    sold
 }
