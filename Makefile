@@ -16,7 +16,9 @@ demo: up
 	@echo
 	@event=demo-$$(date +%s); \
 	target/release/ticketdrop drop --event $$event --protocol all --fans 2000 --seats 100 && \
-	for protocol in 2pc saga lease; do target/release/ticketdrop audit --event $$event-$$protocol || exit 1; done
+	for protocol in 2pc saga lease; do target/release/ticketdrop audit --event $$event-$$protocol || exit 1; done && \
+	echo && echo "Which coordinator of the log served which purchases:" && \
+	target/release/ticketdrop coordinators
 
 test: stack-up fmt-check clippy lint-proto test-only
 

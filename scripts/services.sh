@@ -3,6 +3,11 @@
 # with pid files and logs under .stack/services. `up` twice is harmless; `down` stops
 # only the processes whose pid files it wrote.
 #
+# The coordinator runs as TICKETDROP_COORDINATORS processes (default 2) sharing one log,
+# as production would: the first on 127.0.0.1:50050 (coordinator.pid), the others on
+# 50060, 50061, ... (coordinator-2.pid, coordinator-3.pid, ...). Their endpoints go to
+# .stack/services/coordinators, where `ticketdrop` (run from the repo) finds them.
+#
 #   scripts/services.sh up | down | status
 set -euo pipefail
 
@@ -12,8 +17,13 @@ DIR="$STACK/services"
 PROFILE="${TICKETDROP_PROFILE:-release}"
 BIN="$ROOT/target/$PROFILE"
 
-# service:port, started in this order (the coordinator last: it calls the others).
+# service:port, started in this order (the coordinators last: they call the others).
 SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 waiting-room:50054 notifier:50055 coordinator:50050)
+COORDINATORS="${TICKETDROP_COORDINATORS:-2}"
+[[ $COORDINATORS =~ ^[1-9][0-9]?$ ]] || { echo "services: TICKETDROP_COORDINATORS must be 1 to 99" >&2; exit 1; }
+for ((n = 2; n <= COORDINATORS; n++)); do
+    SERVICES+=("coordinator-$n:$((50058 + n))")
+done
 
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
@@ -37,38 +47,54 @@ up() {
     # Every fan of a local drop comes from 127.0.0.1: a per-address limit would throttle
     # the load generator, not an abuser. Per-user limits stay on.
     export TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC="${TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC:-0}"
-    local entry name port
+    local entry name port binary endpoints=()
     for entry in "${SERVICES[@]}"; do
-        name=${entry%%:*} port=${entry##*:}
-        if pid_alive "$DIR/$name.pid" "/$name"; then
+        name=${entry%%:*} port=${entry##*:} binary=${name%%-[0-9]*}
+        [[ $binary == coordinator ]] && endpoints+=("http://127.0.0.1:$port")
+        if pid_alive "$DIR/$name.pid" "/$binary"; then
             log "$name already running on 127.0.0.1:$port"
             continue
         fi
         if port_open "$port"; then
             die "port $port (for $name) is taken by another process; stop it first"
         fi
-        setsid "$BIN/$name" >"$DIR/$name.log" 2>&1 </dev/null &
+        if [[ $binary == coordinator ]]; then
+            TICKETDROP_COORDINATOR_LISTEN="127.0.0.1:$port" \
+                setsid "$BIN/$binary" >"$DIR/$name.log" 2>&1 </dev/null &
+        else
+            setsid "$BIN/$binary" >"$DIR/$name.log" 2>&1 </dev/null &
+        fi
         echo $! >"$DIR/$name.pid"
         log "started $name on 127.0.0.1:$port (log: $DIR/$name.log)"
     done
+    (IFS=,; echo "${endpoints[*]}") >"$DIR/coordinators"
+    export TICKETDROP_COORDINATOR_ENDPOINT
+    TICKETDROP_COORDINATOR_ENDPOINT=$(<"$DIR/coordinators")
     "$BIN/ticketdrop" health --wait 60 >/dev/null ||
         die "not every service is SERVING; see the logs in $DIR"
-    log "all ${#SERVICES[@]} services are SERVING"
+    log "all ${#SERVICES[@]} services are SERVING ($COORDINATORS coordinators on one log: $TICKETDROP_COORDINATOR_ENDPOINT)"
 }
 
 down() {
-    local entry name i
+    local entry name i file
+    # Every coordinator this script started, however many TICKETDROP_COORDINATORS says now.
+    for file in "$DIR"/coordinator-*.pid; do
+        [[ -e $file ]] || continue
+        name=$(basename "$file" .pid)
+        if stop_pid "$file" "/coordinator"; then log "stopped $name"; fi
+    done
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
         entry=${SERVICES[i]} name=${entry%%:*}
-        if stop_pid "$DIR/$name.pid" "/$name"; then log "stopped $name"; fi
+        if stop_pid "$DIR/$name.pid" "/${name%%-[0-9]*}"; then log "stopped $name"; fi
     done
+    rm -f "$DIR/coordinators"
 }
 
 status() {
     local entry name port
     for entry in "${SERVICES[@]}"; do
         name=${entry%%:*} port=${entry##*:}
-        if pid_alive "$DIR/$name.pid" "/$name"; then
+        if pid_alive "$DIR/$name.pid" "/${name%%-[0-9]*}"; then
             echo "$name  up    127.0.0.1:$port  pid $(<"$DIR/$name.pid")"
         else
             echo "$name  down  127.0.0.1:$port"

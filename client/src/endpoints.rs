@@ -17,12 +17,15 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Endpoints {
-    /// Coordinator gRPC endpoint.
+    /// Coordinator gRPC endpoint, or several separated by commas (the coordinators of
+    /// one log): calls are spread over them and move on from one that stops answering.
+    /// Default: the local stack's coordinators (`make up` lists them in
+    /// .stack/services/coordinators), else http://127.0.0.1:50050.
     #[arg(
         long,
         global = true,
         env = "TICKETDROP_COORDINATOR_ENDPOINT",
-        default_value = "http://127.0.0.1:50050"
+        default_value_t = local_coordinators()
     )]
     pub coordinator: String,
 
@@ -89,6 +92,16 @@ pub struct Endpoints {
         default_value = ".stack/auth"
     )]
     pub auth_dir: PathBuf,
+}
+
+/// The coordinators `make up` started (.stack/services/coordinators, read from the
+/// directory `ticketdrop` runs in, as the key directory is), or the first one's port.
+fn local_coordinators() -> String {
+    std::fs::read_to_string(".stack/services/coordinators")
+        .ok()
+        .map(|list| list.trim().to_owned())
+        .filter(|list| !list.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:50050".to_owned())
 }
 
 impl Endpoints {
@@ -167,7 +180,7 @@ pub async fn connect(service: &str, endpoint: &str) -> anyhow::Result<Channel> {
         reachable,
         "{service} is not reachable at any of {endpoint} (is `make up` running?)"
     );
-    Ok(Channel::balance_list(list.into_iter()))
+    Ok(server_kit::outgoing::replicas(list))
 }
 
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;

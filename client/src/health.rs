@@ -58,8 +58,20 @@ pub async fn run(endpoints: &Endpoints, args: HealthArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Every service's health; a service with several endpoints (the coordinators of one
+/// log) gets a row per endpoint.
 async fn check_all(endpoints: &Endpoints) -> Vec<ServiceHealth> {
-    let checks = endpoints.all().map(|(service, endpoint)| async move {
+    let each: Vec<(&'static str, &str)> = endpoints
+        .all()
+        .into_iter()
+        .flat_map(|(service, list)| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|endpoint| !endpoint.is_empty())
+                .map(move |endpoint| (service, endpoint))
+        })
+        .collect();
+    let checks = each.into_iter().map(|(service, endpoint)| async move {
         let status = match check(service, endpoint).await {
             Ok(status) => status,
             Err(error) => format!("DOWN ({error:#})"),

@@ -9,6 +9,7 @@ use tracing::Instrument;
 mod audit;
 mod bench;
 mod chaos;
+mod coordinators;
 mod drop;
 mod endpoints;
 mod events;
@@ -79,6 +80,9 @@ enum Command {
     /// Inspect the coordinator's transaction log.
     #[command(subcommand)]
     Txn(txn::TxnCommand),
+    /// The coordinators of the log: how many purchases each began, finished, and took
+    /// over from another.
+    Coordinators(coordinators::CoordinatorsArgs),
     /// Purchase confirmations: list deliveries, re-drive the dead letter, register webhooks.
     #[command(subcommand)]
     Notifications(notifications::NotificationsCommand),
@@ -115,6 +119,7 @@ async fn main() {
             Command::Audit(args) => audit::run(args).await,
             Command::Bench(args) => bench::run(&cli.endpoints, args).await,
             Command::Txn(command) => txn::run(&cli.endpoints, command).await,
+            Command::Coordinators(args) => coordinators::run(&cli.endpoints, args).await,
             Command::Notifications(command) => notifications::run(&cli.endpoints, command).await,
         }
     }
@@ -145,6 +150,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Audit(_) => "audit",
         Command::Bench(_) => "bench",
         Command::Txn(_) => "txn",
+        Command::Coordinators(_) => "coordinators",
         Command::Notifications(_) => "notifications",
     }
 }

@@ -25,6 +25,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 
 import grpc
 
@@ -55,9 +56,46 @@ def login(user: str, token: str | None) -> str:
     ).stdout.strip()
 
 
+def replicas(targets: str) -> grpc.Channel:
+    """One channel to a service's replicas: "host:port", or several comma-separated (the
+    coordinators of one log). gRPC's own round_robin balancer spreads the calls over them
+    and skips a replica it cannot reach."""
+    hosts = [t.strip().removeprefix("http://") for t in targets.split(",") if t.strip()]
+    if len(hosts) == 1:
+        return grpc.insecure_channel(hosts[0])
+    # The authority of a list target would hold the whole list, which is no valid
+    # :authority header: name the service instead.
+    return grpc.insecure_channel(
+        "ipv4:" + ",".join(hosts),
+        options=[
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.default_authority", "coordinator"),
+        ],
+    )
+
+
+# Calls of one purchase while the coordinators cannot be reached (the same idempotency
+# key every time: a repeat is the same purchase), with a doubling wait.
+PURCHASE_ATTEMPTS = 4
+
+
+def purchase(coordinator, request, auth):
+    """Purchase, sent again with the same key while no coordinator can be reached."""
+    wait = 0.2
+    for attempt in range(1, PURCHASE_ATTEMPTS + 1):
+        try:
+            return coordinator.Purchase(request, timeout=30, metadata=auth)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == PURCHASE_ATTEMPTS:
+                raise
+            time.sleep(wait)
+            wait *= 2
+    raise AssertionError("unreachable")
+
+
 def journey(args: argparse.Namespace) -> dict:
     auth = (("authorization", f"Bearer {login(args.user, args.token)}"),)
-    with grpc.insecure_channel(args.room) as room_channel, grpc.insecure_channel(
+    with grpc.insecure_channel(args.room) as room_channel, replicas(
         args.coordinator
     ) as coordinator_channel, grpc.insecure_channel(args.orders) as orders_channel:
         room = waiting_room_pb2_grpc.WaitingRoomServiceStub(room_channel)
@@ -87,7 +125,8 @@ def journey(args: argparse.Namespace) -> dict:
             raise RuntimeError("the watch ended without an admission")
 
         # Buy one seat (best available) with the admission token.
-        bought = coordinator.Purchase(
+        bought = purchase(
+            coordinator,
             coordinator_pb2.PurchaseRequest(
                 user_id=args.user,
                 event_id=args.event,
@@ -97,8 +136,7 @@ def journey(args: argparse.Namespace) -> dict:
                 protocol=PROTOCOLS[args.protocol],
                 admission_token=token,
             ),
-            timeout=30,
-            metadata=auth,
+            auth,
         )
         # The ticket is real: orders-dynamo verifies its signed token.
         ticket = bought.tickets[0]
@@ -122,7 +160,9 @@ def journey(args: argparse.Namespace) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--coordinator", default="127.0.0.1:50050", help="host:port")
+    parser.add_argument(
+        "--coordinator", default="127.0.0.1:50050", help="host:port, or several comma-separated"
+    )
     parser.add_argument("--room", default="127.0.0.1:50054", help="waiting room host:port")
     parser.add_argument("--orders", default="127.0.0.1:50052", help="orders-dynamo host:port")
     parser.add_argument("--event", required=True)

@@ -14,6 +14,7 @@ pub const POLICY: Policy = Policy {
         ("ListTransactions", Access::Admin),
         ("ListPending", Access::Admin),
         ("FailureSummary", Access::Admin),
+        ("ListCoordinators", Access::Admin),
         // What participants and operators recover from.
         ("GetDecision", Access::Service),
     ],

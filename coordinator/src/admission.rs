@@ -12,7 +12,7 @@ use proto::v1::{ClaimAdmissionRequest, Participant, ReleaseAdmissionRequest};
 use tonic::Code;
 use tracing::warn;
 
-use crate::driver::{Driver, Run};
+use crate::driver::{Driver, Run, Step};
 use crate::error::{Error, Result};
 use crate::log::{State, TxnRecord};
 use crate::model::Purchase;
@@ -121,16 +121,14 @@ pub async fn release(run: &Run, txn: &TxnRecord, committed: bool) {
     };
     let released = run
         .call(
-            Participant::WaitingRoom,
-            "release_admission",
-            false,
+            Step::forward(Participant::WaitingRoom, "release_admission"),
             run.driver.policies.finish,
             || rpc!(p.waiting_room, release_admission, request.clone()),
         )
         .await;
     match released {
         Ok(_) => {
-            if let Err(error) = run.driver.log.admission_released(&run.txid).await {
+            if let Err(error) = run.driver.log.admission_released(&run.owned).await {
                 warn!(txid = %run.txid, %error, "could not note the released admission; recovery sends it again");
             }
         }
@@ -143,22 +141,19 @@ pub async fn release(run: &Run, txn: &TxnRecord, committed: bool) {
 /// recovery sends it.
 const RELAY_GRACE: Duration = Duration::from_secs(2);
 
-/// Re-sends the releases of finished purchases the room was not told about.
+/// Re-sends the releases of finished purchases the room was not told about (ended at
+/// least [`RELAY_GRACE`] ago, on the log's clock), each as the purchase's owner for the
+/// moment.
 pub async fn relay(driver: &Driver) -> Result<usize> {
-    let now = Utc::now();
     let mut sent = 0;
-    for txn in driver.log.unreleased_admissions(200).await? {
-        let ended_long_enough_ago = txn.finished_at.is_some_and(|at| {
-            now.signed_duration_since(at).to_std().unwrap_or_default() >= RELAY_GRACE
-        });
-        if !ended_long_enough_ago {
-            continue;
-        }
-        let Some(_guard) = driver.claim(&txn.txid) else {
+    for txn in driver.log.unreleased_admissions(200, RELAY_GRACE).await? {
+        let Some((txn, owned)) = crate::recovery::take_over_finished(driver, &txn.txid).await
+        else {
             continue;
         };
-        let run = Run::new(driver, &txn).await?;
+        let run = Run::new(driver, &txn, owned).await?;
         release(&run, &txn, txn.state == State::Committed).await;
+        let _ = driver.log.release(&run.owned).await;
         sent += 1;
     }
     Ok(sent)

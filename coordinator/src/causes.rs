@@ -114,6 +114,7 @@ pub fn in_words(reason: &str) -> &'static str {
         ErrorReason::OtherUser => "acting for another user",
         ErrorReason::RateLimited => "too many calls (rate limited)",
         ErrorReason::ParticipantUnavailable => "a participant did not answer",
+        ErrorReason::BranchOfAnotherLog => "a branch of another coordinator log",
     }
 }
 

@@ -168,13 +168,41 @@ pub struct Config {
     )]
     pub sold_out_window_ms: u64,
 
-    /// How often recovery looks for purchases nobody is driving.
+    /// How often recovery reconciles the participants' in-doubt branches, re-asserts
+    /// orders after an outage and re-sends lost admission releases.
     #[arg(
         long,
         env = "TICKETDROP_COORDINATOR_RECOVERY_INTERVAL_MS",
         default_value_t = 5_000
     )]
     pub recovery_interval_ms: u64,
+
+    /// How long this coordinator owns a purchase without renewing it: a dead or paused
+    /// coordinator's purchases pass to another coordinator of the log within about this
+    /// long. Renewed every quarter of it while the purchase is in flight.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_OWNERSHIP_TTL_MS",
+        default_value_t = 4_000
+    )]
+    pub ownership_ttl_ms: u64,
+
+    /// How often the coordinator looks for purchases whose ownership lapsed, and takes
+    /// them over (at most the recovery interval).
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_TAKEOVER_INTERVAL_MS",
+        default_value_t = 500
+    )]
+    pub takeover_interval_ms: u64,
+
+    /// This coordinator's name in the log (the owner of its purchases). Default: the
+    /// host's name and the port it serves on, the same across restarts, so a coordinator
+    /// that restarts takes its own unfinished purchases back at once instead of waiting
+    /// for their ownership to lapse. (Safety never rests on the name: every takeover
+    /// raises the purchase's epoch, which fences the writer before it.)
+    #[arg(long, env = "TICKETDROP_COORDINATOR_INSTANCE_ID")]
+    pub instance_id: Option<String>,
 
     #[command(flatten)]
     pub server: ServerOptions,
@@ -197,4 +225,14 @@ impl Config {
             finish: policy(self.finish_attempts, true),
         }
     }
+}
+
+/// `<host name>:<port>`: unique among live coordinators (two cannot serve on one port of
+/// one host) and the same after a restart.
+pub fn default_instance_id(listen: SocketAddr) -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", listen.port())
 }

@@ -1,6 +1,7 @@
 //! What every protocol uses to talk to a participant: a per-call timeout, a bounded
 //! retry policy with exponential backoff and jitter, and one step row per attempt in
-//! the log. Nothing retries forever; a call that runs out of attempts says so.
+//! the log. Nothing retries forever; a call that runs out of attempts says so. No call
+//! is made for a purchase this coordinator may no longer own.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -12,7 +13,8 @@ use proto::v1::{Participant, PhaseTiming, StepOutcome};
 use tonic::{Code, Response, Status};
 use tracing::warn;
 
-use crate::log::Log;
+use crate::log::{Attempt, Log, TxnRecord};
+use crate::ownership::{Owned, Standing};
 use crate::participants::Participants;
 
 /// One attempt of a participant RPC as an owned future: tonic clients borrow `&mut
@@ -59,6 +61,43 @@ pub struct Policies {
     pub finish: RetryPolicy,
 }
 
+/// Whether a step moves the purchase forward or undoes one that did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Forward,
+    Compensation,
+}
+
+/// What a participant call is: who, which operation, and which way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub participant: Participant,
+    pub operation: &'static str,
+    pub kind: Kind,
+}
+
+impl Step {
+    pub const fn forward(participant: Participant, operation: &'static str) -> Self {
+        Self {
+            participant,
+            operation,
+            kind: Kind::Forward,
+        }
+    }
+
+    pub const fn compensation(participant: Participant, operation: &'static str) -> Self {
+        Self {
+            participant,
+            operation,
+            kind: Kind::Compensation,
+        }
+    }
+
+    fn is_compensation(self) -> bool {
+        self.kind == Kind::Compensation
+    }
+}
+
 /// How a participant call failed.
 #[derive(Debug, Clone)]
 pub enum CallError {
@@ -66,28 +105,35 @@ pub enum CallError {
     Refused(Status),
     /// No answer we can trust (timeout, unavailable) after every attempt.
     Unknown(Status),
+    /// Not made: another coordinator owns the purchase now and drives it.
+    NotOwner(Status),
 }
 
 impl CallError {
     pub fn status(&self) -> &Status {
         match self {
-            CallError::Refused(status) | CallError::Unknown(status) => status,
+            CallError::Refused(status)
+            | CallError::Unknown(status)
+            | CallError::NotOwner(status) => status,
         }
     }
 }
 
-/// The coordinator's shared machinery.
+/// What every purchase's run shares: the log, the participants' clients, the retry
+/// policies and the protocols' timings.
 #[derive(Clone)]
 pub struct Driver {
     pub log: Log,
     pub participants: Participants,
+    /// The lease protocol's locks and fencing tokens.
     pub redis: redis::aio::ConnectionManager,
     pub policies: Policies,
+    /// How long a saga holds its seats.
     pub hold_ttl: Duration,
+    /// How long a lease lasts unrenewed.
     pub lease_ttl: Duration,
+    /// The lab's negative control only: lease writes carry no fencing token.
     pub unsafe_no_fencing: bool,
-    /// Transactions this process is driving now; recovery leaves them alone.
-    pub active: Arc<Mutex<HashSet<String>>>,
     /// Events inventory recently called sold out (the fast path).
     pub sold_out: Arc<crate::sold_out::SoldOut>,
     /// When a call to orders first ended with an unknown outcome, until recovery has
@@ -95,37 +141,13 @@ pub struct Driver {
     pub orders_outage: Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
-impl Driver {
-    /// Marks `txid` as driven by this process until the guard drops; None when another
-    /// task of this process drives it already.
-    pub fn claim(&self, txid: &str) -> Option<ActiveGuard> {
-        let mut active = self.active.lock().expect("active set lock");
-        let claimed = active.insert(txid.to_owned());
-        crate::metrics::in_flight(active.len());
-        claimed.then(|| ActiveGuard {
-            active: self.active.clone(),
-            txid: txid.to_owned(),
-        })
-    }
-}
-
-pub struct ActiveGuard {
-    active: Arc<Mutex<HashSet<String>>>,
-    txid: String,
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        let mut active = self.active.lock().expect("active set lock");
-        active.remove(&self.txid);
-        crate::metrics::in_flight(active.len());
-    }
-}
-
-/// One transaction being driven: its step sequence and phase timings.
+/// One purchase being driven by this coordinator, which owns it: its step sequence
+/// and phase timings.
 pub struct Run {
     pub driver: Driver,
     pub txid: String,
+    /// The purchase's ownership, at the epoch this run drives it.
+    pub owned: Owned,
     /// The purchase's event, and whether it buys best-available seats.
     pub event_id: String,
     pub best_available: bool,
@@ -139,26 +161,22 @@ pub struct Run {
 }
 
 impl Run {
-    pub async fn new(driver: &Driver, txn: &crate::log::TxnRecord) -> crate::error::Result<Self> {
+    /// A run of a purchase found in the log (recovery): its steps and attempts are
+    /// numbered on from the earlier runs'.
+    pub async fn new(driver: &Driver, txn: &TxnRecord, owned: Owned) -> crate::error::Result<Self> {
         let earlier = driver.log.earlier_steps(&txn.txid).await?;
-        Ok(Self {
-            driver: driver.clone(),
-            txid: txn.txid.clone(),
-            event_id: txn.purchase.event_id.clone(),
-            best_available: txn.purchase.quantity > 0,
-            sequence: AtomicU32::new(earlier.next_sequence),
-            phases: Mutex::new(Vec::new()),
-            started: Instant::now(),
-            uncertain: Mutex::new(HashSet::new()),
-            earlier_attempts: earlier.attempts,
-        })
+        let mut run = Self::fresh(driver, txn, owned);
+        run.sequence = AtomicU32::new(earlier.next_sequence);
+        run.earlier_attempts = earlier.attempts;
+        Ok(run)
     }
 
-    /// A run of a transaction just logged: its steps start at 1.
-    pub fn fresh(driver: &Driver, txn: &crate::log::TxnRecord) -> Self {
+    /// A run of a purchase just logged: its steps start at 1.
+    pub fn fresh(driver: &Driver, txn: &TxnRecord, owned: Owned) -> Self {
         Self {
             driver: driver.clone(),
             txid: txn.txid.clone(),
+            owned,
             event_id: txn.purchase.event_id.clone(),
             best_available: txn.purchase.quantity > 0,
             sequence: AtomicU32::new(1),
@@ -167,6 +185,20 @@ impl Run {
             uncertain: Mutex::new(HashSet::new()),
             earlier_attempts: Vec::new(),
         }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.driver.log
+    }
+
+    /// The log's id, which every branch of this purchase at a participant carries.
+    pub fn log_id(&self) -> String {
+        self.driver.log.log_id().to_owned()
+    }
+
+    /// Whether another coordinator took the purchase over while this run drove it.
+    pub fn is_lost(&self) -> bool {
+        self.owned.is_lost()
     }
 
     /// Whether any attempt of `operation` at `participant` left its outcome unknown (it
@@ -194,12 +226,29 @@ impl Run {
         server_kit::convert::duration(self.started.elapsed())
     }
 
-    /// Calls a participant under `policy`, logging every attempt as a step.
+    /// Whether this coordinator may act on the purchase now: its ownership renewed
+    /// within the ttl, or, when not, renewed in the log right now. Never true again once
+    /// another coordinator has it.
+    pub async fn still_owned(&self) -> bool {
+        match self.owned.standing() {
+            Standing::Current => true,
+            Standing::Lost => false,
+            Standing::Unconfirmed => match self.driver.log.confirm(&self.owned).await {
+                Ok(owned) => owned,
+                Err(error) => {
+                    // The log cannot say: acting could race a takeover, so do not.
+                    warn!(txid = %self.txid, %error, "could not confirm ownership; not acting");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Calls a participant under `policy`, logging every attempt as a step. No attempt
+    /// is made unless the purchase is still this coordinator's.
     pub async fn call<T, F, Fut>(
         &self,
-        participant: Participant,
-        operation: &str,
-        compensation: bool,
+        step: Step,
         policy: RetryPolicy,
         mut attempt_call: F,
     ) -> Result<T, CallError>
@@ -209,13 +258,19 @@ impl Run {
     {
         let mut attempt = 1;
         // The attempt as logged: numbered on from an earlier run's attempts.
-        let name = crate::log::participant_name(participant);
+        let name = crate::log::participant_name(step.participant);
         let earlier = self
             .earlier_attempts
             .iter()
-            .find(|((p, o, c), _)| p == name && o == operation && *c == compensation)
+            .find(|((p, o, c), _)| p == name && o == step.operation && *c == step.is_compensation())
             .map_or(0, |(_, attempts)| *attempts);
         loop {
+            if !self.still_owned().await {
+                return Err(CallError::NotOwner(Status::aborted(format!(
+                    "{} is owned by another coordinator now; {} {} not sent",
+                    self.txid, name, step.operation
+                ))));
+            }
             let started_at = chrono::Utc::now();
             let result = match tokio::time::timeout(policy.timeout, attempt_call()).await {
                 Ok(result) => result.map(Response::into_inner),
@@ -235,16 +290,14 @@ impl Run {
                 self.uncertain
                     .lock()
                     .expect("uncertain lock")
-                    .insert((participant as i32, operation.to_owned()));
-                if participant == Participant::Orders {
+                    .insert((step.participant as i32, step.operation.to_owned()));
+                if step.participant == Participant::Orders {
                     crate::reassert::note_outage(&self.driver, started_at);
                 }
             }
             self.record(
-                participant,
-                operation,
+                step,
                 earlier + attempt,
-                compensation,
                 started_at,
                 outcome,
                 error.as_deref(),
@@ -256,7 +309,8 @@ impl Run {
                     return Err(CallError::Refused(status));
                 }
                 Err(status) if attempt >= policy.attempts => {
-                    warn!(txid = %self.txid, operation, attempt, error = %describe(&status),
+                    warn!(txid = %self.txid, operation = step.operation, attempt,
+                          error = %describe(&status),
                           "participant call gave up after its last attempt");
                     return Err(CallError::Unknown(status));
                 }
@@ -268,39 +322,49 @@ impl Run {
         }
     }
 
-    /// Logs a step that is not a gRPC call (Redis leases, the coordinator's own work).
-    #[allow(clippy::too_many_arguments)]
+    /// Logs one attempt of `step` (a gRPC call, or the coordinator's own work such as
+    /// Redis leases). A row the log refuses (another coordinator owns the purchase now)
+    /// makes the run lost: it calls no participant again.
     pub async fn record(
         &self,
-        participant: Participant,
-        operation: &str,
+        step: Step,
         attempt: u32,
-        compensation: bool,
         started_at: chrono::DateTime<chrono::Utc>,
         outcome: StepOutcome,
         error: Option<&str>,
     ) {
-        crate::metrics::step(participant, operation, attempt, compensation, outcome);
+        crate::metrics::step(
+            step.participant,
+            step.operation,
+            attempt,
+            step.is_compensation(),
+            outcome,
+        );
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        if let Err(log_error) = self
+        let written = self
             .driver
             .log
             .record_step(
-                &self.txid,
-                sequence,
-                participant,
-                operation,
-                attempt,
-                compensation,
-                started_at,
-                outcome,
-                error,
+                &self.owned,
+                Attempt {
+                    sequence,
+                    participant: step.participant,
+                    operation: step.operation,
+                    attempt,
+                    compensation: step.is_compensation(),
+                    started_at,
+                    outcome,
+                    error,
+                },
             )
-            .await
+            .await;
+        if let Err(log_error) = written
+            && !matches!(log_error, crate::error::Error::NotOwner { .. })
         {
             // The step row is for people; the decision and state rows are what recovery
             // relies on, and those errors are not swallowed.
-            warn!(txid = %self.txid, operation, error = %log_error, "could not log a step");
+            warn!(txid = %self.txid, operation = step.operation, error = %log_error,
+                  "could not log a step");
         }
     }
 }

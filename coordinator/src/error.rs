@@ -42,6 +42,20 @@ pub enum Error {
     StepLog(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Another coordinator owns the purchase now (this one was paused past its ownership,
+    /// or cut off from the log): it writes nothing more and calls no participant for it.
+    #[error("{txid} is owned by another coordinator now, which finishes it")]
+    NotOwner { txid: String },
+    /// A second, different decision was refused: the first stands.
+    #[error("{txid} is decided {logged}; {attempted} was refused")]
+    DecisionConflict {
+        txid: String,
+        logged: &'static str,
+        attempted: &'static str,
+    },
+    /// A log row holds a value the coordinator does not know.
+    #[error("transaction log holds an unreadable row: {0}")]
+    Corrupt(String),
 }
 
 impl From<Error> for Status {
@@ -87,7 +101,13 @@ impl From<Error> for Status {
                 [("idempotency_key", key)],
             ),
             Error::TxnNotFound(_) => Status::not_found(message),
-            Error::Log(_) | Error::LogPool(_) | Error::StepLog(_) | Error::Redis(_) => {
+            Error::Log(_)
+            | Error::LogPool(_)
+            | Error::StepLog(_)
+            | Error::Redis(_)
+            | Error::NotOwner { .. }
+            | Error::DecisionConflict { .. }
+            | Error::Corrupt(_) => {
                 tracing::warn!(error = %message, "coordinator store unavailable");
                 Status::unavailable(message)
             }

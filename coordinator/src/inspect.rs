@@ -37,6 +37,10 @@ pub fn transaction(txn: &TxnRecord, steps: Vec<Step>) -> Transaction {
         steps,
         outbox: None,
         trace_id: txn.trace_id().unwrap_or_default().to_owned(),
+        began_by: txn.began_by.clone().unwrap_or_default(),
+        owner: txn.owner.clone().unwrap_or_default(),
+        owner_epoch: u64::try_from(txn.owner_epoch).unwrap_or(0),
+        ownership: Vec::new(),
     }
 }
 
@@ -78,7 +82,74 @@ pub async fn get(log: &Log, txid: &str) -> Result<Transaction> {
     });
     Ok(Transaction {
         outbox,
+        ownership: ownership(log.pool(), txid).await?,
         ..transaction(&txn, steps)
+    })
+}
+
+async fn ownership(pool: &Pool, txid: &str) -> Result<Vec<OwnershipEvent>> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT at, event, instance_id, epoch, coalesce(detail, '') AS detail
+               FROM ownership_events WHERE txid = $1 ORDER BY at, id",
+        )
+        .await?;
+    Ok(client
+        .query(&statement, &[&txid])
+        .await?
+        .iter()
+        .map(|row| OwnershipEvent {
+            at: Some(convert::timestamp(row.get("at"))),
+            event: row.get("event"),
+            instance_id: row.get("instance_id"),
+            epoch: u64::try_from(row.get::<_, i64>("epoch")).unwrap_or(0),
+            detail: row.get("detail"),
+        })
+        .collect())
+}
+
+/// The log's coordinators and what each did, for the event's purchases or all.
+pub async fn coordinators(log: &Log, event_id: &str) -> Result<ListCoordinatorsResponse> {
+    let client = log.pool().get().await?;
+    let statement = client
+        .prepare_cached(
+            "WITH txns AS (
+                 SELECT txid, began_by, owner, state FROM transactions
+                  WHERE $1 = '' OR event_id = $1),
+             takeovers AS (
+                 SELECT DISTINCT e.txid, e.instance_id, t.began_by
+                   FROM ownership_events e JOIN txns t USING (txid)
+                  WHERE e.event = 'takeover' AND e.instance_id <> t.began_by)
+             SELECT c.instance_id, c.listen, c.started_at,
+                    (SELECT count(*) FROM txns WHERE began_by = c.instance_id) AS began,
+                    (SELECT count(*) FROM txns WHERE owner = c.instance_id
+                        AND state IN ('COMMITTED', 'ABORTED')) AS finished,
+                    (SELECT count(DISTINCT txid) FROM takeovers
+                      WHERE began_by = c.instance_id) AS taken_over_from,
+                    (SELECT count(DISTINCT txid) FROM takeovers
+                      WHERE instance_id = c.instance_id) AS took_over
+               FROM coordinators c ORDER BY c.started_at, c.instance_id",
+        )
+        .await?;
+    let count = |row: &Row, name: &str| u64::try_from(row.get::<_, i64>(name)).unwrap_or(0);
+    Ok(ListCoordinatorsResponse {
+        log_id: log.log_id().to_owned(),
+        instance_id: log.me().to_owned(),
+        coordinators: client
+            .query(&statement, &[&event_id])
+            .await?
+            .iter()
+            .map(|row| CoordinatorInstance {
+                instance_id: row.get("instance_id"),
+                listen: row.get("listen"),
+                started_at: Some(convert::timestamp(row.get("started_at"))),
+                began: count(row, "began"),
+                finished: count(row, "finished"),
+                taken_over_from: count(row, "taken_over_from"),
+                took_over: count(row, "took_over"),
+            })
+            .collect(),
     })
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use proto::v1::*;
 use redis::Script;
 
-use crate::driver::{CallError, Run};
+use crate::driver::{CallError, Run, Step};
 use crate::error::{Error, Result};
 use crate::log::{Decision, TxnRecord};
 use crate::rpc;
@@ -85,10 +85,8 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
             .query_async(&mut redis)
             .await?;
         run.record(
-            Participant::Locks,
-            "fencing_token",
+            Step::forward(Participant::Locks, "fencing_token"),
             1,
-            false,
             began,
             StepOutcome::Ok,
             None,
@@ -96,7 +94,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         .await;
         token
     };
-    run.driver.log.set_intent(txid, token, &seats).await?;
+    run.driver.log.set_intent(&run.owned, token, &seats).await?;
     run.phase("acquire_leases", started);
     server_kit::crash_point!("lease::after_acquire");
 
@@ -135,9 +133,7 @@ async fn write(
     };
     let sold = match run
         .call(
-            Participant::Inventory,
-            "sell_fenced",
-            false,
+            Step::forward(Participant::Inventory, "sell_fenced"),
             forward,
             || rpc!(p.inventory, sell_fenced, sell.clone()),
         )
@@ -146,7 +142,7 @@ async fn write(
         Ok(sold) => sold,
         Err(error) => {
             let undone = match &error {
-                CallError::Refused(_) => Ok(()),
+                CallError::Refused(_) | CallError::NotOwner(_) => Ok(()),
                 // It may have sold: undo it (a no-op when it did not).
                 CallError::Unknown(_) => undo(run, txn, seats, token, Written::Seats).await,
             };
@@ -156,7 +152,7 @@ async fn write(
     run.phase("sell_seats", started);
     run.driver
         .log
-        .set_seats(txid, &sold.seats, &sold.currency)
+        .set_seats(&run.owned, &sold.seats, &sold.currency)
         .await?;
 
     let started = Instant::now();
@@ -169,7 +165,7 @@ async fn write(
     };
     run.driver
         .log
-        .set_payment(txid, &payment.payment_id)
+        .set_payment(&run.owned, &payment.payment_id)
         .await?;
     if let Err(error) = money::capture(run, &payment.payment_id).await {
         let undone = undo(run, txn, seats, token, Written::Money).await;
@@ -191,9 +187,7 @@ async fn write(
     };
     let order = match run
         .call(
-            Participant::Orders,
-            "place_order_fenced",
-            false,
+            Step::forward(Participant::Orders, "place_order_fenced"),
             forward,
             || rpc!(p.orders, place_order_fenced, place.clone()),
         )
@@ -206,7 +200,7 @@ async fn write(
         }
     };
     run.phase("place_order", started);
-    run.driver.log.decide(txid, Decision::Commit).await?;
+    run.driver.log.decide(&run.owned, Decision::Commit).await?;
     server_kit::crash_point!("lease::after_decision");
     outcome::committed(
         run,
@@ -221,7 +215,7 @@ async fn write(
 }
 
 async fn abort(run: &Run, cause: tonic::Status, undone: Result<(), CallError>) -> Error {
-    if let Err(error) = run.driver.log.decide(&run.txid, Decision::Abort).await {
+    if let Err(error) = run.driver.log.decide(&run.owned, Decision::Abort).await {
         tracing::warn!(txid = %run.txid, %error, "could not log the abort decision");
     }
     outcome::aborted(run, cause, undone).await
@@ -296,10 +290,8 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Statu
             )
         };
         run.record(
-            Participant::Locks,
-            "acquire_leases",
+            Step::forward(Participant::Locks, "acquire_leases"),
             1,
-            false,
             began,
             StepOutcome::Failed,
             Some(&crate::driver::describe(&status)),
@@ -308,10 +300,8 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Statu
         return Err(status);
     }
     run.record(
-        Participant::Locks,
-        "acquire_leases",
+        Step::forward(Participant::Locks, "acquire_leases"),
         1,
-        false,
         began,
         StepOutcome::Ok,
         None,
@@ -327,9 +317,7 @@ async fn available_seats(run: &Run, event_id: &str) -> Result<(Vec<String>, usiz
     let p = &run.driver.participants;
     let event = run
         .call(
-            Participant::Inventory,
-            "get_event",
-            false,
+            Step::forward(Participant::Inventory, "get_event"),
             run.driver.policies.forward,
             || {
                 rpc!(
@@ -411,10 +399,8 @@ async fn release(run: &Run, event_id: &str, seats: &[String]) {
     };
     // A lease we could not delete expires by itself; the audit lists orphans.
     run.record(
-        Participant::Locks,
-        "release_leases",
+        Step::forward(Participant::Locks, "release_leases"),
         1,
-        false,
         began,
         outcome,
         failed.as_deref(),
@@ -476,9 +462,7 @@ async fn undo(
         if written >= Written::Order {
             ignore_stale(
                 run.call(
-                    Participant::Orders,
-                    "cancel_order_fenced",
-                    true,
+                    Step::compensation(Participant::Orders, "cancel_order_fenced"),
                     finish,
                     || {
                         rpc!(
@@ -501,9 +485,7 @@ async fn undo(
         }
         ignore_stale(
             run.call(
-                Participant::Inventory,
-                "unsell_fenced",
-                true,
+                Step::compensation(Participant::Inventory, "unsell_fenced"),
                 finish,
                 || {
                     rpc!(
@@ -558,9 +540,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
         let p = &run.driver.participants;
         let order = run
             .call(
-                Participant::Orders,
-                "get_order",
-                false,
+                Step::forward(Participant::Orders, "get_order"),
                 run.driver.policies.finish,
                 || {
                     rpc!(

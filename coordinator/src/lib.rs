@@ -18,6 +18,7 @@ mod metrics;
 pub mod model;
 mod money;
 mod outcome;
+pub mod ownership;
 pub mod participants;
 mod reassert;
 pub mod recovery;
@@ -26,7 +27,6 @@ mod saga;
 pub mod schema;
 pub mod service;
 pub mod sold_out;
-mod steps;
 mod two_pc;
 mod watch;
 
@@ -53,26 +53,47 @@ pub async fn run(
     .context("preparing the coordinator database")?;
     let redis = server_kit::redis::connect(&config.redis_url, config.connect_attempts).await?;
     let participants = participants::Participants::connect_lazy(&config)?;
+    // Renewals and takeovers have connections of their own: never queued behind the
+    // purchases' statements.
+    let ownership_pool = server_kit::pg::pool(&config.database_url, 2)?;
+    let instance_id = config
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| config::default_instance_id(server.local_addr()));
+    let ownership = ownership::Ownership::new(std::time::Duration::from_millis(
+        config.ownership_ttl_ms.max(100),
+    ));
+    let log = log::Log::open(
+        pool,
+        ownership_pool,
+        &instance_id,
+        &server.local_addr().to_string(),
+        ownership.clone(),
+    )
+    .await
+    .context("opening the transaction log")?;
+    tracing::info!(instance_id, log_id = log.log_id(), "coordinator of the log");
 
     if config.unsafe_no_fencing {
         tracing::warn!("UNSAFE: lease writes carry no fencing token (--unsafe-no-fencing)");
     }
     let driver = driver::Driver {
-        log: log::Log::new(pool),
+        log: log.clone(),
         participants,
         redis,
         policies: config.policies(),
         hold_ttl: std::time::Duration::from_secs(config.hold_ttl_secs),
         lease_ttl: std::time::Duration::from_millis(config.lease_ttl_ms),
         unsafe_no_fencing: config.unsafe_no_fencing,
-        active: Default::default(),
         sold_out: std::sync::Arc::new(sold_out::SoldOut::new(std::time::Duration::from_millis(
             config.sold_out_window_ms,
         ))),
         orders_outage: Default::default(),
     };
+    let renewal_task = tokio::spawn(ownership::keep_renewed(ownership, log));
     let recovery_task = tokio::spawn(recovery::run(
         driver.clone(),
+        std::time::Duration::from_millis(config.takeover_interval_ms.max(50)),
         std::time::Duration::from_millis(config.recovery_interval_ms.max(100)),
     ));
     let relay_task = tokio::spawn(relay::run(
@@ -94,5 +115,6 @@ pub async fn run(
         .await;
     recovery_task.abort();
     relay_task.abort();
+    renewal_task.abort();
     served
 }

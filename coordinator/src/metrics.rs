@@ -9,6 +9,9 @@
 //! | `ticketdrop_compensations_total` | `participant`, `operation` | compensating step attempts |
 //! | `ticketdrop_transactions_in_flight` | | purchases this process is driving now |
 //! | `ticketdrop_recovered_total` | `protocol` | purchases recovery drove to their end |
+//! | `ticketdrop_takeovers_total` | | purchases this coordinator took over after their ownership lapsed |
+//! | `ticketdrop_ownership_lost_total` | | purchases this coordinator found another owning (its writes refused) |
+//! | `ticketdrop_foreign_branches_skipped_total` | `participant` | in-doubt branches of another log that reconciliation left alone |
 //! | `ticketdrop_in_doubt_branches` | `participant` | prepared branches a participant holds undecided, at the last reconciliation |
 //! | `ticketdrop_outbox_unrelayed` | | confirmations not yet handed to the notifier |
 //! | `ticketdrop_outbox_lag_seconds` | | age of the oldest of them |
@@ -94,6 +97,19 @@ pub fn in_flight(count: usize) {
 
 pub fn recovered(for_protocol: Protocol) {
     counter!("ticketdrop_recovered_total", "protocol" => protocol(for_protocol)).increment(1);
+}
+
+pub fn taken_over(count: usize) {
+    counter!("ticketdrop_takeovers_total").increment(count as u64);
+}
+
+pub fn ownership_lost() {
+    counter!("ticketdrop_ownership_lost_total").increment(1);
+}
+
+pub fn foreign_branches_skipped(at: Participant, branches: usize) {
+    counter!("ticketdrop_foreign_branches_skipped_total", "participant" => participant(at))
+        .increment(branches as u64);
 }
 
 pub fn in_doubt(at: Participant, branches: usize) {

@@ -3,7 +3,7 @@
 
 use proto::v1::*;
 
-use crate::driver::{CallError, Run};
+use crate::driver::{CallError, Run, Step};
 use crate::log::TxnRecord;
 use crate::rpc;
 
@@ -28,9 +28,7 @@ pub async fn authorize(
         idempotency_key: key(&run.txid, "authorize"),
     };
     run.call(
-        Participant::Payments,
-        "authorize",
-        false,
+        Step::forward(Participant::Payments, "authorize"),
         run.driver.policies.forward,
         || rpc!(p.payments, authorize, request.clone()),
     )
@@ -47,9 +45,7 @@ pub async fn capture(run: &Run, payment_id: &str) -> Result<(), CallError> {
         idempotency_key: key(&run.txid, "capture"),
     };
     run.call(
-        Participant::Payments,
-        "capture",
-        false,
+        Step::forward(Participant::Payments, "capture"),
         run.driver.policies.forward,
         || rpc!(p.payments, capture, request.clone()),
     )
@@ -64,15 +60,19 @@ pub async fn release(run: &Run, order_id: &str) -> Result<(), CallError> {
     let p = &run.driver.participants;
     let finish = run.driver.policies.finish;
     let payments = run
-        .call(Participant::Payments, "list_payments", true, finish, || {
-            rpc!(
-                p.payments,
-                list_by_order,
-                ListByOrderRequest {
-                    order_id: order_id.to_owned(),
-                }
-            )
-        })
+        .call(
+            Step::compensation(Participant::Payments, "list_payments"),
+            finish,
+            || {
+                rpc!(
+                    p.payments,
+                    list_by_order,
+                    ListByOrderRequest {
+                        order_id: order_id.to_owned(),
+                    }
+                )
+            },
+        )
         .await?
         .payments;
     for payment in payments {
@@ -82,9 +82,11 @@ pub async fn release(run: &Run, order_id: &str) -> Result<(), CallError> {
                     payment_id: payment.payment_id.clone(),
                     idempotency_key: key(&run.txid, &format!("void:{}", payment.payment_id)),
                 };
-                run.call(Participant::Payments, "void", true, finish, || {
-                    rpc!(p.payments, void, request.clone())
-                })
+                run.call(
+                    Step::compensation(Participant::Payments, "void"),
+                    finish,
+                    || rpc!(p.payments, void, request.clone()),
+                )
                 .await?;
             }
             PaymentState::Captured => {
@@ -93,9 +95,11 @@ pub async fn release(run: &Run, order_id: &str) -> Result<(), CallError> {
                     amount_cents: 0,
                     idempotency_key: key(&run.txid, &format!("refund:{}", payment.payment_id)),
                 };
-                run.call(Participant::Payments, "refund", true, finish, || {
-                    rpc!(p.payments, refund, request.clone())
-                })
+                run.call(
+                    Step::compensation(Participant::Payments, "refund"),
+                    finish,
+                    || rpc!(p.payments, refund, request.clone()),
+                )
                 .await?;
             }
             _ => {}

@@ -36,7 +36,7 @@ pub async fn committed(
     };
     run.driver
         .log
-        .finish_committed(&run.txid, &response.encode_to_vec())
+        .finish_committed(&run.owned, &response.encode_to_vec())
         .await?;
     info!(txid = %run.txid, seats = seats.len(), "purchase committed");
     Ok(response)
@@ -53,7 +53,7 @@ pub async fn aborted(run: &Run, cause: Status, undo: Result<(), CallError>) -> E
     }
     if let Err(error) = log
         .end_aborted(
-            &run.txid,
+            &run.owned,
             cause.code() as i32,
             cause.message(),
             cause.details(),
@@ -114,7 +114,7 @@ async fn honest_sold_out(run: &Run, cause: Status) -> Status {
 /// Parks the purchase and answers "outcome unknown" with its txid.
 pub async fn unknown(run: &Run, cause: &Status) -> Error {
     let message = crate::driver::describe(cause);
-    if let Err(error) = run.driver.log.park(&run.txid, &message).await {
+    if let Err(error) = run.driver.log.park(&run.owned, &message).await {
         warn!(txid = %run.txid, %error, "could not park a purchase");
     }
     warn!(txid = %run.txid, cause = %message, "purchase parked; outcome unknown to the caller");
@@ -129,7 +129,7 @@ pub async fn unknown(run: &Run, cause: &Status) -> Error {
 /// it said no, or "did not answer" when it never did (the purchase is aborted either way).
 pub fn refusal(participant: &str, error: &CallError) -> Status {
     match error {
-        CallError::Refused(status) => status.clone(),
+        CallError::Refused(status) | CallError::NotOwner(status) => status.clone(),
         CallError::Unknown(status) => server_kit::status::with_reason(
             tonic::Code::Unavailable,
             proto::v1::ErrorReason::ParticipantUnavailable,

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use proto::v1::*;
 use tracing::{info, warn};
 
-use crate::driver::{CallError, Driver, Run};
+use crate::driver::{CallError, Driver, Run, Step};
 use crate::error::Result;
 use crate::log::{Decision, TxnRecord};
 use crate::rpc;
@@ -33,11 +33,15 @@ pub async fn after_orders_outage(driver: &Driver) -> Result<()> {
     let since = outage - chrono::Duration::from_std(WINDOW).expect("a short window");
     let mut all_fine = true;
     for txn in driver.log.decided_since(since).await? {
-        let Some(_guard) = driver.claim(&txn.txid) else {
-            all_fine = false; // being driven now; look again next round
+        // As the purchase's owner for the moment; one being driven now is looked at
+        // again next round.
+        let Some((txn, owned)) = crate::recovery::take_over_finished(driver, &txn.txid).await
+        else {
+            all_fine = false;
             continue;
         };
-        match reassert(driver, &txn).await {
+        let reasserted = reassert(driver, &txn, owned).await;
+        match reasserted {
             Ok(()) => {}
             Err(error) => {
                 all_fine = false;
@@ -54,27 +58,43 @@ pub async fn after_orders_outage(driver: &Driver) -> Result<()> {
     Ok(())
 }
 
-/// Makes the purchase's order what its decision says it must be.
-async fn reassert(driver: &Driver, txn: &TxnRecord) -> std::result::Result<(), CallError> {
+/// Makes the purchase's order what its decision says it must be, as its owner for the
+/// moment, then lets it go.
+async fn reassert(
+    driver: &Driver,
+    txn: &TxnRecord,
+    owned: crate::ownership::Owned,
+) -> std::result::Result<(), CallError> {
+    let run = Run::new(driver, txn, owned)
+        .await
+        .map_err(|error| CallError::Unknown(tonic::Status::unavailable(error.to_string())))?;
+    let reasserted = reassert_order(&run, txn).await;
+    let _ = driver.log.release(&run.owned).await;
+    reasserted
+}
+
+async fn reassert_order(run: &Run, txn: &TxnRecord) -> std::result::Result<(), CallError> {
     let Some(decision) = txn.decision else {
         return Ok(());
     };
-    let run = Run::new(driver, txn)
-        .await
-        .map_err(|error| CallError::Unknown(tonic::Status::unavailable(error.to_string())))?;
+    let driver = &run.driver;
     let p = &driver.participants;
     let finish = driver.policies.finish;
     let order = match run
-        .call(Participant::Orders, "verify_order", false, finish, || {
-            rpc!(
-                p.orders,
-                get_order,
-                GetOrderRequest {
-                    order_id: txn.order_id.clone(),
-                    idempotency_key: String::new(),
-                }
-            )
-        })
+        .call(
+            Step::forward(Participant::Orders, "verify_order"),
+            finish,
+            || {
+                rpc!(
+                    p.orders,
+                    get_order,
+                    GetOrderRequest {
+                        order_id: txn.order_id.clone(),
+                        idempotency_key: String::new(),
+                    }
+                )
+            },
+        )
         .await
     {
         Ok(answer) => answer.order.map(|o| o.status()),
@@ -102,14 +122,21 @@ async fn reassert(driver: &Driver, txn: &TxnRecord) -> std::result::Result<(), C
                     currency,
                     idempotency_key: purchase.idempotency_key.clone(),
                     payment_id: String::new(),
+                    log_id: run.log_id(),
                 };
-                run.call(Participant::Orders, "prepare", false, finish, || {
-                    rpc!(p.orders, prepare_order, request.clone())
-                })
+                run.call(
+                    Step::forward(Participant::Orders, "prepare"),
+                    finish,
+                    || rpc!(p.orders, prepare_order, request.clone()),
+                )
                 .await?;
             }
-            let request = CommitOrderRequest { txid, payment_id };
-            run.call(Participant::Orders, "commit", false, finish, || {
+            let request = CommitOrderRequest {
+                txid,
+                payment_id,
+                log_id: run.log_id(),
+            };
+            run.call(Step::forward(Participant::Orders, "commit"), finish, || {
                 rpc!(p.orders, commit_order, request.clone())
             })
             .await?;
@@ -125,9 +152,11 @@ async fn reassert(driver: &Driver, txn: &TxnRecord) -> std::result::Result<(), C
                     currency,
                     idempotency_key: purchase.idempotency_key.clone(),
                 };
-                run.call(Participant::Orders, "create_order", false, finish, || {
-                    rpc!(p.orders, create_order, request.clone())
-                })
+                run.call(
+                    Step::forward(Participant::Orders, "create_order"),
+                    finish,
+                    || rpc!(p.orders, create_order, request.clone()),
+                )
                 .await?;
             }
             let request = ConfirmOrderRequest {
@@ -135,9 +164,11 @@ async fn reassert(driver: &Driver, txn: &TxnRecord) -> std::result::Result<(), C
                 order_id: txn.order_id.clone(),
                 payment_id,
             };
-            run.call(Participant::Orders, "confirm_order", false, finish, || {
-                rpc!(p.orders, confirm_order, request.clone())
-            })
+            run.call(
+                Step::forward(Participant::Orders, "confirm_order"),
+                finish,
+                || rpc!(p.orders, confirm_order, request.clone()),
+            )
             .await?;
         }
         (Decision::Commit, Protocol::Lease, _) => {
@@ -156,20 +187,21 @@ async fn reassert(driver: &Driver, txn: &TxnRecord) -> std::result::Result<(), C
                 idempotency_key: purchase.idempotency_key.clone(),
             };
             run.call(
-                Participant::Orders,
-                "place_order_fenced",
-                false,
+                Step::forward(Participant::Orders, "place_order_fenced"),
                 finish,
                 || rpc!(p.orders, place_order_fenced, request.clone()),
             )
             .await?;
         }
         (Decision::Abort, Protocol::TwoPhaseCommit, Some(Prepared)) => {
-            run.call(Participant::Orders, "abort", false, finish, || {
+            run.call(Step::forward(Participant::Orders, "abort"), finish, || {
                 rpc!(
                     p.orders,
                     abort_order,
-                    AbortOrderRequest { txid: txid.clone() }
+                    AbortOrderRequest {
+                        txid: txid.clone(),
+                        log_id: run.log_id(),
+                    }
                 )
             })
             .await?;
@@ -179,9 +211,11 @@ async fn reassert(driver: &Driver, txn: &TxnRecord) -> std::result::Result<(), C
                 saga_id: txid,
                 order_id: txn.order_id.clone(),
             };
-            run.call(Participant::Orders, "cancel_order", true, finish, || {
-                rpc!(p.orders, cancel_order, request.clone())
-            })
+            run.call(
+                Step::compensation(Participant::Orders, "cancel_order"),
+                finish,
+                || rpc!(p.orders, cancel_order, request.clone()),
+            )
             .await?;
         }
         (decision, protocol, status) => {

@@ -1,99 +1,103 @@
-//! Recovery: at start, every unfinished purchase in the log is driven to its end (parked
-//! ones too: a restart is when a person expects them retried); then, continuously, the
-//! unfinished ones nobody in this process is driving, and parked ones up to
-//! [`PARKED_RECOVERY_ATTEMPTS`] times with a doubling wait. Participants' in-doubt lists are
-//! reconciled against the log, so a branch prepared in a crash window the log never
-//! heard of is aborted (presumed abort).
+//! Recovery, shared by every coordinator of the log. Each one, every takeover interval,
+//! takes over the purchases whose ownership lapsed — a dead or paused coordinator's, and
+//! parked ones whose automatic retry is due — and drives them to their end; at start it
+//! takes parked ones whatever their count (a restart is when a person expects them
+//! retried). Every recovery interval it also reconciles the participants' in-doubt
+//! branches of its own log against the log, re-asserts orders after an orders outage and
+//! re-sends lost admission releases.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use tokio::sync::Semaphore;
+
 use proto::v1::*;
 use tracing::{info, warn};
 
 use crate::driver::{Driver, Run};
 use crate::error::Result;
-use crate::log::{State, TxnRecord};
+use crate::log::{State, TakenOver, TxnRecord};
+use crate::ownership::Owned;
 use crate::{admission, lease, reassert, saga, two_pc};
 
-/// Purchases recovered at once.
-const CONCURRENCY: usize = 8;
+/// Purchases this coordinator recovers at once: a takeover round takes no more than
+/// the free places (what it takes, it drives at once).
+const CONCURRENCY: usize = 16;
 /// Automatic recovery attempts of a parked purchase before it waits for a person (or a
 /// restart); the wait between them doubles from the recovery interval.
 pub const PARKED_RECOVERY_ATTEMPTS: i32 = 5;
 
-/// Drives every unfinished purchase (at start: parked ones too, whatever their count);
-/// returns how many were driven.
-pub async fn recover_all(driver: &Driver, at_start: bool, interval: Duration) -> Result<usize> {
-    let unfinished = if at_start {
-        driver.log.unfinished().await?
-    } else {
-        driver
-            .log
-            .due_for_recovery(PARKED_RECOVERY_ATTEMPTS)
-            .await?
-    };
-    let driven = futures::stream::iter(unfinished)
-        .map(|txn| async move { recover_one(driver, txn, interval).await })
-        .buffer_unordered(CONCURRENCY)
-        .filter(|driven| std::future::ready(*driven))
-        .count()
-        .await;
-    reconcile_participants(driver).await;
-    if let Err(error) = reassert::after_orders_outage(driver).await {
-        warn!(%error, "could not verify orders after an outage");
+/// Takes over purchases whose ownership lapsed (at start: parked ones whatever their
+/// count), as many as there are free places, and starts driving each to its end;
+/// returns how many it took.
+pub async fn take_over_and_drive(
+    driver: &Driver,
+    places: &Arc<Semaphore>,
+    at_start: bool,
+    interval: Duration,
+) -> Result<usize> {
+    let free = places.available_permits();
+    if free == 0 {
+        return Ok(0);
     }
-    if let Err(error) = admission::relay(driver).await {
-        warn!(%error, "could not re-send waiting-room releases");
+    let taken = driver
+        .log
+        .take_over_lapsed(free as i64, PARKED_RECOVERY_ATTEMPTS, at_start)
+        .await?;
+    crate::metrics::taken_over(taken.len());
+    let count = taken.len();
+    for taken in taken {
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            break; // cannot happen: this task alone takes places
+        };
+        let driver = driver.clone();
+        tokio::spawn(async move {
+            let _place = place;
+            recover_one(&driver, taken, interval).await;
+        });
     }
-    Ok(driven)
+    Ok(count)
 }
 
-/// Drives one purchase unless this process is already driving it.
-async fn recover_one(driver: &Driver, txn: TxnRecord, interval: Duration) -> bool {
-    let Some(_guard) = driver.claim(&txn.txid) else {
-        return false;
-    };
-    // Re-read under the claim: the live driver may have finished it meanwhile.
-    let txn = match driver.log.load(&txn.txid).await {
-        Ok(txn) if !txn.state.is_finished() => txn,
-        _ => return false,
-    };
+/// Drives one purchase this coordinator just took over.
+async fn recover_one(driver: &Driver, taken: TakenOver, interval: Duration) {
+    let TakenOver { txn, owned } = taken;
     if txn.state == State::NeedsAttention {
         // Each automatic attempt is counted in the log, with a doubling wait before the
         // next: a parked purchase is retried a bounded number of times, visibly.
         let attempt = txn.recovery_attempts.max(0).unsigned_abs().min(16);
         let backoff = interval.saturating_mul(1 << attempt);
-        if let Err(error) = driver.log.count_recovery(&txn.txid, backoff).await {
-            warn!(txid = %txn.txid, %error, "could not count a recovery attempt");
-            return false;
-        }
-        if let Err(error) = driver.log.unpark(&txn.txid).await {
+        if let Err(error) = driver.log.unpark(&owned, backoff).await {
             warn!(txid = %txn.txid, %error, "could not unpark");
-            return false;
+            return;
         }
     }
-    let run = match Run::new(driver, &txn).await {
+    let run = match Run::new(driver, &txn, owned).await {
         Ok(run) => run,
         Err(error) => {
             warn!(txid = %txn.txid, %error, "could not start recovery");
-            return false;
+            return;
         }
     };
-    info!(txid = %txn.txid, protocol = ?txn.protocol, state = txn.state.as_str(), "recovering");
+    info!(txid = %txn.txid, protocol = ?txn.protocol, state = txn.state.as_str(),
+          epoch = run.owned.epoch, "recovering");
     let result = match txn.protocol {
         Protocol::TwoPhaseCommit => two_pc::recover(&run, &txn).await,
         Protocol::Saga => saga::recover(&run, &txn).await,
         Protocol::Lease => lease::recover(&run, &txn).await,
         Protocol::Unspecified => Ok(()),
     };
-    if result.is_ok() {
-        crate::metrics::recovered(txn.protocol);
+    if run.is_lost() {
+        // Taken over again meanwhile: the new owner finishes it.
+        return;
     }
-    if let Err(error) = result {
-        // Bounded: the purchase is parked and only a restart drives it again.
-        warn!(txid = %txn.txid, %error, "recovery did not finish; parked");
-        let _ = driver.log.park(&txn.txid, &error.to_string()).await;
+    match result {
+        Ok(()) => crate::metrics::recovered(txn.protocol),
+        Err(error) => {
+            // Bounded: the purchase is parked and retried when due.
+            warn!(txid = %txn.txid, %error, "recovery did not finish; parked");
+            let _ = driver.log.park(&run.owned, &error.to_string()).await;
+        }
     }
     // An ended purchase gives its waiting-room admission back.
     if txn.admission_id.is_some()
@@ -102,52 +106,86 @@ async fn recover_one(driver: &Driver, txn: TxnRecord, interval: Duration) -> boo
     {
         admission::release(&run, &ended, ended.state == State::Committed).await;
     }
-    true
 }
 
-/// Aborts prepared branches whose txid the log does not know (presumed abort), and gives
-/// a branch the log has decided the decision again: a participant whose store lost its
-/// commit (or abort) holds the branch in doubt once more.
+/// Work on a purchase after its end (re-sending a decision, re-asserting an order,
+/// releasing an admission): taken over for it, so that its rows are written by one
+/// coordinator at a time. None when another coordinator (or a task here) holds it now.
+pub async fn take_over_finished(driver: &Driver, txid: &str) -> Option<(TxnRecord, Owned)> {
+    match driver.log.take_over(txid).await {
+        Ok(Some(TakenOver { txn, owned })) => Some((txn, owned)),
+        Ok(None) => None,
+        Err(error) => {
+            warn!(%txid, %error, "could not take a purchase over");
+            None
+        }
+    }
+}
+
+/// One recovery round beyond takeovers: the participants' in-doubt branches of this
+/// log, orders after an outage, lost admission releases.
+pub async fn reconcile(driver: &Driver) {
+    reconcile_participants(driver).await;
+    if let Err(error) = reassert::after_orders_outage(driver).await {
+        warn!(%error, "could not verify orders after an outage");
+    }
+    if let Err(error) = admission::relay(driver).await {
+        warn!(%error, "could not re-send waiting-room releases");
+    }
+}
+
+/// The branches a participant holds in doubt for purchases of this log (a branch of
+/// another log sharing the participant is left alone, and counted): a branch whose
+/// purchase the log does not know is aborted (presumed abort), and a branch the log
+/// has decided and finished gets the decision again (a participant whose store lost
+/// its commit or abort holds the branch in doubt once more).
 async fn reconcile_participants(driver: &Driver) {
     let p = &driver.participants;
-    let mut in_doubt: Vec<(Participant, String)> = Vec::new();
+    let log_id = driver.log.log_id().to_owned();
+    let mut in_doubt: Vec<(Participant, InDoubtTransaction)> = Vec::new();
     if let Ok(list) = p
         .inventory
         .clone()
-        .list_in_doubt_sales(ListInDoubtSalesRequest {})
+        .list_in_doubt_sales(ListInDoubtSalesRequest {
+            log_id: log_id.clone(),
+        })
         .await
     {
         in_doubt.extend(
             list.into_inner()
                 .transactions
                 .into_iter()
-                .map(|t| (Participant::Inventory, t.txid)),
+                .map(|t| (Participant::Inventory, t)),
         );
     }
     if let Ok(list) = p
         .orders
         .clone()
-        .list_in_doubt_orders(ListInDoubtOrdersRequest {})
+        .list_in_doubt_orders(ListInDoubtOrdersRequest {
+            log_id: log_id.clone(),
+        })
         .await
     {
         in_doubt.extend(
             list.into_inner()
                 .transactions
                 .into_iter()
-                .map(|t| (Participant::Orders, t.txid)),
+                .map(|t| (Participant::Orders, t)),
         );
     }
     if let Ok(list) = p
         .payments
         .clone()
-        .list_in_doubt_payments(ListInDoubtPaymentsRequest {})
+        .list_in_doubt_payments(ListInDoubtPaymentsRequest {
+            log_id: log_id.clone(),
+        })
         .await
     {
         in_doubt.extend(
             list.into_inner()
                 .transactions
                 .into_iter()
-                .map(|t| (Participant::Payments, t.txid)),
+                .map(|t| (Participant::Payments, t)),
         );
     }
     for at in [
@@ -155,83 +193,131 @@ async fn reconcile_participants(driver: &Driver) {
         Participant::Orders,
         Participant::Payments,
     ] {
-        crate::metrics::in_doubt(at, in_doubt.iter().filter(|(p, _)| *p == at).count());
+        let here = in_doubt.iter().filter(|(p, _)| *p == at);
+        crate::metrics::in_doubt(at, here.clone().count());
+        crate::metrics::foreign_branches_skipped(
+            at,
+            here.filter(|(_, t)| !t.log_id.is_empty() && t.log_id != log_id)
+                .count(),
+        );
     }
-    for (participant, txid) in in_doubt {
+    for (participant, branch) in in_doubt {
+        // Another log's branch: never touched (its own coordinators decide it).
+        if !branch.log_id.is_empty() && branch.log_id != log_id {
+            continue;
+        }
+        let txid = branch.txid;
         match driver.log.find(&txid).await {
-            Ok(None) => {
-                warn!(%txid, ?participant, "in-doubt branch unknown to the log; aborting it");
-                let aborted = match participant {
-                    Participant::Inventory => p
-                        .inventory
-                        .clone()
-                        .abort_sale(AbortSaleRequest { txid: txid.clone() })
-                        .await
-                        .map(drop),
-                    Participant::Orders => p
-                        .orders
-                        .clone()
-                        .abort_order(AbortOrderRequest { txid: txid.clone() })
-                        .await
-                        .map(drop),
-                    _ => p
-                        .payments
-                        .clone()
-                        .abort_payment(AbortPaymentRequest { txid: txid.clone() })
-                        .await
-                        .map(drop),
-                };
-                if let Err(status) = aborted {
+            Ok(None) if branch.log_id == log_id => {
+                warn!(%txid, ?participant, "in-doubt branch of this log unknown to it; aborting it");
+                if let Err(status) = abort_unknown(driver, participant, &txid).await {
                     warn!(%txid, error = %status, "could not abort an unknown branch");
                 }
             }
-            Ok(Some(txn)) if txn.state.is_finished() => {
-                // Decided and finished in the log, yet in doubt here: the participant lost
-                // the decision's write. Send it again (phase two is idempotent).
-                warn!(%txid, ?participant, state = txn.state.as_str(),
-                      "a finished purchase is in doubt at a participant; sending the decision again");
-                let run = match Run::new(driver, &txn).await {
-                    Ok(run) => run,
-                    Err(error) => {
-                        warn!(%txid, %error, "could not start re-driving");
-                        continue;
-                    }
-                };
-                let redriven = if txn.state == State::Committed {
-                    two_pc::commit_one(
-                        &run,
-                        participant,
-                        txn.payment_id.as_deref().unwrap_or_default(),
-                    )
-                    .await
-                    .map(drop)
-                } else {
-                    two_pc::abort_participants(&run, &[participant]).await
-                };
-                if let Err(error) = redriven {
-                    warn!(%txid, error = %crate::driver::describe(error.status()),
-                          "could not send the decision again; next round");
-                }
+            // A branch that does not say whose it is, unknown to this log: perhaps
+            // another log's (written before the participant recorded log ids).
+            Ok(None) => {
+                warn!(%txid, ?participant, "in-doubt branch of no known log; left alone");
             }
-            Ok(Some(_)) => {} // unfinished: the log drives it
+            Ok(Some(txn)) if txn.state.is_finished() => {
+                redrive(driver, participant, &txid).await;
+            }
+            Ok(Some(_)) => {} // unfinished: its owner drives it
             Err(error) => warn!(%txid, %error, "could not look up an in-doubt branch"),
         }
     }
 }
 
-/// Recovers at start, then every `interval` for purchases nobody is driving.
-pub async fn run(driver: Driver, interval: Duration) {
-    match recover_all(&driver, true, interval).await {
+async fn abort_unknown(
+    driver: &Driver,
+    participant: Participant,
+    txid: &str,
+) -> std::result::Result<(), tonic::Status> {
+    let p = &driver.participants;
+    let log_id = driver.log.log_id().to_owned();
+    let txid = txid.to_owned();
+    match participant {
+        Participant::Inventory => p
+            .inventory
+            .clone()
+            .abort_sale(AbortSaleRequest { txid, log_id })
+            .await
+            .map(drop),
+        Participant::Orders => p
+            .orders
+            .clone()
+            .abort_order(AbortOrderRequest { txid, log_id })
+            .await
+            .map(drop),
+        _ => p
+            .payments
+            .clone()
+            .abort_payment(AbortPaymentRequest { txid, log_id })
+            .await
+            .map(drop),
+    }
+}
+
+/// Decided and finished in the log, yet in doubt at `participant`: the participant lost
+/// the decision's write. Send it again (phase two is idempotent), as the purchase's
+/// owner for the moment.
+async fn redrive(driver: &Driver, participant: Participant, txid: &str) {
+    let Some((txn, owned)) = take_over_finished(driver, txid).await else {
+        return; // another coordinator is at it
+    };
+    warn!(%txid, ?participant, state = txn.state.as_str(),
+          "a finished purchase is in doubt at a participant; sending the decision again");
+    let run = match Run::new(driver, &txn, owned).await {
+        Ok(run) => run,
+        Err(error) => {
+            warn!(%txid, %error, "could not start re-driving");
+            return;
+        }
+    };
+    let redriven = if txn.state == State::Committed {
+        two_pc::commit_one(
+            &run,
+            participant,
+            txn.payment_id.as_deref().unwrap_or_default(),
+        )
+        .await
+        .map(drop)
+    } else {
+        two_pc::abort_participants(&run, &[participant]).await
+    };
+    if let Err(error) = redriven {
+        warn!(%txid, error = %crate::driver::describe(error.status()),
+              "could not send the decision again; next round");
+    }
+    let _ = driver.log.release(&run.owned).await;
+}
+
+/// Takes over lapsed purchases every `takeover_interval` (at start: parked ones too),
+/// and reconciles every `recovery_interval`.
+pub async fn run(driver: Driver, takeover_interval: Duration, recovery_interval: Duration) {
+    let places = Arc::new(Semaphore::new(CONCURRENCY));
+    match take_over_and_drive(&driver, &places, true, recovery_interval).await {
         Ok(0) => {}
-        Ok(n) => info!(recovered = n, "recovery at start finished"),
+        Ok(n) => info!(taken = n, "recovery at start took purchases over"),
         Err(error) => warn!(%error, "recovery at start failed; retrying on the next round"),
     }
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
+    reconcile(&driver).await;
+    let mut takeovers = tokio::time::interval(takeover_interval);
+    takeovers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rounds = tokio::time::interval(recovery_interval);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    takeovers.tick().await;
+    rounds.tick().await;
     loop {
-        ticker.tick().await;
-        if let Err(error) = recover_all(&driver, false, interval).await {
-            warn!(%error, "recovery round failed");
+        tokio::select! {
+            _ = takeovers.tick() => {
+                if let Err(error) =
+                    take_over_and_drive(&driver, &places, false, recovery_interval).await
+                {
+                    warn!(%error, "takeover round failed");
+                }
+            }
+            _ = rounds.tick() => reconcile(&driver).await,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use proto::v1::*;
 
-use crate::driver::{CallError, Run};
+use crate::driver::{CallError, Run, Step};
 use crate::error::{Error, Result};
 use crate::log::{Decision, TxnRecord};
 use crate::rpc;
@@ -68,9 +68,11 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         hold_ttl: Some(server_kit::convert::duration(run.driver.hold_ttl)),
     };
     let hold = match run
-        .call(Participant::Inventory, "hold_seats", false, forward, || {
-            rpc!(p.inventory, hold_seats, hold_request.clone())
-        })
+        .call(
+            Step::forward(Participant::Inventory, "hold_seats"),
+            forward,
+            || rpc!(p.inventory, hold_seats, hold_request.clone()),
+        )
         .await
     {
         Ok(hold) => hold,
@@ -79,7 +81,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     run.phase("hold", started);
     run.driver
         .log
-        .set_seats(txid, &hold.seats, &hold.currency)
+        .set_seats(&run.owned, &hold.seats, &hold.currency)
         .await?;
     server_kit::crash_point!("saga::after_hold");
 
@@ -94,9 +96,11 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         idempotency_key: purchase.idempotency_key.clone(),
     };
     if let Err(error) = run
-        .call(Participant::Orders, "create_order", false, forward, || {
-            rpc!(p.orders, create_order, order_request.clone())
-        })
+        .call(
+            Step::forward(Participant::Orders, "create_order"),
+            forward,
+            || rpc!(p.orders, create_order, order_request.clone()),
+        )
         .await
     {
         return Err(fail(run, txn, Reached::CreateOrder, "orders", error).await);
@@ -111,7 +115,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     run.phase("authorize", started);
     run.driver
         .log
-        .set_payment(txid, &payment.payment_id)
+        .set_payment(&run.owned, &payment.payment_id)
         .await?;
 
     let started = Instant::now();
@@ -122,9 +126,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     };
     if let Err(error) = run
         .call(
-            Participant::Inventory,
-            "confirm_seats",
-            false,
+            Step::forward(Participant::Inventory, "confirm_seats"),
             forward,
             || rpc!(p.inventory, confirm_seats, confirm_request.clone()),
         )
@@ -143,10 +145,16 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         }
         // Captured or not: recovery finds out from the payment and goes on from there.
         Err(CallError::Unknown(status)) => return Err(outcome::unknown(run, &status).await),
+        // Another coordinator drives the purchase now: stop here.
+        Err(CallError::NotOwner(_)) => {
+            return Err(Error::NotOwner {
+                txid: run.txid.clone(),
+            });
+        }
     }
     run.phase("capture", started);
     server_kit::crash_point!("saga::after_capture");
-    run.driver.log.decide(txid, Decision::Commit).await?;
+    run.driver.log.decide(&run.owned, Decision::Commit).await?;
     server_kit::crash_point!("saga::after_decision");
 
     forward_after_pivot(run, txn, &hold.seats, &hold.currency, &payment.payment_id).await
@@ -169,9 +177,7 @@ async fn forward_after_pivot(
     };
     let order = match run
         .call(
-            Participant::Orders,
-            "confirm_order",
-            false,
+            Step::forward(Participant::Orders, "confirm_order"),
             run.driver.policies.finish,
             || rpc!(p.orders, confirm_order, request.clone()),
         )
@@ -202,7 +208,7 @@ async fn fail(
     error: CallError,
 ) -> Error {
     let cause = outcome::refusal(participant, &error);
-    if let Err(log_error) = run.driver.log.decide(&run.txid, Decision::Abort).await {
+    if let Err(log_error) = run.driver.log.decide(&run.owned, Decision::Abort).await {
         tracing::warn!(txid = %run.txid, error = %log_error, "could not log the abort decision");
     }
     // A step refused on every attempt did nothing: it needs no compensation.
@@ -230,39 +236,45 @@ async fn compensate(
     let txid = run.txid.clone();
     let event_id = txn.purchase.event_id.clone();
     if needs(Reached::ConfirmSeats) {
-        run.call(Participant::Inventory, "unsell_seats", true, finish, || {
-            rpc!(
-                p.inventory,
-                unsell_seats,
-                UnsellSeatsRequest {
-                    saga_id: txid.clone(),
-                    event_id: event_id.clone(),
-                }
-            )
-        })
+        run.call(
+            Step::compensation(Participant::Inventory, "unsell_seats"),
+            finish,
+            || {
+                rpc!(
+                    p.inventory,
+                    unsell_seats,
+                    UnsellSeatsRequest {
+                        saga_id: txid.clone(),
+                        event_id: event_id.clone(),
+                    }
+                )
+            },
+        )
         .await?;
     }
     if needs(Reached::Authorize) {
         money::release(run, &txn.order_id).await?;
     }
     if needs(Reached::CreateOrder) {
-        run.call(Participant::Orders, "cancel_order", true, finish, || {
-            rpc!(
-                p.orders,
-                cancel_order,
-                CancelOrderRequest {
-                    saga_id: txid.clone(),
-                    order_id: txn.order_id.clone(),
-                }
-            )
-        })
+        run.call(
+            Step::compensation(Participant::Orders, "cancel_order"),
+            finish,
+            || {
+                rpc!(
+                    p.orders,
+                    cancel_order,
+                    CancelOrderRequest {
+                        saga_id: txid.clone(),
+                        order_id: txn.order_id.clone(),
+                    }
+                )
+            },
+        )
         .await?;
     }
     if needs(Reached::Hold) {
         run.call(
-            Participant::Inventory,
-            "release_seats",
-            true,
+            Step::compensation(Participant::Inventory, "release_seats"),
             finish,
             || {
                 rpc!(
@@ -288,9 +300,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
     let finish = run.driver.policies.finish;
     let payments = run
         .call(
-            Participant::Payments,
-            "list_payments",
-            false,
+            Step::forward(Participant::Payments, "list_payments"),
             finish,
             || {
                 rpc!(
@@ -319,7 +329,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
             .or_else(|| txn.payment_id.clone())
             .unwrap_or_default();
         if txn.decision != Some(Decision::Commit) {
-            run.driver.log.decide(&run.txid, Decision::Commit).await?;
+            run.driver.log.decide(&run.owned, Decision::Commit).await?;
         }
         let currency = txn.currency.clone().unwrap_or_default();
         return forward_after_pivot(run, txn, &txn.seats, &currency, &payment_id)

@@ -28,4 +28,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the trace of each purchase",
         sql: include_str!("../migrations/0005_traceparent.sql"),
     },
+    Migration {
+        version: 6,
+        name: "several coordinators: the log's id, owners, epochs, takeovers",
+        sql: include_str!("../migrations/0006_ownership.sql"),
+    },
 ];

@@ -14,11 +14,12 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
 use crate::admission::{self, Claim};
-use crate::driver::{Driver, Run};
+use crate::driver::{Driver, Run, Step};
 use crate::error::{Error, Result};
 use crate::inspect;
 use crate::log::{self, Begun, State, TxnRecord};
 use crate::model::Purchase;
+use crate::ownership::Owned;
 use crate::{lease, saga, two_pc, watch};
 
 type BoxStream<T> =
@@ -76,21 +77,16 @@ impl Coordinator {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let (txid, order_id) = (format!("tx-{id}"), format!("ord-{id}"));
         server_kit::trace::record_txid(&txid);
-        let guard = self
-            .driver
-            .claim(&txid)
-            .expect("a fresh txid is claimed by nobody");
-        let txn = match self
+        let (txn, owned) = match self
             .driver
             .log
             .begin(&txid, &order_id, &purchase, claim.admission_id())
             .await?
         {
-            Begun::New(txn) => txn,
+            Begun::New(txn, owned) => (txn, owned),
             Begun::Existing(txn) => {
                 // The same key raced in: it claimed the same admission, which its
                 // purchase releases.
-                drop(guard);
                 return self.replay(txn, &purchase).await;
             }
         };
@@ -98,12 +94,9 @@ impl Coordinator {
         // never leaves a purchase half-driven.
         let driver = self.driver.clone();
         let task = tokio::spawn(
-            async move {
-                let _guard = guard;
-                drive(&driver, txn, claim).await
-            }
-            // The purchase's calls to the participants stay in the caller's trace.
-            .in_current_span(),
+            async move { drive(&driver, txn, owned, claim).await }
+                // The purchase's calls to the participants stay in the caller's trace.
+                .in_current_span(),
         );
         let joined = match purchase.deadline {
             Some(deadline) => match tokio::time::timeout(deadline, task).await {
@@ -180,14 +173,17 @@ impl Coordinator {
 }
 
 /// Runs a freshly logged purchase under its protocol, then gives its admission back.
-async fn drive(driver: &Driver, txn: TxnRecord, claim: Claim) -> Result<PurchaseResponse> {
-    let run = Arc::new(Run::fresh(driver, &txn));
+async fn drive(
+    driver: &Driver,
+    txn: TxnRecord,
+    owned: Owned,
+    claim: Claim,
+) -> Result<PurchaseResponse> {
+    let run = Arc::new(Run::fresh(driver, &txn, owned));
     if let Claim::Claimed { started_at, .. } = claim {
         run.record(
-            Participant::WaitingRoom,
-            "claim_admission",
+            Step::forward(Participant::WaitingRoom, "claim_admission"),
             1,
-            false,
             started_at,
             StepOutcome::Ok,
             None,
@@ -200,17 +196,7 @@ async fn drive(driver: &Driver, txn: TxnRecord, claim: Claim) -> Result<Purchase
         Protocol::Lease => lease::run(&run, &txn).await,
         Protocol::Unspecified => unreachable!("validated at the edge"),
     };
-    let result = match result {
-        // The log or Redis failed mid-way: recovery finishes it; the caller cannot know.
-        Err(error @ (Error::Log(_) | Error::LogPool(_) | Error::Redis(_))) => {
-            Err(Error::OutcomeUnknown {
-                txid: txn.txid.clone(),
-                cause: error.to_string(),
-                deadline: false,
-            })
-        }
-        other => other,
-    };
+    let result = unknown_unless_ended(&run, result);
     // Only an ended purchase frees its slot: an unknown one is still in flight.
     let ended = match &result {
         Ok(_) => Some(true),
@@ -226,6 +212,39 @@ async fn drive(driver: &Driver, txn: TxnRecord, claim: Claim) -> Result<Purchase
         );
     }
     result
+}
+
+/// What the caller hears of a run: its answer when the run ended the purchase, else
+/// "outcome unknown" — when the log or Redis failed mid-way (recovery finishes it), and
+/// whenever another coordinator took the purchase over, whatever this run concluded:
+/// the owner decides, and the caller looks it up (or retries the key).
+pub fn unknown_unless_ended(
+    run: &Run,
+    result: Result<PurchaseResponse>,
+) -> Result<PurchaseResponse> {
+    if run.is_lost() {
+        return Err(Error::OutcomeUnknown {
+            txid: run.txid.clone(),
+            cause: "another coordinator took the purchase over and finishes it".into(),
+            deadline: false,
+        });
+    }
+    match result {
+        Err(
+            error @ (Error::Log(_)
+            | Error::LogPool(_)
+            | Error::StepLog(_)
+            | Error::Redis(_)
+            | Error::NotOwner { .. }
+            | Error::DecisionConflict { .. }
+            | Error::Corrupt(_)),
+        ) => Err(Error::OutcomeUnknown {
+            txid: run.txid.clone(),
+            cause: error.to_string(),
+            deadline: false,
+        }),
+        other => other,
+    }
 }
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
@@ -327,6 +346,19 @@ impl CoordinatorService for Coordinator {
     ) -> Reply<FailureSummaryResponse> {
         Ok(Response::new(
             inspect::failures(&self.driver.log, request.get_ref()).await?,
+        ))
+    }
+
+    async fn list_coordinators(
+        &self,
+        request: Request<ListCoordinatorsRequest>,
+    ) -> Reply<ListCoordinatorsResponse> {
+        let event_id = &request.get_ref().event_id;
+        if !event_id.is_empty() {
+            validate::id("event_id", event_id)?;
+        }
+        Ok(Response::new(
+            inspect::coordinators(&self.driver.log, event_id).await?,
         ))
     }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use proto::v1::*;
 
-use crate::driver::{CallError, Run};
+use crate::driver::{CallError, Run, Step};
 use crate::error::{Error, Result};
 use crate::log::{Decision, TxnRecord};
 use crate::outcome;
@@ -34,11 +34,14 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         order_id: txn.order_id.clone(),
         seat_ids: purchase.seat_ids.clone(),
         quantity: purchase.quantity,
+        log_id: run.log_id(),
     };
     let sale = match run
-        .call(Participant::Inventory, "prepare", false, forward, || {
-            rpc!(p.inventory, prepare_sale, request.clone())
-        })
+        .call(
+            Step::forward(Participant::Inventory, "prepare"),
+            forward,
+            || rpc!(p.inventory, prepare_sale, request.clone()),
+        )
         .await
     {
         Ok(sale) => sale,
@@ -57,7 +60,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     };
     run.driver
         .log
-        .set_seats(txid, &sale.seats, &sale.currency)
+        .set_seats(&run.owned, &sale.seats, &sale.currency)
         .await?;
 
     let order_request = PrepareOrderRequest {
@@ -69,6 +72,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         currency: sale.currency.clone(),
         idempotency_key: purchase.idempotency_key.clone(),
         payment_id: String::new(),
+        log_id: run.log_id(),
     };
     let payment_request = PreparePaymentRequest {
         txid: txid.clone(),
@@ -76,14 +80,19 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         amount_cents: sale.total_cents,
         currency: sale.currency.clone(),
         card_token: purchase.card_token.clone(),
+        log_id: run.log_id(),
     };
     let (order, payment) = tokio::join!(
-        run.call(Participant::Orders, "prepare", false, forward, || {
-            rpc!(p.orders, prepare_order, order_request.clone())
-        }),
-        run.call(Participant::Payments, "prepare", false, forward, || {
-            rpc!(p.payments, prepare_payment, payment_request.clone())
-        }),
+        run.call(
+            Step::forward(Participant::Orders, "prepare"),
+            forward,
+            || { rpc!(p.orders, prepare_order, order_request.clone()) }
+        ),
+        run.call(
+            Step::forward(Participant::Payments, "prepare"),
+            forward,
+            || { rpc!(p.payments, prepare_payment, payment_request.clone()) }
+        ),
     );
     run.phase("prepare", prepare_started);
     let everyone = [
@@ -102,12 +111,12 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     };
     run.driver
         .log
-        .set_payment(txid, &payment.payment_id)
+        .set_payment(&run.owned, &payment.payment_id)
         .await?;
 
     server_kit::crash_point!("2pc::before_decision");
     let decide_started = Instant::now();
-    run.driver.log.decide(txid, Decision::Commit).await?;
+    run.driver.log.decide(&run.owned, Decision::Commit).await?;
     run.phase("decide", decide_started);
     server_kit::crash_point!("2pc::after_decision");
 
@@ -157,36 +166,44 @@ pub async fn commit_one(
     let p = &run.driver.participants;
     let finish = run.driver.policies.finish;
     let txid = run.txid.clone();
+    let log_id = run.log_id();
     match participant {
         Participant::Inventory => run
-            .call(participant, "commit", false, finish, || {
+            .call(Step::forward(participant, "commit"), finish, || {
                 rpc!(
                     p.inventory,
                     commit_sale,
-                    CommitSaleRequest { txid: txid.clone() }
+                    CommitSaleRequest {
+                        txid: txid.clone(),
+                        log_id: log_id.clone(),
+                    }
                 )
             })
             .await
             .map(|_| None),
         Participant::Orders => run
-            .call(participant, "commit", false, finish, || {
+            .call(Step::forward(participant, "commit"), finish, || {
                 rpc!(
                     p.orders,
                     commit_order,
                     CommitOrderRequest {
                         txid: txid.clone(),
                         payment_id: payment_id.to_owned(),
+                        log_id: log_id.clone(),
                     }
                 )
             })
             .await
             .map(|answer| answer.order),
         _ => run
-            .call(participant, "commit", false, finish, || {
+            .call(Step::forward(participant, "commit"), finish, || {
                 rpc!(
                     p.payments,
                     commit_payment,
-                    CommitPaymentRequest { txid: txid.clone() }
+                    CommitPaymentRequest {
+                        txid: txid.clone(),
+                        log_id: log_id.clone(),
+                    }
                 )
             })
             .await
@@ -197,7 +214,7 @@ pub async fn commit_one(
 /// Logs ABORT, then aborts `participants` (each answers a repeated or unknown-txid
 /// Abort with success, leaving a tombstone).
 pub async fn abort(run: &Run, participants: &[Participant], cause: tonic::Status) -> Error {
-    if let Err(error) = run.driver.log.decide(&run.txid, Decision::Abort).await {
+    if let Err(error) = run.driver.log.decide(&run.owned, Decision::Abort).await {
         // Without a logged decision recovery presumes abort anyway.
         tracing::warn!(txid = %run.txid, %error, "could not log the abort decision");
     }
@@ -238,33 +255,43 @@ async fn abort_one(run: &Run, participant: Participant) -> Result<(), CallError>
     let p = &run.driver.participants;
     let finish = run.driver.policies.finish;
     let txid = run.txid.clone();
+    let log_id = run.log_id();
     match participant {
         Participant::Inventory => run
-            .call(participant, "abort", false, finish, || {
+            .call(Step::forward(participant, "abort"), finish, || {
                 rpc!(
                     p.inventory,
                     abort_sale,
-                    AbortSaleRequest { txid: txid.clone() }
+                    AbortSaleRequest {
+                        txid: txid.clone(),
+                        log_id: log_id.clone(),
+                    }
                 )
             })
             .await
             .map(drop),
         Participant::Orders => run
-            .call(participant, "abort", false, finish, || {
+            .call(Step::forward(participant, "abort"), finish, || {
                 rpc!(
                     p.orders,
                     abort_order,
-                    AbortOrderRequest { txid: txid.clone() }
+                    AbortOrderRequest {
+                        txid: txid.clone(),
+                        log_id: log_id.clone(),
+                    }
                 )
             })
             .await
             .map(drop),
         _ => run
-            .call(participant, "abort", false, finish, || {
+            .call(Step::forward(participant, "abort"), finish, || {
                 rpc!(
                     p.payments,
                     abort_payment,
-                    AbortPaymentRequest { txid: txid.clone() }
+                    AbortPaymentRequest {
+                        txid: txid.clone(),
+                        log_id: log_id.clone(),
+                    }
                 )
             })
             .await

@@ -50,6 +50,8 @@ pub enum Error {
     TxnCommitted(String),
     #[error("transaction {0} was never prepared here")]
     TxnNotFound(String),
+    #[error("transaction {txid} belongs to another coordinator log ({log_id}); refused")]
+    BranchOfAnotherLog { txid: String, log_id: String },
     #[error("transaction {0} is being prepared concurrently; retry")]
     TxnBusy(String),
     #[error("step {step} of saga {saga_id} was already compensated")]
@@ -101,6 +103,9 @@ impl From<Error> for Status {
             }
             Error::TxnAborted(txid) => refusal::txn_aborted(message, txid),
             Error::TxnCommitted(txid) => refusal::txn_committed(message, txid),
+            Error::BranchOfAnotherLog { txid, log_id } => {
+                refusal::branch_of_another_log(message, txid, log_id)
+            }
             Error::TxnBusy(_) => Status::aborted(message),
             Error::StepCompensated { saga_id, step } => {
                 refusal::step_compensated(message, saga_id, step)
@@ -160,6 +165,10 @@ mod tests {
             },
             Error::TxnAborted("t-1".into()),
             Error::TxnCommitted("t-1".into()),
+            Error::BranchOfAnotherLog {
+                txid: "t-1".into(),
+                log_id: "log-a".into(),
+            },
             Error::StepCompensated {
                 saga_id: "s-1".into(),
                 step: "hold_seats",

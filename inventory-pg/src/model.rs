@@ -304,6 +304,8 @@ pub struct Prepare {
     pub event_id: String,
     pub order_id: String,
     pub selection: SeatSelection,
+    /// The coordinator log that owns the branch.
+    pub log_id: Option<String>,
 }
 
 impl TryFrom<&pb::PrepareSaleRequest> for Prepare {
@@ -315,6 +317,7 @@ impl TryFrom<&pb::PrepareSaleRequest> for Prepare {
             event_id: validate::id("event_id", &request.event_id)?,
             order_id: validate::id("order_id", &request.order_id)?,
             selection: SeatSelection::parse(&request.seat_ids, request.quantity)?,
+            log_id: validate::optional_id("log_id", &request.log_id)?,
         })
     }
 }

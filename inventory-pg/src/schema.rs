@@ -13,4 +13,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "prepared branches by event",
         sql: include_str!("../migrations/0002_prepared_by_event.sql"),
     },
+    Migration {
+        version: 3,
+        name: "the coordinator log of every 2PC branch",
+        sql: include_str!("../migrations/0003_log_ids.sql"),
+    },
 ];

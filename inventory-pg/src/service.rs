@@ -153,20 +153,23 @@ impl InventoryService for Inventory {
 
     async fn commit_sale(&self, request: Request<CommitSaleRequest>) -> Reply<CommitSaleResponse> {
         let txid = validate::txid("txid", &request.get_ref().txid)?;
-        reply(two_phase::commit(&self.pool, &txid).await)
+        let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
+        reply(two_phase::commit(&self.pool, &txid, log_id.as_deref()).await)
     }
 
     async fn abort_sale(&self, request: Request<AbortSaleRequest>) -> Reply<AbortSaleResponse> {
         let txid = validate::txid("txid", &request.get_ref().txid)?;
-        reply(two_phase::abort(&self.pool, &txid).await)
+        let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
+        reply(two_phase::abort(&self.pool, &txid, log_id.as_deref()).await)
     }
 
     async fn list_in_doubt_sales(
         &self,
-        _request: Request<ListInDoubtSalesRequest>,
+        request: Request<ListInDoubtSalesRequest>,
     ) -> Reply<ListInDoubtSalesResponse> {
+        let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
         reply(
-            two_phase::list_in_doubt(&self.pool)
+            two_phase::list_in_doubt(&self.pool, log_id.as_deref())
                 .await
                 .map(|transactions| ListInDoubtSalesResponse { transactions }),
         )

@@ -73,8 +73,9 @@ pub async fn prepare(pool: &Pool, request: &Prepare) -> Result<PrepareSaleRespon
     let prices: Vec<i64> = prepared.seats.iter().map(|s| s.price_cents).collect();
     let statement = client
         .prepare_cached(
-            "INSERT INTO txn_prepared (txid, event_id, order_id, seat_ids, prices, currency)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (txid) DO NOTHING",
+            "INSERT INTO txn_prepared (txid, event_id, order_id, seat_ids, prices, currency,
+                                       log_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (txid) DO NOTHING",
         )
         .await?;
     client
@@ -87,6 +88,7 @@ pub async fn prepare(pool: &Pool, request: &Prepare) -> Result<PrepareSaleRespon
                 &ids,
                 &prices,
                 &prepared.currency,
+                &request.log_id,
             ],
         )
         .await?;
@@ -128,14 +130,20 @@ async fn sell_in_open_transaction(
         .await?;
     let statement = client
         .prepare_cached(
-            "INSERT INTO txn_participants (txid, state, event_id, order_id, seat_ids)
-             VALUES ($1, 'COMMITTED', $2, $3, $4)",
+            "INSERT INTO txn_participants (txid, state, event_id, order_id, seat_ids, log_id)
+             VALUES ($1, 'COMMITTED', $2, $3, $4, $5)",
         )
         .await?;
     client
         .execute(
             &statement,
-            &[&request.txid, &request.event_id, &request.order_id, &ids],
+            &[
+                &request.txid,
+                &request.event_id,
+                &request.order_id,
+                &ids,
+                &request.log_id,
+            ],
         )
         .await?;
     let priced: Vec<PricedSeat> = locked.iter().map(seats::LockedSeat::priced).collect();
@@ -191,8 +199,38 @@ async fn earlier_answer(
     }))
 }
 
-pub async fn commit(pool: &Pool, txid: &str) -> Result<CommitSaleResponse> {
+/// Refuses to finish a branch of another coordinator log: `caller` (None: a caller that
+/// predates log ids) must be the log the branch or its tombstone names, if it names one.
+async fn ensure_own_branch(
+    client: &impl GenericClient,
+    txid: &str,
+    caller: Option<&str>,
+) -> Result<()> {
+    let Some(caller) = caller else {
+        return Ok(());
+    };
+    let statement = client
+        .prepare_cached(
+            "SELECT coalesce((SELECT log_id FROM txn_prepared WHERE txid = $1),
+                             (SELECT log_id FROM txn_participants WHERE txid = $1)) AS log_id",
+        )
+        .await?;
+    match client
+        .query_one(&statement, &[&txid])
+        .await?
+        .get::<_, Option<String>>("log_id")
+    {
+        Some(owner) if owner != caller => Err(Error::BranchOfAnotherLog {
+            txid: txid.to_owned(),
+            log_id: owner,
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub async fn commit(pool: &Pool, txid: &str, log_id: Option<&str>) -> Result<CommitSaleResponse> {
     let client = pool.get().await?;
+    ensure_own_branch(&client, txid, log_id).await?;
     match client
         .batch_execute(&format!("COMMIT PREPARED '{}'", gid(txid)))
         .await
@@ -222,15 +260,16 @@ pub async fn commit(pool: &Pool, txid: &str) -> Result<CommitSaleResponse> {
     }
 }
 
-pub async fn abort(pool: &Pool, txid: &str) -> Result<AbortSaleResponse> {
+pub async fn abort(pool: &Pool, txid: &str, log_id: Option<&str>) -> Result<AbortSaleResponse> {
     let client = pool.get().await?;
+    ensure_own_branch(&client, txid, log_id).await?;
     for attempt in 1..=ABORT_ATTEMPTS {
         match client
             .batch_execute(&format!("ROLLBACK PREPARED '{}'", gid(txid)))
             .await
         {
             Ok(()) => {
-                write_tombstone(&client, txid).await?;
+                write_tombstone(&client, txid, log_id).await?;
                 info!(txid, "aborted");
                 return Ok(AbortSaleResponse {
                     state: ParticipantTxnState::Aborted.into(),
@@ -266,7 +305,7 @@ pub async fn abort(pool: &Pool, txid: &str) -> Result<AbortSaleResponse> {
         // Nothing prepared, nothing decided: leave a tombstone. If a Prepare of the same
         // txid is in flight, the insert waits for it; on timeout, go round again and
         // roll that branch back.
-        match write_tombstone(&client, txid).await {
+        match write_tombstone(&client, txid, log_id).await {
             Ok(true) => {
                 info!(txid, "aborted before prepare; tombstone written");
                 return Ok(AbortSaleResponse {
@@ -289,18 +328,23 @@ pub async fn abort(pool: &Pool, txid: &str) -> Result<AbortSaleResponse> {
     Err(Error::TxnBusy(txid.to_owned()))
 }
 
-/// Inserts the ABORTED row unless the txid already has one; true when it wrote it.
-async fn write_tombstone(client: &impl GenericClient, txid: &str) -> Result<bool> {
+/// Inserts the ABORTED row (naming the aborting log) unless the txid already has one;
+/// true when it wrote it.
+async fn write_tombstone(
+    client: &impl GenericClient,
+    txid: &str,
+    log_id: Option<&str>,
+) -> Result<bool> {
     client
         .batch_execute(&format!("SET lock_timeout = '{}'", seats::LOCK_TIMEOUT))
         .await?;
     let statement = client
         .prepare_cached(
-            "INSERT INTO txn_participants (txid, state) VALUES ($1, 'ABORTED')
+            "INSERT INTO txn_participants (txid, state, log_id) VALUES ($1, 'ABORTED', $2)
              ON CONFLICT (txid) DO NOTHING",
         )
         .await?;
-    let written = client.execute(&statement, &[&txid]).await;
+    let written = client.execute(&statement, &[&txid, &log_id]).await;
     client.batch_execute("RESET lock_timeout").await?;
     Ok(written? == 1)
 }
@@ -315,26 +359,32 @@ async fn participant_state(client: &impl GenericClient, txid: &str) -> Result<Op
         .map(|row| row.get(0)))
 }
 
-pub async fn list_in_doubt(pool: &Pool) -> Result<Vec<InDoubtTransaction>> {
+/// The prepared branches of `log_id` (and those that name no log: prepared, and their
+/// record not written yet), or every one when None, oldest first.
+pub async fn list_in_doubt(pool: &Pool, log_id: Option<&str>) -> Result<Vec<InDoubtTransaction>> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT substr(x.gid, 4), x.prepared,
-                    coalesce(p.event_id || ' ' || p.order_id || ' ' || array_to_string(p.seat_ids, ','), '')
+            "SELECT substr(x.gid, 4) AS txid, x.prepared,
+                    coalesce(p.event_id || ' ' || p.order_id || ' '
+                             || array_to_string(p.seat_ids, ','), '') AS detail,
+                    coalesce(p.log_id, '') AS log_id
                FROM pg_prepared_xacts x
                LEFT JOIN txn_prepared p ON p.txid = substr(x.gid, 4)
               WHERE x.database = current_database() AND x.gid LIKE 'td-%'
+                AND ($1::text IS NULL OR p.log_id IS NULL OR p.log_id = $1)
               ORDER BY x.prepared",
         )
         .await?;
     Ok(client
-        .query(&statement, &[])
+        .query(&statement, &[&log_id])
         .await?
         .iter()
         .map(|row| InDoubtTransaction {
-            txid: row.get(0),
-            prepared_at: Some(convert::timestamp(row.get(1))),
-            detail: row.get(2),
+            txid: row.get("txid"),
+            prepared_at: Some(convert::timestamp(row.get("prepared"))),
+            detail: row.get("detail"),
+            log_id: row.get("log_id"),
         })
         .collect())
 }

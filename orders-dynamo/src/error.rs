@@ -36,6 +36,8 @@ pub enum Error {
     TxnCommitted(String),
     #[error("transaction {0} was never prepared here")]
     TxnNotFound(String),
+    #[error("transaction {txid} belongs to another coordinator log ({log_id}); refused")]
+    BranchOfAnotherLog { txid: String, log_id: String },
     #[error("step {step} of saga {saga_id} was already compensated")]
     StepCompensated { saga_id: String, step: &'static str },
     #[error("order {order_id} is {status}; {action} is not allowed")]
@@ -87,6 +89,9 @@ impl From<Error> for Status {
             }
             Error::TxnAborted(txid) => refusal::txn_aborted(message, txid),
             Error::TxnCommitted(txid) => refusal::txn_committed(message, txid),
+            Error::BranchOfAnotherLog { txid, log_id } => {
+                refusal::branch_of_another_log(message, txid, log_id)
+            }
             Error::StepCompensated { saga_id, step } => {
                 refusal::step_compensated(message, saga_id, step)
             }
@@ -142,6 +147,10 @@ mod tests {
             },
             Error::TxnAborted("t-1".into()),
             Error::TxnCommitted("t-1".into()),
+            Error::BranchOfAnotherLog {
+                txid: "t-1".into(),
+                log_id: "log-a".into(),
+            },
             Error::StepCompensated {
                 saga_id: "s-1".into(),
                 step: "place_order",

@@ -79,7 +79,9 @@ impl OrdersService for Orders {
         let txid = validate::txid("txid", &r.txid)?;
         let order = NewOrder::try_from(r)?;
         let payment_id = optional_id("payment_id", &r.payment_id)?;
-        let order = two_phase::prepare(&self.store, &txid, &order, payment_id).await?;
+        let log_id = optional_id("log_id", &r.log_id)?;
+        let order =
+            two_phase::prepare(&self.store, &txid, &order, payment_id, log_id.as_deref()).await?;
         Ok(Response::new(PrepareOrderResponse {
             order: Some(order.to_proto()),
         }))
@@ -92,8 +94,9 @@ impl OrdersService for Orders {
         let r = request.get_ref();
         let txid = validate::txid("txid", &r.txid)?;
         let payment_id = optional_id("payment_id", &r.payment_id)?.unwrap_or_default();
+        let log_id = optional_id("log_id", &r.log_id)?;
         let (state, already_done, order) =
-            two_phase::commit(&self.store, &txid, &payment_id).await?;
+            two_phase::commit(&self.store, &txid, &payment_id, log_id.as_deref()).await?;
         Ok(Response::new(CommitOrderResponse {
             state: state.into(),
             already_done,
@@ -103,7 +106,9 @@ impl OrdersService for Orders {
 
     async fn abort_order(&self, request: Request<AbortOrderRequest>) -> Reply<AbortOrderResponse> {
         let txid = validate::txid("txid", &request.get_ref().txid)?;
-        let (already_done, tombstone) = two_phase::abort(&self.store, &txid).await?;
+        let log_id = optional_id("log_id", &request.get_ref().log_id)?;
+        let (already_done, tombstone) =
+            two_phase::abort(&self.store, &txid, log_id.as_deref()).await?;
         Ok(Response::new(AbortOrderResponse {
             state: ParticipantTxnState::Aborted.into(),
             already_done,
@@ -113,10 +118,11 @@ impl OrdersService for Orders {
 
     async fn list_in_doubt_orders(
         &self,
-        _request: Request<ListInDoubtOrdersRequest>,
+        request: Request<ListInDoubtOrdersRequest>,
     ) -> Reply<ListInDoubtOrdersResponse> {
+        let log_id = optional_id("log_id", &request.get_ref().log_id)?;
         Ok(Response::new(ListInDoubtOrdersResponse {
-            transactions: two_phase::list_in_doubt(&self.store).await?,
+            transactions: two_phase::list_in_doubt(&self.store, log_id.as_deref()).await?,
         }))
     }
 

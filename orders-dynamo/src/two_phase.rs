@@ -24,7 +24,14 @@ const PREPARED: &str = "PREPARED";
 const COMMITTED: &str = "COMMITTED";
 const ABORTED: &str = "ABORTED";
 
-fn participant_item(txid: &str, state: &str, order_id: Option<&str>) -> items::Item {
+/// The participant item of `txid`: its state, its order (absent on a tombstone) and the
+/// coordinator log that made it (absent on items from before log ids).
+fn participant_item(
+    txid: &str,
+    state: &str,
+    order_id: Option<&str>,
+    log_id: Option<&str>,
+) -> items::Item {
     let mut item = items::participant_key(txid);
     item.insert("txid".into(), s(txid));
     item.insert("txn_state".into(), s(state));
@@ -32,17 +39,42 @@ fn participant_item(txid: &str, state: &str, order_id: Option<&str>) -> items::I
     if let Some(order_id) = order_id {
         item.insert("order_id".into(), s(order_id));
     }
+    if let Some(log_id) = log_id {
+        item.insert("log_id".into(), s(log_id));
+    }
     item
 }
 
-/// The participant item's (state, order id), if it exists.
-async fn participant(store: &Store, txid: &str) -> Result<Option<(String, Option<String>)>> {
-    Ok(store.get(items::participant_key(txid)).await?.map(|item| {
-        (
-            items::get_s(&item, "txn_state").unwrap_or_default(),
-            items::get_s(&item, "order_id"),
-        )
-    }))
+/// The participant item, decoded.
+struct Branch {
+    state: String,
+    order_id: Option<String>,
+    log_id: Option<String>,
+}
+
+impl Branch {
+    /// Refuses a caller of another log than the branch's (either may predate log ids).
+    fn ensure_log(&self, txid: &str, caller: Option<&str>) -> Result<()> {
+        match (&self.log_id, caller) {
+            (Some(owner), Some(caller)) if owner != caller => Err(Error::BranchOfAnotherLog {
+                txid: txid.to_owned(),
+                log_id: owner.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The participant item, if it exists.
+async fn participant(store: &Store, txid: &str) -> Result<Option<Branch>> {
+    Ok(store
+        .get(items::participant_key(txid))
+        .await?
+        .map(|item| Branch {
+            state: items::get_s(&item, "txn_state").unwrap_or_default(),
+            order_id: items::get_s(&item, "order_id"),
+            log_id: items::get_s(&item, "log_id"),
+        }))
 }
 
 pub async fn prepare(
@@ -50,6 +82,7 @@ pub async fn prepare(
     txid: &str,
     order: &NewOrder,
     payment_id: Option<String>,
+    log_id: Option<&str>,
 ) -> Result<OrderRecord> {
     let now = items::now();
     let record = OrderRecord {
@@ -71,7 +104,7 @@ pub async fn prepare(
     let table = &store.table;
     let txn = TxnWrite::new(table)
         .put(
-            participant_item(txid, PREPARED, Some(&order.order_id)),
+            participant_item(txid, PREPARED, Some(&order.order_id), log_id),
             "attribute_not_exists(pk)",
             &[],
             Purpose::Participant,
@@ -83,7 +116,7 @@ pub async fn prepare(
             Purpose::Order,
         )?
         .put(
-            in_doubt_item(txid, &order.order_id),
+            in_doubt_item(txid, &order.order_id, log_id),
             "",
             &[],
             Purpose::InDoubt,
@@ -102,10 +135,11 @@ pub async fn prepare(
         // The txid has a participant item already (or a retry differed in timestamps).
         Err(WriteError::Cancelled(_)) | Err(WriteError::Other(Error::IdempotencyMismatch)) => {
             match participant(store, txid).await? {
-                Some((state, _)) if state == ABORTED => Err(Error::TxnAborted(txid.to_owned())),
-                Some((_, Some(order_id))) if order_id == order.order_id => {
-                    store.require_order(&order_id).await
-                }
+                Some(branch) if branch.state == ABORTED => Err(Error::TxnAborted(txid.to_owned())),
+                Some(Branch {
+                    order_id: Some(order_id),
+                    ..
+                }) if order_id == order.order_id => store.require_order(&order_id).await,
                 _ => Err(Error::IdempotencyMismatch),
             }
         }
@@ -117,12 +151,16 @@ pub async fn commit(
     store: &Store,
     txid: &str,
     payment_id: &str,
+    log_id: Option<&str>,
 ) -> Result<(ParticipantTxnState, bool, OrderRecord)> {
-    let (state, order_id) = participant(store, txid)
+    let branch = participant(store, txid)
         .await?
         .ok_or_else(|| Error::TxnNotFound(txid.to_owned()))?;
-    let order_id = order_id.ok_or_else(|| Error::TxnAborted(txid.to_owned()))?;
-    match state.as_str() {
+    branch.ensure_log(txid, log_id)?;
+    let order_id = branch
+        .order_id
+        .ok_or_else(|| Error::TxnAborted(txid.to_owned()))?;
+    match branch.state.as_str() {
         COMMITTED => {
             let order = store.require_order(&order_id).await?;
             return Ok((ParticipantTxnState::Committed, true, order));
@@ -185,7 +223,7 @@ pub async fn commit(
         Err(WriteError::Other(error)) => Err(error),
         // A concurrent Commit or Abort moved the state: answer from what it is now.
         Err(WriteError::Cancelled(_)) => match participant(store, txid).await? {
-            Some((state, _)) if state == COMMITTED => Ok((
+            Some(branch) if branch.state == COMMITTED => Ok((
                 ParticipantTxnState::Committed,
                 true,
                 store.require_order(&order_id).await?,
@@ -196,10 +234,10 @@ pub async fn commit(
 }
 
 /// Returns (already done, tombstone written).
-pub async fn abort(store: &Store, txid: &str) -> Result<(bool, bool)> {
+pub async fn abort(store: &Store, txid: &str, log_id: Option<&str>) -> Result<(bool, bool)> {
     let table = &store.table;
     let tombstone = TxnWrite::new(table).put(
-        participant_item(txid, ABORTED, None),
+        participant_item(txid, ABORTED, None, log_id),
         "attribute_not_exists(pk)",
         &[],
         Purpose::Participant,
@@ -209,13 +247,14 @@ pub async fn abort(store: &Store, txid: &str) -> Result<(bool, bool)> {
         Err(WriteError::Other(error)) => return Err(error),
         Err(WriteError::Cancelled(_)) => {}
     }
-    let (state, order_id) = participant(store, txid).await?.ok_or(Error::Conflict)?;
-    match state.as_str() {
+    let branch = participant(store, txid).await?.ok_or(Error::Conflict)?;
+    branch.ensure_log(txid, log_id)?;
+    match branch.state.as_str() {
         ABORTED => return Ok((true, false)),
         COMMITTED => return Err(Error::TxnCommitted(txid.to_owned())),
         _ => {}
     }
-    let order_id = order_id.ok_or(Error::Conflict)?;
+    let order_id = branch.order_id.ok_or(Error::Conflict)?;
     let order = store.require_order(&order_id).await?;
     let live = store.live_claims(&order).await?;
     let now = items::now();
@@ -250,24 +289,28 @@ pub async fn abort(store: &Store, txid: &str) -> Result<(bool, bool)> {
         Ok(()) => Ok((false, false)),
         Err(WriteError::Other(error)) => Err(error),
         Err(WriteError::Cancelled(_)) => match participant(store, txid).await? {
-            Some((state, _)) if state == ABORTED => Ok((true, false)),
-            Some((state, _)) if state == COMMITTED => Err(Error::TxnCommitted(txid.to_owned())),
+            Some(branch) if branch.state == ABORTED => Ok((true, false)),
+            Some(branch) if branch.state == COMMITTED => Err(Error::TxnCommitted(txid.to_owned())),
             _ => Err(Error::Conflict),
         },
     }
 }
 
 /// The branch's item in the in-doubt index.
-fn in_doubt_item(txid: &str, order_id: &str) -> items::Item {
+fn in_doubt_item(txid: &str, order_id: &str, log_id: Option<&str>) -> items::Item {
     let mut item = items::in_doubt_key(txid);
     item.insert("txid".into(), s(txid));
     item.insert("order_id".into(), s(order_id));
     item.insert("prepared_at".into(), s(items::now()));
+    if let Some(log_id) = log_id {
+        item.insert("log_id".into(), s(log_id));
+    }
     item
 }
 
-/// The prepared branches, oldest first, from the in-doubt index.
-pub async fn list_in_doubt(store: &Store) -> Result<Vec<InDoubtTransaction>> {
+/// The prepared branches of `log_id` (and those that name no log), or every one when
+/// None, oldest first, from the in-doubt index.
+pub async fn list_in_doubt(store: &Store, log_id: Option<&str>) -> Result<Vec<InDoubtTransaction>> {
     let mut found = Vec::new();
     for shard in 0..items::IN_DOUBT_SHARDS {
         let mut start = None;
@@ -283,6 +326,10 @@ pub async fn list_in_doubt(store: &Store) -> Result<Vec<InDoubtTransaction>> {
                 .send()
                 .await?;
             for item in page.items() {
+                let branch_log = items::get_s(item, "log_id").unwrap_or_default();
+                if log_id.is_some_and(|wanted| !branch_log.is_empty() && branch_log != wanted) {
+                    continue;
+                }
                 let prepared_at = items::get_s(item, "prepared_at").unwrap_or_default();
                 found.push((
                     prepared_at.clone(),
@@ -292,6 +339,7 @@ pub async fn list_in_doubt(store: &Store) -> Result<Vec<InDoubtTransaction>> {
                             .ok()
                             .map(|t| server_kit::convert::timestamp(t.with_timezone(&chrono::Utc))),
                         detail: items::get_s(item, "order_id").unwrap_or_default(),
+                        log_id: branch_log,
                     },
                 ));
             }
@@ -332,7 +380,8 @@ pub async fn index_branches_in_doubt(store: &Store) -> Result<usize> {
             else {
                 continue;
             };
-            let mut entry = in_doubt_item(&txid, &order_id);
+            let mut entry =
+                in_doubt_item(&txid, &order_id, items::get_s(item, "log_id").as_deref());
             if let Some(at) = items::get_s(item, "updated_at") {
                 entry.insert("prepared_at".into(), s(at));
             }

@@ -35,6 +35,8 @@ pub enum Error {
     TxnCommitted(String),
     #[error("transaction {0} was never prepared here")]
     TxnNotFound(String),
+    #[error("transaction {txid} belongs to another coordinator log ({log_id}); refused")]
+    BranchOfAnotherLog { txid: String, log_id: String },
     #[error("the card network did not answer in time")]
     CardTimeout,
     #[error("the response was lost after the write committed (fault injection); retry")]
@@ -101,6 +103,9 @@ impl From<Error> for Status {
             ),
             Error::TxnAborted(txid) => refusal::txn_aborted(message, txid),
             Error::TxnCommitted(txid) => refusal::txn_committed(message, txid),
+            Error::BranchOfAnotherLog { txid, log_id } => {
+                refusal::branch_of_another_log(message, txid, log_id)
+            }
             Error::CardTimeout => Status::deadline_exceeded(message),
             Error::ResponseLost => Status::unavailable(message),
             Error::Replayed(status) => status,
@@ -144,6 +149,10 @@ mod tests {
             Error::KeyReused("k".into()),
             Error::TxnAborted("t-1".into()),
             Error::TxnCommitted("t-1".into()),
+            Error::BranchOfAnotherLog {
+                txid: "t-1".into(),
+                log_id: "log-a".into(),
+            },
         ];
         let problems: Vec<String> = refusals
             .into_iter()

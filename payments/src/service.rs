@@ -241,7 +241,8 @@ impl PaymentsService for PaymentsApi {
         let r = request.get_ref();
         let txid = validate::txid("txid", &r.txid)?;
         let auth = NewAuthorization::try_from(r)?;
-        let payment = two_phase::prepare(&self.payments, &txid, &auth).await?;
+        let log_id = validate::optional_id("log_id", &r.log_id)?;
+        let payment = two_phase::prepare(&self.payments, &txid, &auth, log_id.as_deref()).await?;
         Ok(self.deliver(PreparePaymentResponse {
             payment: Some(payment),
         })?)
@@ -252,7 +253,9 @@ impl PaymentsService for PaymentsApi {
         request: Request<CommitPaymentRequest>,
     ) -> Reply<CommitPaymentResponse> {
         let txid = validate::txid("txid", &request.get_ref().txid)?;
-        let (already_done, payment) = two_phase::commit(&self.payments, &txid).await?;
+        let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
+        let (already_done, payment) =
+            two_phase::commit(&self.payments, &txid, log_id.as_deref()).await?;
         lose_capture_response()?;
         Ok(self.deliver(CommitPaymentResponse {
             state: two_phase::state(true).into(),
@@ -266,7 +269,9 @@ impl PaymentsService for PaymentsApi {
         request: Request<AbortPaymentRequest>,
     ) -> Reply<AbortPaymentResponse> {
         let txid = validate::txid("txid", &request.get_ref().txid)?;
-        let (already_done, tombstone) = two_phase::abort(&self.payments, &txid).await?;
+        let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
+        let (already_done, tombstone) =
+            two_phase::abort(&self.payments, &txid, log_id.as_deref()).await?;
         Ok(self.deliver(AbortPaymentResponse {
             state: two_phase::state(false).into(),
             already_done,
@@ -276,10 +281,11 @@ impl PaymentsService for PaymentsApi {
 
     async fn list_in_doubt_payments(
         &self,
-        _request: Request<ListInDoubtPaymentsRequest>,
+        request: Request<ListInDoubtPaymentsRequest>,
     ) -> Reply<ListInDoubtPaymentsResponse> {
+        let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
         Ok(Response::new(ListInDoubtPaymentsResponse {
-            transactions: two_phase::list_in_doubt(&self.payments).await?,
+            transactions: two_phase::list_in_doubt(&self.payments, log_id.as_deref()).await?,
         }))
     }
 

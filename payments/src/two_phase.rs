@@ -11,27 +11,37 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{self, Payments};
 use crate::model::NewAuthorization;
 
-/// The txid's participant row: (state, payment id).
+/// The txid's participant row: (state, payment id). With `caller` (a coordinator log),
+/// a row of another log is refused.
 async fn participant(
     client: &impl GenericClient,
     txid: &str,
     lock: bool,
+    caller: Option<&str>,
 ) -> Result<Option<(String, Option<String>)>> {
     let sql = if lock {
-        "SELECT state, payment_id FROM txn_participants WHERE txid = $1 FOR UPDATE"
+        "SELECT state, payment_id, log_id FROM txn_participants WHERE txid = $1 FOR UPDATE"
     } else {
-        "SELECT state, payment_id FROM txn_participants WHERE txid = $1"
+        "SELECT state, payment_id, log_id FROM txn_participants WHERE txid = $1"
     };
     let statement = client.prepare_cached(sql).await?;
-    Ok(client
-        .query_opt(&statement, &[&txid])
-        .await?
-        .map(|row| (row.get(0), row.get(1))))
+    let Some(row) = client.query_opt(&statement, &[&txid]).await? else {
+        return Ok(None);
+    };
+    if let (Some(owner), Some(caller)) = (row.get::<_, Option<String>>("log_id"), caller)
+        && owner != caller
+    {
+        return Err(Error::BranchOfAnotherLog {
+            txid: txid.to_owned(),
+            log_id: owner,
+        });
+    }
+    Ok(Some((row.get("state"), row.get("payment_id"))))
 }
 
 /// The answer an earlier Prepare of `txid` earned, if there was one.
 async fn earlier_prepare(client: &impl GenericClient, txid: &str) -> Result<Option<Payment>> {
-    match participant(client, txid, false).await? {
+    match participant(client, txid, false, None).await? {
         Some((state, _)) if state == "ABORTED" => Err(Error::TxnAborted(txid.to_owned())),
         Some((_, Some(payment_id))) => {
             Ok(Some(lifecycle::lock_payment(client, &payment_id).await?))
@@ -46,7 +56,12 @@ async fn earlier_prepare(client: &impl GenericClient, txid: &str) -> Result<Opti
     }
 }
 
-pub async fn prepare(payments: &Payments, txid: &str, auth: &NewAuthorization) -> Result<Payment> {
+pub async fn prepare(
+    payments: &Payments,
+    txid: &str,
+    auth: &NewAuthorization,
+    log_id: Option<&str>,
+) -> Result<Payment> {
     {
         let client = payments.pool.get().await?;
         if let Some(payment) = earlier_prepare(&client, txid).await? {
@@ -62,11 +77,11 @@ pub async fn prepare(payments: &Payments, txid: &str, auth: &NewAuthorization) -
     let tx = client.transaction().await?;
     let statement = tx
         .prepare_cached(
-            "INSERT INTO txn_participants (txid, state) VALUES ($1, 'PREPARED')
+            "INSERT INTO txn_participants (txid, state, log_id) VALUES ($1, 'PREPARED', $2)
              ON CONFLICT (txid) DO NOTHING",
         )
         .await?;
-    if tx.execute(&statement, &[&txid]).await? == 0 {
+    if tx.execute(&statement, &[&txid, &log_id]).await? == 0 {
         // A tombstone or a concurrent prepare got there first.
         drop(tx);
         return earlier_prepare(&client, txid)
@@ -86,10 +101,14 @@ pub async fn prepare(payments: &Payments, txid: &str, auth: &NewAuthorization) -
 }
 
 /// Captures the txid's authorization. Returns (already done, payment).
-pub async fn commit(payments: &Payments, txid: &str) -> Result<(bool, Payment)> {
+pub async fn commit(
+    payments: &Payments,
+    txid: &str,
+    log_id: Option<&str>,
+) -> Result<(bool, Payment)> {
     let mut client = payments.pool.get().await?;
     let tx = client.transaction().await?;
-    let (state, payment_id) = participant(&tx, txid, true)
+    let (state, payment_id) = participant(&tx, txid, true, log_id)
         .await?
         .ok_or_else(|| Error::TxnNotFound(txid.to_owned()))?;
     let payment_id = payment_id.ok_or_else(|| Error::TxnAborted(txid.to_owned()))?;
@@ -106,20 +125,20 @@ pub async fn commit(payments: &Payments, txid: &str) -> Result<(bool, Payment)> 
 }
 
 /// Voids the txid's authorization, or writes a tombstone. Returns (already done, tombstone).
-pub async fn abort(payments: &Payments, txid: &str) -> Result<(bool, bool)> {
+pub async fn abort(payments: &Payments, txid: &str, log_id: Option<&str>) -> Result<(bool, bool)> {
     let mut client = payments.pool.get().await?;
     let tx = client.transaction().await?;
     let statement = tx
         .prepare_cached(
-            "INSERT INTO txn_participants (txid, state) VALUES ($1, 'ABORTED')
+            "INSERT INTO txn_participants (txid, state, log_id) VALUES ($1, 'ABORTED', $2)
              ON CONFLICT (txid) DO NOTHING",
         )
         .await?;
-    if tx.execute(&statement, &[&txid]).await? == 1 {
+    if tx.execute(&statement, &[&txid, &log_id]).await? == 1 {
         tx.commit().await?;
         return Ok((false, true));
     }
-    let (state, payment_id) = participant(&tx, txid, true)
+    let (state, payment_id) = participant(&tx, txid, true, log_id)
         .await?
         .ok_or_else(|| Error::TxnNotFound(txid.to_owned()))?;
     match state.as_str() {
@@ -146,22 +165,32 @@ async fn set_participant(client: &impl GenericClient, txid: &str, state: &str) -
     Ok(())
 }
 
-pub async fn list_in_doubt(payments: &Payments) -> Result<Vec<InDoubtTransaction>> {
+/// The prepared branches of `log_id` (and those that name no log), or every one when
+/// None, oldest first.
+pub async fn list_in_doubt(
+    payments: &Payments,
+    log_id: Option<&str>,
+) -> Result<Vec<InDoubtTransaction>> {
     let client = payments.pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT txid, created_at, coalesce(payment_id, '') FROM txn_participants
-              WHERE state = 'PREPARED' ORDER BY created_at, txid",
+            "SELECT txid, created_at, coalesce(payment_id, '') AS detail,
+                    coalesce(log_id, '') AS log_id
+               FROM txn_participants
+              WHERE state = 'PREPARED'
+                AND ($1::text IS NULL OR log_id IS NULL OR log_id = $1)
+              ORDER BY created_at, txid",
         )
         .await?;
     Ok(client
-        .query(&statement, &[])
+        .query(&statement, &[&log_id])
         .await?
         .iter()
         .map(|row| InDoubtTransaction {
-            txid: row.get(0),
-            prepared_at: Some(convert::timestamp(row.get(1))),
-            detail: row.get(2),
+            txid: row.get("txid"),
+            prepared_at: Some(convert::timestamp(row.get("created_at"))),
+            detail: row.get("detail"),
+            log_id: row.get("log_id"),
         })
         .collect())
 }

@@ -123,18 +123,84 @@ pub fn with_token<T>(message: T, token: &MetadataValue<Ascii>) -> Request<T> {
 /// service starts while the ones it calls are still down.
 ///
 /// `endpoints` is one endpoint, or several separated by commas (replicas of one service,
-/// such as the coordinators on one log): tonic's power-of-two-choices balancer then
-/// spreads the calls over them, each endpoint reconnecting on its own. A call to one that
-/// died fails fast (connection refused) and its retry goes where the balancer sends it:
-/// the callers retry unknown outcomes with the same idempotency key, so a retry that
-/// lands on another replica is the same purchase.
+/// such as the coordinators of one log): see [`replicas`].
 pub fn lazy_channel(endpoints: &str) -> anyhow::Result<Channel> {
     let mut list = parse_endpoints(endpoints)?;
     Ok(if list.len() == 1 {
         list.pop().expect("one endpoint").connect_lazy()
     } else {
-        Channel::balance_list(list.into_iter())
+        replicas(list)
     })
+}
+
+/// How often [`replicas`] checks each endpoint.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// One channel to several replicas of a service: tonic's power-of-two-choices balancer
+/// (which also prefers the replica with fewer calls pending, so a paused one is left
+/// alone) over the endpoints that accept connections. A watcher connects to each
+/// endpoint every half second and takes one that refuses out of the balancer, and puts
+/// it back once it accepts again, so calls do not go to a replica that died. When none
+/// accepts, all stay in (calls fail fast rather than wait). Calls made before the first
+/// check wait for it.
+///
+/// A call cut off by a replica's death still fails (UNAVAILABLE): callers retry unknown
+/// outcomes with the same idempotency key, and the retry, sent to another replica, is
+/// the same purchase.
+pub fn replicas(list: Vec<tonic::transport::Endpoint>) -> Channel {
+    let (channel, changes) = Channel::balance_channel::<usize>(list.len().max(1) * 4);
+    tokio::spawn(watch_replicas(list, changes));
+    channel
+}
+
+async fn watch_replicas(
+    list: Vec<tonic::transport::Endpoint>,
+    changes: tokio::sync::mpsc::Sender<
+        tonic::transport::channel::Change<usize, tonic::transport::Endpoint>,
+    >,
+) {
+    use tonic::transport::channel::Change;
+    let mut inside = vec![false; list.len()];
+    loop {
+        let answers = futures::future::join_all(list.iter().map(accepts)).await;
+        let any = answers.iter().any(|up| *up);
+        for (index, endpoint) in list.iter().enumerate() {
+            let wanted = answers[index] || !any;
+            let change = match (wanted, inside[index]) {
+                (true, false) => Change::Insert(index, endpoint.clone()),
+                (false, true) => Change::Remove(index),
+                _ => continue,
+            };
+            if changes.send(change).await.is_err() {
+                return; // the channel is gone
+            }
+            inside[index] = wanted;
+            if !wanted {
+                tracing::warn!(endpoint = %endpoint.uri(), "replica refuses connections; calls go to the others");
+            }
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+        if changes.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Whether `endpoint` accepts a TCP connection within 300 ms.
+async fn accepts(endpoint: &tonic::transport::Endpoint) -> bool {
+    let uri = endpoint.uri();
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let port = uri.port_u16().unwrap_or(80);
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect((host, port))
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }
 
 /// The endpoints of a comma-separated list, each with the mesh's transport settings.

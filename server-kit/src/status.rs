@@ -103,6 +103,7 @@ pub fn contradiction(reason: ErrorReason, message: &str) -> Option<String> {
         ErrorReason::OtherUser => &["may not act for"],
         ErrorReason::RateLimited => &["too many"],
         ErrorReason::ParticipantUnavailable => &["did not answer"],
+        ErrorReason::BranchOfAnotherLog => &["another coordinator log"],
     };
     let name = reason_name(reason);
     if !required.is_empty() && !says(required) {
@@ -214,6 +215,16 @@ pub mod refusal {
             ErrorReason::InvalidState,
             message,
             [("txid", txid)],
+        )
+    }
+
+    /// A Commit or Abort of a branch that another coordinator log owns.
+    pub fn branch_of_another_log(message: String, txid: String, log_id: String) -> Status {
+        with_reason(
+            Code::FailedPrecondition,
+            ErrorReason::BranchOfAnotherLog,
+            message,
+            [("txid", txid), ("log_id", log_id)],
         )
     }
 

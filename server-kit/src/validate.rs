@@ -40,6 +40,16 @@ pub fn txid(field: &str, value: &str) -> Result<String, FieldError> {
     Ok(txid)
 }
 
+/// An id that may be absent: empty is None (a coordinator log id from a caller that
+/// predates log ids).
+pub fn optional_id(field: &str, value: &str) -> Result<Option<String>, FieldError> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        id(field, value).map(Some)
+    }
+}
+
 /// Free text of 1 to `max` characters (after trimming).
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, FieldError> {
     let value = value.trim();

@@ -85,3 +85,23 @@ pub(crate) fn wait_for_port(
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
+
+/// Waits until `condition` holds, checking every 50 ms, and panics naming `what` when
+/// `timeout` passes first: what a test waits for is a condition, never a length of time.
+pub async fn eventually<F, Fut>(what: &str, timeout: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

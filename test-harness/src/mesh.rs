@@ -105,8 +105,28 @@ impl Mesh {
         })
     }
 
-    /// A second coordinator with a log of its own on the same participants (two lease
-    /// holders racing): it must not recover the first one's purchases.
+    /// Another coordinator on this mesh's log (coordinators sharing one log: each
+    /// purchase has one owner at a time).
+    pub async fn peer_coordinator(
+        &self,
+        options: &MeshOptions<'_>,
+    ) -> anyhow::Result<ServiceProcess> {
+        start_coordinator(
+            &self.coordinator_db,
+            &[
+                &self.inventory,
+                &self.orders,
+                &self.payments,
+                &self.waiting_room,
+                &self.notifier,
+            ],
+            options,
+        )
+        .await
+    }
+
+    /// A second coordinator with a log of its own on the same participants (a second
+    /// cluster): it must never touch the first one's purchases or branches.
     pub async fn another_coordinator(
         &self,
         options: &MeshOptions<'_>,

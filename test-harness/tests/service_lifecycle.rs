@@ -134,19 +134,19 @@ async fn assert_service_mounted(started: &Started) {
     let status = match started.service {
         "ticketdrop.v1.InventoryService" => {
             proto::v1::inventory_service_client::InventoryServiceClient::new(channel)
-                .list_in_doubt_sales(proto::v1::ListInDoubtSalesRequest {})
+                .list_in_doubt_sales(proto::v1::ListInDoubtSalesRequest::default())
                 .await
                 .map(drop)
         }
         "ticketdrop.v1.OrdersService" => {
             proto::v1::orders_service_client::OrdersServiceClient::new(channel)
-                .list_in_doubt_orders(proto::v1::ListInDoubtOrdersRequest {})
+                .list_in_doubt_orders(proto::v1::ListInDoubtOrdersRequest::default())
                 .await
                 .map(drop)
         }
         "ticketdrop.v1.PaymentsService" => {
             proto::v1::payments_service_client::PaymentsServiceClient::new(channel)
-                .list_in_doubt_payments(proto::v1::ListInDoubtPaymentsRequest {})
+                .list_in_doubt_payments(proto::v1::ListInDoubtPaymentsRequest::default())
                 .await
                 .map(drop)
         }
@@ -213,7 +213,7 @@ async fn assert_serves_health_reflection_and_service(started: Started) {
 }
 
 /// inventory-pg's schema migrations (inventory-pg/migrations/).
-const INVENTORY_MIGRATIONS: i64 = 2;
+const INVENTORY_MIGRATIONS: i64 = 3;
 
 #[tokio::test]
 async fn inventory_serves_health_reflection_and_its_service() -> anyhow::Result<()> {

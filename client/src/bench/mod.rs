@@ -4,7 +4,10 @@
 //! 1. the stores' raw pace (`stores`): the yardstick;
 //! 2. uncontended purchase latency on the fresh store (`latency`);
 //! 3. the drop under each protocol, with sales/s as a share of the raw pace;
-//! 4. how cost grows (`--scaling`): more fans, fewer and more seats, each drop with the
+//! 4. several coordinators on one log (`coordinators`): the headline drop with 1, 2 and
+//!    3 of them, and a coordinator SIGKILLed mid-drop: how long until its purchases are
+//!    taken over;
+//! 5. how cost grows (`--scaling`): more fans, fewer and more seats, each drop with the
 //!    CPU and peak memory of every process (`usage`);
 //! 5. confirmations (`confirm`): the same drop with no contact, with every fan's email
 //!    and SMTP up, and with SMTP down, and how long the mails took;
@@ -13,6 +16,7 @@
 //!    picture of sales and answers over time.
 
 mod confirm;
+mod coordinators;
 mod latency;
 mod report;
 mod stores;
@@ -85,6 +89,10 @@ pub struct Bench {
     pub stores: stores::StoreRates,
     pub latency_fresh: Vec<latency::Latency>,
     pub drops: Vec<Measured>,
+    /// The headline drop (2pc) with 1, 2 and 3 coordinators on the log.
+    pub coordinators: Vec<coordinators::Scale>,
+    /// Three coordinators, one killed mid-drop.
+    pub takeover: Option<coordinators::Takeover>,
     pub scaling: Vec<Measured>,
     pub confirmations: Vec<confirm::ConfirmRun>,
     pub latency_aged: Vec<latency::Latency>,
@@ -121,6 +129,7 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
             .await?,
         );
     }
+    let (coordinators, takeover) = coordinators::measure(endpoints, &args, &run, raw).await?;
     let mut scaling = Vec::new();
     if args.scaling {
         let shapes = [
@@ -153,10 +162,12 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
     };
     let fans_before_aged = drops
         .iter()
+        .chain(coordinators.iter().map(|c| &c.measured))
         .chain(&scaling)
         .chain(confirmations.iter().map(|c| &c.measured))
         .map(|m| u64::from(m.drop.fans))
-        .sum();
+        .sum::<u64>()
+        + takeover.as_ref().map_or(0, |t| u64::from(t.fans));
     eprintln!(
         "bench: {} sequential purchases per protocol, on the store aged by {fans_before_aged} fans",
         args.purchases
@@ -168,6 +179,8 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         stores,
         latency_fresh,
         drops,
+        coordinators,
+        takeover,
         scaling,
         confirmations,
         latency_aged,
@@ -187,10 +200,12 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
     let oversold: usize = bench
         .drops
         .iter()
+        .chain(bench.coordinators.iter().map(|c| &c.measured))
         .chain(&bench.scaling)
         .chain(bench.confirmations.iter().map(|c| &c.measured))
         .map(|m| m.drop.oversold)
-        .sum();
+        .sum::<usize>()
+        + bench.takeover.as_ref().map_or(0, |t| t.drop.oversold);
     if oversold > 0 {
         anyhow::bail!("{oversold} seat(s) oversold");
     }
@@ -199,7 +214,7 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
 
 /// What one drop of the bench sells, and to whom.
 #[derive(Debug, Clone, Copy)]
-struct Shape {
+pub(crate) struct Shape {
     fans: u32,
     seats: u32,
     /// Every fan gives an email address (the confirmation drops).
@@ -207,7 +222,7 @@ struct Shape {
 }
 
 impl Shape {
-    fn plain(fans: u32, seats: u32) -> Self {
+    pub(crate) fn plain(fans: u32, seats: u32) -> Self {
         Self {
             fans,
             seats,
@@ -216,7 +231,7 @@ impl Shape {
     }
 }
 
-async fn measured(
+pub(crate) async fn measured(
     endpoints: &Endpoints,
     args: &BenchArgs,
     protocol: Protocol,

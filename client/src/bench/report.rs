@@ -42,6 +42,37 @@ pub fn print(bench: &Bench) {
             .collect();
         println!("       CPU s: {}", split.join(", "));
     }
+    for scale in &bench.coordinators {
+        let d = &scale.measured.drop;
+        println!(
+            "{:>5}: {} coordinator(s), {} fans / {} seats: all answered in {:.2} s, {:.0} sales/s = {:.0} % of raw",
+            d.protocol,
+            scale.coordinators,
+            d.fans,
+            d.seats,
+            d.duration_s,
+            sales_per_s(&scale.measured),
+            scale.measured.efficiency_pct
+        );
+    }
+    if let Some(t) = &bench.takeover {
+        println!(
+            "{:>5}: 3 coordinators, one SIGKILLed {:.1} s in, {} fans / {} seats, {:.0} % declined: sold {}, errors {}, unknown {}, audit violations {}; {} of its {} purchases taken over, p50 {:.0} ms, p99 {:.0} ms after the kill",
+            t.protocol,
+            t.killed_after_s,
+            t.fans,
+            t.seats,
+            t.decline_rate * 100.0,
+            t.drop.sold,
+            t.drop.errors,
+            t.drop.unknown,
+            t.drop.audit_violations,
+            t.taken_over,
+            t.began_by_killed,
+            t.takeover_p50_ms,
+            t.takeover_p99_ms
+        );
+    }
     for run in &bench.confirmations {
         let d = &run.measured.drop;
         println!(
@@ -259,11 +290,81 @@ pub fn markdown(
             )?;
         }
     }
+    coordinators(w, bench)?;
     confirmations(w, bench)?;
     if let Some(kept) = kept {
         writeln!(w, "\n{kept}")?;
     }
     std::fs::write(path, out)?;
+    Ok(())
+}
+
+/// Several coordinators on one log: the headline drop with 1, 2 and 3, and one killed.
+fn coordinators(w: &mut String, bench: &Bench) -> std::fmt::Result {
+    if bench.coordinators.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "\n## Several coordinators on one log\n")?;
+    writeln!(
+        w,
+        "The headline drop under 2pc, its fans' calls spread over 1, 2 and 3 coordinators \
+         sharing the log (`make up` runs two; the bench starts the third). The stores are \
+         shared too, so the coordinators add no pace the stores do not have: the rows show \
+         what more coordinators cost or buy on this machine's two cores.\n"
+    )?;
+    writeln!(
+        w,
+        "| coordinators | fans | seats | all answered (s) | sales/s | % of raw | CPU s/sale | coordinators' CPU s |"
+    )?;
+    writeln!(
+        w,
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )?;
+    for scale in &bench.coordinators {
+        let m = &scale.measured;
+        let d = &m.drop;
+        writeln!(
+            w,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.0} % | {:.3} | {:.1} |",
+            scale.coordinators,
+            d.fans,
+            d.seats,
+            d.duration_s,
+            sales_per_s(m),
+            m.efficiency_pct,
+            cpu_total(m) / d.sold.max(1) as f64,
+            m.usage.get("coordinator").map_or(0.0, |u| u.cpu_s)
+        )?;
+    }
+    if let Some(t) = &bench.takeover {
+        writeln!(
+            w,
+            "\n**A coordinator killed.** Three coordinators, {} fans on {} seats under {}, {:.0} % \
+             of cards declined; the third coordinator SIGKILLed {:.1} s into the drop and left \
+             down. Sold {}, errors {}, unknown after settling {}, audit violations {}{}. It had \
+             begun {} purchases; {} of them were unfinished and taken over by the other two, \
+             p50 {:.0} ms, p99 {:.0} ms (longest {:.0} ms) after the kill (`--ownership-ttl-ms` \
+             4000, takeover every 500 ms).",
+            t.fans,
+            t.seats,
+            t.protocol,
+            t.decline_rate * 100.0,
+            t.killed_after_s,
+            t.drop.sold,
+            t.drop.errors,
+            t.drop.unknown,
+            t.drop.audit_violations,
+            t.drop
+                .audit_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" (NOT AUDITED: {e})")),
+            t.began_by_killed,
+            t.taken_over,
+            t.takeover_p50_ms,
+            t.takeover_p99_ms,
+            t.takeover_max_ms
+        )?;
+    }
     Ok(())
 }
 

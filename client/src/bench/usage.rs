@@ -11,24 +11,38 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// The processes measured, by name, each with its pid file.
-pub fn processes(stack: &Path) -> Vec<(&'static str, PathBuf)> {
-    let services = [
-        "coordinator",
+/// The processes measured, by name, each with its pid files: "coordinator" counts every
+/// coordinator of the log (`coordinator.pid`, `coordinator-2.pid`, ...).
+pub fn processes(stack: &Path) -> Vec<(&'static str, Vec<PathBuf>)> {
+    let services = stack.join("services");
+    let mut coordinators = vec![services.join("coordinator.pid")];
+    if let Ok(entries) = std::fs::read_dir(&services) {
+        let mut more: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with("coordinator-") && name.ends_with(".pid"))
+            })
+            .collect();
+        more.sort();
+        coordinators.extend(more);
+    }
+    let mut all: Vec<(&'static str, Vec<PathBuf>)> = vec![("coordinator", coordinators)];
+    for service in [
         "inventory-pg",
         "notifier",
         "orders-dynamo",
         "payments",
         "waiting-room",
-    ];
-    let mut all: Vec<(&'static str, PathBuf)> = services
-        .into_iter()
-        .map(|s| (s, stack.join("services").join(format!("{s}.pid"))))
-        .collect();
-    all.push(("postgresql", stack.join("pg/data/postmaster.pid")));
-    all.push(("dynamodb-local", stack.join("dynamodb/dynamodb.pid")));
-    all.push(("redis", stack.join("redis/redis.pid")));
-    all.push(("maildev", stack.join("maildev/maildev.pid")));
+    ] {
+        all.push((service, vec![services.join(format!("{service}.pid"))]));
+    }
+    all.push(("postgresql", vec![stack.join("pg/data/postmaster.pid")]));
+    all.push(("dynamodb-local", vec![stack.join("dynamodb/dynamodb.pid")]));
+    all.push(("redis", vec![stack.join("redis/redis.pid")]));
+    all.push(("maildev", vec![stack.join("maildev/maildev.pid")]));
     all
 }
 
@@ -48,7 +62,7 @@ pub struct Usage {
 
 /// A measurement in progress: CPU at the start, RSS sampled every 100 ms.
 pub struct Meter {
-    roots: Vec<(&'static str, Option<u32>)>,
+    roots: Vec<(&'static str, Vec<u32>)>,
     cpu_before: HashMap<&'static str, f64>,
     peaks: Arc<Mutex<HashMap<&'static str, u64>>>,
     sampler: tokio::task::JoinHandle<()>,
@@ -56,15 +70,15 @@ pub struct Meter {
 
 impl Meter {
     pub fn start(stack: &Path) -> Self {
-        let roots: Vec<(&'static str, Option<u32>)> = processes(stack)
+        let roots: Vec<(&'static str, Vec<u32>)> = processes(stack)
             .into_iter()
-            .map(|(name, file)| (name, read_pid(&file)))
-            .chain([(FANS, Some(std::process::id()))])
+            .map(|(name, files)| (name, files.iter().filter_map(|f| read_pid(f)).collect()))
+            .chain([(FANS, vec![std::process::id()])])
             .collect();
         let table = process_table();
         let cpu_before = roots
             .iter()
-            .map(|(name, pid)| (*name, pid.map_or(0.0, |p| cpu(&table, p))))
+            .map(|(name, pids)| (*name, pids.iter().map(|p| cpu(&table, *p)).sum()))
             .collect();
         let peaks = Arc::new(Mutex::new(HashMap::new()));
         let sampler = tokio::spawn({
@@ -92,8 +106,9 @@ impl Meter {
         let peaks = self.peaks.lock().expect("peaks lock");
         self.roots
             .iter()
-            .map(|(name, pid)| {
-                let used = pid.map_or(0.0, |p| cpu(&table, p)) - self.cpu_before[name];
+            .map(|(name, pids)| {
+                let now: f64 = pids.iter().map(|p| cpu(&table, *p)).sum();
+                let used = now - self.cpu_before[name];
                 let peak = peaks.get(name).copied().unwrap_or(0) * PAGE_KIB;
                 (
                     (*name).to_owned(),
@@ -107,16 +122,15 @@ impl Meter {
     }
 }
 
-/// Raises each process's peak to its resident memory now.
-fn sample(roots: &[(&'static str, Option<u32>)], peaks: &Mutex<HashMap<&'static str, u64>>) {
+/// Raises each process's peak to its resident memory now (summed over the processes of
+/// one name).
+fn sample(roots: &[(&'static str, Vec<u32>)], peaks: &Mutex<HashMap<&'static str, u64>>) {
     let table = process_table();
     let mut peaks = peaks.lock().expect("peaks lock");
-    for (name, pid) in roots {
-        if let Some(pid) = pid {
-            let rss = rss_pages(&table, *pid);
-            let peak = peaks.entry(*name).or_insert(0);
-            *peak = (*peak).max(rss);
-        }
+    for (name, pids) in roots {
+        let rss: u64 = pids.iter().map(|pid| rss_pages(&table, *pid)).sum();
+        let peak = peaks.entry(*name).or_insert(0);
+        *peak = (*peak).max(rss);
     }
 }
 

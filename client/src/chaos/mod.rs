@@ -353,6 +353,7 @@ async fn run_one(
         in_doubt_ms: facts.in_doubt,
         heal_to_ok_ms: heal_to_ok,
         stuck_at_end: verdict.stuck,
+        takeover_ms: Spread::of(std::mem::take(&mut faults.takeover_ms)),
         success_rate: share(
             in_window.iter().filter(|op| op.is_ok()).count(),
             in_window.len(),

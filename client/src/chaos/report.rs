@@ -62,6 +62,9 @@ pub struct Row {
     /// From healing until every invariant held (None: never within the wait).
     pub heal_to_ok_ms: Option<f64>,
     pub stuck_at_end: usize,
+    /// Scenarios that stop a coordinator: from the fault to each takeover of its
+    /// purchases by another coordinator.
+    pub takeover_ms: Spread,
     /// Of the purchases invoked during the fault: share answered `ok`, and p99 latency.
     pub success_rate: f64,
     pub p99_ms: f64,
@@ -107,6 +110,7 @@ pub fn table(rows: &[Row]) -> String {
         "in doubt p50 / p95 / max",
         "heal → ok",
         "stuck",
+        "takeover",
         "success (baseline)",
         "p99 (baseline)",
         "comp / dup / stale",
@@ -141,6 +145,14 @@ fn cells(r: &Row) -> Vec<String> {
         r.heal_to_ok_ms
             .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms")),
         r.stuck_at_end.to_string(),
+        if r.takeover_ms.count == 0 {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:.0} / {:.0} ms (n={})",
+                r.takeover_ms.p50, r.takeover_ms.max, r.takeover_ms.count
+            )
+        },
         format!(
             "{:.0}% ({:.0}%)",
             r.success_rate * 100.0,
@@ -176,6 +188,7 @@ pub fn markdown(rows: &[Row]) -> String {
         "in doubt p50 / p95 / max",
         "heal → all invariants",
         "stuck",
+        "taken over after the fault p50 / max",
         "success during fault (baseline)",
         "p99 during fault (baseline)",
         "compensations / duplicates suppressed / stale-fence rejections",

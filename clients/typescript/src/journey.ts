@@ -54,9 +54,42 @@ function transport(target: string, token: string): Transport {
   return createGrpcTransport({ baseUrl: `http://${target}`, interceptors: [bearer] });
 }
 
+// Replicas of one service ("host:port", or several comma-separated: the coordinators of
+// one log). Calls go round them; a call that finds one unreachable (UNAVAILABLE) moves
+// on to the next, at most once round. Sending a purchase again is safe: its idempotency
+// key makes the repeat the same purchase.
+function replicas(targets: string, token: string): Transport {
+  const all = targets
+    .split(",")
+    .map((target) => target.trim().replace(/^https?:\/\//, ""))
+    .filter((target) => target.length > 0)
+    .map((target) => transport(target, token));
+  let next = 0;
+  async function onAny<T>(call: (one: Transport) => Promise<T>): Promise<T> {
+    let last: unknown = new Error(`no endpoint in ${targets}`);
+    for (let tried = 0; tried < all.length; tried++) {
+      const one = all[next++ % all.length];
+      try {
+        return await call(one);
+      } catch (error) {
+        if (!(error instanceof ConnectError && error.code === Code.Unavailable)) throw error;
+        last = error;
+      }
+    }
+    throw last;
+  }
+  return {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    unary: ((...call: any[]) => onAny((one) => (one.unary as any)(...call))) as Transport["unary"],
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    stream: ((...call: any[]) => onAny((one) => (one.stream as any)(...call))) as Transport["stream"],
+  };
+}
+
 async function main(): Promise<number> {
   const { values: args } = parseArgs({
     options: {
+      // One coordinator, or several separated by commas.
       coordinator: { type: "string", default: "127.0.0.1:50050" },
       room: { type: "string", default: "127.0.0.1:50054" },
       orders: { type: "string", default: "127.0.0.1:50052" },
@@ -74,7 +107,7 @@ async function main(): Promise<number> {
   }
   const bearer = login(args.user!, args.token);
   const room = createClient(WaitingRoomService, transport(args.room!, bearer));
-  const coordinator = createClient(CoordinatorService, transport(args.coordinator!, bearer));
+  const coordinator = createClient(CoordinatorService, replicas(args.coordinator!, bearer));
   const orders = createClient(OrdersService, transport(args.orders!, bearer));
   const fan = { eventId: args.event, userId: args.user! };
 

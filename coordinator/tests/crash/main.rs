@@ -65,17 +65,17 @@ async fn in_doubt_everywhere(world: &World) -> bool {
         test_harness::auth::channel(&world.mesh.payments.endpoint()).await,
     );
     let sales = inventory
-        .list_in_doubt_sales(ListInDoubtSalesRequest {})
+        .list_in_doubt_sales(ListInDoubtSalesRequest::default())
         .await
         .expect("listed")
         .into_inner();
     let order = orders
-        .list_in_doubt_orders(ListInDoubtOrdersRequest {})
+        .list_in_doubt_orders(ListInDoubtOrdersRequest::default())
         .await
         .expect("listed")
         .into_inner();
     let payment = payments
-        .list_in_doubt_payments(ListInDoubtPaymentsRequest {})
+        .list_in_doubt_payments(ListInDoubtPaymentsRequest::default())
         .await
         .expect("listed")
         .into_inner();
@@ -536,7 +536,7 @@ async fn a_2pc_abort_keeps_the_seats_locked_until_orders_has_dropped_its_claim()
     let sales = world
         .inventory
         .clone()
-        .list_in_doubt_sales(ListInDoubtSalesRequest {})
+        .list_in_doubt_sales(ListInDoubtSalesRequest::default())
         .await
         .expect("listed")
         .into_inner();
@@ -772,4 +772,131 @@ async fn an_admission_is_checked_when_the_coordinator_received_the_purchase() {
     assert_eq!(world.logged("queued").await, 3, "only the three in time");
     world.settle().await;
     world.assert_invariants("queued", 8).await;
+}
+
+/// Two coordinators on one log. A purchase through the first stops after every prepare
+/// (failpoint), the first is SIGSTOPped past its ownership, and the second takes the
+/// purchase over: undecided, so presumed abort. SIGCONT: the first one's decision is
+/// refused by the log (which records the refusal), it sends no commit, and answers its
+/// caller "outcome unknown"; a retry of the key, at the second, gets the true outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_paused_past_its_ownership_cannot_write_and_the_retry_gets_the_true_outcome()
+{
+    let ttl = [
+        "--ownership-ttl-ms",
+        "1500",
+        "--takeover-interval-ms",
+        "200",
+    ];
+    let world = World::start(MeshOptions {
+        coordinator_args: ttl.to_vec(),
+        coordinator_env: vec![("FAILPOINTS", "2pc::before_decision=sleep(2000)")],
+        ..MeshOptions::default()
+    })
+    .await;
+    let second = world
+        .mesh
+        .peer_coordinator(&MeshOptions {
+            coordinator_args: ttl.to_vec(),
+            ..MeshOptions::default()
+        })
+        .await
+        .expect("a second coordinator on the log");
+    world.event("owned", 1, 2, 4_000).await;
+
+    let request = purchase(
+        Protocol::TwoPhaseCommit,
+        "owned",
+        &["A-1-1"],
+        "tok_visa",
+        "paused-buyer",
+    );
+    let answer = {
+        let mut first = world.coordinator.clone();
+        let request = request.clone();
+        tokio::spawn(async move { first.purchase(request).await })
+    };
+    // Every participant prepared, the first coordinator in its failpoint: stop it.
+    test_harness::eventually("every branch prepared", Duration::from_secs(30), || {
+        in_doubt_everywhere(&world)
+    })
+    .await;
+    world.mesh.coordinator.pause().expect("SIGSTOP");
+    let first_id = log_value(&world, "SELECT owner FROM transactions").await;
+    test_harness::eventually(
+        "the second coordinator took the purchase over and aborted it",
+        Duration::from_secs(30),
+        || async {
+            log_value(&world, "SELECT state FROM transactions")
+                .await
+                .as_deref()
+                == Some("ABORTED")
+        },
+    )
+    .await;
+    assert_ne!(
+        log_value(&world, "SELECT owner FROM transactions").await,
+        first_id,
+        "owned by the second now"
+    );
+    assert_eq!(
+        log_value(&world, "SELECT owner_epoch::text FROM transactions")
+            .await
+            .as_deref(),
+        Some("2")
+    );
+    world.mesh.coordinator.resume().expect("SIGCONT");
+
+    // The first coordinator's answer: unknown, not "committed" — it wrote nothing.
+    let status = answer
+        .await
+        .expect("the call ends")
+        .expect_err("the first coordinator lost the purchase");
+    let (code, why, metadata) = reason(&status);
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::Unavailable, "OUTCOME_UNKNOWN"),
+        "{status:?}"
+    );
+    assert!(metadata.contains_key("txid"));
+    // The log says so: the second's takeover at epoch 2, then the first's refused writes
+    // at epoch 1 (its decision, or its renewal when that noticed first).
+    let events = log_value(
+        &world,
+        "SELECT string_agg(event || ' ' || epoch || ' ' || coalesce(detail, ''), ', ' ORDER BY id)
+           FROM ownership_events",
+    )
+    .await
+    .unwrap_or_default();
+    let events: Vec<&str> = events.split(", ").collect();
+    assert_eq!(events[0], "takeover 2 RUNNING", "{events:?}");
+    assert!(events.len() >= 2, "{events:?}");
+    assert!(
+        events[1..]
+            .iter()
+            .all(|e| *e == "refused 1 decision" || *e == "refused 1 renewal"),
+        "{events:?}"
+    );
+    assert_eq!(
+        log_value(&world, "SELECT decision FROM transactions")
+            .await
+            .as_deref(),
+        Some("ABORT"),
+        "the decision written once stands"
+    );
+
+    // The fan's retry, at the second coordinator: the purchase's true outcome.
+    let status = coordinator_client(&second)
+        .await
+        .purchase(request)
+        .await
+        .expect_err("the purchase was aborted");
+    let (code, reason, _) = reason(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::Aborted, "INTERRUPTED"),
+        "{status:?}"
+    );
+    world.settle().await;
+    world.assert_invariants("owned", 2).await;
 }

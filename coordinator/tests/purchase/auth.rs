@@ -301,6 +301,7 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
         refused(
             orders
                 .prepare_order(PrepareOrderRequest {
+                    log_id: String::new(),
                     txid: "tx-ana".into(),
                     ..Default::default()
                 })

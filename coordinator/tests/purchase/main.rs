@@ -6,6 +6,7 @@ mod common;
 mod grpcurl;
 mod inspection;
 mod messages;
+mod ownership;
 mod protocols;
 mod python;
 mod rate;

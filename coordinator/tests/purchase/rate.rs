@@ -65,22 +65,28 @@ async fn a_fan_or_an_address_over_its_limit_is_told_when_to_retry_and_nothing_is
         user_id: "ana".into(),
         ..purchase(Protocol::Saga, "paced", &[seat], "tok_visa", key)
     };
-    for (key, seat) in [("ana-1", "A-1-1"), ("ana-2", "A-1-2")] {
-        ana.purchase(buy(key, seat))
-            .await
-            .expect("within the burst");
-    }
-    let status = ana
-        .purchase(buy("ana-3", "A-1-3"))
-        .await
-        .expect_err("over the limit");
-    let wait = throttled(&status, "user");
+    // Three at once (however long a purchase takes, no token comes back meanwhile): two
+    // pass, one is refused.
+    let tries = [("ana-1", "A-1-1"), ("ana-2", "A-1-2"), ("ana-3", "A-1-3")];
+    let answers = futures::future::join_all(tries.map(|(key, seat)| {
+        let mut ana = ana.clone();
+        let request = buy(key, seat);
+        async move { ((key, seat), ana.purchase(request).await) }
+    }))
+    .await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter_map(|(try_, answer)| answer.as_ref().err().map(|status| (*try_, status)))
+        .collect();
+    assert_eq!(refused.len(), 1, "two within the burst, one over it");
+    let ((key, seat), status) = refused[0];
+    let wait = throttled(status, "user");
     assert_eq!(
         world.logged("paced").await,
         2,
-        "the third purchase wrote nothing"
+        "the refused purchase wrote nothing"
     );
-    assert_eq!(world.seats("paced").await["A-1-3"].0, "AVAILABLE");
+    assert_eq!(world.seats("paced").await[seat].0, "AVAILABLE");
     // Another fan has a bucket of their own, and after the wait ana's call passes.
     let mut bob = CoordinatorServiceClient::new(
         channel_as(&world.mesh.coordinator.endpoint(), fan("bob")).await,
@@ -92,7 +98,7 @@ async fn a_fan_or_an_address_over_its_limit_is_told_when_to_retry_and_nothing_is
     .await
     .expect("bob is not limited by ana");
     tokio::time::sleep(wait).await;
-    ana.purchase(buy("ana-3", "A-1-3"))
+    ana.purchase(buy(key, seat))
         .await
         .expect("after the RetryInfo delay");
 
@@ -103,17 +109,26 @@ async fn a_fan_or_an_address_over_its_limit_is_told_when_to_retry_and_nothing_is
         event_id: "paced".into(),
         user_id: user.into(),
     };
-    for user in ["f1", "f2", "f3"] {
-        WaitingRoomServiceClient::new(channel_as(&room_endpoint, fan(user)).await)
-            .join(join(user))
-            .await
-            .expect("within the address's burst");
+    // Four at once, their connections made first: three pass, one is refused.
+    let mut fans = Vec::new();
+    for user in ["f1", "f2", "f3", "f4"] {
+        fans.push((
+            user,
+            WaitingRoomServiceClient::new(channel_as(&room_endpoint, fan(user)).await),
+        ));
     }
-    let status = WaitingRoomServiceClient::new(channel_as(&room_endpoint, fan("f4")).await)
-        .join(join("f4"))
-        .await
-        .expect_err("over the address's limit");
-    throttled(&status, "address");
+    let joined = futures::future::join_all(
+        fans.into_iter()
+            .map(|(user, mut room)| async move { room.join(join(user)).await }),
+    )
+    .await;
+    let refused: Vec<&tonic::Status> = joined.iter().filter_map(|j| j.as_ref().err()).collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "three within the address's burst, one over it"
+    );
+    throttled(refused[0], "address");
     let room = world
         .room
         .clone()
@@ -125,7 +140,10 @@ async fn a_fan_or_an_address_over_its_limit_is_told_when_to_retry_and_nothing_is
         .into_inner()
         .room
         .expect("a room");
-    assert_eq!(room.joined, 3, "f4 is not in the room: {room:?}");
+    assert_eq!(
+        room.joined, 3,
+        "the refused fan is not in the room: {room:?}"
+    );
     // An operator (the harness's credential) is never limited.
     for user in ["o1", "o2", "o3", "o4", "o5"] {
         world

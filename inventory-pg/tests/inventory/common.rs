@@ -195,6 +195,7 @@ pub fn hold(saga_id: &str, event_id: &str, seats: &[&str], ttl_secs: i64) -> Hol
 
 pub fn prepare(txid: &str, event_id: &str, order_id: &str, seats: &[&str]) -> PrepareSaleRequest {
     PrepareSaleRequest {
+        log_id: String::new(),
         txid: txid.into(),
         event_id: event_id.into(),
         order_id: order_id.into(),

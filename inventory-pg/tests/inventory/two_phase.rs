@@ -81,7 +81,7 @@ async fn a_prepared_sale_survives_a_postgres_restart_and_blocks_other_buyers() {
         "prepared transactions survive the restart"
     );
     let in_doubt = client
-        .list_in_doubt_sales(ListInDoubtSalesRequest {})
+        .list_in_doubt_sales(ListInDoubtSalesRequest::default())
         .await
         .expect("in-doubt list")
         .into_inner()
@@ -120,6 +120,7 @@ async fn a_prepared_sale_survives_a_postgres_restart_and_blocks_other_buyers() {
 
     let committed = client
         .commit_sale(CommitSaleRequest {
+            log_id: String::new(),
             txid: "tx-commit".into(),
         })
         .await
@@ -128,6 +129,7 @@ async fn a_prepared_sale_survives_a_postgres_restart_and_blocks_other_buyers() {
     assert_eq!(committed.state(), ParticipantTxnState::Committed);
     let aborted = client
         .abort_sale(AbortSaleRequest {
+            log_id: String::new(),
             txid: "tx-abort".into(),
         })
         .await
@@ -160,6 +162,7 @@ async fn an_abort_before_prepare_leaves_a_tombstone_that_refuses_the_late_prepar
 
     let aborted = client
         .abort_sale(AbortSaleRequest {
+            log_id: String::new(),
             txid: "tx-late".into(),
         })
         .await
@@ -188,6 +191,7 @@ async fn an_abort_before_prepare_leaves_a_tombstone_that_refuses_the_late_prepar
 
     let again = client
         .abort_sale(AbortSaleRequest {
+            log_id: String::new(),
             txid: "tx-late".into(),
         })
         .await
@@ -215,7 +219,7 @@ async fn commit_twice_has_one_effect_and_prepare_twice_one_branch() {
     assert_eq!(first, second, "the repeated prepare answers the same");
     assert_eq!(first.total_cents, 3_000);
     let in_doubt = client
-        .list_in_doubt_sales(ListInDoubtSalesRequest {})
+        .list_in_doubt_sales(ListInDoubtSalesRequest::default())
         .await
         .expect("listed")
         .into_inner()
@@ -223,6 +227,7 @@ async fn commit_twice_has_one_effect_and_prepare_twice_one_branch() {
     assert_eq!(in_doubt.len(), 1);
 
     let commit = CommitSaleRequest {
+        log_id: String::new(),
         txid: "tx-twice".into(),
     };
     let once = client
@@ -250,6 +255,7 @@ async fn commit_twice_has_one_effect_and_prepare_twice_one_branch() {
 
     let status = client
         .commit_sale(CommitSaleRequest {
+            log_id: String::new(),
             txid: "tx-never".into(),
         })
         .await
@@ -257,6 +263,7 @@ async fn commit_twice_has_one_effect_and_prepare_twice_one_branch() {
     assert_eq!(status.code(), Code::NotFound);
     let status = client
         .abort_sale(AbortSaleRequest {
+            log_id: String::new(),
             txid: "tx-twice".into(),
         })
         .await
@@ -314,6 +321,7 @@ async fn best_available_is_sold_out_only_when_every_seat_is_sold_and_committed()
     );
     client
         .abort_sale(AbortSaleRequest {
+            log_id: String::new(),
             txid: "tx-last".into(),
         })
         .await
@@ -326,6 +334,7 @@ async fn best_available_is_sold_out_only_when_every_seat_is_sold_and_committed()
     client.prepare_sale(request).await.expect("prepared");
     client
         .commit_sale(CommitSaleRequest {
+            log_id: String::new(),
             txid: "tx-final".into(),
         })
         .await

@@ -156,6 +156,7 @@ pub fn create(saga_id: &str, order_id: &str, seat_ids: &[&str]) -> CreateOrderRe
 
 pub fn prepare(txid: &str, order_id: &str, seat_ids: &[&str]) -> PrepareOrderRequest {
     PrepareOrderRequest {
+        log_id: String::new(),
         txid: txid.into(),
         order_id: order_id.into(),
         user_id: "bob".into(),

@@ -19,6 +19,7 @@ async fn orders_claims_and_prepared_items_survive_a_sigkill_of_dynamodb_local() 
         .expect("prepared");
     client
         .commit_order(CommitOrderRequest {
+            log_id: String::new(),
             txid: "tx-keep".into(),
             payment_id: "pay".into(),
         })
@@ -57,7 +58,7 @@ async fn orders_claims_and_prepared_items_survive_a_sigkill_of_dynamodb_local() 
     assert_eq!(text(&doubt, "txn_state"), "PREPARED");
     // The service, which kept running, serves from the restarted database.
     let in_doubt = client
-        .list_in_doubt_orders(ListInDoubtOrdersRequest {})
+        .list_in_doubt_orders(ListInDoubtOrdersRequest::default())
         .await
         .expect("listed")
         .into_inner()

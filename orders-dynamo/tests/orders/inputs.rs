@@ -65,6 +65,7 @@ async fn bad_input_gets_a_clear_code_naming_the_field_and_writes_nothing() {
     refused!(
         orders,
         c.commit_order(CommitOrderRequest {
+            log_id: String::new(),
             txid: "tx-unknown".into(),
             payment_id: String::new()
         }),
@@ -74,6 +75,7 @@ async fn bad_input_gets_a_clear_code_naming_the_field_and_writes_nothing() {
     refused!(
         orders,
         c.commit_order(CommitOrderRequest {
+            log_id: String::new(),
             txid: String::new(),
             payment_id: String::new()
         }),

@@ -31,7 +31,7 @@ async fn a_repeated_prepare_changes_nothing_and_commit_and_abort_are_idempotent(
         "the repeated prepare changed nothing"
     );
     let in_doubt = client
-        .list_in_doubt_orders(ListInDoubtOrdersRequest {})
+        .list_in_doubt_orders(ListInDoubtOrdersRequest::default())
         .await
         .expect("listed")
         .into_inner()
@@ -42,6 +42,7 @@ async fn a_repeated_prepare_changes_nothing_and_commit_and_abort_are_idempotent(
     );
 
     let commit = CommitOrderRequest {
+        log_id: String::new(),
         txid: "tx-1".into(),
         payment_id: "pay-1".into(),
     };
@@ -75,6 +76,7 @@ async fn a_repeated_prepare_changes_nothing_and_commit_and_abort_are_idempotent(
 
     let status = client
         .abort_order(AbortOrderRequest {
+            log_id: String::new(),
             txid: "tx-1".into(),
         })
         .await
@@ -89,6 +91,7 @@ async fn a_repeated_prepare_changes_nothing_and_commit_and_abort_are_idempotent(
     assert_eq!(in_doubt_txids(&mut client).await, ["tx-2"]);
     let aborted = client
         .abort_order(AbortOrderRequest {
+            log_id: String::new(),
             txid: "tx-2".into(),
         })
         .await
@@ -103,6 +106,7 @@ async fn a_repeated_prepare_changes_nothing_and_commit_and_abort_are_idempotent(
     let after_abort = orders.snapshot().await;
     let again = client
         .abort_order(AbortOrderRequest {
+            log_id: String::new(),
             txid: "tx-2".into(),
         })
         .await
@@ -127,6 +131,7 @@ async fn a_prepare_after_its_abort_is_refused() {
     let mut client = orders.client.clone();
     let aborted = client
         .abort_order(AbortOrderRequest {
+            log_id: String::new(),
             txid: "tx-late".into(),
         })
         .await
@@ -159,7 +164,7 @@ async fn in_doubt_txids(
     >,
 ) -> Vec<String> {
     client
-        .list_in_doubt_orders(ListInDoubtOrdersRequest {})
+        .list_in_doubt_orders(ListInDoubtOrdersRequest::default())
         .await
         .expect("listed")
         .into_inner()

@@ -5,6 +5,7 @@ use crate::common::*;
 
 fn prepare(txid: &str, card: &str) -> PreparePaymentRequest {
     PreparePaymentRequest {
+        log_id: String::new(),
         txid: txid.into(),
         order_id: format!("order-{txid}"),
         amount_cents: 3_000,
@@ -31,7 +32,7 @@ async fn prepare_commit_and_abort_are_idempotent_per_txid_with_tombstones() {
     assert_eq!(first.payment, again.payment);
     assert_eq!(payments.count("SELECT count(*) FROM payments").await, 1);
     let in_doubt = client
-        .list_in_doubt_payments(ListInDoubtPaymentsRequest {})
+        .list_in_doubt_payments(ListInDoubtPaymentsRequest::default())
         .await
         .expect("listed")
         .into_inner()
@@ -39,6 +40,7 @@ async fn prepare_commit_and_abort_are_idempotent_per_txid_with_tombstones() {
     assert_eq!(in_doubt.len(), 1);
 
     let commit = CommitPaymentRequest {
+        log_id: String::new(),
         txid: "tx-1".into(),
     };
     let once = client
@@ -71,6 +73,7 @@ async fn prepare_commit_and_abort_are_idempotent_per_txid_with_tombstones() {
         .expect("prepared");
     let aborted = client
         .abort_payment(AbortPaymentRequest {
+            log_id: String::new(),
             txid: "tx-2".into(),
         })
         .await
@@ -79,6 +82,7 @@ async fn prepare_commit_and_abort_are_idempotent_per_txid_with_tombstones() {
     assert!(!aborted.tombstone && !aborted.already_done);
     let again = client
         .abort_payment(AbortPaymentRequest {
+            log_id: String::new(),
             txid: "tx-2".into(),
         })
         .await
@@ -88,6 +92,7 @@ async fn prepare_commit_and_abort_are_idempotent_per_txid_with_tombstones() {
 
     let tomb = client
         .abort_payment(AbortPaymentRequest {
+            log_id: String::new(),
             txid: "tx-3".into(),
         })
         .await

@@ -360,6 +360,7 @@ async fn seats_locked_outside_the_room_are_not_offered_until_they_are_freed() {
     );
     let prepared = inventory
         .prepare_sale(PrepareSaleRequest {
+            log_id: String::new(),
             txid: "tx-outside".into(),
             event_id: "locked".into(),
             order_id: "ord-outside".into(),
@@ -388,6 +389,7 @@ async fn seats_locked_outside_the_room_are_not_offered_until_they_are_freed() {
 
     inventory
         .abort_sale(AbortSaleRequest {
+            log_id: String::new(),
             txid: "tx-outside".into(),
         })
         .await

@@ -1,0 +1,5 @@
+-- Several coordinator logs (clusters) may share this participant: every 2PC branch and
+-- tombstone records the log that made it. ListInDoubtPayments returns it,
+-- reconciliation touches only its own log's branches, and a Commit or Abort from
+-- another log is refused. NULL: a branch from before log ids.
+ALTER TABLE txn_participants ADD COLUMN log_id text;
