@@ -67,6 +67,8 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
         Ok(seats) => seats,
         Err(cause) => return Err(outcome::aborted(run, cause, Ok(())).await),
     };
+    // A holder stopped right after taking its leases (crash tests: `sleep(ms)`).
+    fail::fail_point!("lease::after_leases");
     let token = if run.driver.unsafe_no_fencing {
         // Without fencing the lease is all there is: the seats are checked once, under
         // the lease, and the writes that follow trust it (a store written by a lock

@@ -59,6 +59,8 @@ pub async fn sell(pool: &Pool, write: &FencedWrite) -> Result<SellFencedResponse
     .await?;
     server_kit::crash_point!("inventory::sell");
     tx.commit().await?;
+    // The sale is committed; its answer may still be lost (crash tests: `sleep(ms)`).
+    fail::fail_point!("inventory::after_sell");
     Ok(response)
 }
 

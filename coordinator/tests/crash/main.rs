@@ -900,3 +900,184 @@ async fn a_coordinator_paused_past_its_ownership_cannot_write_and_the_retry_gets
     world.settle().await;
     world.assert_invariants("owned", 2).await;
 }
+
+/// The fencing token is taken with the leases, in one script: token order is lease
+/// order. A holder stopped right after taking its leases (failpoint) is overtaken by a
+/// coordinator of another log that leases the seat once the first lease lapsed, and
+/// sells it. Woken, the first holder's sale is refused as stale — its token is the
+/// older one — and the second holder's sale stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_stopped_after_taking_its_leases_holds_the_older_token() {
+    let world = World::start(MeshOptions {
+        coordinator_args: vec!["--lease-ttl-ms", "1000"],
+        coordinator_env: vec![("FAILPOINTS", "lease::after_leases=sleep(2500)")],
+        ..Default::default()
+    })
+    .await;
+    let event = format!("tokens-{}", std::process::id());
+    world.event(&event, 1, 2, 2_000).await;
+    let (second, second_log) = world
+        .mesh
+        .another_coordinator(&MeshOptions {
+            coordinator_args: vec!["--lease-ttl-ms", "1000"],
+            ..Default::default()
+        })
+        .await
+        .expect("a second coordinator starts");
+
+    let mut first = world.coordinator.clone();
+    let request = purchase(
+        Protocol::Lease,
+        &event,
+        &["A-1-1"],
+        "tok_visa",
+        "first-holder",
+    );
+    let stopped = tokio::spawn(async move { first.purchase(request).await });
+    // The first holder leased the seat, then its lease lapsed while it slept.
+    let lock = format!("lock:seat:{{{event}}}:A-1-1");
+    let redis = redis::Client::open(
+        std::env::var("TICKETDROP_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into()),
+    )
+    .expect("redis url")
+    .get_multiplexed_async_connection()
+    .await
+    .expect("redis");
+    test_harness::eventually("the first lease", Duration::from_secs(30), || {
+        let mut redis = redis.clone();
+        let lock = lock.clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg(&lock)
+                .query_async::<i64>(&mut redis)
+                .await
+                .is_ok_and(|n| n == 1)
+        }
+    })
+    .await;
+    test_harness::eventually("the first lease lapses", Duration::from_secs(30), || {
+        let mut redis = redis.clone();
+        let lock = lock.clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg(&lock)
+                .query_async::<i64>(&mut redis)
+                .await
+                .is_ok_and(|n| n == 0)
+        }
+    })
+    .await;
+
+    // The second coordinator leases and sells the seat.
+    coordinator_client(&second)
+        .await
+        .purchase(purchase(
+            Protocol::Lease,
+            &event,
+            &["A-1-1"],
+            "tok_visa",
+            "second-holder",
+        ))
+        .await
+        .expect("the current lease holder buys");
+    // The first wakes: refused as stale — not as "taken" — because its token is older.
+    let status = stopped
+        .await
+        .expect("the call ends")
+        .expect_err("the first holder's lease lapsed");
+    let (code, why, _) = reason(&status);
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::FailedPrecondition, "STALE_FENCING_TOKEN"),
+        "{status:?}"
+    );
+    let first_token: i64 = log_value(&world, "SELECT fencing_token::text FROM transactions")
+        .await
+        .expect("the first intent")
+        .parse()
+        .expect("a token");
+    let second_token: i64 = second_log
+        .connect()
+        .await
+        .expect("connects")
+        .query_one("SELECT fencing_token FROM transactions", &[])
+        .await
+        .expect("the second intent")
+        .get(0);
+    assert!(
+        first_token < second_token,
+        "tokens follow the leases: {first_token} then {second_token}"
+    );
+    world.settle().await;
+    world.assert_invariants(&event, 2).await;
+}
+
+/// A lease sale refused on a retry, after an attempt whose answer was lost, may have
+/// sold all the same: the purchase undoes it. The first attempt commits and its answer
+/// is lost (inventory sleeps past the call timeout, failpoint); the retry waits on a row
+/// lock (held by the test) and is refused. The seat must not stay sold to the aborted
+/// purchase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_sale_refused_on_retry_after_a_lost_answer_is_undone() {
+    let world = World::start(MeshOptions {
+        // The retry waits on the row lock for inventory's lock timeout (2 s), within its
+        // call timeout; the first attempt's answer sleeps past it.
+        coordinator_args: vec!["--call-timeout-ms", "2500"],
+        env: vec![("FAILPOINTS", "inventory::after_sell=1*sleep(3000)")],
+        ..Default::default()
+    })
+    .await;
+    world.event("lost-sale", 1, 2, 2_000).await;
+    let mut coordinator = world.coordinator.clone();
+    let answer = tokio::spawn(async move {
+        coordinator
+            .purchase(purchase(
+                Protocol::Lease,
+                "lost-sale",
+                &["A-1-1"],
+                "tok_visa",
+                "lost",
+            ))
+            .await
+    });
+    // The first attempt committed (its answer is sleeping): hold the seat's row lock so
+    // that the retry is refused.
+    test_harness::eventually(
+        "the first sale commits",
+        Duration::from_secs(30),
+        || async { world.seats("lost-sale").await["A-1-1"].0 == "SOLD" },
+    )
+    .await;
+    let mut inventory = world.mesh.inventory_db.connect().await.expect("connects");
+    let lock = inventory.transaction().await.expect("a transaction");
+    lock.execute(
+        "SELECT 1 FROM seats WHERE seat_id = 'A-1-1' FOR UPDATE",
+        &[],
+    )
+    .await
+    .expect("locked");
+    test_harness::eventually("the retry is refused", Duration::from_secs(30), || async {
+        log_value(
+            &world,
+            "SELECT count(*)::text FROM steps
+              WHERE operation = 'sell_fenced' AND outcome = 'FAILED'",
+        )
+        .await
+        .as_deref()
+            == Some("1")
+    })
+    .await;
+    lock.rollback().await.expect("released");
+    let status = answer
+        .await
+        .expect("the call ends")
+        .expect_err("the retry was refused");
+    assert_eq!(reason(&status).1, "SEAT_TAKEN", "{status:?}");
+    world.settle().await;
+    assert_eq!(
+        world.seats("lost-sale").await["A-1-1"],
+        ("AVAILABLE".to_owned(), None),
+        "the sale the lost answer hid was undone"
+    );
+    world.assert_invariants("lost-sale", 2).await;
+}

@@ -83,3 +83,47 @@ async fn a_write_with_a_stale_fencing_token_is_refused_and_changes_nothing() {
     assert_eq!(details(&status).1, "STALE_FENCING_TOKEN");
     assert_eq!(inventory.seat("fence", "A-1-1").await.status, "AVAILABLE");
 }
+
+/// A lease undo touches only what its own purchase wrote. A sells S1 with token 1; A's
+/// lease lapses; B leases S1 with token 2, its sale is refused (S1 is A's) but B never
+/// hears it, so B undoes. B's undo must leave S1 — A's seat and A's token — alone, so
+/// that A's own undo, when A aborts, still returns S1 to sale.
+#[tokio::test]
+async fn an_undo_returns_only_its_own_purchase_s_seats() {
+    let inventory = Inventory::start().await;
+    inventory.event("fence", 1, 4, 3_000).await;
+    let mut client = inventory.client.clone();
+
+    client
+        .sell_fenced(sell("order-a", &["A-1-1"], 1))
+        .await
+        .expect("A sells S1 with token 1");
+    let status = client
+        .sell_fenced(sell("order-b", &["A-1-1"], 2))
+        .await
+        .expect_err("S1 is A's");
+    assert_eq!(details(&status).1, "SEAT_TAKEN");
+    let undone = client
+        .unsell_fenced(unsell("order-b", &["A-1-1"], 2))
+        .await
+        .expect("B's undo is answered")
+        .into_inner();
+    assert!(
+        undone.seat_ids.is_empty(),
+        "nothing of B's to undo: {undone:?}"
+    );
+    let seat = inventory.seat("fence", "A-1-1").await;
+    assert_eq!(
+        (seat.status.as_str(), seat.fencing_token),
+        ("SOLD", 1),
+        "B's undo touched nothing of A's"
+    );
+
+    let undone = client
+        .unsell_fenced(unsell("order-a", &["A-1-1"], 1))
+        .await
+        .expect("A's undo")
+        .into_inner();
+    assert_eq!(undone.seat_ids, ids(&["A-1-1"]));
+    assert_eq!(inventory.seat("fence", "A-1-1").await.status, "AVAILABLE");
+}
