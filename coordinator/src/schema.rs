@@ -33,4 +33,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "several coordinators: the log's id, owners, epochs, takeovers",
         sql: include_str!("../migrations/0006_ownership.sql"),
     },
+    Migration {
+        version: 7,
+        name: "the fencing floor of each event",
+        sql: include_str!("../migrations/0007_fencing_floor.sql"),
+    },
 ];

@@ -198,6 +198,7 @@ pub async fn counts(tx: &impl GenericClient, event_id: &str) -> Result<SeatCount
                     count(*) FILTER (WHERE status = 'AVAILABLE'),
                     count(*) FILTER (WHERE status = 'HELD'),
                     count(*) FILTER (WHERE status = 'SOLD'),
+                    coalesce(max(fencing_token), 0)::bigint,
                     (SELECT coalesce(sum(cardinality(p.seat_ids)), 0)::bigint
                        FROM txn_prepared p
                        JOIN pg_prepared_xacts x
@@ -211,7 +212,7 @@ pub async fn counts(tx: &impl GenericClient, event_id: &str) -> Result<SeatCount
     if capacity == 0 {
         event_currency(tx, event_id).await?;
     }
-    let prepared: i64 = row.get(4);
+    let prepared: i64 = row.get(5);
     let available: i64 = row.get(1);
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(SeatCounts {
@@ -220,6 +221,7 @@ pub async fn counts(tx: &impl GenericClient, event_id: &str) -> Result<SeatCount
         held: count(row.get(2)),
         sold: count(row.get(3)),
         prepared: count(prepared),
+        max_fencing_token: count(row.get(4)),
     })
 }
 
@@ -231,6 +233,8 @@ pub struct SeatCounts {
     pub held: u64,
     pub sold: u64,
     pub prepared: u64,
+    /// The highest fencing token any seat of the event has seen.
+    pub max_fencing_token: u64,
 }
 
 pub fn seat_ids(seats: &[LockedSeat]) -> Vec<String> {

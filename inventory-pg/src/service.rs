@@ -103,6 +103,7 @@ impl InventoryService for Inventory {
                     held: c.held,
                     sold: c.sold,
                     prepared: c.prepared,
+                    max_fencing_token: c.max_fencing_token,
                 }),
         )
     }

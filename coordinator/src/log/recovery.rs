@@ -211,6 +211,22 @@ impl Log {
             .collect()
     }
 
+    /// The highest fencing token this log issued for the event's lease purchases (0 when
+    /// none): a floor for the next token.
+    pub async fn max_fencing_token(&self, event_id: &str) -> Result<i64> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT coalesce(max(fencing_token), 0) AS floor FROM transactions
+                  WHERE event_id = $1 AND fencing_token IS NOT NULL",
+            )
+            .await?;
+        Ok(client
+            .query_one(&statement, &[&event_id])
+            .await?
+            .get("floor"))
+    }
+
     /// The log's clock now: what durations against `decided_at` are measured with.
     pub async fn now(&self) -> Result<DateTime<Utc>> {
         Ok(self

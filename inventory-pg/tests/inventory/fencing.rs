@@ -37,7 +37,7 @@ async fn a_write_with_a_stale_fencing_token_is_refused_and_changes_nothing() {
     assert_eq!(sold.total_cents, 6_000);
     let before = inventory.snapshot().await;
 
-    // The old lease holder wakes up with token 5 and tries to sell and to undo.
+    // The old lease holder wakes up with token 5 and tries to sell: refused.
     let status = client
         .sell_fenced(sell("order-old", &["A-1-2", "A-1-3"], 5))
         .await
@@ -49,10 +49,19 @@ async fn a_write_with_a_stale_fencing_token_is_refused_and_changes_nothing() {
     );
     assert_eq!(metadata["seats"], "A-1-2");
     assert_eq!(metadata["seen_fencing_token"], "7");
-    let status = client
-        .unsell_fenced(unsell("order-new", &["A-1-1"], 6))
+    // Its undo of the sale it never made returns nothing, and changes nothing.
+    let undone = client
+        .unsell_fenced(unsell("order-old", &["A-1-2", "A-1-3"], 5))
         .await
-        .expect_err("a stale undo is refused");
+        .expect("an undo is never refused for a token")
+        .into_inner();
+    assert!(undone.seat_ids.is_empty(), "{undone:?}");
+    // Another purchase carrying the same token 7 (two holders of one token, after a
+    // Redis restart lost the counter's last increments): refused, a token is one sale's.
+    let status = client
+        .sell_fenced(sell("order-twin", &["A-1-1"], 7))
+        .await
+        .expect_err("token 7 was order-new's");
     assert_eq!(details(&status).1, "STALE_FENCING_TOKEN");
     assert_eq!(
         inventory.snapshot().await,
@@ -67,21 +76,26 @@ async fn a_write_with_a_stale_fencing_token_is_refused_and_changes_nothing() {
         .expect("the same sale again succeeds");
     assert_eq!(inventory.snapshot().await, before);
 
-    // A newer token may undo; the seat remembers the newest token afterwards.
+    // The purchase's own undo returns its seats; they keep its token.
     let undone = client
-        .unsell_fenced(unsell("order-new", &["A-1-1"], 8))
+        .unsell_fenced(unsell("order-new", &["A-1-1"], 7))
         .await
-        .expect("undone with token 8")
+        .expect("undone")
         .into_inner();
     assert_eq!(undone.seat_ids, ids(&["A-1-1"]));
     let seat = inventory.seat("fence", "A-1-1").await;
-    assert_eq!((seat.status.as_str(), seat.fencing_token), ("AVAILABLE", 8));
+    assert_eq!((seat.status.as_str(), seat.fencing_token), ("AVAILABLE", 7));
+    // Token 7 stays used: only a newer lease may sell the seat again.
     let status = client
         .sell_fenced(sell("order-old", &["A-1-1"], 7))
         .await
-        .expect_err("token 7 is stale now");
+        .expect_err("token 7 is used");
     assert_eq!(details(&status).1, "STALE_FENCING_TOKEN");
     assert_eq!(inventory.seat("fence", "A-1-1").await.status, "AVAILABLE");
+    client
+        .sell_fenced(sell("order-next", &["A-1-1"], 8))
+        .await
+        .expect("a newer lease sells it");
 }
 
 /// A lease undo touches only what its own purchase wrote. A sells S1 with token 1; A's

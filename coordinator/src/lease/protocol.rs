@@ -1,8 +1,9 @@
 //! Lease locks: Redis gives cross-database isolation, each database write is local.
 //!
 //! 1. Acquire `lock:seat:{event}:{seat}` for every seat, in sorted order, with
-//!    `SET NX PX` and the txid as the unique value; take a fencing token from the
-//!    event's Redis counter; log the intent (token and seats) durably.
+//!    `SET NX PX` and the txid as the unique value, and a fencing token from the event's
+//!    Redis counter in the same script (never below the floor: what the participants and
+//!    this log have seen); log the intent (token and seats) durably.
 //! 2. Renew the leases while working; write inventory (SellFenced), payments
 //!    (authorize + capture) and orders (PlaceOrderFenced), every seat write carrying the
 //!    fencing token. A participant refuses a token older than one it has seen.
@@ -11,65 +12,32 @@
 //! A holder paused past its lease (SIGSTOP) may wake up and write: the fencing token is
 //! what refuses it. `--unsafe-no-fencing` sends no token (0): the lab's negative control.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use proto::v1::*;
-use redis::Script;
 
+use super::locks::{self, Ask};
 use crate::driver::{CallError, Run, Step};
 use crate::error::{Error, Result};
 use crate::log::{Decision, TxnRecord};
 use crate::rpc;
 use crate::{money, outcome};
 
-/// Takes leases in KEYS order until ARGV[3] are held (ARGV[4] = 1: every key or none),
-/// value ARGV[1], ttl ARGV[2] ms. Returns per key 1 taken, -1 held by another, 0 not
-/// tried; when too few were taken, it gives back the ones it took.
-const ACQUIRE: &str = "local taken, result, want = 0, {}, tonumber(ARGV[3]) \
-    for i, key in ipairs(KEYS) do \
-      if taken == want then result[i] = 0 \
-      elseif redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then \
-        taken = taken + 1; result[i] = 1 \
-      else result[i] = -1; if ARGV[4] == '1' then break end end \
-    end \
-    for i = #result + 1, #KEYS do result[i] = 0 end \
-    if taken < want then \
-      for i, key in ipairs(KEYS) do \
-        if result[i] == 1 then redis.call('del', key); result[i] = 0 end \
-      end \
-    end \
-    return result";
-static ACQUIRE_SCRIPT: std::sync::LazyLock<Script> =
-    std::sync::LazyLock::new(|| Script::new(ACQUIRE));
 /// Most candidate seats a best-available purchase skips because other purchases hold
 /// their leases.
 const MAX_SKIPPED: usize = 256;
-/// Deletes the lease only while it is still ours.
-const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
-                       return redis.call('del', KEYS[1]) else return 0 end";
-/// Extends the lease only while it is still ours.
-const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
-                     return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
-
-fn lock_key(event_id: &str, seat_id: &str) -> String {
-    format!("lock:seat:{{{event_id}}}:{seat_id}")
-}
-
-fn fencing_key(event_id: &str) -> String {
-    format!("fencing:{{{event_id}}}")
-}
 
 pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     let purchase = &txn.purchase;
     let txid = &run.txid;
     let started = Instant::now();
-    let seats = match acquire(run, txn).await {
-        Ok(seats) => seats,
+    let (seats, token) = match acquire(run, txn).await {
+        Ok(acquired) => acquired,
         Err(cause) => return Err(outcome::aborted(run, cause, Ok(())).await),
     };
-    // A holder stopped right after taking its leases (crash tests: `sleep(ms)`).
+    // A holder stopped right after taking its leases and token (crash tests: `sleep(ms)`).
     fail::fail_point!("lease::after_leases");
-    let token = if run.driver.unsafe_no_fencing {
+    if run.driver.unsafe_no_fencing {
         // Without fencing the lease is all there is: the seats are checked once, under
         // the lease, and the writes that follow trust it (a store written by a lock
         // holder does no check of its own). A holder paused past its lease writes on a
@@ -78,30 +46,13 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
             release(run, &purchase.event_id, &seats).await;
             return Err(outcome::aborted(run, cause, Ok(())).await);
         }
-        0
-    } else {
-        let mut redis = run.driver.redis.clone();
-        let began = chrono::Utc::now();
-        let token: i64 = redis::cmd("INCR")
-            .arg(fencing_key(&purchase.event_id))
-            .query_async(&mut redis)
-            .await?;
-        run.record(
-            Step::forward(Participant::Locks, "fencing_token"),
-            1,
-            began,
-            StepOutcome::Ok,
-            None,
-        )
-        .await;
-        token
-    };
+    }
     run.driver.log.set_intent(&run.owned, token, &seats).await?;
     run.phase("acquire_leases", started);
     server_kit::crash_point!("lease::after_acquire");
 
-    let renewal = tokio::spawn(renew(
-        run.driver.clone(),
+    let renewal = tokio::spawn(locks::keep_renewed(
+        run.driver.redis.clone(),
         txid.clone(),
         purchase.event_id.clone(),
         seats.clone(),
@@ -143,10 +94,17 @@ async fn write(
     {
         Ok(sold) => sold,
         Err(error) => {
-            let undone = match &error {
-                CallError::Refused(_) | CallError::NotOwner(_) => Ok(()),
-                // It may have sold: undo it (a no-op when it did not).
-                CallError::Unknown(_) => undo(run, txn, seats, token, Written::Seats).await,
+            let may_have_sold = match &error {
+                CallError::Unknown(_) => true,
+                // Refused now, but an earlier attempt whose answer was lost may have sold.
+                CallError::Refused(_) => run.uncertain(Participant::Inventory, "sell_fenced"),
+                CallError::NotOwner(_) => false,
+            };
+            let undone = if may_have_sold {
+                // Undo it (a no-op where it did not sell).
+                undo(run, txn, seats, token, Written::Seats).await
+            } else {
+                Ok(())
             };
             return Err(abort(run, outcome::refusal("inventory", &error), undone).await);
         }
@@ -223,76 +181,84 @@ async fn abort(run: &Run, cause: tonic::Status, undone: Result<(), CallError>) -
     outcome::aborted(run, cause, undone).await
 }
 
-/// Takes the leases: the named seats, or the best available ones. Returns the seats
-/// held, sorted, or the refusal.
-async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Status> {
+/// Takes the leases — the named seats, or the best available ones — and the fencing
+/// token, in one script. Returns the seats held, sorted, and the token (0 unfenced), or
+/// the refusal.
+async fn acquire(run: &Run, txn: &TxnRecord) -> Result<(Vec<String>, i64), tonic::Status> {
     let purchase = &txn.purchase;
-    let (candidates, unsold) = if purchase.seat_ids.is_empty() {
+    let named = !purchase.seat_ids.is_empty();
+    let (candidates, unsold, seen_by_inventory) = if named {
+        let seen = max_fencing_token(run, &purchase.event_id).await?;
+        (purchase.seat_ids.clone(), usize::MAX, seen)
+    } else {
         available_seats(run, &purchase.event_id).await?
-    } else {
-        (purchase.seat_ids.clone(), usize::MAX)
     };
-    let wanted = if purchase.seat_ids.is_empty() {
-        purchase.quantity as usize
-    } else {
+    let wanted = if named {
         purchase.seat_ids.len()
+    } else {
+        purchase.quantity as usize
     };
-    let ttl_ms = u64::try_from(run.driver.lease_ttl.as_millis()).unwrap_or(u64::MAX);
-    let began = chrono::Utc::now();
-    // One script takes the first free leases among the candidates, in order (named
-    // seats: all of them or none). SET NX never waits, so no order can deadlock, and
-    // concurrent buyers skip past each other's leases within one round trip.
+    let fenced = !run.driver.unsafe_no_fencing;
+    // The floor: no token at or below one the participants accepted or this log issued
+    // for the event (a Redis restart may have lost the counter's last increments).
+    let floor = if fenced {
+        let logged = run
+            .driver
+            .log
+            .max_fencing_token(&purchase.event_id)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        logged.max(seen_by_inventory)
+    } else {
+        0
+    };
     let candidates: Vec<String> = candidates.into_iter().take(wanted + MAX_SKIPPED).collect();
-    let mut script = ACQUIRE_SCRIPT.prepare_invoke();
-    for seat in &candidates {
-        script.key(lock_key(&purchase.event_id, seat));
-    }
-    let taken: Vec<i64> = script
-        .arg(&run.txid)
-        .arg(ttl_ms)
-        .arg(wanted)
-        .arg(u8::from(!purchase.seat_ids.is_empty()))
-        .invoke_async(&mut run.driver.redis.clone())
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("redis: {e}")))?;
-    let mut held: Vec<String> = Vec::new();
-    let mut refused: Vec<String> = Vec::new();
-    for (seat, taken) in candidates.iter().zip(&taken) {
-        match taken {
-            1 => held.push(seat.clone()),
-            -1 => refused.push(seat.clone()),
-            _ => {}
-        }
-    }
-    if held.len() < wanted {
-        let error = format!("leases held by other purchases: {}", refused.join(","));
+    let began = chrono::Utc::now();
+    let acquired = locks::acquire(
+        &mut run.driver.redis.clone(),
+        &Ask {
+            event_id: &purchase.event_id,
+            txid: &run.txid,
+            candidates: &candidates,
+            wanted,
+            all_or_none: named,
+            ttl: run.driver.lease_ttl,
+            fenced,
+            floor,
+        },
+    )
+    .await
+    .map_err(|e| tonic::Status::unavailable(format!("redis: {e}")))?;
+    let step = Step::forward(Participant::Locks, "acquire_leases");
+    if acquired.held.len() < wanted {
+        let refused = acquired.refused.join(",");
         // Fewer unsold seats than wanted is sold out; seats held, or leased by purchases
         // in flight, are a conflict (they may come back).
-        let status = if purchase.seat_ids.is_empty() && unsold < wanted {
+        let status = if !named && unsold < wanted {
             server_kit::status::with_reason(
                 tonic::Code::FailedPrecondition,
                 ErrorReason::SoldOut,
                 format!("sold out: {unsold} seat(s) left unsold, {wanted} requested"),
                 [("event_id", purchase.event_id.clone())],
             )
-        } else if purchase.seat_ids.is_empty() {
+        } else if !named {
             server_kit::status::with_reason(
                 tonic::Code::Aborted,
                 ErrorReason::SeatTaken,
                 "no seat is free right now: the unsold seats are held or leased by purchases \
                  in progress, and may come back; try again",
-                [("seats", refused.join(","))],
+                [("seats", refused.clone())],
             )
         } else {
             server_kit::status::with_reason(
                 tonic::Code::FailedPrecondition,
                 ErrorReason::SeatTaken,
-                error,
-                [("seats", refused.join(","))],
+                format!("leases held by other purchases: {refused}"),
+                [("seats", refused.clone())],
             )
         };
         run.record(
-            Step::forward(Participant::Locks, "acquire_leases"),
+            step,
             1,
             began,
             StepOutcome::Failed,
@@ -301,21 +267,41 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<Vec<String>, tonic::Statu
         .await;
         return Err(status);
     }
-    run.record(
-        Step::forward(Participant::Locks, "acquire_leases"),
-        1,
-        began,
-        StepOutcome::Ok,
-        None,
-    )
-    .await;
+    run.record(step, 1, began, StepOutcome::Ok, None).await;
+    let mut held = acquired.held;
     held.sort();
-    Ok(held)
+    Ok((held, acquired.token))
+}
+
+/// The highest fencing token inventory has seen for any seat of the event.
+async fn max_fencing_token(run: &Run, event_id: &str) -> Result<i64, tonic::Status> {
+    let p = &run.driver.participants;
+    let counts = run
+        .call(
+            Step::forward(Participant::Inventory, "get_seat_counts"),
+            run.driver.policies.forward,
+            || {
+                rpc!(
+                    p.inventory,
+                    get_seat_counts,
+                    GetSeatCountsRequest {
+                        event_id: event_id.to_owned(),
+                    }
+                )
+            },
+        )
+        .await
+        .map_err(|error| error.status().clone())?;
+    Ok(i64::try_from(counts.max_fencing_token).unwrap_or(i64::MAX))
 }
 
 /// The AVAILABLE seats, best first (cheapest, then section, row, number, as inventory
-/// orders best-available), from inventory's seat map, and how many seats are not SOLD.
-async fn available_seats(run: &Run, event_id: &str) -> Result<(Vec<String>, usize), tonic::Status> {
+/// orders best-available), from inventory's seat map, how many seats are not SOLD, and
+/// the highest fencing token any seat has seen.
+async fn available_seats(
+    run: &Run,
+    event_id: &str,
+) -> Result<(Vec<String>, usize, i64), tonic::Status> {
     let p = &run.driver.participants;
     let event = run
         .call(
@@ -339,6 +325,12 @@ async fn available_seats(run: &Run, event_id: &str) -> Result<(Vec<String>, usiz
         .iter()
         .filter(|seat| seat.status() != SeatStatus::Sold)
         .count();
+    let seen = event
+        .seats
+        .iter()
+        .map(|seat| seat.fencing_token)
+        .max()
+        .unwrap_or(0);
     let mut seats: Vec<&Seat> = event
         .seats
         .iter()
@@ -353,7 +345,7 @@ async fn available_seats(run: &Run, event_id: &str) -> Result<(Vec<String>, usiz
         ))
     });
     let candidates = seats.into_iter().map(|s| s.seat_id.clone()).collect();
-    Ok((candidates, unsold))
+    Ok((candidates, unsold, i64::try_from(seen).unwrap_or(i64::MAX)))
 }
 
 /// Unfenced purchases only: refuses when a leased seat is no longer AVAILABLE.
@@ -362,7 +354,7 @@ async fn ensure_unsold_under_lease(
     event_id: &str,
     seats: &[String],
 ) -> Result<(), tonic::Status> {
-    let (available, _) = available_seats(run, event_id).await?;
+    let (available, _, _) = available_seats(run, event_id).await?;
     let taken: Vec<String> = seats
         .iter()
         .filter(|seat| !available.contains(seat))
@@ -380,67 +372,23 @@ async fn ensure_unsold_under_lease(
 }
 
 async fn release(run: &Run, event_id: &str, seats: &[String]) {
-    let mut redis = run.driver.redis.clone();
     let began = chrono::Utc::now();
-    let script = Script::new(RELEASE);
-    let mut failed = None;
-    for seat in seats {
-        if let Err(error) = script
-            .key(lock_key(event_id, seat))
-            .arg(&run.txid)
-            .invoke_async::<i64>(&mut redis)
-            .await
-        {
-            failed = Some(error.to_string());
-        }
-    }
-    let outcome = if failed.is_some() {
-        StepOutcome::Unknown
-    } else {
-        StepOutcome::Ok
-    };
+    let released = locks::release(&mut run.driver.redis.clone(), event_id, seats, &run.txid).await;
     // A lease we could not delete expires by itself; the audit lists orphans.
+    let (outcome, error) = match &released {
+        Ok(()) => (StepOutcome::Ok, None),
+        Err(error) => (StepOutcome::Unknown, Some(error.as_str())),
+    };
     run.record(
         Step::forward(Participant::Locks, "release_leases"),
         1,
         began,
         outcome,
-        failed.as_deref(),
+        error,
     )
     .await;
 }
 
-/// Renews the leases every third of their ttl until aborted.
-async fn renew(
-    driver: crate::driver::Driver,
-    txid: String,
-    event_id: String,
-    seats: Vec<String>,
-    ttl: Duration,
-) {
-    let mut redis = driver.redis.clone();
-    let script = Script::new(RENEW);
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        for seat in &seats {
-            let renewed = script
-                .key(lock_key(&event_id, seat))
-                .arg(&txid)
-                .arg(ttl_ms)
-                .invoke_async::<i64>(&mut redis)
-                .await;
-            if !matches!(renewed, Ok(1)) {
-                // Lost the lease: keep going; the fencing token guards the writes.
-                tracing::warn!(%txid, seat, "lease lost while working");
-            }
-        }
-    }
-}
-
-/// Undoes the writes of a purchase: order (if placed), money, seats, all under the
-/// purchase's fencing token. A write refused as stale means a newer lease holder owns
-/// the seat now: there is nothing of ours to undo there.
 /// How far a lease purchase's writes may have got, so the undo touches only those.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Written {
@@ -449,6 +397,11 @@ enum Written {
     Order,
 }
 
+/// Undoes the writes of a purchase: order (if placed), money, seats. Each participant
+/// undoes only what this purchase wrote (its order, its payments, the seats sold to it)
+/// and says what that was; a refusal is a failed undo (the purchase is parked and
+/// retried), never taken for "nothing to undo" — except the one answer that says so:
+/// the order was never placed (NOT_FOUND).
 async fn undo(
     run: &Run,
     txn: &TxnRecord,
@@ -462,7 +415,7 @@ async fn undo(
     let started = Instant::now();
     let result = async {
         if written >= Written::Order {
-            ignore_stale(
+            never_placed_is_done(
                 run.call(
                     Step::compensation(Participant::Orders, "cancel_order_fenced"),
                     finish,
@@ -485,44 +438,35 @@ async fn undo(
         if written >= Written::Money {
             money::release(run, &txn.order_id).await?;
         }
-        ignore_stale(
-            run.call(
-                Step::compensation(Participant::Inventory, "unsell_fenced"),
-                finish,
-                || {
-                    rpc!(
-                        p.inventory,
-                        unsell_fenced,
-                        UnsellFencedRequest {
-                            txid: run.txid.clone(),
-                            event_id: txn.purchase.event_id.clone(),
-                            order_id: txn.order_id.clone(),
-                            seat_ids: seats.to_vec(),
-                            fencing_token: token.max(1),
-                        }
-                    )
-                },
-            )
-            .await
-            .map(drop),
+        run.call(
+            Step::compensation(Participant::Inventory, "unsell_fenced"),
+            finish,
+            || {
+                rpc!(
+                    p.inventory,
+                    unsell_fenced,
+                    UnsellFencedRequest {
+                        txid: run.txid.clone(),
+                        event_id: txn.purchase.event_id.clone(),
+                        order_id: txn.order_id.clone(),
+                        seat_ids: seats.to_vec(),
+                        fencing_token: token.max(1),
+                    }
+                )
+            },
         )
+        .await
+        .map(drop)
     }
     .await;
     run.phase("undo", started);
     result
 }
 
-/// A refused undo is fine when the seat's claim has a newer holder (stale token) or the
-/// order was never placed (not found): there is nothing of ours to undo.
-fn ignore_stale(result: Result<(), CallError>) -> Result<(), CallError> {
+/// Orders answers NOT_FOUND for an order that was never placed: nothing of ours to undo.
+fn never_placed_is_done(result: Result<(), CallError>) -> Result<(), CallError> {
     match result {
-        Err(CallError::Refused(status))
-            if status.code() == tonic::Code::NotFound
-                || server_kit::status::reason_of(&status)
-                    .is_some_and(|(reason, _)| reason == "STALE_FENCING_TOKEN") =>
-        {
-            Ok(())
-        }
+        Err(CallError::Refused(status)) if status.code() == tonic::Code::NotFound => Ok(()),
         other => other,
     }
 }
