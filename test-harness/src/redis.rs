@@ -75,6 +75,34 @@ impl PrivateRedis {
         self.dir.path().to_owned()
     }
 
+    /// A copy of the append-only file as it is now (Redis tolerates a last command cut
+    /// short by the copy).
+    pub fn snapshot(&self) -> anyhow::Result<tempfile::TempDir> {
+        let copy = tempfile::Builder::new()
+            .prefix("ticketdrop-redis-snapshot-")
+            .tempdir()?;
+        copy_dir(&self.data_dir(), copy.path())?;
+        Ok(copy)
+    }
+
+    /// SIGKILLs the server and starts it again from `snapshot`: every write made after
+    /// the snapshot is lost, as a crash loses what `appendfsync everysec` had not yet
+    /// written out.
+    pub fn restart_from(&mut self, snapshot: &tempfile::TempDir) -> anyhow::Result<()> {
+        self.kill()?;
+        let data = self.data_dir();
+        for entry in std::fs::read_dir(&data)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        copy_dir(snapshot.path(), &data)?;
+        self.start_process()
+    }
+
     fn start_process(&mut self) -> anyhow::Result<()> {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
@@ -103,4 +131,19 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         let _ = self.kill();
     }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }

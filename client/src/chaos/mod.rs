@@ -328,6 +328,8 @@ async fn run_one(
             .collect(),
         _ => ops.iter().collect(),
     };
+    let mut verdict = verdict;
+    verdict.violations.append(&mut faults.violations);
     let mut by_check = BTreeMap::new();
     for v in &verdict.violations {
         *by_check.entry(v.check.clone()).or_insert(0) += 1;

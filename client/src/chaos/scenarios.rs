@@ -91,6 +91,14 @@ pub const CATALOG: &[Scenario] = &[
         negative_control: false,
     },
     Scenario {
+        name: "restart-redis-losing-last-second",
+        about: "Redis is SIGKILLed and restarted without the last second of its writes \
+                (its append-only file fsyncs every second): the fencing counter goes back, \
+                yet no token at or below one a seat already saw is handed out again",
+        protocols: LEASE,
+        negative_control: false,
+    },
+    Scenario {
         name: "pause-lease-holder-past-lease",
         about: "a coordinator holding seat leases is SIGSTOPped past its lease; a second \
                 coordinator then sells the same seats; SIGCONT, and the first one writes",
@@ -181,6 +189,9 @@ pub struct Faults {
     /// Scenarios that stop a coordinator: milliseconds from the fault to each takeover
     /// of its purchases by another coordinator.
     pub takeover_ms: Vec<f64>,
+    /// What the nemesis itself saw go wrong (beside what the checker finds in the stores).
+    #[serde(skip)]
+    pub violations: Vec<crate::chaos::checker::Violation>,
 }
 
 impl Faults {
@@ -436,6 +447,9 @@ pub async fn inject(
         }
         "pause-lease-holder-past-lease" | "pause-lease-holder-past-lease-no-fencing" => {
             pause_lease_holder(lab, spec, started, &mut faults).await?;
+        }
+        "restart-redis-losing-last-second" => {
+            redis_losing_last_second(lab, event, started, &mut faults, workload).await?;
         }
         "blackhole-participant" => {
             let link = [Link::Inventory, Link::Orders, Link::Payments][(seed % 3) as usize];
@@ -1047,4 +1061,117 @@ async fn sold_by_each_log(lab: &Lab, event: &str) -> Vec<(&'static str, i64)> {
         }
     }
     sold
+}
+
+/// The highest fencing token any seat of `event` has seen (inventory's own record).
+async fn max_seat_token(lab: &Lab, event: &str) -> Option<i64> {
+    let sql = crate::stores::postgres("inventory", &lab.pg.url("inventory"))
+        .await
+        .ok()?;
+    sql.query_one(
+        "SELECT coalesce(max(fencing_token), 0) FROM seats WHERE event_id = $1",
+        &[&event],
+    )
+    .await
+    .ok()
+    .map(|row| row.get(0))
+}
+
+/// The event's fencing counter in Redis now.
+async fn fencing_counter(lab: &Lab, event: &str) -> Option<i64> {
+    let client = redis::Client::open(lab.redis.url()).ok()?;
+    let mut redis = client.get_multiplexed_async_connection().await.ok()?;
+    redis::cmd("GET")
+        .arg(format!("fencing:{{{event}}}"))
+        .query_async::<Option<i64>>(&mut redis)
+        .await
+        .ok()
+        .map(Option::unwrap_or_default)
+}
+
+/// Redis loses its last second of writes: a copy of its append-only file is taken while
+/// lease purchases run, they go on for a second, then Redis is SIGKILLed and restarted
+/// from the copy. Evidence: the counter after the restart is below the highest token a
+/// seat had already seen. The check: every lease token handed out after the restart is
+/// above that highest token.
+async fn redis_losing_last_second(
+    lab: &mut Lab,
+    event: &str,
+    started: Instant,
+    faults: &mut Faults,
+    workload: &JoinHandle<Vec<Op>>,
+) -> anyhow::Result<()> {
+    let leasing = wait_for(Duration::from_secs(10), || async {
+        max_seat_token(lab, event).await.unwrap_or(0) > 0
+    })
+    .await;
+    faults.begin(started);
+    let snapshot = lab.redis.snapshot()?;
+    faults.note(started, "copy of Redis's append-only file taken");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let seen_before = max_seat_token(lab, event).await.unwrap_or(0);
+    lab.redis.restart_from(&snapshot)?;
+    let restarted_at = chrono::Utc::now();
+    let counter_after = fencing_counter(lab, event).await.unwrap_or(0);
+    faults.note(
+        started,
+        format!(
+            "SIGKILL Redis; restarted from the copy: the fencing counter is {counter_after}, \
+             the seats had seen tokens up to {seen_before}"
+        ),
+    );
+    while !workload.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    faults.heal(started);
+    // Every token handed out after the restart, from the lab's log.
+    let log = crate::stores::postgres("coordinator", &lab.pg.url("coordinator")).await?;
+    let reissued: Vec<(String, i64)> = log
+        .query(
+            "SELECT txid, fencing_token FROM transactions
+              WHERE event_id = $1 AND started_at > $2 AND fencing_token IS NOT NULL
+                AND fencing_token <= $3
+              ORDER BY fencing_token",
+            &[&event, &restarted_at, &seen_before],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let issued_after: i64 = log
+        .query_one(
+            "SELECT count(*) FROM transactions
+              WHERE event_id = $1 AND started_at > $2 AND fencing_token IS NOT NULL",
+            &[&event, &restarted_at],
+        )
+        .await?
+        .get(0);
+    faults.note(
+        started,
+        format!(
+            "{issued_after} lease tokens handed out after the restart, {} of them at or \
+             below {seen_before}",
+            reissued.len()
+        ),
+    );
+    if !reissued.is_empty() {
+        faults.violations.push(crate::chaos::checker::Violation {
+            check: "fencing".to_owned(),
+            kind: "token_reissued".to_owned(),
+            ids: reissued.iter().map(|(txid, _)| txid.clone()).collect(),
+            detail: format!(
+                "tokens {} were handed out after Redis restarted, though the seats had seen \
+                 tokens up to {seen_before}",
+                reissued
+                    .iter()
+                    .map(|(_, token)| token.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            timeline: Vec::new(),
+        });
+    }
+    // The fault happened: tokens were in use, and the counter really went back.
+    faults.injected = leasing && counter_after < seen_before && issued_after > 0;
+    Ok(())
 }

@@ -95,6 +95,7 @@ async fn every_scenario_under_every_protocol_keeps_every_invariant() {
         "kill-postgres-with-prepared-transactions",
         "kill-dynamodb",
         "kill-redis-with-leases-held",
+        "restart-redis-losing-last-second",
         "pause-lease-holder-past-lease",
         "pause-lease-holder-past-lease-no-fencing",
         "blackhole-participant",

@@ -160,6 +160,7 @@ async fn write(
         }
     };
     run.phase("place_order", started);
+    server_kit::crash_point!("lease::before_decision");
     run.driver.log.decide(&run.owned, Decision::Commit).await?;
     server_kit::crash_point!("lease::after_decision");
     outcome::committed(

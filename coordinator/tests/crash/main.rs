@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::payments_service_client::PaymentsServiceClient;
@@ -1080,4 +1081,106 @@ async fn a_lease_sale_refused_on_retry_after_a_lost_answer_is_undone() {
         "the sale the lost answer hid was undone"
     );
     world.assert_invariants("lost-sale", 2).await;
+}
+
+/// A lease purchase undone after its order was placed, whose cancel the orders store
+/// acknowledged and lost (DynamoDB Local loses an acknowledged write when SIGKILLed;
+/// here the test puts the order back as CONFIRMED, its claim LIVE): after the next
+/// orders outage, recovery re-asserts what the log decided — the order is cancelled
+/// again and its claim released, not merely logged as disagreeing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_cancel_lost_by_the_orders_store_is_reasserted_after_an_outage() {
+    let mut world = World::start(MeshOptions {
+        coordinator_args: vec!["--call-timeout-ms", "1000", "--forward-attempts", "1"],
+        coordinator_env: vec![("FAILPOINTS", "lease::before_decision=1*return")],
+        ..Default::default()
+    })
+    .await;
+    world.event("recancel", 1, 2, 2_000).await;
+    start_purchase(&world, Protocol::Lease, "recancel", &["A-1-1"]);
+    // The order is placed, then the coordinator crashes before deciding; restarted, its
+    // recovery undoes the purchase: order cancelled, money refunded, seat unsold.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while world.mesh.coordinator.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coordinator never reached its failpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    restart_coordinator(&mut world).await;
+    assert_eq!(
+        log_value(&world, "SELECT state FROM transactions")
+            .await
+            .as_deref(),
+        Some("ABORTED")
+    );
+    let order_id = log_value(&world, "SELECT order_id FROM transactions")
+        .await
+        .expect("the order");
+    assert_eq!(
+        world.orders("recancel").await[&order_id].status,
+        "ORDER_STATUS_CANCELLED"
+    );
+
+    // The store loses the cancel it acknowledged.
+    let set = |key: std::collections::HashMap<String, AttributeValue>, update: &str| {
+        world
+            .dynamodb
+            .update_item()
+            .table_name(&world.mesh.orders_table)
+            .set_key(Some(key))
+            .update_expression(update)
+    };
+    let key = |pk: String, sk: &str| {
+        std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk)),
+            ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+        ])
+    };
+    set(
+        key(format!("ORDER#{order_id}"), "ORDER"),
+        "SET #s = :confirmed",
+    )
+    .expression_attribute_names("#s", "status")
+    .expression_attribute_values(
+        ":confirmed",
+        AttributeValue::S("ORDER_STATUS_CONFIRMED".into()),
+    )
+    .send()
+    .await
+    .expect("the order is CONFIRMED again");
+    set(
+        key("CLAIM#recancel#A-1-1".into(), "CLAIM"),
+        "SET claim_status = :live",
+    )
+    .expression_attribute_values(":live", AttributeValue::S("LIVE".into()))
+    .send()
+    .await
+    .expect("its claim LIVE again");
+
+    // An orders outage: a purchase's call to orders ends with an unknown outcome.
+    world.mesh.orders.pause().expect("SIGSTOP orders");
+    let _ = world
+        .coordinator
+        .clone()
+        .purchase(purchase(
+            Protocol::Lease,
+            "recancel",
+            &["A-1-2"],
+            "tok_visa",
+            "outage",
+        ))
+        .await;
+    world.mesh.orders.resume().expect("SIGCONT orders");
+
+    // Recovery re-asserts the decision of every purchase decided around the outage.
+    test_harness::eventually(
+        "the lost cancel re-asserted",
+        Duration::from_secs(60),
+        || async { world.orders("recancel").await[&order_id].status == "ORDER_STATUS_CANCELLED" },
+    )
+    .await;
+    world.settle().await;
+    world.assert_invariants("recancel", 2).await;
 }
