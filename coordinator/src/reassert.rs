@@ -218,6 +218,24 @@ async fn reassert_order(run: &Run, txn: &TxnRecord) -> std::result::Result<(), C
             )
             .await?;
         }
+        // The cancel of an undone lease purchase, lost: cancel again (its claims too).
+        (Decision::Abort, Protocol::Lease, Some(Confirmed)) => {
+            let request = CancelOrderFencedRequest {
+                txid,
+                order_id: txn.order_id.clone(),
+                fencing_token: txn
+                    .fencing_token
+                    .and_then(|t| u64::try_from(t).ok())
+                    .unwrap_or(0)
+                    .max(1),
+            };
+            run.call(
+                Step::compensation(Participant::Orders, "cancel_order_fenced"),
+                finish,
+                || rpc!(p.orders, cancel_order_fenced, request.clone()),
+            )
+            .await?;
+        }
         (decision, protocol, status) => {
             warn!(txid = %txn.txid, ?decision, ?protocol, ?status,
                   "an order disagrees with its purchase's decision and no write fixes it");

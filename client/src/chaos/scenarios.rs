@@ -449,7 +449,7 @@ pub async fn inject(
             pause_lease_holder(lab, spec, started, &mut faults).await?;
         }
         "restart-redis-losing-last-second" => {
-            redis_losing_last_second(lab, event, started, &mut faults, workload).await?;
+            redis_losing_last_second(lab, spec, started, &mut faults, workload).await?;
         }
         "blackhole-participant" => {
             let link = [Link::Inventory, Link::Orders, Link::Payments][(seed % 3) as usize];
@@ -1089,18 +1089,21 @@ async fn fencing_counter(lab: &Lab, event: &str) -> Option<i64> {
         .map(Option::unwrap_or_default)
 }
 
-/// Redis loses its last second of writes: a copy of its append-only file is taken while
-/// lease purchases run, they go on for a second, then Redis is SIGKILLed and restarted
-/// from the copy. Evidence: the counter after the restart is below the highest token a
-/// seat had already seen. The check: every lease token handed out after the restart is
+/// Redis loses its last writes: a copy of its append-only file is taken while lease
+/// purchases run, they go on for half a second (within the second `appendfsync everysec`
+/// may lose), then Redis is SIGKILLed and restarted from the copy, and the nemesis buys
+/// the event's last seats itself (a token is taken whether or not the seat is still
+/// free). Evidence: the counter after the restart is below the highest token a seat had
+/// already seen, and tokens were handed out after it. The check: every one of them is
 /// above that highest token.
 async fn redis_losing_last_second(
     lab: &mut Lab,
-    event: &str,
+    spec: &Spec,
     started: Instant,
     faults: &mut Faults,
     workload: &JoinHandle<Vec<Op>>,
 ) -> anyhow::Result<()> {
+    let event = spec.event.as_str();
     let leasing = wait_for(Duration::from_secs(10), || async {
         max_seat_token(lab, event).await.unwrap_or(0) > 0
     })
@@ -1108,7 +1111,7 @@ async fn redis_losing_last_second(
     faults.begin(started);
     let snapshot = lab.redis.snapshot()?;
     faults.note(started, "copy of Redis's append-only file taken");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let seen_before = max_seat_token(lab, event).await.unwrap_or(0);
     lab.redis.restart_from(&snapshot)?;
     let restarted_at = chrono::Utc::now();
@@ -1120,6 +1123,24 @@ async fn redis_losing_last_second(
              the seats had seen tokens up to {seen_before}"
         ),
     );
+    let lab_coordinator = lab.coordinators()?[0].clone();
+    for i in 0..3 {
+        let seat = format!("A-1-{}", spec.seats.clamp(1, 100).saturating_sub(i).max(1));
+        let op = crate::chaos::workload::purchase(
+            spec,
+            lab_coordinator.clone(),
+            spec.fans + 10 + i,
+            Want::Seat(seat.clone()),
+            0,
+            started,
+        )
+        .await;
+        faults.note(
+            started,
+            format!("after the restart, a purchase of {seat}: {}", op.completion.summary()),
+        );
+        faults.ops.push(op);
+    }
     while !workload.is_finished() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
