@@ -85,6 +85,11 @@ install_postgres() {
 
 install_redis() { command -v redis-server >/dev/null || apt_install redis-server; }
 
+# libfaketime: the crash tests run a coordinator whose wall clock is ahead of the log's.
+install_faketime() {
+    [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || apt_install faketime
+}
+
 install_java() {
     if ! command -v java >/dev/null; then apt_install openjdk-17-jre-headless; fi
 }
@@ -144,6 +149,7 @@ install_all() {
     mkdir -p "$STACK"
     install_postgres
     install_redis
+    install_faketime
     install_java
     install_dynamodb
     install_python_tools

@@ -1137,7 +1137,10 @@ async fn redis_losing_last_second(
         .await;
         faults.note(
             started,
-            format!("after the restart, a purchase of {seat}: {}", op.completion.summary()),
+            format!(
+                "after the restart, a purchase of {seat}: {}",
+                op.completion.summary()
+            ),
         );
         faults.ops.push(op);
     }

@@ -1090,9 +1090,31 @@ async fn a_lease_sale_refused_on_retry_after_a_lost_answer_is_undone() {
 /// again and its claim released, not merely logged as disagreeing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_cancel_lost_by_the_orders_store_is_reasserted_after_an_outage() {
+    lost_lease_cancel_is_reasserted(&[]).await;
+}
+
+/// The same with the coordinator's wall clock a minute ahead of PostgreSQL's (libfaketime,
+/// monotonic time untouched): which purchases were decided around the outage is measured
+/// on one clock, the log's, so the lost cancel is still found and re-asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_cancel_is_reasserted_when_the_coordinator_clock_runs_ahead_of_the_log() {
+    lost_lease_cancel_is_reasserted(&[
+        (
+            "LD_PRELOAD",
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        ),
+        ("FAKETIME", "+60s"),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ])
+    .await;
+}
+
+async fn lost_lease_cancel_is_reasserted(clock: &[(&'static str, &'static str)]) {
+    let mut coordinator_env = vec![("FAILPOINTS", "lease::before_decision=1*return")];
+    coordinator_env.extend_from_slice(clock);
     let mut world = World::start(MeshOptions {
         coordinator_args: vec!["--call-timeout-ms", "1000", "--forward-attempts", "1"],
-        coordinator_env: vec![("FAILPOINTS", "lease::before_decision=1*return")],
+        coordinator_env,
         ..Default::default()
     })
     .await;
