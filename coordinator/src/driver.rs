@@ -136,9 +136,10 @@ pub struct Driver {
     pub unsafe_no_fencing: bool,
     /// Events inventory recently called sold out (the fast path).
     pub sold_out: Arc<crate::sold_out::SoldOut>,
-    /// When a call to orders first ended with an unknown outcome, until recovery has
-    /// verified the orders decided around it (see `reassert`).
-    pub orders_outage: Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>>,
+    /// When (on this process's monotonic clock) a call to orders that ended with an
+    /// unknown outcome began, until recovery has verified the orders decided around it
+    /// (see `reassert`).
+    pub orders_outage: Arc<Mutex<Option<Instant>>>,
 }
 
 /// One purchase being driven by this coordinator, which owns it: its step sequence
@@ -272,6 +273,7 @@ impl Run {
                 ))));
             }
             let started_at = chrono::Utc::now();
+            let began = Instant::now();
             let result = match tokio::time::timeout(policy.timeout, attempt_call()).await {
                 Ok(result) => result.map(Response::into_inner),
                 Err(_) => Err(Status::deadline_exceeded(format!(
@@ -292,7 +294,7 @@ impl Run {
                     .expect("uncertain lock")
                     .insert((step.participant as i32, step.operation.to_owned()));
                 if step.participant == Participant::Orders {
-                    crate::reassert::note_outage(&self.driver, started_at);
+                    crate::reassert::note_outage(&self.driver, began);
                 }
             }
             self.record(

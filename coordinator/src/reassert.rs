@@ -10,9 +10,8 @@
 //! order decided in the last [`WINDOW`] must be, through the participant's idempotent
 //! operations, each one a logged step of the purchase.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use proto::v1::*;
 use tracing::{info, warn};
 
@@ -26,11 +25,18 @@ pub const WINDOW: Duration = Duration::from_secs(10);
 
 /// Re-asserts the orders of purchases decided since [`WINDOW`] before the outage the
 /// driver noted, if any; the note is cleared once every one of them checks out.
+///
+/// One clock: `decided_at` is the log's (PostgreSQL's) time, so the outage is placed on
+/// the log's clock too — the log's now, less how long ago (on this process's monotonic
+/// clock) the outage was noted. The coordinator's own wall clock, which may run ahead
+/// of or behind the log's, is never compared with it.
 pub async fn after_orders_outage(driver: &Driver) -> Result<()> {
     let Some(outage) = *driver.orders_outage.lock().expect("outage lock") else {
         return Ok(());
     };
-    let since = outage - chrono::Duration::from_std(WINDOW).expect("a short window");
+    let ago =
+        chrono::Duration::from_std(outage.elapsed() + WINDOW).unwrap_or(chrono::Duration::MAX);
+    let since = driver.log.now().await? - ago;
     let mut all_fine = true;
     for txn in driver.log.decided_since(since).await? {
         // As the purchase's owner for the moment; one being driven now is looked at
@@ -53,7 +59,7 @@ pub async fn after_orders_outage(driver: &Driver) -> Result<()> {
     let mut noted = driver.orders_outage.lock().expect("outage lock");
     if all_fine && *noted == Some(outage) {
         *noted = None;
-        info!(%outage, "orders after the outage verified");
+        info!(%since, "orders after the outage verified");
     }
     Ok(())
 }
@@ -246,8 +252,8 @@ async fn reassert_order(run: &Run, txn: &TxnRecord) -> std::result::Result<(), C
     Ok(())
 }
 
-/// Notes that a call to orders ended with an unknown outcome at `at`.
-pub fn note_outage(driver: &Driver, at: DateTime<Utc>) {
+/// Notes that a call to orders that began at `at` ended with an unknown outcome.
+pub fn note_outage(driver: &Driver, at: Instant) {
     let mut noted = driver.orders_outage.lock().expect("outage lock");
     if noted.is_none() {
         *noted = Some(at);
