@@ -281,3 +281,101 @@ async fn a_room_whose_seats_are_held_while_a_card_is_declined_admits_the_next_fa
         world.assert_invariants(&event, 1).await;
     }
 }
+
+/// Joins the room as `user` in the background and follows the Watch stream to its final
+/// message (ADMITTED, SOLD_OUT or EXPIRED).
+fn watch_in_background(
+    world: &World,
+    event: &str,
+    user: &str,
+) -> tokio::task::JoinHandle<watch_response::Update> {
+    let mut room = world.room.clone();
+    let (event, user) = (event.to_owned(), user.to_owned());
+    tokio::spawn(async move {
+        room.join(JoinRequest {
+            event_id: event.clone(),
+            user_id: user.clone(),
+        })
+        .await
+        .expect("joined");
+        let mut stream = room
+            .watch(WatchRequest {
+                event_id: event,
+                user_id: user,
+            })
+            .await
+            .expect("watching")
+            .into_inner();
+        loop {
+            let message = stream.message().await.expect("healthy").expect("final");
+            match message.update.expect("update") {
+                watch_response::Update::Waiting(_) => continue,
+                last => return last,
+            }
+        }
+    })
+}
+
+/// A purchase answered "aborted" whose undo has not finished (orders is down: the lease
+/// sale's order cannot be cancelled, so the seat stays SOLD) is not over: its admission
+/// keeps its slot until recovery has undone it. The room does not call the event sold
+/// out meanwhile, and once the seat is back the next fan in line buys it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_whose_undo_is_unfinished_keeps_its_slot_and_the_seat_reaches_the_next_fan() {
+    let world = World::start(impatient_coordinator()).await;
+    world.event("undoing", 1, 1, 1_000).await;
+    world.open_room("undoing", 1, Duration::from_secs(30)).await;
+    let ana_token = world.admitted("undoing", &user("ana")).await;
+    let bob = watch_in_background(&world, "undoing", &user("bob"));
+
+    // Orders stops answering: Ana's order cannot be placed, nor its undo finished.
+    world.mesh.orders.pause().expect("SIGSTOP orders");
+    let status = world
+        .coordinator
+        .clone()
+        .purchase(best_available(
+            Protocol::Lease,
+            "undoing",
+            "ana",
+            &ana_token,
+        ))
+        .await
+        .expect_err("orders did not answer");
+    assert_eq!(reason(&status).1, "PARTICIPANT_UNAVAILABLE", "{status:?}");
+    assert_eq!(
+        world.seats("undoing").await["A-1-1"].0,
+        "SOLD",
+        "the undo is unfinished"
+    );
+    // Meanwhile nobody is told "sold out": the seat may come back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !bob.is_finished(),
+        "bob was answered (sold out) while Ana's seat may still come back"
+    );
+
+    world.mesh.orders.resume().expect("SIGCONT orders");
+    let bob_token = match tokio::time::timeout(Duration::from_secs(60), bob)
+        .await
+        .expect("bob hears within 60 s")
+        .expect("bob's task")
+    {
+        watch_response::Update::Admitted(admission) => admission.token,
+        other => panic!("bob was told {other:?} while the seat was coming back"),
+    };
+    let bought = world
+        .coordinator
+        .clone()
+        .purchase(best_available(
+            Protocol::Lease,
+            "undoing",
+            "bob",
+            &bob_token,
+        ))
+        .await
+        .expect("bob buys the seat that came back")
+        .into_inner();
+    assert_eq!(bought.seats.len(), 1);
+    world.settle().await;
+    world.assert_invariants("undoing", 1).await;
+}
