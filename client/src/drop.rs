@@ -233,8 +233,9 @@ const AUDIT_ATTEMPTS: u32 = 10;
 const MAX_REJOINS: u64 = 3;
 /// Times a fan whose admission lapsed before they bought goes back to the room.
 const MAX_REQUEUES: u64 = 3;
-/// Tries of leaving the room while it still counts the fan's purchase (about 10 s).
-const LEAVE_ATTEMPTS: u32 = 15;
+/// Tries of leaving the room while it still counts the fan's purchase (about 35 s: an
+/// aborted purchase whose undo was unfinished keeps its slot until recovery ends it).
+const LEAVE_ATTEMPTS: u32 = 40;
 /// Join calls in flight at once (fans keep their place and watch after joining).
 const JOINS_IN_FLIGHT: usize = 256;
 /// Connections fans share to the room (each carries many watch streams).

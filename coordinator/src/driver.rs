@@ -159,6 +159,9 @@ pub struct Run {
     uncertain: Mutex<HashSet<(i32, String)>>,
     /// Attempts each call had in earlier runs of the transaction (before a restart).
     earlier_attempts: Vec<((String, String, bool), u32)>,
+    /// The run ended with the purchase parked: aborted with its undo unfinished, or its
+    /// outcome unknown. It is not over yet (recovery finishes it).
+    parked: std::sync::atomic::AtomicBool,
 }
 
 impl Run {
@@ -185,7 +188,18 @@ impl Run {
             started: Instant::now(),
             uncertain: Mutex::new(HashSet::new()),
             earlier_attempts: Vec::new(),
+            parked: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Notes that the run parks the purchase (it is not over).
+    pub fn parked(&self) {
+        self.parked.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the run left the purchase parked.
+    pub fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Relaxed)
     }
 
     pub fn log(&self) -> &Log {

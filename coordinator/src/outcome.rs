@@ -50,6 +50,7 @@ pub async fn aborted(run: &Run, cause: Status, undo: Result<(), CallError>) -> E
     if let Err(error) = &undo {
         warn!(txid = %run.txid, error = %crate::driver::describe(error.status()),
               "undo did not finish; parking the aborted purchase");
+        run.parked();
     }
     if let Err(error) = log
         .end_aborted(
@@ -113,6 +114,7 @@ async fn honest_sold_out(run: &Run, cause: Status) -> Status {
 
 /// Parks the purchase and answers "outcome unknown" with its txid.
 pub async fn unknown(run: &Run, cause: &Status) -> Error {
+    run.parked();
     let message = crate::driver::describe(cause);
     if let Err(error) = run.driver.log.park(&run.owned, &message).await {
         warn!(txid = %run.txid, %error, "could not park a purchase");

@@ -197,10 +197,12 @@ async fn drive(
         Protocol::Unspecified => unreachable!("validated at the edge"),
     };
     let result = unknown_unless_ended(&run, result);
-    // Only an ended purchase frees its slot: an unknown one is still in flight.
+    // Only an ended purchase frees its slot: one whose outcome is unknown is still in
+    // flight, and so is one answered "aborted" whose undo is unfinished (a seat it sold
+    // may still come back); recovery releases those once they are over.
     let ended = match &result {
         Ok(_) => Some(true),
-        Err(Error::Refused { .. }) => Some(false),
+        Err(Error::Refused { .. }) if !run.is_parked() => Some(false),
         Err(_) => None,
     };
     if let Some(committed) = ended
