@@ -379,3 +379,63 @@ async fn a_purchase_whose_undo_is_unfinished_keeps_its_slot_and_the_seat_reaches
     world.settle().await;
     world.assert_invariants("undoing", 1).await;
 }
+
+/// A slot comes back only when its purchase has ended, as the coordinator's log says —
+/// not when the room's purchase lease (2 s here) lapses by the clock. Ana's purchase is
+/// parked while orders is down, for longer than the lease: the room must not give her
+/// slot to Bob (max_active is 1) or call the event sold out meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_in_flight_past_the_room_s_purchase_lease_keeps_its_slot() {
+    let world = World::start(MeshOptions {
+        waiting_room_args: vec!["--purchase-lease-secs", "2"],
+        ..impatient_coordinator()
+    })
+    .await;
+    world.event("leased", 1, 1, 1_000).await;
+    world.open_room("leased", 1, Duration::from_secs(2)).await;
+    let ana_token = world.admitted("leased", &user("ana")).await;
+    let bob = watch_in_background(&world, "leased", &user("bob"));
+
+    world.mesh.orders.pause().expect("SIGSTOP orders");
+    let status = world
+        .coordinator
+        .clone()
+        .purchase(best_available(Protocol::Lease, "leased", "ana", &ana_token))
+        .await
+        .expect_err("orders did not answer");
+    assert_eq!(reason(&status).1, "PARTICIPANT_UNAVAILABLE", "{status:?}");
+    // Past the purchase lease, twice over: Ana's purchase is still unfinished.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let room = world
+        .room
+        .clone()
+        .get_room(GetRoomRequest {
+            event_id: "leased".into(),
+        })
+        .await
+        .expect("room")
+        .into_inner()
+        .room
+        .expect("a room");
+    assert_eq!(
+        (room.purchasing, room.admitted, room.expired),
+        (1, 1, 0),
+        "Ana's purchase keeps its slot: {room:?}"
+    );
+    assert!(
+        !bob.is_finished(),
+        "bob was answered while Ana's purchase was in flight"
+    );
+
+    world.mesh.orders.resume().expect("SIGCONT orders");
+    match tokio::time::timeout(Duration::from_secs(60), bob)
+        .await
+        .expect("bob hears within 60 s")
+        .expect("bob's task")
+    {
+        watch_response::Update::Admitted(_) => {}
+        other => panic!("bob was told {other:?}"),
+    }
+    world.settle().await;
+    world.assert_invariants("leased", 1).await;
+}
