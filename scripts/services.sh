@@ -48,9 +48,17 @@ up() {
     # the load generator, not an abuser. Per-user limits stay on.
     export TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC="${TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC:-0}"
     local entry name port binary endpoints=()
+    # Every coordinator's endpoint, known before anything starts: the waiting room asks
+    # them whether a purchase whose lease passed has ended.
+    for entry in "${SERVICES[@]}"; do
+        name=${entry%%:*} port=${entry##*:}
+        [[ ${name%%-[0-9]*} == coordinator ]] && endpoints+=("http://127.0.0.1:$port")
+    done
+    (IFS=,; echo "${endpoints[*]}") >"$DIR/coordinators"
+    export TICKETDROP_COORDINATOR_ENDPOINT
+    TICKETDROP_COORDINATOR_ENDPOINT=$(<"$DIR/coordinators")
     for entry in "${SERVICES[@]}"; do
         name=${entry%%:*} port=${entry##*:} binary=${name%%-[0-9]*}
-        [[ $binary == coordinator ]] && endpoints+=("http://127.0.0.1:$port")
         if pid_alive "$DIR/$name.pid" "/$binary"; then
             log "$name already running on 127.0.0.1:$port"
             continue
@@ -67,9 +75,6 @@ up() {
         echo $! >"$DIR/$name.pid"
         log "started $name on 127.0.0.1:$port (log: $DIR/$name.log)"
     done
-    (IFS=,; echo "${endpoints[*]}") >"$DIR/coordinators"
-    export TICKETDROP_COORDINATOR_ENDPOINT
-    TICKETDROP_COORDINATOR_ENDPOINT=$(<"$DIR/coordinators")
     "$BIN/ticketdrop" health --wait 60 >/dev/null ||
         die "not every service is SERVING; see the logs in $DIR"
     log "all ${#SERVICES[@]} services are SERVING ($COORDINATORS coordinators on one log: $TICKETDROP_COORDINATOR_ENDPOINT)"

@@ -17,6 +17,8 @@ pub const POLICY: Policy = Policy {
         ("ListCoordinators", Access::Admin),
         // What participants and operators recover from.
         ("GetDecision", Access::Service),
+        // The waiting room: has the purchase of an admission ended?
+        ("GetPurchaseState", Access::Service),
     ],
 };
 

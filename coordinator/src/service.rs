@@ -364,6 +364,34 @@ impl CoordinatorService for Coordinator {
         ))
     }
 
+    async fn get_purchase_state(
+        &self,
+        request: Request<GetPurchaseStateRequest>,
+    ) -> Reply<GetPurchaseStateResponse> {
+        let key = &request.get_ref().idempotency_key;
+        if key.is_empty() || key.len() > 255 {
+            return Err(server_kit::status::FieldError::new(
+                "idempotency_key",
+                "must be 1 to 255 characters",
+            )
+            .into());
+        }
+        Ok(Response::new(
+            match self.driver.log.find_by_key(key).await? {
+                None => GetPurchaseStateResponse {
+                    logged: false,
+                    txid: String::new(),
+                    state: TransactionState::Unspecified.into(),
+                },
+                Some(txn) => GetPurchaseStateResponse {
+                    logged: true,
+                    state: inspect::transaction(&txn, Vec::new()).state,
+                    txid: txn.txid,
+                },
+            },
+        ))
+    }
+
     async fn get_decision(
         &self,
         request: Request<GetDecisionRequest>,

@@ -72,11 +72,17 @@ impl Mesh {
         )?;
         let room_prefix = unique_name("room");
         let inventory_endpoint = inventory.endpoint();
+        // The room asks the coordinator about purchases, the coordinator calls the room:
+        // the coordinator's port is chosen first.
+        let coordinator_addr = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()?));
+        let coordinator_endpoint = format!("http://{coordinator_addr}");
         let mut room_args = vec![
             "--key-prefix",
             room_prefix.as_str(),
             "--inventory-endpoint",
             inventory_endpoint.as_str(),
+            "--coordinator-endpoint",
+            coordinator_endpoint.as_str(),
             "--tick-ms",
             "20",
         ];
@@ -84,6 +90,7 @@ impl Mesh {
         let waiting_room =
             ServiceProcess::start(service_binary("waiting-room"), &room_args, &options.env).await?;
         let coordinator = start_coordinator(
+            Some(coordinator_addr),
             &coordinator_db,
             &[&inventory, &orders, &payments, &waiting_room, &notifier],
             &options,
@@ -112,6 +119,7 @@ impl Mesh {
         options: &MeshOptions<'_>,
     ) -> anyhow::Result<ServiceProcess> {
         start_coordinator(
+            None,
             &self.coordinator_db,
             &[
                 &self.inventory,
@@ -133,6 +141,7 @@ impl Mesh {
     ) -> anyhow::Result<(ServiceProcess, TestDatabase)> {
         let db = TestDatabase::create("mesh_coordinator_b").await?;
         let process = start_coordinator(
+            None,
             &db,
             &[
                 &self.inventory,
@@ -173,9 +182,10 @@ fn notifier_args(database_url: &str, given: &[&str]) -> anyhow::Result<Vec<Strin
     Ok(args)
 }
 
-/// A coordinator on `db`, calling `[inventory, orders, payments, waiting room,
-/// notifier]`.
+/// A coordinator on `db` (on `addr`, or a port of its own), calling `[inventory, orders,
+/// payments, waiting room, notifier]`.
 async fn start_coordinator(
+    addr: Option<std::net::SocketAddr>,
     db: &TestDatabase,
     services: &[&ServiceProcess; 5],
     options: &MeshOptions<'_>,
@@ -208,7 +218,8 @@ async fn start_coordinator(
         .chain(&options.coordinator_env)
         .copied()
         .collect();
-    ServiceProcess::start(service_binary("coordinator"), &args, &env)
+    let addr = addr.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    ServiceProcess::start_on(addr, service_binary("coordinator"), &args, &env)
         .await
         .context("the coordinator starts")
 }

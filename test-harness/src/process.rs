@@ -52,6 +52,18 @@ impl ServiceProcess {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), binary, args, envs).await
+    }
+
+    /// The same on `addr`: a port chosen beforehand ([`crate::free_port`]), for a service
+    /// whose address another must know before it starts (the coordinator, which the
+    /// waiting room asks about purchases, and which calls the room).
+    pub async fn start_on(
+        addr: SocketAddr,
+        binary: impl Into<PathBuf>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut process = Self {
             binary: binary.into(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -60,7 +72,7 @@ impl ServiceProcess {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             workdir: tempfile::tempdir().context("creating the process work dir")?,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: None,
             starts: 0,

@@ -9,12 +9,19 @@
 //! A round runs every tick, and at once when something happens in this process (a fan
 //! joins, a purchase releases its slot), so a seat given back by a declined card goes to
 //! the next fan within a round trip.
+//!
+//! A purchasing fan's slot comes back when the coordinator releases it, and never by the
+//! clock: when a purchase lease passes without a release, the round asks the
+//! coordinator's log whether that purchase ended (its release may have been lost) and
+//! releases the slot only if it did; a purchase still in flight keeps it, and is looked
+//! at again a lease later.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::v1::GetSeatCountsRequest;
+use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
+use proto::v1::{GetPurchaseStateRequest, GetSeatCountsRequest, TransactionState};
 use server_kit::outgoing::MeshChannel;
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -32,6 +39,8 @@ const MIN_INTERVAL: Duration = Duration::from_millis(2);
 pub struct Admitter {
     pub store: Store,
     pub inventory: InventoryServiceClient<MeshChannel>,
+    /// Asked whether the purchase of an overdue claim has ended.
+    pub coordinator: CoordinatorServiceClient<MeshChannel>,
     pub watchers: Arc<Watchers>,
     pub wake: Arc<Notify>,
     pub tick: Duration,
@@ -95,6 +104,9 @@ impl Admitter {
         };
         let round = self.store.admit(event_id, seats, BATCH).await?;
         room_metrics(event_id, &round);
+        for user_id in &round.overdue {
+            self.settle_overdue(event_id, user_id).await;
+        }
         if !round.admitted.is_empty() {
             self.watchers
                 .admitted(event_id, &round.admitted, round.admitted_through);
@@ -121,6 +133,56 @@ impl Admitter {
             );
         }
         Ok(())
+    }
+
+    /// A purchase claim past its lease: releases the slot if the coordinator's log says
+    /// the purchase ended (or never began), keeps it otherwise — also when the log
+    /// cannot be asked.
+    async fn settle_overdue(&self, event_id: &str, user_id: &str) {
+        let Ok(Some((admission_id, key))) = self.store.purchase_of(event_id, user_id).await else {
+            return;
+        };
+        let state = match self
+            .coordinator
+            .clone()
+            .get_purchase_state(GetPurchaseStateRequest {
+                idempotency_key: key.clone(),
+            })
+            .await
+        {
+            Ok(answer) => answer.into_inner(),
+            Err(status) => {
+                warn!(event_id, user_id, error = %status.message(),
+                      "purchase lease passed; the coordinator did not say whether it ended, the slot stays");
+                return;
+            }
+        };
+        let ended = match state.state() {
+            _ if !state.logged => Some(false),
+            TransactionState::Committed => Some(true),
+            TransactionState::Aborted => Some(false),
+            _ => None,
+        };
+        let Some(committed) = ended else {
+            info!(event_id, user_id, txid = %state.txid,
+                  "purchase lease passed, the purchase is still in flight: the slot stays");
+            return;
+        };
+        match self
+            .store
+            .release(event_id, user_id, &admission_id, &key, committed)
+            .await
+        {
+            Ok(true) => {
+                info!(event_id, user_id, txid = %state.txid,
+                      "purchase lease passed and the purchase had ended: slot released");
+                self.wake.notify_one();
+            }
+            Ok(false) => {}
+            Err(error) => {
+                warn!(event_id, user_id, %error, "could not release an ended purchase's slot")
+            }
+        }
     }
 
     /// Inventory's definitive counts; None (no admission this round) when it does not

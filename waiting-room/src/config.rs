@@ -57,7 +57,17 @@ pub struct Config {
     #[arg(long, env = "TICKETDROP_WAITING_ROOM_TICK_MS", default_value_t = 50)]
     pub tick_ms: u64,
 
-    /// How long a purchase's claim holds its slot if the coordinator never releases it.
+    /// The coordinator (or several of one log, comma-separated): asked whether a
+    /// purchase whose lease passed without a release has ended.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_ENDPOINT",
+        default_value = "http://127.0.0.1:50050"
+    )]
+    pub coordinator_endpoint: String,
+
+    /// How long a purchase's claim holds its slot before the room asks the coordinator
+    /// whether the purchase ended (it keeps the slot while the purchase is in flight).
     #[arg(
         long,
         env = "TICKETDROP_WAITING_ROOM_PURCHASE_LEASE_SECS",

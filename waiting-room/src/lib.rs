@@ -20,6 +20,7 @@ mod watchers;
 use std::sync::Arc;
 
 use anyhow::Context;
+use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::waiting_room_service_server::WaitingRoomServiceServer;
 use server_kit::GrpcServer;
@@ -42,12 +43,17 @@ pub async fn run(
         lazy_channel(&config.inventory_endpoint)?,
         config.server.service_credential("waiting-room")?,
     ));
+    let coordinator = CoordinatorServiceClient::new(MeshChannel::new(
+        lazy_channel(&config.coordinator_endpoint)?,
+        config.server.service_credential("waiting-room")?,
+    ));
     let store = store::Store::new(redis, &config.key_prefix);
     let watchers = Arc::new(watchers::Watchers::default());
     let wake = Arc::new(tokio::sync::Notify::new());
     let admitter = admitter::Admitter {
         store: store.clone(),
         inventory: inventory.clone(),
+        coordinator,
         watchers: watchers.clone(),
         wake: wake.clone(),
         tick: config.tick(),

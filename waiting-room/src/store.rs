@@ -119,6 +119,9 @@ pub struct Round {
     pub claims: u64,
     pub admitted_through: u64,
     pub admitted: Vec<Admitted>,
+    /// Purchasing fans whose purchase lease passed: their purchase may have ended with
+    /// its release lost, or may still be in flight (ask the coordinator).
+    pub overdue: Vec<String>,
 }
 
 /// The seat counts an admission round decides from, as inventory reported them.
@@ -338,7 +341,10 @@ impl Store {
             .invoke_async(&mut self.redis.clone())
             .await?;
         let state = text(&reply, 6);
-        let admitted = reply[7.min(reply.len())..]
+        let overdue_count = usize::try_from(number(&reply, 7)).unwrap_or(0);
+        let first_admitted = (8 + overdue_count).min(reply.len());
+        let overdue = (8..first_admitted).map(|i| text(&reply, i)).collect();
+        let admitted = reply[first_admitted..]
             .chunks(5)
             .filter(|chunk| chunk.len() == 5)
             .map(|chunk| Admitted {
@@ -359,6 +365,25 @@ impl Store {
             claims: number(&reply, 4),
             admitted_through: number(&reply, 5),
             admitted,
+            overdue,
+        })
+    }
+
+    /// The admission and idempotency key of a fan's purchase, while PURCHASING.
+    pub async fn purchase_of(
+        &self,
+        event_id: &str,
+        user_id: &str,
+    ) -> Result<Option<(String, String)>> {
+        let (state, admission, key): (Option<String>, Option<String>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(self.fan_key(event_id, user_id))
+                .arg(&["state", "admission_id", "key"])
+                .query_async(&mut self.redis.clone())
+                .await?;
+        Ok(match (state.as_deref(), admission, key) {
+            (Some("PURCHASING"), Some(admission), Some(key)) => Some((admission, key)),
+            _ => None,
         })
     }
 

@@ -123,6 +123,9 @@ impl Lab {
         )
         .context("starting the participants")?;
         let redis_url = redis.url();
+        // The room asks the lab's coordinator about purchases: its port is chosen first.
+        let coordinator_addr =
+            std::net::SocketAddr::from(([127, 0, 0, 1], test_harness::free_port()?));
         let room = ServiceProcess::start(
             service_binary("waiting-room"),
             &[
@@ -130,6 +133,8 @@ impl Lab {
                 &redis_url,
                 "--inventory-endpoint",
                 &inventory.endpoint(),
+                "--coordinator-endpoint",
+                &format!("http://{coordinator_addr}"),
                 "--tick-ms",
                 "20",
             ],
@@ -142,8 +147,16 @@ impl Lab {
             Proxy::start(orders.addr()).await?,
             Proxy::start(payments.addr()).await?,
         ];
-        let coordinator =
-            start_coordinator(&pg, &redis, &proxies, &room, "coordinator", &[]).await?;
+        let coordinator = start_coordinator(
+            Some(coordinator_addr),
+            &pg,
+            &redis,
+            &proxies,
+            &room,
+            "coordinator",
+            &[],
+        )
+        .await?;
         Ok(Self {
             pg,
             redis,
@@ -200,6 +213,7 @@ impl Lab {
     /// Starts one more coordinator on the lab's log; returns its index in `peers`.
     pub async fn start_peer(&mut self) -> anyhow::Result<usize> {
         let peer = start_coordinator(
+            None,
             &self.pg,
             &self.redis,
             &self.proxies,
@@ -348,6 +362,7 @@ impl Lab {
     /// Starts the rival coordinator (its own log) with `env`.
     pub async fn start_rival(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
         let rival = start_coordinator(
+            None,
             &self.pg,
             &self.redis,
             &self.proxies,
@@ -421,6 +436,7 @@ async fn create_databases(pg: &PrivatePostgres) -> anyhow::Result<()> {
 pub const NO_NOTIFIER: &str = "http://127.0.0.1:9";
 
 async fn start_coordinator(
+    addr: Option<std::net::SocketAddr>,
     pg: &PrivatePostgres,
     redis: &PrivateRedis,
     proxies: &[Proxy; 3],
@@ -454,7 +470,8 @@ async fn start_coordinator(
     let ttl = OWNERSHIP_TTL.as_millis().to_string();
     let mut env = env.to_vec();
     env.push(("TICKETDROP_COORDINATOR_OWNERSHIP_TTL_MS", &ttl));
-    ServiceProcess::start(service_binary("coordinator"), &args, &env)
+    let addr = addr.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    ServiceProcess::start_on(addr, service_binary("coordinator"), &args, &env)
         .await
         .with_context(|| format!("starting the coordinator on {database}"))
 }

@@ -1,7 +1,10 @@
 -- One admission round of a room, atomically:
--- 1. admissions past their expiry and the claim grace, and purchase claims past their
---    lease, lapse: the fan is EXPIRED and the slot comes back (the grace lets a purchase
---    the coordinator received before the expiry still claim the admission);
+-- 1. admissions past their expiry and the claim grace lapse: the fan is EXPIRED and the
+--    slot comes back (the grace lets a purchase the coordinator received before the
+--    expiry still claim the admission). A purchase claim past its lease does not lapse:
+--    it is returned as overdue, for the service to ask the coordinator whether the
+--    purchase ended (only then does its slot come back), and looked at again a lease
+--    later;
 -- 2. fans are admitted in join order (lowest join number first) while fewer than
 --    max_active hold a live admission AND the event may still have a seat for them:
 --    capacity - sold - seats reserved by purchases in flight - admitted fans who have
@@ -15,8 +18,9 @@
 -- ARGV[1] fan key prefix, ARGV[2] capacity, ARGV[3] seats sold (committed), ARGV[4]
 -- whether the seat counts are known (1/0), ARGV[5] most fans to admit in this round,
 -- ARGV[6] seats free to buy now (AVAILABLE and in no live prepared branch)
--- Returns {lapsed, waiting, active, purchasing, claims, admitted_through, state,
---          user1, join number1, admission number1, admitted at1, expires at1, user2, ...}
+-- Returns {expired, waiting, active, purchasing, claims, admitted_through, state,
+--          overdue count, overdue user1, ..., then user1, join number1, admission
+--          number1, admitted at1, expires at1, user2, ...}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local room = KEYS[1]
@@ -26,15 +30,22 @@ if not state then
 end
 
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+local expired, overdue = 0, {}
+local lease = tonumber(redis.call('HGET', room, 'purchase_lease_ms'))
 for _, user in ipairs(lapsed) do
   local fan = ARGV[1] .. user
   if redis.call('HGET', fan, 'state') == 'PURCHASING' then
-    redis.call('HINCRBY', room, 'purchasing', -1)
-    redis.call('HINCRBY', room, 'reserved', -tonumber(redis.call('HGET', fan, 'seats') or '1'))
+    -- A purchase is never ended by the clock: it may still be in flight (parked, in
+    -- doubt). Looked at again after another lease; meanwhile the service asks the
+    -- coordinator's log whether it ended, and releases the slot if it did.
+    redis.call('ZADD', KEYS[3], now + lease, user)
+    table.insert(overdue, user)
+  else
+    redis.call('HSET', fan, 'state', 'EXPIRED', 'expired_at', now)
+    redis.call('HINCRBY', room, 'expired', 1)
+    redis.call('ZREM', KEYS[3], user)
+    expired = expired + 1
   end
-  redis.call('HSET', fan, 'state', 'EXPIRED', 'expired_at', now)
-  redis.call('HINCRBY', room, 'expired', 1)
-  redis.call('ZREM', KEYS[3], user)
 end
 
 local admitted = {}
@@ -70,9 +81,12 @@ if state == 'OPEN' and ARGV[4] == '1' then
   end
 end
 
-local result = {#lapsed, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+local result = {expired, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   tonumber(redis.call('HGET', room, 'purchasing')), tonumber(redis.call('HGET', room, 'claims')),
-  tonumber(redis.call('HGET', room, 'admitted_through')), state}
+  tonumber(redis.call('HGET', room, 'admitted_through')), state, #overdue}
+for _, user in ipairs(overdue) do
+  table.insert(result, user)
+end
 for _, value in ipairs(admitted) do
   table.insert(result, value)
 end
