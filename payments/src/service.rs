@@ -14,6 +14,7 @@ use crate::model::{self, NewAuthorization};
 use crate::two_phase;
 
 /// Payments backed by PostgreSQL and the simulated card network.
+#[derive(Clone)]
 pub struct PaymentsApi {
     payments: Payments,
 }
@@ -135,7 +136,27 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl PaymentsService for PaymentsApi {
     async fn authorize(&self, request: Request<AuthorizeRequest>) -> Reply<AuthorizeResponse> {
-        let answer = self.authorize_keyed(request.get_ref()).await?;
+        // An authorization that reached payments goes to the end, whatever the caller
+        // does: a card network, once asked, authorizes even if the merchant hung up. So
+        // a caller that gave up (its timeout) may see the authorization land later —
+        // after it compensated the step; the key's barrier then refuses it.
+        let api = self.clone();
+        let request = request.into_inner();
+        let answer = tokio::spawn(async move {
+            let answer = api.authorize_keyed(&request).await;
+            // Counted when it ends, heard by its caller or not.
+            let outcome = match &answer {
+                Ok(_) => "authorized",
+                Err(Error::Declined { .. }) => "declined",
+                Err(error) if error.is_definite() => "refused",
+                Err(_) => "failed",
+            };
+            metrics::counter!("ticketdrop_payments_authorizations_total", "outcome" => outcome)
+                .increment(1);
+            answer
+        })
+        .await
+        .map_err(|error| Status::internal(format!("the authorization task failed: {error}")))??;
         Ok(self.deliver(answer)?)
     }
 

@@ -96,6 +96,20 @@ impl ServiceProcess {
         format!("http://{}/metrics", self.metrics_addr)
     }
 
+    /// The sum of a counter's series in the service's metrics (every label set): what a
+    /// test waits on to know that something it cannot see (a late call) has happened.
+    pub async fn metric_total(&self, name: &str) -> anyhow::Result<u64> {
+        let text = reqwest::get(self.metrics_url()).await?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+
     /// The process id of the running child.
     pub fn pid(&self) -> anyhow::Result<Pid> {
         let pid = self

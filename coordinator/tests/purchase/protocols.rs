@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use futures::future::join_all;
 use test_harness::MeshOptions;
 use tonic::Code;
@@ -171,6 +173,72 @@ async fn two_hundred_concurrent_purchases_of_ten_seats_sell_exactly_ten_under_ea
         assert!(
             seats.values().all(|(status, _)| status == "SOLD"),
             "{protocol:?}: all ten sold"
+        );
+    }
+}
+
+/// An Authorize that reaches payments after its compensation ran is refused, so no money
+/// stays held for an aborted purchase (the saga's barrier, for payments too). The card
+/// network takes 1.5 s; the coordinator waits 500 ms, once: the authorization's outcome
+/// is unknown, the purchase is compensated while the Authorize is still at the network,
+/// and the Authorize arrives after its compensation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_authorization_landing_after_its_compensation_is_refused_under_saga_and_lease() {
+    let world = World::start(MeshOptions {
+        coordinator_args: vec!["--call-timeout-ms", "500", "--forward-attempts", "1"],
+        ..MeshOptions::default()
+    })
+    .await;
+    world.slow_card_network(Duration::from_millis(1_500)).await;
+    for (sent, protocol) in [proto::v1::Protocol::Saga, proto::v1::Protocol::Lease]
+        .into_iter()
+        .enumerate()
+    {
+        let p = short(protocol);
+        let event = format!("late-auth-{p}");
+        world.event(&event, 1, 2, 2_000).await;
+        let status = world
+            .coordinator
+            .clone()
+            .purchase(purchase(
+                protocol,
+                &event,
+                &["A-1-1"],
+                "tok_visa",
+                &format!("late-{p}"),
+            ))
+            .await
+            .expect_err("the authorization's outcome was unknown: aborted");
+        assert_eq!(
+            reason(&status).1,
+            "PARTICIPANT_UNAVAILABLE",
+            "{p}: {status:?}"
+        );
+        // Once payments has ended the late Authorize (its caller long gone), no money may
+        // be held.
+        test_harness::eventually(
+            "the late Authorize ended",
+            Duration::from_secs(30),
+            || async {
+                world
+                    .mesh
+                    .payments
+                    .metric_total("ticketdrop_payments_authorizations_total")
+                    .await
+                    .is_ok_and(|ended| ended > sent as u64)
+            },
+        )
+        .await;
+        let held: Vec<(String, i64, i64)> = world
+            .payments()
+            .await
+            .into_values()
+            .flatten()
+            .filter(|(state, _, _)| state == "AUTHORIZED")
+            .collect();
+        assert!(
+            held.is_empty(),
+            "{p}: money held for an aborted purchase: {held:?}"
         );
     }
 }
