@@ -53,12 +53,25 @@ pub async fn capture(run: &Run, payment_id: &str) -> Result<(), CallError> {
     .map(drop)
 }
 
-/// Gives back whatever the order's payments hold: voids authorizations and refunds
-/// captures. Looks them up by order, because an Authorize whose answer was lost may
-/// have made a payment whose id the coordinator never heard.
+/// Gives back whatever the order's payments hold: first the compensation of the
+/// purchase's Authorize, by its key — it voids what the key authorized, or, when the
+/// Authorize has not arrived (its answer was lost on the way out), records the
+/// compensation so that the Authorize is refused when it does arrive (the barrier); then
+/// every payment of the order is voided or refunded, looked up by order, because an
+/// Authorize whose answer was lost may have made a payment whose id the coordinator
+/// never heard.
 pub async fn release(run: &Run, order_id: &str) -> Result<(), CallError> {
     let p = &run.driver.participants;
     let finish = run.driver.policies.finish;
+    let cancel = CancelAuthorizationRequest {
+        authorize_idempotency_key: key(&run.txid, "authorize"),
+    };
+    run.call(
+        Step::compensation(Participant::Payments, "cancel_authorization"),
+        finish,
+        || rpc!(p.payments, cancel_authorization, cancel.clone()),
+    )
+    .await?;
     let payments = run
         .call(
             Step::compensation(Participant::Payments, "list_payments"),

@@ -12,6 +12,7 @@ pub const POLICY: Policy = Policy {
         ("Refund", Access::Service),
         ("GetPayment", Access::Service),
         ("ListByOrder", Access::Service),
+        ("CancelAuthorization", Access::Service),
         ("PreparePayment", Access::Service),
         ("CommitPayment", Access::Service),
         ("AbortPayment", Access::Service),

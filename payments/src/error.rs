@@ -37,6 +37,8 @@ pub enum Error {
     TxnNotFound(String),
     #[error("transaction {txid} belongs to another coordinator log ({log_id}); refused")]
     BranchOfAnotherLog { txid: String, log_id: String },
+    #[error("the authorization with key {0} was compensated before it arrived; refused")]
+    AuthorizationCompensated(String),
     #[error("the card network did not answer in time")]
     CardTimeout,
     #[error("the response was lost after the write committed (fault injection); retry")]
@@ -101,6 +103,12 @@ impl From<Error> for Status {
                 message,
                 [("idempotency_key", key)],
             ),
+            Error::AuthorizationCompensated(key) => with_reason(
+                Code::FailedPrecondition,
+                ErrorReason::StepCompensated,
+                message,
+                [("idempotency_key", key)],
+            ),
             Error::TxnAborted(txid) => refusal::txn_aborted(message, txid),
             Error::TxnCommitted(txid) => refusal::txn_committed(message, txid),
             Error::BranchOfAnotherLog { txid, log_id } => {
@@ -147,6 +155,7 @@ mod tests {
                 allowed: 100,
             },
             Error::KeyReused("k".into()),
+            Error::AuthorizationCompensated("t-1:authorize".into()),
             Error::TxnAborted("t-1".into()),
             Error::TxnCommitted("t-1".into()),
             Error::BranchOfAnotherLog {

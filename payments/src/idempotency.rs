@@ -59,6 +59,10 @@ pub async fn replay<R: Replayable>(
         return Ok(None);
     };
     let (stored_operation, stored_hash): (String, Vec<u8>) = (row.get(0), row.get(1));
+    // The key's step was compensated before it arrived (see `compensate`): refused.
+    if stored_operation == compensated(operation) {
+        return Ok(Some(Err(Error::AuthorizationCompensated(key.to_owned()))));
+    }
     if stored_operation != operation || stored_hash != hash {
         return Err(Error::KeyReused(key.to_owned()));
     }
@@ -159,4 +163,63 @@ fn clone_definite(error: &Error) -> Error {
         },
         other => unreachable!("only definite errors are stored: {other}"),
     }
+}
+
+/// The operation a compensation records under a key that never ran `operation`.
+fn compensated(operation: &str) -> String {
+    format!("{operation}:compensated")
+}
+
+/// What a compensation found under the key of the step it compensates.
+pub enum Compensation {
+    /// The key never ran: the compensation is recorded under it (the barrier), so the
+    /// step arriving later is refused.
+    Recorded,
+    /// The key ran: its stored answer (a success to undo, or a refusal).
+    Ran(Vec<u8>, i32),
+}
+
+/// Records, in `tx`, that the step with `key` (of `operation`) is compensated, unless
+/// the key ran already; then answers what it found. A step in flight under the key
+/// holds its row: this waits for it, and finds what it did.
+pub async fn compensate(
+    tx: &Transaction<'_>,
+    operation: &str,
+    key: &str,
+    retention_hours: i32,
+) -> Result<Compensation> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys
+                 (idempotency_key, operation, request_hash, status_code, response, expires_at)
+             VALUES ($1, $2, '', $3, '', now() + $4::int * interval '1 hour')
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .await?;
+    let refused = Code::FailedPrecondition as i32;
+    if tx
+        .execute(
+            &statement,
+            &[&key, &compensated(operation), &refused, &retention_hours],
+        )
+        .await?
+        == 1
+    {
+        return Ok(Compensation::Recorded);
+    }
+    let statement = tx
+        .prepare_cached(
+            "SELECT operation, status_code, response FROM idempotency_keys
+              WHERE idempotency_key = $1",
+        )
+        .await?;
+    let row = tx.query_one(&statement, &[&key]).await?;
+    let stored: String = row.get(0);
+    if stored == compensated(operation) {
+        return Ok(Compensation::Recorded);
+    }
+    if stored != operation {
+        return Err(Error::KeyReused(key.to_owned()));
+    }
+    Ok(Compensation::Ran(row.get(2), row.get(1)))
 }

@@ -2,6 +2,7 @@
 //! under its idempotency key or txid, and applies the "lost response" fault after a
 //! write commits.
 
+use prost::Message;
 use proto::v1::payments_service_server::PaymentsService;
 use proto::v1::*;
 use server_kit::validate;
@@ -70,6 +71,55 @@ impl PaymentsApi {
                 replayed: false,
             });
         idempotency::finish(tx, &key, result).await
+    }
+
+    /// The compensation of an Authorize, by its key: voids what the key authorized, or
+    /// records the compensation so that the Authorize, arriving later, is refused.
+    async fn cancel_authorization_keyed(&self, key: &str) -> Result<CancelAuthorizationResponse> {
+        let key = model::idempotency_key(key).map_err(|_| {
+            server_kit::status::FieldError::new(
+                "authorize_idempotency_key",
+                "must be 1 to 255 characters",
+            )
+        })?;
+        let mut client = self.payments.pool.get().await?;
+        let tx = client.transaction().await?;
+        let found =
+            idempotency::compensate(&tx, "authorize", &key, self.payments.key_retention_hours)
+                .await?;
+        let answer = match found {
+            idempotency::Compensation::Recorded => CancelAuthorizationResponse {
+                payment: None,
+                null_compensation: true,
+            },
+            // The Authorize was refused (declined): nothing is held.
+            idempotency::Compensation::Ran(_, code) if code != 0 => CancelAuthorizationResponse {
+                payment: None,
+                null_compensation: false,
+            },
+            idempotency::Compensation::Ran(stored, _) => {
+                let authorized = AuthorizeResponse::decode(stored.as_slice())
+                    .ok()
+                    .and_then(|answer| answer.payment)
+                    .ok_or_else(|| {
+                        Error::Replayed(Status::internal(format!(
+                            "the stored answer of authorization {key} is unreadable"
+                        )))
+                    })?;
+                let payment = lifecycle::lock_payment(&tx, &authorized.payment_id).await?;
+                let payment = if payment.state() == PaymentState::Authorized {
+                    lifecycle::void(&tx, &payment, PaymentState::Voided).await?
+                } else {
+                    payment
+                };
+                CancelAuthorizationResponse {
+                    payment: Some(payment),
+                    null_compensation: false,
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(answer)
     }
 
     /// Capture, void or refund under an idempotency key.
@@ -148,6 +198,7 @@ impl PaymentsService for PaymentsApi {
             let outcome = match &answer {
                 Ok(_) => "authorized",
                 Err(Error::Declined { .. }) => "declined",
+                Err(Error::AuthorizationCompensated(_)) => "compensated",
                 Err(error) if error.is_definite() => "refused",
                 Err(_) => "failed",
             };
@@ -157,6 +208,16 @@ impl PaymentsService for PaymentsApi {
         })
         .await
         .map_err(|error| Status::internal(format!("the authorization task failed: {error}")))??;
+        Ok(self.deliver(answer)?)
+    }
+
+    async fn cancel_authorization(
+        &self,
+        request: Request<CancelAuthorizationRequest>,
+    ) -> Reply<CancelAuthorizationResponse> {
+        let answer = self
+            .cancel_authorization_keyed(&request.get_ref().authorize_idempotency_key)
+            .await?;
         Ok(self.deliver(answer)?)
     }
 

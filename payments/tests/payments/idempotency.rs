@@ -84,3 +84,59 @@ async fn a_lost_capture_response_then_a_retry_captures_exactly_once() {
     assert_eq!(captures, 1, "exactly one capture in the ledger");
     payments.assert_ledger_balances().await;
 }
+
+/// The compensation of an Authorize, by the Authorize's key: it voids what the key
+/// authorized; for a key that never authorized it records the compensation, and the
+/// Authorize arriving after it is refused (STEP_COMPENSATED) and holds nothing. A second
+/// compensation answers the same.
+#[tokio::test]
+async fn an_authorize_after_its_compensation_is_refused_and_holds_nothing() {
+    let payments = Payments::start(&[]).await;
+    let cancel = |key: &str| CancelAuthorizationRequest {
+        authorize_idempotency_key: key.into(),
+    };
+    // Compensated before it arrives.
+    for _ in 0..2 {
+        let answer = payments
+            .client
+            .clone()
+            .cancel_authorization(cancel("late"))
+            .await
+            .expect("compensated")
+            .into_inner();
+        assert!(
+            answer.null_compensation && answer.payment.is_none(),
+            "{answer:?}"
+        );
+    }
+    let status = payments
+        .authorize("late", 1_000, "tok_visa")
+        .await
+        .expect_err("arrives after its compensation");
+    let (code, reason, _) = details(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::FailedPrecondition, "STEP_COMPENSATED")
+    );
+    assert_eq!(payments.count("SELECT count(*) FROM payments").await, 0);
+
+    // Compensated after it ran: its authorization is voided.
+    let authorized = payments
+        .authorize("early", 1_000, "tok_visa")
+        .await
+        .expect("authorized");
+    let answer = payments
+        .client
+        .clone()
+        .cancel_authorization(cancel("early"))
+        .await
+        .expect("compensated")
+        .into_inner();
+    assert!(!answer.null_compensation);
+    let voided = answer.payment.expect("its authorization");
+    assert_eq!(
+        (voided.state(), voided.payment_id),
+        (PaymentState::Voided, authorized.payment_id)
+    );
+    payments.assert_ledger_balances().await;
+}
