@@ -177,6 +177,15 @@ pub struct Config {
     )]
     pub recovery_interval_ms: u64,
 
+    /// After a call to orders ends with an unknown outcome, the orders decided up to this
+    /// long before it are read back, and any write the store lost is made again.
+    #[arg(
+        long,
+        env = "TICKETDROP_COORDINATOR_REASSERT_WINDOW_MS",
+        default_value_t = 10_000
+    )]
+    pub reassert_window_ms: u64,
+
     /// How long this coordinator owns a purchase without renewing it: a dead or paused
     /// coordinator's purchases pass to another coordinator of the log within about this
     /// long. Renewed every quarter of it while the purchase is in flight.

@@ -136,6 +136,9 @@ pub struct Driver {
     pub unsafe_no_fencing: bool,
     /// Events inventory recently called sold out (the fast path).
     pub sold_out: Arc<crate::sold_out::SoldOut>,
+    /// How far before the first failed call to orders an acknowledged orders write may
+    /// have been lost (see `reassert`).
+    pub reassert_window: Duration,
     /// When (on this process's monotonic clock) a call to orders that ended with an
     /// unknown outcome began, until recovery has verified the orders decided around it
     /// (see `reassert`).

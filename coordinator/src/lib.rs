@@ -89,6 +89,7 @@ pub async fn run(
             config.sold_out_window_ms,
         ))),
         orders_outage: Default::default(),
+        reassert_window: std::time::Duration::from_millis(config.reassert_window_ms),
     };
     let renewal_task = tokio::spawn(ownership::keep_renewed(ownership, log));
     let recovery_task = tokio::spawn(recovery::run(

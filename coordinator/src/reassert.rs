@@ -7,10 +7,10 @@
 //! the restart while the log said COMMITTED). The protocols' own retries never see it —
 //! the participant said yes. So when a call to orders ends with an unknown outcome (the
 //! store or the service is in trouble), recovery re-asserts what the log says every
-//! order decided in the last [`WINDOW`] must be, through the participant's idempotent
+//! order decided in the last the reassert window (`--reassert-window-ms`) must be, through the participant's idempotent
 //! operations, each one a logged step of the purchase.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use proto::v1::*;
 use tracing::{info, warn};
@@ -20,10 +20,7 @@ use crate::error::Result;
 use crate::log::{Decision, TxnRecord};
 use crate::rpc;
 
-/// How far before the first failed call an acknowledged write may have been lost.
-pub const WINDOW: Duration = Duration::from_secs(10);
-
-/// Re-asserts the orders of purchases decided since [`WINDOW`] before the outage the
+/// Re-asserts the orders of purchases decided since the reassert window (`--reassert-window-ms`) before the outage the
 /// driver noted, if any; the note is cleared once every one of them checks out.
 ///
 /// One clock: `decided_at` is the log's (PostgreSQL's) time, so the outage is placed on
@@ -34,8 +31,8 @@ pub async fn after_orders_outage(driver: &Driver) -> Result<()> {
     let Some(outage) = *driver.orders_outage.lock().expect("outage lock") else {
         return Ok(());
     };
-    let ago =
-        chrono::Duration::from_std(outage.elapsed() + WINDOW).unwrap_or(chrono::Duration::MAX);
+    let ago = chrono::Duration::from_std(outage.elapsed() + driver.reassert_window)
+        .unwrap_or(chrono::Duration::MAX);
     let since = driver.log.now().await? - ago;
     let mut all_fine = true;
     for txn in driver.log.decided_since(since).await? {

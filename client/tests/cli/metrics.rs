@@ -114,7 +114,17 @@ async fn every_service_serves_prometheus_metrics_and_the_purchase_counters_equal
             count("sold_out") - count("sold_out_by_room"),
             "{protocol} sold out by a purchase"
         );
-        assert_eq!(purchases(&[("outcome", "unknown")]), 0.0, "{protocol}");
+        assert_eq!(
+            purchases(&[("outcome", "unknown")]),
+            0.0,
+            "{protocol}: the coordinator's word on each unknown answer:\n{}",
+            mesh.coordinator
+                .log()
+                .lines()
+                .filter(|line| line.contains("unknown") || line.contains("ownership"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         assert_eq!(
             purchases(&[]),
             count("attempts"),

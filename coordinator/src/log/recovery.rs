@@ -46,6 +46,7 @@ impl Log {
                      SELECT txid FROM transactions
                       WHERE state IN {UNFINISHED}
                         AND (coalesce(owned_until, '-infinity') < now() OR ($4 AND owner = $1))
+                        AND NOT (owner = $1 AND txid = ANY($6))
                         AND (state <> 'NEEDS_ATTENTION' OR $4
                              OR (recovery_attempts < $3
                                  AND coalesce(next_recovery_at, now()) <= now()))
@@ -62,11 +63,26 @@ impl Log {
             .await?;
         let me: &str = &self.me;
         let ttl_ms = self.ownership.ttl().as_secs_f64() * 1_000.0;
+        // A purchase a task of this process drives is alive, however late its renewal:
+        // it is renewed, never taken over by its own coordinator.
+        let driving: Vec<String> = self
+            .ownership
+            .to_renew()
+            .into_iter()
+            .map(|(txid, _)| txid)
+            .collect();
         let sent = Instant::now();
         let rows = client
             .query(
                 &statement,
-                &[&me, &limit, &max_parked_attempts, &at_start, &ttl_ms],
+                &[
+                    &me,
+                    &limit,
+                    &max_parked_attempts,
+                    &at_start,
+                    &ttl_ms,
+                    &driving,
+                ],
             )
             .await?;
         let mut taken = Vec::with_capacity(rows.len());

@@ -1113,7 +1113,16 @@ async fn lost_lease_cancel_is_reasserted(clock: &[(&'static str, &'static str)])
     let mut coordinator_env = vec![("FAILPOINTS", "lease::before_decision=1*return")];
     coordinator_env.extend_from_slice(clock);
     let mut world = World::start(MeshOptions {
-        coordinator_args: vec!["--call-timeout-ms", "1000", "--forward-attempts", "1"],
+        // Orders decided up to two minutes before the outage are read back: the purchase
+        // whose cancel is lost was decided well before it on a loaded machine.
+        coordinator_args: vec![
+            "--call-timeout-ms",
+            "1000",
+            "--forward-attempts",
+            "1",
+            "--reassert-window-ms",
+            "120000",
+        ],
         coordinator_env,
         ..Default::default()
     })
@@ -1197,12 +1206,22 @@ async fn lost_lease_cancel_is_reasserted(clock: &[(&'static str, &'static str)])
     world.mesh.orders.resume().expect("SIGCONT orders");
 
     // Recovery re-asserts the decision of every purchase decided around the outage.
-    test_harness::eventually(
-        "the lost cancel re-asserted",
-        Duration::from_secs(60),
-        || async { world.orders("recancel").await[&order_id].status == "ORDER_STATUS_CANCELLED" },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while world.orders("recancel").await[&order_id].status != "ORDER_STATUS_CANCELLED" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost cancel was not re-asserted within 60 s; the coordinator said:\n{}",
+            world
+                .mesh
+                .coordinator
+                .log()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("re-assert"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     world.settle().await;
     world.assert_invariants("recancel", 2).await;
 }
