@@ -138,8 +138,8 @@ pub async fn release(run: &Run, txn: &TxnRecord, committed: bool) {
 }
 
 /// How long after its end a purchase's release is left to the purchase itself before
-/// recovery sends it.
-const RELAY_GRACE: Duration = Duration::from_secs(2);
+/// recovery sends it (the purchase sends it at once; this is for a crash in between).
+const RELAY_GRACE: Duration = Duration::from_secs(10);
 
 /// Re-sends the releases of finished purchases the room was not told about (ended at
 /// least [`RELAY_GRACE`] ago, on the log's clock), each as the purchase's owner for the

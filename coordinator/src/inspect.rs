@@ -115,7 +115,7 @@ pub async fn coordinators(log: &Log, event_id: &str) -> Result<ListCoordinatorsR
     let statement = client
         .prepare_cached(
             "WITH txns AS (
-                 SELECT txid, began_by, owner, state FROM transactions
+                 SELECT txid, began_by, finished_by FROM transactions
                   WHERE $1 = '' OR event_id = $1),
              takeovers AS (
                  SELECT DISTINCT e.txid, e.instance_id, t.began_by
@@ -123,8 +123,7 @@ pub async fn coordinators(log: &Log, event_id: &str) -> Result<ListCoordinatorsR
                   WHERE e.event = 'takeover' AND e.instance_id <> t.began_by)
              SELECT c.instance_id, c.listen, c.started_at,
                     (SELECT count(*) FROM txns WHERE began_by = c.instance_id) AS began,
-                    (SELECT count(*) FROM txns WHERE owner = c.instance_id
-                        AND state IN ('COMMITTED', 'ABORTED')) AS finished,
+                    (SELECT count(*) FROM txns WHERE finished_by = c.instance_id) AS finished,
                     (SELECT count(DISTINCT txid) FROM takeovers
                       WHERE began_by = c.instance_id) AS taken_over_from,
                     (SELECT count(DISTINCT txid) FROM takeovers

@@ -11,7 +11,7 @@
 //! | `ticketdrop_recovered_total` | `protocol` | purchases recovery drove to their end |
 //! | `ticketdrop_takeovers_total` | | purchases this coordinator took over after their ownership lapsed |
 //! | `ticketdrop_ownership_lost_total` | | purchases this coordinator found another owning (its writes refused) |
-//! | `ticketdrop_foreign_branches_skipped_total` | `participant` | in-doubt branches of another log that reconciliation left alone |
+//! | `ticketdrop_foreign_branches_in_doubt` | `participant` | in-doubt branches of other logs at the participant, left alone by reconciliation (last round) |
 //! | `ticketdrop_in_doubt_branches` | `participant` | prepared branches a participant holds undecided, at the last reconciliation |
 //! | `ticketdrop_outbox_unrelayed` | | confirmations not yet handed to the notifier |
 //! | `ticketdrop_outbox_lag_seconds` | | age of the oldest of them |
@@ -107,9 +107,9 @@ pub fn ownership_lost() {
     counter!("ticketdrop_ownership_lost_total").increment(1);
 }
 
-pub fn foreign_branches_skipped(at: Participant, branches: usize) {
-    counter!("ticketdrop_foreign_branches_skipped_total", "participant" => participant(at))
-        .increment(branches as u64);
+pub fn foreign_branches(at: Participant, branches: usize) {
+    gauge!("ticketdrop_foreign_branches_in_doubt", "participant" => participant(at))
+        .set(branches as f64);
 }
 
 pub fn in_doubt(at: Participant, branches: usize) {

@@ -143,6 +143,8 @@ async fn reconcile_participants(driver: &Driver) {
     let p = &driver.participants;
     let log_id = driver.log.log_id().to_owned();
     let mut in_doubt: Vec<(Participant, InDoubtTransaction)> = Vec::new();
+    // Branches of other logs the participants left out of the lists: counted, untouched.
+    let mut foreign: Vec<(Participant, u32)> = Vec::new();
     if let Ok(list) = p
         .inventory
         .clone()
@@ -151,9 +153,10 @@ async fn reconcile_participants(driver: &Driver) {
         })
         .await
     {
+        let list = list.into_inner();
+        foreign.push((Participant::Inventory, list.other_logs));
         in_doubt.extend(
-            list.into_inner()
-                .transactions
+            list.transactions
                 .into_iter()
                 .map(|t| (Participant::Inventory, t)),
         );
@@ -166,9 +169,10 @@ async fn reconcile_participants(driver: &Driver) {
         })
         .await
     {
+        let list = list.into_inner();
+        foreign.push((Participant::Orders, list.other_logs));
         in_doubt.extend(
-            list.into_inner()
-                .transactions
+            list.transactions
                 .into_iter()
                 .map(|t| (Participant::Orders, t)),
         );
@@ -181,9 +185,10 @@ async fn reconcile_participants(driver: &Driver) {
         })
         .await
     {
+        let list = list.into_inner();
+        foreign.push((Participant::Payments, list.other_logs));
         in_doubt.extend(
-            list.into_inner()
-                .transactions
+            list.transactions
                 .into_iter()
                 .map(|t| (Participant::Payments, t)),
         );
@@ -193,13 +198,10 @@ async fn reconcile_participants(driver: &Driver) {
         Participant::Orders,
         Participant::Payments,
     ] {
-        let here = in_doubt.iter().filter(|(p, _)| *p == at);
-        crate::metrics::in_doubt(at, here.clone().count());
-        crate::metrics::foreign_branches_skipped(
-            at,
-            here.filter(|(_, t)| !t.log_id.is_empty() && t.log_id != log_id)
-                .count(),
-        );
+        crate::metrics::in_doubt(at, in_doubt.iter().filter(|(p, _)| *p == at).count());
+    }
+    for (at, branches) in foreign {
+        crate::metrics::foreign_branches(at, branches as usize);
     }
     for (participant, branch) in in_doubt {
         // Another log's branch: never touched (its own coordinators decide it).

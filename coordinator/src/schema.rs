@@ -38,4 +38,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the fencing floor of each event",
         sql: include_str!("../migrations/0007_fencing_floor.sql"),
     },
+    Migration {
+        version: 8,
+        name: "which coordinator ended each purchase",
+        sql: include_str!("../migrations/0008_finished_by.sql"),
+    },
 ];

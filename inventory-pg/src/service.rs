@@ -172,7 +172,10 @@ impl InventoryService for Inventory {
         reply(
             two_phase::list_in_doubt(&self.pool, log_id.as_deref())
                 .await
-                .map(|transactions| ListInDoubtSalesResponse { transactions }),
+                .map(|(transactions, other_logs)| ListInDoubtSalesResponse {
+                    transactions,
+                    other_logs,
+                }),
         )
     }
 

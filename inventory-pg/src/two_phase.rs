@@ -360,8 +360,12 @@ async fn participant_state(client: &impl GenericClient, txid: &str) -> Result<Op
 }
 
 /// The prepared branches of `log_id` (and those that name no log: prepared, and their
-/// record not written yet), or every one when None, oldest first.
-pub async fn list_in_doubt(pool: &Pool, log_id: Option<&str>) -> Result<Vec<InDoubtTransaction>> {
+/// record not written yet), or every one when None, oldest first; and how many branches
+/// of other logs were left out.
+pub async fn list_in_doubt(
+    pool: &Pool,
+    log_id: Option<&str>,
+) -> Result<(Vec<InDoubtTransaction>, u32)> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
@@ -376,7 +380,7 @@ pub async fn list_in_doubt(pool: &Pool, log_id: Option<&str>) -> Result<Vec<InDo
               ORDER BY x.prepared",
         )
         .await?;
-    Ok(client
+    let listed = client
         .query(&statement, &[&log_id])
         .await?
         .iter()
@@ -386,5 +390,23 @@ pub async fn list_in_doubt(pool: &Pool, log_id: Option<&str>) -> Result<Vec<InDo
             detail: row.get("detail"),
             log_id: row.get("log_id"),
         })
-        .collect())
+        .collect();
+    let others: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_xacts x
+               JOIN txn_prepared p ON p.txid = substr(x.gid, 4)
+              WHERE x.database = current_database() AND x.gid LIKE 'td-%'
+                AND p.log_id IS NOT NULL AND p.log_id <> $1",
+            &[&log_id.unwrap_or_default()],
+        )
+        .await?
+        .get(0);
+    Ok((
+        listed,
+        if log_id.is_some() {
+            u32::try_from(others).unwrap_or(u32::MAX)
+        } else {
+            0
+        },
+    ))
 }

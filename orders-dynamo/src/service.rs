@@ -121,8 +121,11 @@ impl OrdersService for Orders {
         request: Request<ListInDoubtOrdersRequest>,
     ) -> Reply<ListInDoubtOrdersResponse> {
         let log_id = optional_id("log_id", &request.get_ref().log_id)?;
+        let (transactions, other_logs) =
+            two_phase::list_in_doubt(&self.store, log_id.as_deref()).await?;
         Ok(Response::new(ListInDoubtOrdersResponse {
-            transactions: two_phase::list_in_doubt(&self.store, log_id.as_deref()).await?,
+            transactions,
+            other_logs,
         }))
     }
 

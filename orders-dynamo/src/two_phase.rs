@@ -310,8 +310,12 @@ fn in_doubt_item(txid: &str, order_id: &str, log_id: Option<&str>) -> items::Ite
 
 /// The prepared branches of `log_id` (and those that name no log), or every one when
 /// None, oldest first, from the in-doubt index.
-pub async fn list_in_doubt(store: &Store, log_id: Option<&str>) -> Result<Vec<InDoubtTransaction>> {
+pub async fn list_in_doubt(
+    store: &Store,
+    log_id: Option<&str>,
+) -> Result<(Vec<InDoubtTransaction>, u32)> {
     let mut found = Vec::new();
+    let mut others = 0;
     for shard in 0..items::IN_DOUBT_SHARDS {
         let mut start = None;
         loop {
@@ -328,6 +332,7 @@ pub async fn list_in_doubt(store: &Store, log_id: Option<&str>) -> Result<Vec<In
             for item in page.items() {
                 let branch_log = items::get_s(item, "log_id").unwrap_or_default();
                 if log_id.is_some_and(|wanted| !branch_log.is_empty() && branch_log != wanted) {
+                    others += 1;
                     continue;
                 }
                 let prepared_at = items::get_s(item, "prepared_at").unwrap_or_default();
@@ -350,7 +355,7 @@ pub async fn list_in_doubt(store: &Store, log_id: Option<&str>) -> Result<Vec<In
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found.into_iter().map(|(_, t)| t).collect())
+    Ok((found.into_iter().map(|(_, t)| t).collect(), others))
 }
 
 /// Gives each branch prepared before the in-doubt index existed its index item, once per

@@ -366,8 +366,11 @@ impl PaymentsService for PaymentsApi {
         request: Request<ListInDoubtPaymentsRequest>,
     ) -> Reply<ListInDoubtPaymentsResponse> {
         let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
+        let (transactions, other_logs) =
+            two_phase::list_in_doubt(&self.payments, log_id.as_deref()).await?;
         Ok(Response::new(ListInDoubtPaymentsResponse {
-            transactions: two_phase::list_in_doubt(&self.payments, log_id.as_deref()).await?,
+            transactions,
+            other_logs,
         }))
     }
 

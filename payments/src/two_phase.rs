@@ -170,7 +170,7 @@ async fn set_participant(client: &impl GenericClient, txid: &str, state: &str) -
 pub async fn list_in_doubt(
     payments: &Payments,
     log_id: Option<&str>,
-) -> Result<Vec<InDoubtTransaction>> {
+) -> Result<(Vec<InDoubtTransaction>, u32)> {
     let client = payments.pool.get().await?;
     let statement = client
         .prepare_cached(
@@ -182,7 +182,7 @@ pub async fn list_in_doubt(
               ORDER BY created_at, txid",
         )
         .await?;
-    Ok(client
+    let listed = client
         .query(&statement, &[&log_id])
         .await?
         .iter()
@@ -192,7 +192,19 @@ pub async fn list_in_doubt(
             detail: row.get("detail"),
             log_id: row.get("log_id"),
         })
-        .collect())
+        .collect();
+    let others: i64 = match log_id {
+        None => 0,
+        Some(log_id) => client
+            .query_one(
+                "SELECT count(*) FROM txn_participants
+                  WHERE state = 'PREPARED' AND log_id IS NOT NULL AND log_id <> $1",
+                &[&log_id],
+            )
+            .await?
+            .get(0),
+    };
+    Ok((listed, u32::try_from(others).unwrap_or(u32::MAX)))
 }
 
 /// The participant state a txid ended in, for responses.

@@ -270,7 +270,7 @@ impl Log {
             owned,
             "finish",
             "UPDATE transactions SET state = 'COMMITTED', response = $4, finished_at = now(),
-                    owned_until = now(), updated_at = now()
+                    finished_by = $2, owned_until = now(), updated_at = now()
               WHERE txid = $1 AND owner = $2 AND owner_epoch = $3",
             &[&response],
         )
@@ -298,6 +298,7 @@ impl Log {
                     error_code    = coalesce(error_code, $4),
                     state         = CASE WHEN $7 THEN 'ABORTED' ELSE 'NEEDS_ATTENTION' END,
                     finished_at   = CASE WHEN $7 THEN now() ELSE finished_at END,
+                    finished_by   = CASE WHEN $7 THEN $2 ELSE finished_by END,
                     owned_until   = now(),
                     updated_at    = now()
               WHERE txid = $1 AND owner = $2 AND owner_epoch = $3",
