@@ -7,6 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::{Bench, BenchArgs, Measured, usage};
+use crate::drop::audited;
 
 /// The hand-written section kept below the generated figures.
 const ANALYSIS: &str = "## What the figures say";
@@ -22,12 +23,12 @@ pub fn print(bench: &Bench) {
     for m in &bench.drops {
         let d = &m.drop;
         println!(
-            "{:>5}: {} fans / {} seats: sold {}, oversold {}, all answered in {:.2} s (last sale at {:.2} s), {:.0} sales/s = {:.0} % of raw",
+            "{:>5}: {} fans / {} seats: sold {}, oversold (audit) {}, all answered in {:.2} s (last sale at {:.2} s), {:.0} sales/s = {:.0} % of raw",
             d.protocol,
             d.fans,
             d.seats,
             d.sold,
-            d.oversold,
+            audited(d.oversold),
             d.duration_s,
             d.last_sale_s,
             sales_per_s(m),
@@ -66,7 +67,7 @@ pub fn print(bench: &Bench) {
             t.drop.sold,
             t.drop.errors,
             t.drop.unknown,
-            t.drop.audit_violations,
+            audited(t.drop.audit_violations),
             t.taken_over,
             t.began_by_killed,
             t.takeover_p50_ms,
@@ -183,8 +184,8 @@ pub fn markdown(
     type Cell = fn(&Measured) -> String;
     let rows: [(&str, Cell); 11] = [
         ("sold", |m| m.drop.sold.to_string()),
-        ("oversold (audit)", |m| m.drop.oversold.to_string()),
-        ("audit violations", |m| m.drop.audit_violations.to_string()),
+        ("oversold (audit)", |m| audited(m.drop.oversold)),
+        ("audit violations", |m| audited(m.drop.audit_violations)),
         ("told sold out", |m| m.drop.sold_out.to_string()),
         ("errors / unknown", |m| {
             format!("{} / {}", m.drop.errors, m.drop.unknown)
@@ -353,7 +354,7 @@ fn coordinators(w: &mut String, bench: &Bench) -> std::fmt::Result {
             t.drop.sold,
             t.drop.errors,
             t.drop.unknown,
-            t.drop.audit_violations,
+            audited(t.drop.audit_violations),
             t.drop
                 .audit_error
                 .as_ref()

@@ -173,17 +173,18 @@ impl Lab {
         })
     }
 
-    /// Where the audit reads: this lab's stores.
-    pub fn stores(&self, coordinator_db: &str) -> Stores {
+    /// Where the audit reads: this lab's stores, and every log of the run.
+    pub fn stores(&self) -> Stores {
         Stores {
             inventory_db: self.pg.url("inventory"),
             payments_db: self.pg.url("payments"),
-            coordinator_db: self.pg.url(coordinator_db),
-            // The lab runs no notifier: nothing reads this database.
-            notifier_db: self.pg.url("notifier"),
+            coordinator_db: self.logs().into_iter().map(|db| self.pg.url(db)).collect(),
+            // The lab runs no notifier (its purchases ask for no confirmation).
+            notifier_db: None,
             dynamodb_endpoint: self.dynamo.endpoint(),
             orders_table: self.table.clone(),
             redis_url: self.redis.url(),
+            room_prefix: "room".to_owned(),
         }
     }
 

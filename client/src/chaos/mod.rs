@@ -291,8 +291,8 @@ async fn run_one(
     let healed = Instant::now();
     let mut heal_to_ok = None;
     let verdict = loop {
-        workload::resolve(&mut ops, &coordinators).await;
-        let verdict = checker::check(lab, &event, &ops).await;
+        workload::look_up(&mut ops, &coordinators).await;
+        let verdict = checker::check(lab, &event, &mut ops).await;
         let done = match &verdict {
             Ok(v) if v.violations.is_empty() => {
                 heal_to_ok.get_or_insert(healed.elapsed().as_secs_f64() * 1e3);

@@ -171,19 +171,23 @@ async fn a_renewal_racing_the_purchases_own_end_keeps_it_owned() {
         tokio::spawn(async move { log.renew(&[(owned_txid, 1)]).await })
     };
     let watcher = db.connect().await.expect("connects");
-    test_harness::eventually("the renewal waits for the row", Duration::from_secs(10), || {
-        let watcher = &watcher;
-        async move {
-            watcher
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
+    test_harness::eventually(
+        "the renewal waits for the row",
+        Duration::from_secs(10),
+        || {
+            let watcher = &watcher;
+            async move {
+                watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity
                       WHERE wait_event_type = 'Lock' AND query LIKE '%owned_until%'",
-                    &[],
-                )
-                .await
-                .is_ok_and(|row| row.get::<_, i64>(0) > 0)
-        }
-    })
+                        &[],
+                    )
+                    .await
+                    .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+            }
+        },
+    )
     .await;
     ending.commit().await.expect("COMMIT");
     let answers = renewal.await.expect("joins").expect("renewed");
