@@ -159,6 +159,7 @@ async fn kill_one(
         protocol: DropProtocol::All,
         concurrency: args.concurrency,
         decline_rate: Some(decline_rate),
+        decline_every: None,
         no_waiting_room: false,
         admission_ttl: Duration::from_secs(30),
         email_fans: false,

@@ -78,7 +78,10 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Measured {
     pub drop: DropReport,
+    /// Each process's CPU and memory over the drop, the fans' client included.
     pub usage: BTreeMap<String, usage::Usage>,
+    /// The machine over the same window.
+    pub window: usage::Window,
     /// Sales per second as a share of one raw TransactWriteItems per sale, in %.
     pub efficiency_pct: f64,
 }
@@ -254,6 +257,7 @@ pub(crate) async fn measured(
         protocol: DropProtocol::All,
         concurrency: args.concurrency,
         decline_rate: None,
+        decline_every: None,
         no_waiting_room: false,
         admission_ttl: Duration::from_secs(30),
         email_fans,
@@ -268,11 +272,12 @@ pub(crate) async fn measured(
         usage = Some(meter.stop());
     })
     .await?;
-    let usage = usage.unwrap_or_default();
+    let measured: usage::Measurement = usage.unwrap_or_default();
     let sales_per_s = report.sold as f64 / report.last_sale_s.max(1e-9);
     Ok(Measured {
         efficiency_pct: 100.0 * sales_per_s / raw_sales_per_s.max(1e-9),
         drop: report,
-        usage,
+        usage: measured.processes,
+        window: measured.window,
     })
 }
