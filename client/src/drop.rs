@@ -55,6 +55,10 @@ pub struct DropArgs {
     /// Decline this share of cards during the drop (payments fault injection), e.g. 0.2.
     #[arg(long)]
     pub decline_rate: Option<f64>,
+    /// Decline every Nth authorization during the drop (payments fault injection): the
+    /// same declines every run, where --decline-rate draws them at random.
+    #[arg(long)]
+    pub decline_every: Option<u32>,
     /// Buy directly, every fan at once within --concurrency, without a waiting room.
     #[arg(long)]
     pub no_waiting_room: bool,
@@ -264,16 +268,23 @@ pub async fn run(endpoints: &Endpoints, args: DropArgs) -> anyhow::Result<()> {
         .into_inner()
         .faults
         .unwrap_or_default();
-    if let Some(rate) = args.decline_rate {
+    let declining = args.decline_rate.is_some() || args.decline_every.is_some();
+    if declining {
         payments
             .set_faults(SetFaultsRequest {
                 faults: Some(FaultSettings {
-                    decline_rate: rate,
+                    decline_rate: args.decline_rate.unwrap_or(faults_before.decline_rate),
+                    decline_every: args.decline_every.unwrap_or(faults_before.decline_every),
                     ..faults_before
                 }),
             })
             .await
-            .map_err(|s| anyhow::anyhow!("--decline-rate: {}", endpoints::describe(&s)))?;
+            .map_err(|s| {
+                anyhow::anyhow!(
+                    "--decline-rate / --decline-every: {}",
+                    endpoints::describe(&s)
+                )
+            })?;
     }
     let mut reports = Vec::new();
     let mut failure = None;
@@ -291,7 +302,7 @@ pub async fn run(endpoints: &Endpoints, args: DropArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if args.decline_rate.is_some() {
+    if declining {
         payments
             .set_faults(SetFaultsRequest {
                 faults: Some(faults_before),
