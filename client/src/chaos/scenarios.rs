@@ -830,6 +830,7 @@ async fn pause_lease_holder(
     faults.begin(started);
     lab.pause(Target::Coordinator)?;
     let held = leased_seats(lab, event).await;
+    let sold_before = sold_seats(lab, event, &held).await;
     faults.note(
         started,
         format!(
@@ -855,11 +856,15 @@ async fn pause_lease_holder(
                 op.completion.summary()
             ),
         );
-        if op.is_ok() {
-            faults.contested_seats.push(seat.clone());
-        }
         faults.ops.push(op);
     }
+    // The fault: seats the stopped holder had leased were sold by someone else while it
+    // was stopped (the nemesis's own purchase, or a fan's on the rival).
+    let sold_after = sold_seats(lab, event, &held).await;
+    faults.contested_seats = sold_after
+        .into_iter()
+        .filter(|seat| !sold_before.contains(seat))
+        .collect();
     lab.resume(Target::Coordinator)?;
     faults.note(started, "SIGCONT coordinator: the paused holder writes");
     let op = holder_op.await?;
@@ -872,17 +877,32 @@ async fn pause_lease_holder(
     );
     faults.ops.push(op);
     faults.heal(started);
-    // The fault: a holder stopped while its leases lapsed, and another buyer sold a seat
-    // it had leased.
     if !faults.contested_seats.is_empty() {
         faults.injected = true;
         let contested = faults.contested_seats.join(", ");
         faults.prove(
             started,
-            format!("the paused holder's leased seat(s) {contested} were sold by the rival while it was stopped"),
+            format!(
+                "seat(s) {contested}, leased by the stopped holder, were sold by another \
+                 buyer while it was stopped"
+            ),
         );
     }
     Ok(())
+}
+
+/// Which of `seats` inventory has SOLD now.
+async fn sold_seats(lab: &Lab, event: &str, seats: &[String]) -> Vec<String> {
+    let Ok(sql) = crate::stores::postgres("inventory", &lab.pg.url("inventory")).await else {
+        return Vec::new();
+    };
+    sql.query(
+        "SELECT seat_id FROM seats WHERE event_id = $1 AND seat_id = ANY($2) AND status = 'SOLD'",
+        &[&event, &seats],
+    )
+    .await
+    .map(|rows| rows.iter().map(|row| row.get(0)).collect())
+    .unwrap_or_default()
 }
 
 /// The lab coordinator's lease timing (its `--lease-ttl-ms`).
