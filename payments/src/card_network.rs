@@ -120,7 +120,7 @@ impl CardNetwork {
             .authorizations
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
-        every > 0 && n % u64::from(every) == 0
+        every > 0 && n.is_multiple_of(u64::from(every))
     }
 
     /// Whether to lose the response of a write that has just committed.

@@ -267,9 +267,8 @@ impl Lab {
         let status = match target {
             Target::Postgres => {
                 let killed = self.pg.kill()?;
-                return Ok((killed > 0).then(|| {
-                    format!("postgres: SIGKILL to its {killed} processes, all gone")
-                }));
+                return Ok((killed > 0)
+                    .then(|| format!("postgres: SIGKILL to its {killed} processes, all gone")));
             }
             Target::Dynamodb => self.dynamo.kill()?,
             Target::Redis => self.redis.kill()?,

@@ -119,7 +119,6 @@ const BASELINE: Scenario = Scenario {
     negative_control: false,
 };
 
-
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     if args.list {
         for s in scenarios::CATALOG {
@@ -387,7 +386,10 @@ async fn run_one(
         let caught = verdict.violations.iter().any(|v| {
             v.kind == "seat_sold_twice"
                 && v.ids.len() >= 3
-                && faults.contested_seats.iter().any(|seat| v.ids.contains(seat))
+                && faults
+                    .contested_seats
+                    .iter()
+                    .any(|seat| v.ids.contains(seat))
         });
         (
             Some("seat_sold_twice naming a contested seat and two orders".to_owned()),

@@ -410,13 +410,27 @@ pub async fn inject(
         }
         "kill-inventory-during-prepare" => {
             let failpoint = setup.failpoint(Target::Inventory);
-            crash_and_restart(lab, Target::Inventory, &failpoint, started, &mut faults, workload)
-                .await?;
+            crash_and_restart(
+                lab,
+                Target::Inventory,
+                &failpoint,
+                started,
+                &mut faults,
+                workload,
+            )
+            .await?;
         }
         "kill-orders-after-write-before-reply" => {
             let failpoint = setup.failpoint(Target::Orders);
-            crash_and_restart(lab, Target::Orders, &failpoint, started, &mut faults, workload)
-                .await?;
+            crash_and_restart(
+                lab,
+                Target::Orders,
+                &failpoint,
+                started,
+                &mut faults,
+                workload,
+            )
+            .await?;
         }
         "kill-coordinator-after-prepare-before-decision"
         | "kill-coordinator-after-decision"
@@ -456,7 +470,10 @@ pub async fn inject(
                     ),
                 );
             } else {
-                faults.note(started, "payments lost no answer: the failpoint never fired");
+                faults.note(
+                    started,
+                    "payments lost no answer: the failpoint never fired",
+                );
             }
         }
         "kill-postgres-with-prepared-transactions" => {
@@ -534,10 +551,15 @@ pub async fn inject(
                 faults.injected = true;
                 faults.prove(
                     started,
-                    format!("the black hole held bytes of {held} connection direction(s) to {link:?}"),
+                    format!(
+                        "the black hole held bytes of {held} connection direction(s) to {link:?}"
+                    ),
                 );
             } else {
-                faults.note(started, format!("no traffic to {link:?} during the black hole"));
+                faults.note(
+                    started,
+                    format!("no traffic to {link:?} during the black hole"),
+                );
             }
         }
         "kill-one-of-three-coordinators" => {
@@ -655,7 +677,10 @@ async fn down_and_up(
     let killed = lab.kill(target).await?;
     match &killed {
         Some(how) => faults.prove(started, format!("SIGKILL {how}")),
-        None => faults.note(started, format!("{} was not running to be killed", target.name())),
+        None => faults.note(
+            started,
+            format!("{} was not running to be killed", target.name()),
+        ),
     }
     tokio::time::sleep(down).await;
     lab.start_again(target).await?;

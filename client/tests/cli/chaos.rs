@@ -359,7 +359,10 @@ async fn unknown_outcomes_are_resolved_from_the_stores_when_the_log_lies() {
         .collect();
     assert!(!hidden.is_empty(), "a committed unknown outcome: {ops:?}");
     for op in hidden {
-        assert_eq!(op["lookup"]["outcome"], "never_logged", "the log lied: {op}");
+        assert_eq!(
+            op["lookup"]["outcome"], "never_logged",
+            "the log lied: {op}"
+        );
     }
 }
 
@@ -404,5 +407,8 @@ async fn without_failpoint_builds_the_lab_says_so_before_it_starts() {
         "{stderr}"
     );
     assert!(stderr.contains("make chaos"), "{stderr}");
-    assert!(!stderr.contains("starting the lab"), "nothing started: {stderr}");
+    assert!(
+        !stderr.contains("starting the lab"),
+        "nothing started: {stderr}"
+    );
 }
