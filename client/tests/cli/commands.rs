@@ -340,7 +340,7 @@ async fn login_prints_a_token_that_buys_only_for_its_user() {
 async fn faults_are_set_one_field_at_a_time_refused_out_of_range_and_cleared() {
     let cli = Cli::start().await;
     let quiet = serde_json::json!({
-        "decline_rate": 0.0, "latency_min_ms": 0.0, "latency_max_ms": 0.0,
+        "decline_rate": 0.0, "decline_every": 0, "latency_min_ms": 0.0, "latency_max_ms": 0.0,
         "timeout_probability": 0.0, "lose_response_probability": 0.0,
     });
     assert_eq!(cli.json(&["faults", "show", "--json"]).await, quiet);
@@ -357,7 +357,7 @@ async fn faults_are_set_one_field_at_a_time_refused_out_of_range_and_cleared() {
         ])
         .await;
     let expected = serde_json::json!({
-        "decline_rate": 0.25, "latency_min_ms": 10.0, "latency_max_ms": 30.0,
+        "decline_rate": 0.25, "decline_every": 0, "latency_min_ms": 10.0, "latency_max_ms": 30.0,
         "timeout_probability": 0.0, "lose_response_probability": 0.0,
     });
     assert_eq!(set, expected);
@@ -372,6 +372,10 @@ async fn faults_are_set_one_field_at_a_time_refused_out_of_range_and_cleared() {
         "--json",
     ])
     .await;
+    assert_eq!(cli.json(&["faults", "show", "--json"]).await, expected);
+    expected["decline_every"] = 5.into();
+    cli.json(&["faults", "set", "--decline-every", "5", "--json"])
+        .await;
     assert_eq!(cli.json(&["faults", "show", "--json"]).await, expected);
 
     // Out of range, or a range that ends before it starts: refused, naming the flag;
