@@ -238,8 +238,9 @@ impl Endpoints {
 
 /// A gRPC error as one line: code, message, and the ErrorInfo reason when there is one.
 pub fn describe(status: &tonic::Status) -> String {
-    match server_kit::status::reason_of(status) {
-        Some((reason, _)) if !reason.is_empty() => {
+    match proto::error::Refusal::of(status) {
+        Some(refusal) => {
+            let reason = refusal.reason.name();
             format!("{:?} ({reason}): {}", status.code(), status.message())
         }
         _ => format!("{:?}: {}", status.code(), status.message()),

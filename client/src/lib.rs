@@ -17,6 +17,7 @@ pub mod faults;
 pub mod health;
 pub mod json;
 pub mod live;
+pub mod load;
 pub mod login;
 pub mod machine;
 pub mod mermaid;

@@ -147,7 +147,12 @@ pub async fn run(endpoints: &Endpoints, args: PurchaseArgs) -> anyhow::Result<()
     let bought = match coordinator.purchase(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => {
-            let (reason, metadata) = server_kit::status::reason_of(&status).unwrap_or_default();
+            let refusal = proto::error::Refusal::of(&status);
+            let reason = refusal
+                .as_ref()
+                .map(|r| r.reason.name())
+                .unwrap_or_default();
+            let metadata = refusal.map(|r| r.metadata).unwrap_or_default();
             if args.json {
                 json::print(&json!({
                     "error": {"code": format!("{:?}", status.code()), "message": status.message(),
@@ -314,6 +319,6 @@ fn write_qr_files(path: &Path, tickets: &[Ticket]) -> anyhow::Result<Vec<PathBuf
 
 /// The ticket's QR code as a PNG file.
 fn write_png(path: &Path, token: &str) -> anyhow::Result<()> {
-    let png = orders_dynamo::tickets::qr_png(token).map_err(anyhow::Error::msg)?;
+    let png = tickets::qr_png(token).map_err(anyhow::Error::msg)?;
     std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
 }

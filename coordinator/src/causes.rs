@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use proto::error::Refusal;
 use proto::v1::{ErrorReason, FailureGroup};
 use tonic::{Code, Status};
 
@@ -61,17 +62,18 @@ fn cause(code: Option<i32>, message: String, details: Vec<u8>, state: &str) -> (
         message.clone(),
         details.into(),
     );
-    match server_kit::status::reason_of(&status) {
-        Some((reason, metadata)) if !reason.is_empty() => {
+    match Refusal::of(&status) {
+        Some(Refusal { reason, metadata }) => {
             let decline = metadata
                 .get("decline_code")
-                .filter(|_| reason == "CARD_DECLINED");
+                .filter(|_| reason == ErrorReason::CardDeclined);
+            let (reason, words) = (reason.name(), in_words(reason));
             match decline {
                 Some(decline) => (
                     format!("{reason}:{decline}"),
-                    format!("{} ({decline})", in_words(&reason)),
+                    format!("{words} ({decline})"),
                 ),
-                None => (reason.clone(), in_words(&reason).to_owned()),
+                None => (reason.to_owned(), words.to_owned()),
             }
         }
         _ if state == "NEEDS_ATTENTION" => (
@@ -86,10 +88,7 @@ fn cause(code: Option<i32>, message: String, details: Vec<u8>, state: &str) -> (
 }
 
 /// What a reason code means, in words.
-pub fn in_words(reason: &str) -> &'static str {
-    let Some(reason) = ErrorReason::from_str_name(&format!("ERROR_REASON_{reason}")) else {
-        return "a reason this coordinator does not know";
-    };
+pub fn in_words(reason: ErrorReason) -> &'static str {
     match reason {
         ErrorReason::Unspecified => "no reason given",
         ErrorReason::InvalidField => "invalid request",
@@ -124,7 +123,7 @@ mod tests {
 
     #[test]
     fn a_decline_is_grouped_with_its_code_and_a_stuck_purchase_without_reason_by_state() {
-        let declined = server_kit::status::with_reason(
+        let declined = proto::error::with_reason(
             Code::FailedPrecondition,
             ErrorReason::CardDeclined,
             "card declined: insufficient_funds",
@@ -142,7 +141,7 @@ mod tests {
                 "payment declined (insufficient_funds)".to_owned()
             )
         );
-        let sold_out = server_kit::status::with_reason(
+        let sold_out = proto::error::with_reason(
             Code::FailedPrecondition,
             ErrorReason::SoldOut,
             "sold out",

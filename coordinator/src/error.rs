@@ -2,8 +2,8 @@
 //! or ends with an unknown outcome (the txid is returned so the caller can look it up);
 //! the type keeps the two apart.
 
+use proto::error::{FieldError, Refusal, with_reason};
 use proto::v1::ErrorReason;
-use server_kit::status::{FieldError, with_reason};
 use tonic::{Code, Status};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -65,14 +65,14 @@ impl From<Error> for Status {
             Error::InvalidField(field) => field.into(),
             Error::Refused { txid, status } => {
                 // Keep the participant's reason and metadata, add the txid.
-                let (reason, mut metadata) =
-                    server_kit::status::reason_of(&status).unwrap_or_default();
+                let Refusal {
+                    reason,
+                    mut metadata,
+                } = Refusal::of(&status).unwrap_or_default();
                 // The sold-out fast path logs nothing: there is no txid to name.
                 if !txid.is_empty() {
                     metadata.insert("txid".to_owned(), txid);
                 }
-                let reason = ErrorReason::from_str_name(&format!("ERROR_REASON_{reason}"))
-                    .unwrap_or(ErrorReason::Unspecified);
                 with_reason(
                     status.code(),
                     reason,
@@ -138,14 +138,14 @@ mod tests {
             Error::KeyReused("k".into()),
             Error::Refused {
                 txid: "t-1".into(),
-                status: server_kit::status::refusal::interrupted(
+                status: proto::error::refusal::interrupted(
                     "the coordinator stopped before deciding; the purchase was aborted",
                 ),
             },
         ];
         let problems: Vec<String> = refusals
             .into_iter()
-            .filter_map(|error| server_kit::status::refusal_problem(&Status::from(error)))
+            .filter_map(|error| test_harness::wording::refusal_problem(&Status::from(error)))
             .collect();
         assert!(problems.is_empty(), "{problems:#?}");
     }

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use proto::error::FieldError;
 use proto::v1::*;
 use server_kit::convert;
-use server_kit::status::FieldError;
 use tokio_postgres::Row;
 
 use crate::error::{Error, Result};

@@ -18,7 +18,7 @@
 //! | `ticketdrop_outbox_relayed_total`, `ticketdrop_outbox_relay_failures_total` | | hand-overs |
 
 use metrics::{counter, gauge};
-use proto::v1::{Participant, Protocol, StepOutcome};
+use proto::v1::{ErrorReason, Participant, Protocol, StepOutcome};
 use tonic::Status;
 
 fn protocol(protocol: Protocol) -> &'static str {
@@ -38,10 +38,10 @@ pub fn purchase_answered(for_protocol: Protocol, answer: &Result<impl Sized, Sta
     let (outcome, reason) = match answer {
         Ok(_) => ("committed", String::new()),
         Err(status) => {
-            let reason = server_kit::status::reason_of(status)
-                .map(|(reason, _)| reason)
+            let reason = proto::error::Refusal::of(status)
+                .map(|refusal| refusal.reason.name().to_owned())
                 .unwrap_or_else(|| format!("{:?}", status.code()).to_uppercase());
-            let outcome = if reason == "OUTCOME_UNKNOWN" {
+            let outcome = if reason == ErrorReason::OutcomeUnknown.name() {
                 "unknown"
             } else {
                 "refused"

@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use proto::error::FieldError;
 use proto::v1::{Protocol, PurchaseRequest};
 use server_kit::convert;
-use server_kit::status::FieldError;
 use server_kit::validate;
 
-pub const MAX_SEATS: usize = 10;
+use proto::MAX_SEATS;
 const MAX_KEY: usize = 255;
 const MAX_TOKEN: usize = 4096;
 

@@ -100,7 +100,7 @@ async fn honest_sold_out(run: &Run, cause: Status) -> Status {
             "some".to_owned()
         }
     };
-    server_kit::status::with_reason(
+    proto::error::with_reason(
         tonic::Code::Aborted,
         proto::v1::ErrorReason::SeatTaken,
         format!(
@@ -132,7 +132,7 @@ pub async fn unknown(run: &Run, cause: &Status) -> Error {
 pub fn refusal(participant: &str, error: &CallError) -> Status {
     match error {
         CallError::Refused(status) | CallError::NotOwner(status) => status.clone(),
-        CallError::Unknown(status) => server_kit::status::with_reason(
+        CallError::Unknown(status) => proto::error::with_reason(
             tonic::Code::Unavailable,
             proto::v1::ErrorReason::ParticipantUnavailable,
             format!(

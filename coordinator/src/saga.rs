@@ -336,7 +336,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
             .await
             .map(drop);
     }
-    let cause = server_kit::status::refusal::interrupted(
+    let cause = proto::error::refusal::interrupted(
         "the coordinator stopped before the pivot; the saga was compensated",
     );
     // Recovery does not know how far the saga got: compensate every step (the

@@ -292,7 +292,7 @@ impl CoordinatorService for Coordinator {
                     Error::TxnNotFound(format!("with key {:?}", request.idempotency_key))
                 })?,
             _ => {
-                return Err(server_kit::status::FieldError::new(
+                return Err(proto::error::FieldError::new(
                     "txid",
                     "give txid or idempotency_key, exactly one",
                 )
@@ -381,7 +381,7 @@ impl CoordinatorService for Coordinator {
     ) -> Reply<GetPurchaseStateResponse> {
         let key = &request.get_ref().idempotency_key;
         if key.is_empty() || key.len() > 255 {
-            return Err(server_kit::status::FieldError::new(
+            return Err(proto::error::FieldError::new(
                 "idempotency_key",
                 "must be 1 to 255 characters",
             )

@@ -46,7 +46,7 @@ impl SoldOut {
         let until = *self.until.lock().expect("sold-out lock").get(event_id)?;
         let left = until.checked_duration_since(Instant::now())?;
         let age = self.window.saturating_sub(left);
-        Some(server_kit::status::with_reason(
+        Some(proto::error::with_reason(
             Code::FailedPrecondition,
             ErrorReason::SoldOut,
             format!(
@@ -59,7 +59,7 @@ impl SoldOut {
 
     /// Whether `status` is inventory's SOLD_OUT.
     pub fn is_sold_out(status: &Status) -> bool {
-        server_kit::status::reason_of(status).is_some_and(|(reason, _)| reason == "SOLD_OUT")
+        proto::error::Refusal::is(status, ErrorReason::SoldOut)
     }
 }
 

@@ -321,7 +321,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
             .map(drop)
         }
         _ => {
-            let cause = server_kit::status::refusal::interrupted(
+            let cause = proto::error::refusal::interrupted(
                 "the coordinator stopped before deciding; the purchase was aborted (presumed abort)",
             );
             match abort(run, &everyone, cause).await {

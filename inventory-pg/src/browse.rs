@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use proto::error::FieldError;
 use proto::v1::{Availability, Event, GetEventResponse, SearchResult, Seat, SeatStatus};
 use server_kit::convert;
-use server_kit::status::FieldError;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 

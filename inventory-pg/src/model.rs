@@ -6,13 +6,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use proto::error::FieldError;
 use proto::v1 as pb;
 use server_kit::convert;
-use server_kit::status::FieldError;
 use server_kit::validate;
 
 /// Most seats one request may hold, prepare or sell.
-pub const MAX_SEATS: usize = 10;
+use proto::MAX_SEATS;
 /// Most seats one event may have.
 pub const MAX_CAPACITY: u64 = 100_000;
 const MAX_NAME: usize = 200;

@@ -1,7 +1,7 @@
 //! The notifier's errors and their one mapping to gRPC statuses.
 
+use proto::error::{FieldError, with_reason};
 use proto::v1::ErrorReason;
-use server_kit::status::{FieldError, with_reason};
 use tonic::{Code, Status};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -65,6 +65,6 @@ mod tests {
     #[test]
     fn a_second_delivery_is_refused_in_words_that_match_its_reason() {
         let status = Status::from(Error::AlreadyDelivered("d-1".into()));
-        assert_eq!(server_kit::status::refusal_problem(&status), None);
+        assert_eq!(test_harness::wording::refusal_problem(&status), None);
     }
 }

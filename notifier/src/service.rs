@@ -164,7 +164,7 @@ impl NotifierService for NotifierApi {
             "channel" => "channel",
             "state" => "state",
             other => {
-                return Err(server_kit::status::FieldError::new(
+                return Err(proto::error::FieldError::new(
                     "group_by",
                     format!("must be error, channel or state, got {other:?}"),
                 )
@@ -183,9 +183,8 @@ impl NotifierService for NotifierApi {
     }
 }
 
-fn page_token(token: &str) -> Result<(DateTime<Utc>, String), server_kit::status::FieldError> {
-    let bad =
-        || server_kit::status::FieldError::new("page_token", "is not a token this service gave");
+fn page_token(token: &str) -> Result<(DateTime<Utc>, String), proto::error::FieldError> {
+    let bad = || proto::error::FieldError::new("page_token", "is not a token this service gave");
     let (micros, id) = token.split_once(':').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;

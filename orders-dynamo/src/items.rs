@@ -246,7 +246,7 @@ pub fn tickets_value(tickets: &[Ticket]) -> AttributeValue {
 fn ticket_from_value(value: &AttributeValue) -> Option<Ticket> {
     let m = value.as_m().ok()?;
     let token = get_s(m, "token")?;
-    let claims = crate::tickets::decode_unverified(&token)?;
+    let claims = tickets::decode_unverified(&token)?;
     Some(Ticket {
         ticket_id: get_s(m, "ticket_id")?,
         event_id: claims.event_id,

@@ -16,7 +16,6 @@ mod saga;
 pub mod service;
 pub mod store;
 pub mod table;
-pub mod tickets;
 mod two_phase;
 mod write;
 

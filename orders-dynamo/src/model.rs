@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 
+use proto::error::FieldError;
 use proto::v1::{self as pb, PricedSeat};
-use server_kit::status::FieldError;
 use server_kit::validate;
 
 /// Most seats one order may hold.
-pub const MAX_SEATS: usize = 10;
+use proto::MAX_SEATS;
 /// Longest purchase idempotency key.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 

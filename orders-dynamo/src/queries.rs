@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use proto::error::FieldError;
 use proto::v1::{OrderStatus, VerifyTicketResponse};
-use server_kit::status::FieldError;
 
 use crate::error::{Error, Result};
 use crate::items::{self, OrderRecord, s};

@@ -1,9 +1,9 @@
 //! The `ticketdrop.v1.OrdersService` gRPC service: validates each request into a domain
 //! type, runs it, and maps the outcome to a response or a status.
 
+use proto::error::FieldError;
 use proto::v1::orders_service_server::OrdersService;
 use proto::v1::*;
-use server_kit::status::FieldError;
 use server_kit::validate;
 use tonic::{Request, Response, Status};
 

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::group::GroupCommit;
 use crate::items::{self, Item, OrderRecord, n, s};
 use crate::model::NewOrder;
-use crate::tickets::TicketSigner;
 use crate::write::{Purpose, TxnWrite};
+use tickets::TicketSigner;
 
 pub const LIVE: &str = "LIVE";
 pub const RELEASED: &str = "RELEASED";

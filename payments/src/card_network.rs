@@ -4,8 +4,8 @@
 use std::sync::RwLock;
 use std::time::Duration;
 
+use proto::error::FieldError;
 use proto::v1::{FaultSettings, LatencyDistribution};
-use server_kit::status::FieldError;
 
 /// Longest a "timing out" call hangs before it gives up by itself.
 const HANG_CEILING: Duration = Duration::from_secs(60);

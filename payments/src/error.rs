@@ -1,7 +1,7 @@
 //! payments' errors and their one mapping to gRPC statuses.
 
+use proto::error::{FieldError, refusal, with_reason};
 use proto::v1::ErrorReason;
-use server_kit::status::{FieldError, refusal, with_reason};
 use tonic::{Code, Status};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -165,7 +165,7 @@ mod tests {
         ];
         let problems: Vec<String> = refusals
             .into_iter()
-            .filter_map(|error| server_kit::status::refusal_problem(&Status::from(error)))
+            .filter_map(|error| test_harness::wording::refusal_problem(&Status::from(error)))
             .collect();
         assert!(problems.is_empty(), "{problems:#?}");
     }

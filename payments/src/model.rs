@@ -1,7 +1,7 @@
 //! Validated requests: every failure names its field and nothing is written.
 
+use proto::error::FieldError;
 use proto::v1 as pb;
-use server_kit::status::FieldError;
 use server_kit::validate;
 
 /// Largest amount one payment may move, in cents.

@@ -77,7 +77,7 @@ impl PaymentsApi {
     /// records the compensation so that the Authorize, arriving later, is refused.
     async fn cancel_authorization_keyed(&self, key: &str) -> Result<CancelAuthorizationResponse> {
         let key = model::idempotency_key(key).map_err(|_| {
-            server_kit::status::FieldError::new(
+            proto::error::FieldError::new(
                 "authorize_idempotency_key",
                 "must be 1 to 255 characters",
             )

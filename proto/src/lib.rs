@@ -2,9 +2,15 @@
 //! `proto/ticketdrop/v1/*.proto`, plus the descriptor set for server reflection.
 //!
 //! The `.proto` files are the documentation; this crate exposes what they generate, and
-//! how a caller reads a failed call ([`outcome`]).
+//! how a refusal is built and read ([`error`]), how a caller reads a failed call
+//! ([`outcome`]), and the limits every service enforces alike ([`MAX_SEATS`]).
 
+pub mod error;
 pub mod outcome;
+
+/// The most seats one purchase, order or admission may name: every service refuses more
+/// as an invalid field, and the clients offer no more.
+pub const MAX_SEATS: usize = 10;
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]

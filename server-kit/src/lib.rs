@@ -13,8 +13,8 @@
 //! - [`rate`]: per-user and per-address rate limits on the calls fans repeat.
 //! - [`pg`]: a PostgreSQL pool and ordered, idempotent migrations.
 //! - [`redis`]: a managed Redis connection, retried at start.
-//! - [`status`] and [`validate`]: gRPC statuses with ErrorInfo / BadRequest details and
-//!   the field checks every service shares, so errors look the same on the wire.
+//! - [`validate`]: the field checks every service shares (ids, timestamps), answered as
+//!   the contract's `proto::error::FieldError`, so errors look the same on the wire.
 //! - [`Allocator`]: the memory allocator every binary installs.
 //!
 //! It must never hold domain logic: nothing here knows about seats, orders or money.
@@ -30,7 +30,6 @@ pub mod redis;
 pub mod retry;
 mod serve;
 pub mod shutdown;
-pub mod status;
 pub mod telemetry;
 pub mod trace;
 pub mod validate;

@@ -21,7 +21,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::Caller;
-use crate::status::{ERROR_DOMAIN, reason_name};
+use proto::error::ERROR_DOMAIN;
 
 /// The limits, flattened into the configuration of the services that apply them.
 #[derive(Debug, Clone, clap::Args)]
@@ -141,7 +141,7 @@ fn take<K: Hash + Eq + Clone>(
 fn refused(method: &str, limit: &'static str, wait: Duration) -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(wait));
     details.set_error_info(
-        reason_name(ErrorReason::RateLimited),
+        ErrorReason::RateLimited.name(),
         ERROR_DOMAIN,
         HashMap::from([
             ("limit".to_owned(), limit.to_owned()),

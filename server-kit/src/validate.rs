@@ -1,7 +1,7 @@
 //! Checks of primitive request fields shared by every service. Each failure names the
 //! field.
 
-use crate::status::FieldError;
+use proto::error::FieldError;
 
 /// Longest id (event, seat, order, saga, txid, user) accepted anywhere.
 pub const MAX_ID_LEN: usize = 64;

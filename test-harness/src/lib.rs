@@ -23,6 +23,7 @@ mod postgres;
 mod process;
 mod redis;
 pub mod signals;
+pub mod wording;
 
 pub use database::{TestDatabase, stack_pg_url};
 pub use dynamodb::{PrivateDynamo, stack_dir};

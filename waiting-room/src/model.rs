@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use proto::error::FieldError;
 use proto::v1::OpenRoomRequest;
 use server_kit::convert;
-use server_kit::status::FieldError;
 use server_kit::validate;
 
 /// Most fans a room admits at once.

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::error::FieldError;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::waiting_room_service_server::WaitingRoomService;
 use proto::v1::*;
 use server_kit::convert;
 use server_kit::outgoing::MeshChannel;
-use server_kit::status::FieldError;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
@@ -22,7 +22,7 @@ use crate::store::{ClaimOutcome, Fan, RoomRecord, Store};
 use crate::watchers::{Signal, Watchers};
 
 /// Most seats one purchase may ask for (as the coordinator allows).
-const MAX_SEATS: u32 = 10;
+const MAX_SEATS: u32 = proto::MAX_SEATS as u32;
 
 #[derive(Clone)]
 pub struct WaitingRoom {

@@ -283,7 +283,8 @@ impl Snapshot {
                         row.get::<_, String>(7),
                         details.into(),
                     );
-                    server_kit::status::reason_of(&status).map(|(reason, _)| reason)
+                    proto::error::Refusal::of(&status)
+                        .map(|refusal| refusal.reason.name().to_owned())
                 }
                 _ => None,
             };

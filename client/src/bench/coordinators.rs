@@ -14,9 +14,9 @@ use proto::v1::Protocol;
 use serde::Serialize;
 
 use crate::bench::{BenchArgs, Measured, Shape, measured};
-use crate::drop::{self, DropArgs, DropProtocol, DropReport};
 use crate::endpoints::Endpoints;
 use crate::json;
+use crate::load::{self, DropReport, Load};
 
 /// The drop with `coordinators` coordinators serving its fans.
 #[derive(Debug, Clone, Serialize)]
@@ -151,20 +151,17 @@ async fn kill_one(
     };
     let event = format!("bench-{run}-takeover");
     eprintln!("bench: takeover, {fans} fans on {seats} seats, one of 3 coordinators killed");
-    drop::ensure_event(&endpoints, &event, seats).await?;
-    let drop_args = DropArgs {
-        event: Some(event.clone()),
+    load::ensure_event(&endpoints, &event, seats).await?;
+    let drop_args = Load {
         fans,
         seats,
-        protocol: DropProtocol::All,
         concurrency: args.concurrency,
-        decline_rate: Some(decline_rate),
-        decline_every: None,
         no_waiting_room: false,
         admission_ttl: Duration::from_secs(30),
         email_fans: false,
         live: false,
-        json: true,
+        decline_rate: Some(decline_rate),
+        decline_every: None,
         stores: args.stores.clone(),
     };
     let started = Instant::now();
@@ -178,7 +175,7 @@ async fn kill_one(
         );
         (killed_at, started.elapsed())
     });
-    let report = drop::one_drop(&endpoints, &drop_args, protocol, &event, || {}).await?;
+    let report = load::one_drop(&endpoints, &drop_args, protocol, &event, || {}).await?;
     let (killed_at, killed_after) = killer.await?;
     let _ = extra.child.wait().await;
     let listen = format!("127.0.0.1:{THIRD_PORT}");

@@ -29,7 +29,7 @@ pub async fn measure(
     let mut all = Vec::new();
     for protocol in super::PROTOCOLS {
         let event = format!("{event_prefix}-{}", json::protocol(protocol));
-        crate::drop::ensure_event(endpoints, &event, purchases).await?;
+        crate::load::ensure_event(endpoints, &event, purchases).await?;
         let mut latencies = Vec::with_capacity(purchases as usize);
         let mut sold = 0;
         for i in 0..purchases {

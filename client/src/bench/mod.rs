@@ -29,9 +29,9 @@ use std::time::Duration;
 use proto::v1::Protocol;
 use serde::Serialize;
 
-use crate::drop::{self, DropArgs, DropProtocol, DropReport};
 use crate::endpoints::Endpoints;
 use crate::json;
+use crate::load::{self, DropReport, Load};
 use crate::stores::Stores;
 
 #[derive(Debug, clap::Args)]
@@ -202,7 +202,7 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
     }
     // A drop not audited, or with a violation, fails the bench (after the report is
     // written, so that it can be read).
-    let reports: Vec<crate::drop::DropReport> = bench
+    let reports: Vec<crate::load::DropReport> = bench
         .drops
         .iter()
         .chain(bench.coordinators.iter().map(|c| &c.measured))
@@ -250,25 +250,22 @@ pub(crate) async fn measured(
         "bench: {} drop, {fans} fans, {seats} seats",
         json::protocol(protocol)
     );
-    let drop_args = DropArgs {
-        event: Some(event.to_owned()),
+    let drop_args = Load {
         fans,
         seats,
-        protocol: DropProtocol::All,
         concurrency: args.concurrency,
-        decline_rate: None,
-        decline_every: None,
         no_waiting_room: false,
         admission_ttl: Duration::from_secs(30),
         email_fans,
         live: false,
-        json: true,
+        decline_rate: None,
+        decline_every: None,
         stores: args.stores.clone(),
     };
-    drop::ensure_event(endpoints, event, seats).await?;
+    load::ensure_event(endpoints, event, seats).await?;
     let meter = usage::Meter::start(&args.stack_dir);
     let mut usage = None;
-    let report = drop::one_drop(endpoints, &drop_args, protocol, event, || {
+    let report = load::one_drop(endpoints, &drop_args, protocol, event, || {
         usage = Some(meter.stop());
     })
     .await?;

@@ -496,7 +496,7 @@ fn names(drops: &[Measured]) -> String {
 }
 
 /// What a panel of the picture draws of a timeline point.
-type Value = fn(&crate::drop::TimelinePoint) -> u64;
+type Value = fn(&crate::load::TimelinePoint) -> u64;
 
 /// Sold seats (left) and answered fans (right) over time, a line per protocol.
 pub fn svg(bench: &Bench, path: &Path) -> anyhow::Result<()> {

@@ -262,7 +262,7 @@ async fn run_one(
         bearer_token: Some(test_harness::auth::admin_token()),
         auth_dir: test_harness::auth::auth_dir(),
     };
-    crate::drop::ensure_event(&endpoints, &event, args.seats).await?;
+    crate::load::ensure_event(&endpoints, &event, args.seats).await?;
     let setup = scenarios::setup(scenario, protocol);
     for (target, spec) in &setup.failpoints {
         let name = spec.split('=').next().unwrap_or_default();

@@ -290,8 +290,11 @@ pub async fn purchase(
 /// A failed call as Jepsen types it: `info` when its outcome is unknown (proto's one
 /// classification), else `fail` — a refusal, or an error that certainly did nothing.
 fn classify(status: &tonic::Status) -> Completion {
-    let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
-    let txid = metadata.get("txid").cloned();
+    let refusal = proto::error::Refusal::of(status);
+    let txid = refusal
+        .as_ref()
+        .and_then(|r| r.get("txid"))
+        .map(str::to_owned);
     if Outcome::of(status) == Outcome::Unknown {
         Completion::Info {
             error: crate::endpoints::describe(status),
@@ -299,10 +302,9 @@ fn classify(status: &tonic::Status) -> Completion {
         }
     } else {
         Completion::Fail {
-            reason: if reason.is_empty() {
-                format!("{:?}", status.code())
-            } else {
-                reason
+            reason: match refusal {
+                Some(refusal) => refusal.reason.name().to_owned(),
+                None => format!("{:?}", status.code()),
             },
             message: status.message().to_owned(),
             txid,

@@ -236,14 +236,14 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<(Vec<String>, i64), tonic
         // Fewer unsold seats than wanted is sold out; seats held, or leased by purchases
         // in flight, are a conflict (they may come back).
         let status = if !named && unsold < wanted {
-            server_kit::status::with_reason(
+            proto::error::with_reason(
                 tonic::Code::FailedPrecondition,
                 ErrorReason::SoldOut,
                 format!("sold out: {unsold} seat(s) left unsold, {wanted} requested"),
                 [("event_id", purchase.event_id.clone())],
             )
         } else if !named {
-            server_kit::status::with_reason(
+            proto::error::with_reason(
                 tonic::Code::Aborted,
                 ErrorReason::SeatTaken,
                 "no seat is free right now: the unsold seats are held or leased by purchases \
@@ -251,7 +251,7 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<(Vec<String>, i64), tonic
                 [("seats", refused.clone())],
             )
         } else {
-            server_kit::status::with_reason(
+            proto::error::with_reason(
                 tonic::Code::FailedPrecondition,
                 ErrorReason::SeatTaken,
                 format!("leases held by other purchases: {refused}"),
@@ -364,7 +364,7 @@ async fn ensure_unsold_under_lease(
     if taken.is_empty() {
         return Ok(());
     }
-    Err(server_kit::status::with_reason(
+    Err(proto::error::with_reason(
         tonic::Code::FailedPrecondition,
         ErrorReason::SeatTaken,
         format!("seats already taken: {}", taken.join(", ")),
@@ -521,7 +521,7 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
         .await
         .map(drop);
     }
-    let cause = server_kit::status::refusal::interrupted(
+    let cause = proto::error::refusal::interrupted(
         "the coordinator stopped mid-purchase; the lease purchase was undone",
     );
     let undone = match txn.fencing_token {

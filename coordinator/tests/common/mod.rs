@@ -418,9 +418,13 @@ fn text_n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 /// The code, ErrorInfo reason and metadata of a refusal, once its message is checked
 /// against its reason: every test that reads a reason also checks that the words agree.
 pub fn reason(status: &tonic::Status) -> (tonic::Code, String, HashMap<String, String>) {
-    if let Some(contradiction) = server_kit::status::contradiction_in(status) {
+    if let Some(contradiction) = test_harness::wording::contradiction_in(status) {
         panic!("{contradiction}");
     }
-    let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
-    (status.code(), reason, metadata)
+    let refusal = proto::error::Refusal::of(status).unwrap_or_default();
+    (
+        status.code(),
+        refusal.reason.name().to_owned(),
+        refusal.metadata,
+    )
 }

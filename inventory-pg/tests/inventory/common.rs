@@ -179,8 +179,12 @@ pub fn secs(seconds: i64) -> Option<prost_types::Duration> {
 
 /// The status's code, ErrorInfo reason and metadata.
 pub fn details(status: &Status) -> (Code, String, HashMap<String, String>) {
-    let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
-    (status.code(), reason, metadata)
+    let refusal = proto::error::Refusal::of(status).unwrap_or_default();
+    (
+        status.code(),
+        refusal.reason.name().to_owned(),
+        refusal.metadata,
+    )
 }
 
 pub fn hold(saga_id: &str, event_id: &str, seats: &[&str], ttl_secs: i64) -> HoldSeatsRequest {

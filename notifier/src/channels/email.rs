@@ -64,7 +64,7 @@ impl Email {
                 id = escape(&ticket.ticket_id),
                 token = escape(&ticket.token),
             ));
-            let png = orders_dynamo::tickets::qr_png(&ticket.token)?;
+            let png = tickets::qr_png(&ticket.token)?;
             images.push(
                 Attachment::new_inline(cid)
                     .body(png, ContentType::parse("image/png").expect("a valid type")),

@@ -169,6 +169,10 @@ pub fn prepare(txid: &str, order_id: &str, seat_ids: &[&str]) -> PrepareOrderReq
 }
 
 pub fn details(status: &Status) -> (Code, String, HashMap<String, String>) {
-    let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
-    (status.code(), reason, metadata)
+    let refusal = proto::error::Refusal::of(status).unwrap_or_default();
+    (
+        status.code(),
+        refusal.reason.name().to_owned(),
+        refusal.metadata,
+    )
 }

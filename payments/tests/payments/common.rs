@@ -122,6 +122,10 @@ pub fn authorize(key: &str, amount: i64, card: &str) -> AuthorizeRequest {
 }
 
 pub fn details(status: &Status) -> (Code, String, HashMap<String, String>) {
-    let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
-    (status.code(), reason, metadata)
+    let refusal = proto::error::Refusal::of(status).unwrap_or_default();
+    (
+        status.code(),
+        refusal.reason.name().to_owned(),
+        refusal.metadata,
+    )
 }

@@ -271,8 +271,8 @@ mod tests {
     }
 
     fn problem(status: &Status) -> String {
-        crate::status::reason_of(status)
-            .and_then(|(_, metadata)| metadata.get("problem").cloned())
+        proto::error::Refusal::of(status)
+            .and_then(|refusal| refusal.metadata.get("problem").cloned())
             .unwrap_or_default()
     }
 

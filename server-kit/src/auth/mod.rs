@@ -39,7 +39,7 @@ use tonic::{Code, Status};
 pub use keys::{Issuer, KeyFiles, Verifier, generate_keys};
 pub use layer::AuthLayer;
 
-use crate::status::with_reason;
+use proto::error::with_reason;
 
 /// Every token's audience.
 pub const AUDIENCE: &str = "ticketdrop";
