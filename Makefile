@@ -6,7 +6,7 @@ BUF := .stack/node/node_modules/.bin/buf
 GRPCURL := .stack/venv/bin/grpcurl
 
 .PHONY: demo test bench chaos up down stack-up stack-down stack-status stack-reset services-status \
-        build lint fmt-check clippy lint-proto test-only
+        build lint fmt-check clippy lint-proto test-only compose-test
 
 ## The two commands of the README.
 
@@ -68,6 +68,13 @@ chaos: stack-up
 	cargo build -p client -p coordinator -p inventory-pg -p orders-dynamo -p payments -p waiting-room $(FEATURES)
 	target/debug/ticketdrop chaos --protocol all --scenario all --seed $(CHAOS_SEED) \
 		--markdown docs/chaos.md --history target/chaos-history.jsonl
+
+## docker-compose.yml brought up for real with podman (installed here, on a base image
+## made with debootstrap), a drop under each protocol through the containers with a
+## coordinator replica killed mid-drop, the audit, teardown; the time of each step.
+
+compose-test:
+	@scripts/compose-test.sh
 
 ## Checks.
 
