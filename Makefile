@@ -6,7 +6,7 @@ BUF := .stack/node/node_modules/.bin/buf
 GRPCURL := .stack/venv/bin/grpcurl
 
 .PHONY: demo test bench chaos up down stack-up stack-down stack-status stack-reset services-status \
-        build lint fmt-check clippy lint-proto test-only compose-test
+        build lint fmt-check clippy lint-proto lint-deploy test-only compose-test
 
 ## The two commands of the README.
 
@@ -20,7 +20,7 @@ demo: up
 	echo && echo "Which coordinator of the log served which purchases:" && \
 	target/release/ticketdrop coordinators
 
-test: stack-up fmt-check clippy lint-proto test-only
+test: stack-up fmt-check clippy lint-proto lint-deploy test-only
 
 ## The local stack (PostgreSQL, Redis, DynamoDB Local, grpcurl, buf).
 
@@ -95,7 +95,12 @@ clippy:
 lint-proto: stack-up
 	$(BUF) lint
 
-lint: fmt-check clippy lint-proto
+# The Kubernetes manifests against the API schemas, offline, and every container of them
+# and of docker-compose.yml against the variables its binary reads.
+lint-deploy: stack-up
+	.stack/venv/bin/python scripts/lint-deploy.py
+
+lint: fmt-check clippy lint-proto lint-deploy
 
 # A failing test's panic message is the last thing it prints: no backtrace after it,
 # so a short excerpt of the run (CI shows one) names what failed.

