@@ -2,8 +2,8 @@
 # `make compose-test`: docker-compose.yml brought up for real, with Debian's podman and
 # docker-compose on a base image made here (no container registry is needed), then a
 # ticket drop under each protocol through the containers with one coordinator replica
-# SIGKILLed mid-drop, the audit, and everything torn down. It prints how long each step
-# took.
+# SIGKILLed mid-drop, the audit, every buyer's confirmation mail in the inbox, and
+# everything torn down. It prints how long each step took.
 #
 # What it needs from the machine: Debian (apt-get), root or sudo, cargo. It installs
 # podman, netavark, aardvark-dns, runc, iptables, docker-compose and debootstrap, and
