@@ -262,6 +262,7 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
                 event_id: event(),
                 max_active: 1,
                 admission_ttl: None,
+                ..Default::default()
             })
             .await
         ),
