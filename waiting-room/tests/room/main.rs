@@ -420,8 +420,10 @@ async fn seats_locked_outside_the_room_are_not_offered_until_they_are_freed() {
 async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later_fans() {
     let rooms = Rooms::start().await;
     rooms.room("early", 10, 1, Duration::from_secs(60)).await;
-    let opens_at = std::time::SystemTime::now() + Duration::from_secs(3);
-    let opens_at = prost_types::Timestamp::from(opens_at);
+    // In whole milliseconds, as the room keeps it.
+    let mut opens_at =
+        prost_types::Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(3));
+    opens_at.nanos -= opens_at.nanos % 1_000_000;
     let mut room = rooms.room.clone();
     let refused = room
         .open_room(OpenRoomRequest {
