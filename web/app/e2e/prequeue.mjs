@@ -2,7 +2,7 @@
 // opening each is given a place; fans who come after the opening queue behind them.
 // Arguments: base, event, early (users), late (users).
 
-import { args, base, fan, position, run, signIn, waitForPosition } from "./lib.mjs";
+import { args, base, fan, patience, position, run, signIn, waitForPosition } from "./lib.mjs";
 
 /** A fan's place once the sale has opened: a number in line, or admitted (0). */
 async function placed(page) {
@@ -20,10 +20,22 @@ await run(async (browser) => {
     const countdown = await page.locator("#countdown").textContent();
     early.push({ user, page, countdown });
   }
-  const earlyPlaces = [];
-  for (const { user, page, countdown } of early) {
-    earlyPlaces.push({ user, countdown, place: await placed(page) });
-  }
+  for (const { page } of early) await placed(page);
+  // Settled: one fan holds the room's only turn and the others are 1, 2, ... in line
+  // (a page re-reads its place every couple of seconds after the admission).
+  let earlyPlaces = [];
+  const settled = () => {
+    const places = earlyPlaces.map((f) => f.place).sort((a, b) => a - b);
+    return places.every((place, i) => place === i);
+  };
+  const deadline = Date.now() + patience;
+  do {
+    if (earlyPlaces.length) await early[0].page.waitForTimeout(250);
+    earlyPlaces = [];
+    for (const { user, page, countdown } of early) {
+      earlyPlaces.push({ user, countdown, place: await placed(page) });
+    }
+  } while (!settled() && Date.now() < deadline);
   const late = [];
   for (const user of args.late) {
     const { page } = await fan(browser);
