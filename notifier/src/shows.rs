@@ -101,6 +101,9 @@ mod tests {
             venue: "Harbour Hall".into(),
             starts_at: DateTime::from_timestamp(1_900_000_000, 0),
         };
-        assert_eq!(show.title(), "Midnight Lanterns, Sun 17 Mar 2030, 17:46 UTC");
+        assert_eq!(
+            show.title(),
+            "Midnight Lanterns, Sun 17 Mar 2030, 17:46 UTC"
+        );
     }
 }

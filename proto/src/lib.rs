@@ -34,7 +34,10 @@ mod tests {
     #[test]
     fn a_seat_id_reads_as_section_row_and_seat() {
         assert_eq!(super::seat_label("A-12-7"), "Section A, row 12, seat 7");
-        assert_eq!(super::seat_label("floor-1-20"), "Section floor, row 1, seat 20");
+        assert_eq!(
+            super::seat_label("floor-1-20"),
+            "Section floor, row 1, seat 20"
+        );
         assert_eq!(super::seat_label("VIP"), "VIP");
         assert_eq!(super::seat_label("A-x-1"), "A-x-1");
     }

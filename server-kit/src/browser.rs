@@ -105,12 +105,10 @@ where
             Some(site) if !is_grpc(&request) => {
                 let mut site = site.clone();
                 Either::Left(Box::pin(async move {
-                    let response = tower::Service::call(
-                        &mut site,
-                        request.map(axum::body::Body::new),
-                    )
-                    .await
-                    .unwrap_or_else(|never: Infallible| match never {});
+                    let response =
+                        tower::Service::call(&mut site, request.map(axum::body::Body::new))
+                            .await
+                            .unwrap_or_else(|never: Infallible| match never {});
                     Ok(response.map(Body::new))
                 }))
             }

@@ -159,7 +159,10 @@ impl Admitter {
         let order = shuffle::fair_order(self.store.pre_queue(event_id).await?, seed);
         match self.store.open_sale(event_id, seed, &order).await? {
             SaleOpening::Opened(placed) => {
-                info!(event_id, placed, seed, "the sale opened: the pre-queue is placed in the seed's order");
+                info!(
+                    event_id,
+                    placed, seed, "the sale opened: the pre-queue is placed in the seed's order"
+                );
                 self.watchers.opened(event_id);
                 self.wake.notify_one();
             }

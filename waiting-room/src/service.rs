@@ -495,7 +495,9 @@ async fn follow(
         let refresh = match opens_at_ms {
             Some(at) => {
                 let until = at - chrono::Utc::now().timestamp_millis();
-                refresh.min(Duration::from_millis(u64::try_from(until).unwrap_or(0) + 50))
+                refresh.min(Duration::from_millis(
+                    u64::try_from(until).unwrap_or(0) + 50,
+                ))
             }
             None => refresh,
         };

@@ -59,7 +59,11 @@ mod tests {
         let first: Vec<u64> = (0..3).map(|_| random.next_u64()).collect();
         assert_eq!(
             first,
-            [6_457_827_717_110_365_317, 3_203_168_211_198_807_973, 9_817_491_932_198_370_423]
+            [
+                6_457_827_717_110_365_317,
+                3_203_168_211_198_807_973,
+                9_817_491_932_198_370_423
+            ]
         );
     }
 
@@ -67,9 +71,19 @@ mod tests {
     fn the_order_depends_on_the_seed_and_the_fans_only() {
         let fans = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
         let order = fair_order(fans(&["ana", "bob", "cy", "dee", "eve"]), 7);
-        assert_eq!(order, fair_order(fans(&["eve", "cy", "ana", "dee", "bob"]), 7));
-        assert_eq!(order, fans(&["eve", "bob", "dee", "ana", "cy"]), "the README's Python gives it too");
-        assert_ne!(order, fair_order(fans(&["ana", "bob", "cy", "dee", "eve"]), 8));
+        assert_eq!(
+            order,
+            fair_order(fans(&["eve", "cy", "ana", "dee", "bob"]), 7)
+        );
+        assert_eq!(
+            order,
+            fans(&["eve", "bob", "dee", "ana", "cy"]),
+            "the README's Python gives it too"
+        );
+        assert_ne!(
+            order,
+            fair_order(fans(&["ana", "bob", "cy", "dee", "eve"]), 8)
+        );
     }
 
     #[test]

@@ -268,7 +268,12 @@ impl Store {
 
     /// Opens the sale: the pre-queued fans take join numbers in `order` (see
     /// scripts/open_sale.lua).
-    pub async fn open_sale(&self, event_id: &str, seed: u64, order: &[String]) -> Result<SaleOpening> {
+    pub async fn open_sale(
+        &self,
+        event_id: &str,
+        seed: u64,
+        order: &[String],
+    ) -> Result<SaleOpening> {
         let reply: Vec<redis::Value> = self
             .scripts
             .open_sale
@@ -285,7 +290,11 @@ impl Store {
             "EARLY" => SaleOpening::Early,
             "STALE" => SaleOpening::Stale,
             "NOT_PRE_QUEUE" => SaleOpening::NotPreQueue,
-            other => return Err(Error::Unexpected(format!("open_sale.lua answered {other:?}"))),
+            other => {
+                return Err(Error::Unexpected(format!(
+                    "open_sale.lua answered {other:?}"
+                )));
+            }
         })
     }
 

@@ -162,7 +162,10 @@ async fn twenty_purchases_succeed_while_smtp_is_down_and_every_mail_arrives_once
             "the Message-ID is the delivery id"
         );
         let subject = mail["subject"].as_str().expect("a subject");
-        assert_eq!(subject, "Your tickets for Show mail, Sun 17 Mar 2030, 17:46 UTC");
+        assert_eq!(
+            subject,
+            "Your tickets for Show mail, Sun 17 Mar 2030, 17:46 UTC"
+        );
         let text = mail["text"].as_str().expect("a text part");
         assert!(text.contains(&proto::seat_label(&ticket.seat_id)), "{text}");
         assert!(text.contains("at Mesh Hall"), "{text}");

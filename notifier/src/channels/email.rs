@@ -50,9 +50,8 @@ impl Email {
             confirmation.order_id, confirmation.event_id, confirmation.txid
         );
 
-        let mut text = format!(
-            "Your purchase is confirmed: {summary}.\nSeats: {seats}.\nTotal: {total}.\n\n"
-        );
+        let mut text =
+            format!("Your purchase is confirmed: {summary}.\nSeats: {seats}.\nTotal: {total}.\n\n");
         let mut html = format!(
             "<h2>{}</h2><p>{}<br>{}</p><p>Your purchase is confirmed: {}.</p>\
              <p>Seats: {}.</p><p>Total: {}.</p>",

@@ -451,31 +451,33 @@ async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later
         .expect_err("too far ahead");
     assert!(too_far.message().contains("opens_at"), "{too_far:?}");
     // A room whose sale opens in 3 s, with a seed so that the order is known.
-    InventoryServiceClient::new(test_harness::auth::channel(&rooms.mesh.inventory.endpoint()).await)
-        .create_event(CreateEventRequest {
-            event_id: "later".into(),
-            name: "Later".into(),
-            starts_at: Some(prost_types::Timestamp {
-                seconds: 1_900_000_000,
-                nanos: 0,
-            }),
-            venue: Some(VenueLayout {
-                venue_name: "Hall".into(),
-                price_tiers: vec![PriceTier {
-                    name: "std".into(),
-                    price_cents: 1_000,
-                }],
-                sections: vec![SectionLayout {
-                    name: "A".into(),
-                    rows: 1,
-                    seats_per_row: 10,
-                    price_tier: "std".into(),
-                }],
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("event created");
+    InventoryServiceClient::new(
+        test_harness::auth::channel(&rooms.mesh.inventory.endpoint()).await,
+    )
+    .create_event(CreateEventRequest {
+        event_id: "later".into(),
+        name: "Later".into(),
+        starts_at: Some(prost_types::Timestamp {
+            seconds: 1_900_000_000,
+            nanos: 0,
+        }),
+        venue: Some(VenueLayout {
+            venue_name: "Hall".into(),
+            price_tiers: vec![PriceTier {
+                name: "std".into(),
+                price_cents: 1_000,
+            }],
+            sections: vec![SectionLayout {
+                name: "A".into(),
+                rows: 1,
+                seats_per_row: 10,
+                price_tier: "std".into(),
+            }],
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("event created");
     let opened = room
         .open_room(OpenRoomRequest {
             event_id: "later".into(),
@@ -501,7 +503,10 @@ async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later
         // Joining again (a refresh) keeps the fan in the pre-queue, nothing more.
         assert_eq!(rooms.join("later", fan).await.state(), FanState::PreQueue);
     }
-    match rooms.watch("later", "early-1", Duration::from_millis(300)).await {
+    match rooms
+        .watch("later", "early-1", Duration::from_millis(300))
+        .await
+    {
         watch_response::Update::Waiting(place) => {
             assert_eq!(place.state(), FanState::PreQueue);
             assert_eq!(place.opens_at, Some(opens_at));
@@ -509,7 +514,10 @@ async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later
         other => panic!("the sale has not opened: {other:?}"),
     }
     let before = rooms.get("later").await;
-    assert_eq!((before.pre_queued, before.joined, before.admitted), (6, 6, 0));
+    assert_eq!(
+        (before.pre_queued, before.joined, before.admitted),
+        (6, 6, 0)
+    );
 
     test_harness::eventually("the sale opens", Duration::from_secs(30), || async {
         rooms.get("later").await.state() == RoomState::Open
@@ -522,7 +530,11 @@ async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later
     ];
     let room_now = rooms.get("later").await;
     assert_eq!(
-        (room_now.shuffle_seed, room_now.pre_queue_placed, room_now.pre_queued),
+        (
+            room_now.shuffle_seed,
+            room_now.pre_queue_placed,
+            room_now.pre_queued
+        ),
         (42, 6, 0)
     );
 
@@ -546,7 +558,10 @@ async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later
             "{fan}"
         );
     }
-    match rooms.watch("later", &order[2], Duration::from_millis(300)).await {
+    match rooms
+        .watch("later", &order[2], Duration::from_millis(300))
+        .await
+    {
         watch_response::Update::Waiting(place) => assert_eq!(place.position, 1),
         other => panic!("{} waits third: {other:?}", order[2]),
     }

@@ -12,10 +12,15 @@ use crate::site::Site;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_card_shows_the_decline_charges_nothing_and_the_seat_comes_back() {
     let site = Site::start(MeshOptions::default()).await;
-    site.event("matinee", "Sunday Matinee", "Little Theatre", 1, 4).await;
-    site.open_room("matinee", 1, Duration::from_secs(120), None, 0).await;
+    site.event("matinee", "Sunday Matinee", "Little Theatre", 1, 4)
+        .await;
+    site.open_room("matinee", 1, Duration::from_secs(120), None, 0)
+        .await;
     let seen = site
-        .scenario("declined", json!({ "event": "matinee", "user": "noor", "seat": "A-1-2" }))
+        .scenario(
+            "declined",
+            json!({ "event": "matinee", "user": "noor", "seat": "A-1-2" }),
+        )
         .await
         .expect("the scenario ends");
     assert_eq!(seen["outcome"], "refused", "{seen:#}");
@@ -26,10 +31,17 @@ async fn a_declined_card_shows_the_decline_charges_nothing_and_the_seat_comes_ba
     );
     assert_eq!(seen["next"], "Join the queue again");
     assert_eq!(seen["seat_state"], "available");
-    assert_eq!(site.seat_status("matinee", "A-1-2").await, SeatStatus::Available);
+    assert_eq!(
+        site.seat_status("matinee", "A-1-2").await,
+        SeatStatus::Available
+    );
     let audit = site.audit("matinee").await;
     assert_eq!(
-        (audit["sold"].as_i64(), audit["captured_cents"].as_i64(), audit["confirmed_orders"].as_u64()),
+        (
+            audit["sold"].as_i64(),
+            audit["captured_cents"].as_i64(),
+            audit["confirmed_orders"].as_u64()
+        ),
         (Some(0), Some(0), Some(0)),
         "{audit:#}"
     );
@@ -42,14 +54,24 @@ async fn a_declined_card_shows_the_decline_charges_nothing_and_the_seat_comes_ba
 async fn browser_fans_and_two_thousand_command_line_fans_share_one_fair_drop() {
     let site = Site::start(MeshOptions::default()).await;
     let seats = 100;
-    site.event("rush", "Rush Hour", "Drop Arena", 1, seats).await;
-    site.open_room("rush", 64, Duration::from_secs(60), None, 0).await;
+    site.event("rush", "Rush Hour", "Drop Arena", 1, seats)
+        .await;
+    site.open_room("rush", 64, Duration::from_secs(60), None, 0)
+        .await;
     let users: Vec<String> = (1..=20).map(|n| format!("browser-{n:02}")).collect();
     let browsers = site.scenario("crowd", json!({ "event": "rush", "users": users }));
     // The command line's drop on the same event and room, at the same time.
     let drop = site
         .ticketdrop(&[
-            "drop", "--event", "rush", "--fans", "2000", "--seats", "100", "--protocol", "saga",
+            "drop",
+            "--event",
+            "rush",
+            "--fans",
+            "2000",
+            "--seats",
+            "100",
+            "--protocol",
+            "saga",
             "--json",
         ])
         .output();
@@ -63,7 +85,11 @@ async fn browser_fans_and_two_thousand_command_line_fans_share_one_fair_drop() {
         String::from_utf8_lossy(&drop.stderr)
     );
     let report: Value = serde_json::from_slice(&drop.stdout).expect("the drop's JSON");
-    let report = if report.is_array() { report[0].clone() } else { report };
+    let report = if report.is_array() {
+        report[0].clone()
+    } else {
+        report
+    };
 
     // Each page ends on exactly one of tickets or sold out.
     let pages = pages.as_array().expect("one result per fan");
@@ -95,7 +121,11 @@ async fn browser_fans_and_two_thousand_command_line_fans_share_one_fair_drop() {
     assert_eq!(audit["sold"], seats, "{audit:#}");
     assert_eq!(report["seats_unsold_while_turned_away"], 0, "{report:#}");
     assert_eq!(report["fairness_violations"], 0, "{report:#}");
-    assert_eq!(report["sold"].as_u64().expect("sold") + bought, u64::from(seats), "{report:#}");
+    assert_eq!(
+        report["sold"].as_u64().expect("sold") + bought,
+        u64::from(seats),
+        "{report:#}"
+    );
 
     // Admitted in join order among everyone: ranking every fan the room admitted by join
     // number gives their admission order, browser fans included.
@@ -114,11 +144,18 @@ async fn browser_fans_and_two_thousand_command_line_fans_share_one_fair_drop() {
         .expect("the fans' keys");
     let mut admitted: Vec<(u64, u64, String)> = Vec::new();
     for key in keys {
-        let fan: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(&key).query_async(&mut redis).await.expect("a fan");
+        let fan: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .expect("a fan");
         if let (Some(seq), Some(number)) = (fan.get("seq"), fan.get("admission_number")) {
             let user = key.trim_start_matches(&prefix).to_owned();
-            admitted.push((seq.parse().expect("seq"), number.parse().expect("number"), user));
+            admitted.push((
+                seq.parse().expect("seq"),
+                number.parse().expect("number"),
+                user,
+            ));
         }
     }
     admitted.sort();
@@ -126,7 +163,10 @@ async fn browser_fans_and_two_thousand_command_line_fans_share_one_fair_drop() {
     let mut sorted = by_join.clone();
     sorted.sort_unstable();
     assert_eq!(by_join, sorted, "admission order is join order");
-    let browser_admitted = admitted.iter().filter(|(_, _, user)| user.starts_with("browser-")).count();
+    let browser_admitted = admitted
+        .iter()
+        .filter(|(_, _, user)| user.starts_with("browser-"))
+        .count();
     let admitted_pages = pages.iter().filter(|p| p["admitted"] == true).count();
     assert_eq!(browser_admitted, admitted_pages, "{pages:#?}");
 }

@@ -20,10 +20,14 @@ async fn screenshots() {
         ..MeshOptions::default()
     })
     .await;
-    site.event("lanterns", "Midnight Lanterns", "Harbour Hall", 2, 12).await;
-    site.event("strings", "Quiet Strings", "Old Chapel", 1, 8).await;
-    site.event("queue", "Encore Night", "Riverside Arena", 1, 8).await;
-    site.event("premiere", "Premiere", "Grand Hall", 2, 10).await;
+    site.event("lanterns", "Midnight Lanterns", "Harbour Hall", 2, 12)
+        .await;
+    site.event("strings", "Quiet Strings", "Old Chapel", 1, 8)
+        .await;
+    site.event("queue", "Encore Night", "Riverside Arena", 1, 8)
+        .await;
+    site.event("premiere", "Premiere", "Grand Hall", 2, 10)
+        .await;
     site.event("tiny", "Secret Show", "Back Room", 1, 1).await;
     // Some seats sold before the rooms open, so that the map shows them.
     for (user, event, seats) in [
@@ -32,14 +36,30 @@ async fn screenshots() {
         ("lucky", "tiny", "A-1-1"),
     ] {
         let output = site
-            .ticketdrop(&["purchase", "--user", user, "--event", event, "--seats", seats, "--protocol", "saga"])
+            .ticketdrop(&[
+                "purchase",
+                "--user",
+                user,
+                "--event",
+                event,
+                "--seats",
+                seats,
+                "--protocol",
+                "saga",
+            ])
             .output()
             .await
             .expect("ticketdrop runs");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    site.open_room("lanterns", 10, Duration::from_secs(600), None, 0).await;
-    site.open_room("queue", 1, Duration::from_secs(600), None, 0).await;
+    site.open_room("lanterns", 10, Duration::from_secs(600), None, 0)
+        .await;
+    site.open_room("queue", 1, Duration::from_secs(600), None, 0)
+        .await;
     site.place("queue", "holder").await;
     site.open_room(
         "premiere",

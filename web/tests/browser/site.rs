@@ -58,7 +58,8 @@ impl Site {
         )
         .await
         .expect("the web server starts");
-        let channel = |endpoint: String| async move { test_harness::auth::channel(&endpoint).await };
+        let channel =
+            |endpoint: String| async move { test_harness::auth::channel(&endpoint).await };
         Self {
             inventory: InventoryServiceClient::new(channel(mesh.inventory.endpoint()).await),
             room: WaitingRoomServiceClient::new(channel(mesh.waiting_room.endpoint()).await),
@@ -212,8 +213,9 @@ impl Site {
                 "scenario {name} failed:\n{stdout}\n{stderr}\nweb server:\n{web_log}"
             );
             let line = stdout.lines().last().unwrap_or_default();
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("scenario {name} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+            serde_json::from_str(line).unwrap_or_else(|e| {
+                panic!("scenario {name} printed no JSON ({e}):\n{stdout}\n{stderr}")
+            })
         })
     }
 
@@ -224,15 +226,24 @@ impl Site {
         command
             .args(args)
             .env_remove("TICKETDROP_TOKEN")
-            .env("TICKETDROP_COORDINATOR_ENDPOINT", mesh.coordinator.endpoint())
+            .env(
+                "TICKETDROP_COORDINATOR_ENDPOINT",
+                mesh.coordinator.endpoint(),
+            )
             .env("TICKETDROP_INVENTORY_ENDPOINT", mesh.inventory.endpoint())
             .env("TICKETDROP_ORDERS_ENDPOINT", mesh.orders.endpoint())
             .env("TICKETDROP_PAYMENTS_ENDPOINT", mesh.payments.endpoint())
-            .env("TICKETDROP_WAITING_ROOM_ENDPOINT", mesh.waiting_room.endpoint())
+            .env(
+                "TICKETDROP_WAITING_ROOM_ENDPOINT",
+                mesh.waiting_room.endpoint(),
+            )
             .env("TICKETDROP_NOTIFIER_ENDPOINT", mesh.notifier.endpoint())
             .env("TICKETDROP_INVENTORY_DATABASE_URL", mesh.inventory_db.url())
             .env("TICKETDROP_PAYMENTS_DATABASE_URL", mesh.payments_db.url())
-            .env("TICKETDROP_COORDINATOR_DATABASE_URL", mesh.coordinator_db.url())
+            .env(
+                "TICKETDROP_COORDINATOR_DATABASE_URL",
+                mesh.coordinator_db.url(),
+            )
             .env("TICKETDROP_NOTIFIER_DATABASE_URL", mesh.notifier_db.url())
             .env("TICKETDROP_ORDERS_TABLE", &mesh.orders_table)
             .env("TICKETDROP_WAITING_ROOM_KEY_PREFIX", &mesh.room_prefix)
@@ -255,7 +266,10 @@ impl Site {
                 String::from_utf8_lossy(&output.stderr)
             )
         });
-        assert!(output.status.success(), "the audit of {event_id} failed: {report:#}");
+        assert!(
+            output.status.success(),
+            "the audit of {event_id} failed: {report:#}"
+        );
         assert_eq!(report["violations"], serde_json::json!([]), "{report:#}");
         report
     }
@@ -357,10 +371,17 @@ pub async fn while_browsing<F, Fut>(
                 .into_iter()
                 .flatten()
                 .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(&format!("-{}.log", std::process::id())))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .ends_with(&format!("-{}.log", std::process::id()))
+                })
                 .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
                 .collect();
-            panic!("timed out after {timeout:?} waiting for {what}; the browser's log:\n{}", logs.join("\n"));
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; the browser's log:\n{}",
+                logs.join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
