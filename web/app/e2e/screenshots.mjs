@@ -13,7 +13,6 @@ await run(async (browser) => {
   const shots = [];
   for (const [width, viewport] of Object.entries(WIDTHS)) {
     const shoot = async (page, name) => {
-      await page.waitForLoadState("networkidle").catch(() => undefined);
       const path = `${args.dir}/${name}-${width}.png`;
       await page.screenshot({ path, fullPage: width === "desktop" ? false : true });
       shots.push(path);

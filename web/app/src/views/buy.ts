@@ -62,6 +62,7 @@ const STEP_WORDS: Record<string, string> = {
   acquire_leases: "Locking your seats",
   sell_seats: "Selling you the seats",
   claim_admission: "Checking your turn",
+  release_admission: "Handing your turn back to the queue",
 };
 
 const PARTICIPANT_WORDS: Record<number, string> = {

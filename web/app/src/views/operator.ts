@@ -144,7 +144,7 @@ export async function showOperator(m: Mesh, signal: AbortSignal): Promise<void> 
 
   for (let tick = 0; !signal.aborted; tick++) {
     const now = Date.now();
-    labels.push(new Date(now).toISOString().slice(14, 19));
+    labels.push(new Date(now).toISOString().slice(11, 19));
     if (labels.length > WINDOW) labels.shift();
     const rows: HTMLTableRowElement[] = [];
     const refusals = new Map<string, Map<string, number>>();
