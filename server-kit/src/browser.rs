@@ -22,8 +22,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 /// How long a browser may reuse a preflight's answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 
-/// CORS for gRPC-Web calls from `origins` only; `None` when an origin is not a valid
-/// header value.
+/// CORS for gRPC-Web calls from `origins` only; an error naming `--web-origin` when one
+/// is not a valid header value.
 pub fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
     let origins = origins
         .iter()

@@ -72,6 +72,9 @@ async fn browser_fans_and_two_thousand_command_line_fans_share_one_fair_drop() {
             "100",
             "--protocol",
             "saga",
+            // A browser on a loaded machine takes its time from admission to paying.
+            "--admission-ttl",
+            "120s",
             "--json",
         ])
         .output();
