@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use proto::outcome::Outcome;
 use proto::v1::*;
 use serde::Serialize;
 use tonic::Code;
@@ -54,6 +55,10 @@ pub struct DropArgs {
     /// Decline this share of cards during the drop (payments fault injection), e.g. 0.2.
     #[arg(long)]
     pub decline_rate: Option<f64>,
+    /// Decline every Nth authorization during the drop (payments fault injection): the
+    /// same declines every run, where --decline-rate draws them at random.
+    #[arg(long)]
+    pub decline_every: Option<u32>,
     /// Buy directly, every fan at once within --concurrency, without a waiting room.
     #[arg(long)]
     pub no_waiting_room: bool,
@@ -115,8 +120,11 @@ pub struct DropReport {
     pub errors: u64,
     /// Conflicts and interrupted purchases after which the fan joined the room again.
     pub rejoins: u64,
-    pub oversold: usize,
-    pub audit_violations: usize,
+    /// Seats the audit found sold twice; None when the drop could not be audited.
+    pub oversold: Option<usize>,
+    /// Violations the audit found, by kind; None when the drop could not be audited.
+    pub audit_violations: Option<usize>,
+    pub violations_by_kind: std::collections::BTreeMap<String, usize>,
     /// Seats still unsold at the end although some fan was turned away (sold out,
     /// conflict, expired): must be 0.
     pub seats_unsold_while_turned_away: u64,
@@ -147,8 +155,8 @@ pub struct DropReport {
     /// Why the coordinator could not be asked whether every purchase ended, if it could
     /// not (the unknown outcomes then stay unknown).
     pub settle_error: Option<String>,
-    /// Why the audit could not run, if it could not (oversold and violations are then 0
-    /// because nothing was checked: read this first).
+    /// Why the audit could not run, if it could not (oversold and violations are then
+    /// "not audited").
     pub audit_error: Option<String>,
 }
 
@@ -260,16 +268,23 @@ pub async fn run(endpoints: &Endpoints, args: DropArgs) -> anyhow::Result<()> {
         .into_inner()
         .faults
         .unwrap_or_default();
-    if let Some(rate) = args.decline_rate {
+    let declining = args.decline_rate.is_some() || args.decline_every.is_some();
+    if declining {
         payments
             .set_faults(SetFaultsRequest {
                 faults: Some(FaultSettings {
-                    decline_rate: rate,
+                    decline_rate: args.decline_rate.unwrap_or(faults_before.decline_rate),
+                    decline_every: args.decline_every.unwrap_or(faults_before.decline_every),
                     ..faults_before
                 }),
             })
             .await
-            .map_err(|s| anyhow::anyhow!("--decline-rate: {}", endpoints::describe(&s)))?;
+            .map_err(|s| {
+                anyhow::anyhow!(
+                    "--decline-rate / --decline-every: {}",
+                    endpoints::describe(&s)
+                )
+            })?;
     }
     let mut reports = Vec::new();
     let mut failure = None;
@@ -287,7 +302,7 @@ pub async fn run(endpoints: &Endpoints, args: DropArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if args.decline_rate.is_some() {
+    if declining {
         payments
             .set_faults(SetFaultsRequest {
                 faults: Some(faults_before),
@@ -310,11 +325,23 @@ pub async fn run(endpoints: &Endpoints, args: DropArgs) -> anyhow::Result<()> {
     } else {
         print_table(&reports);
     }
-    let oversold: usize = reports.iter().map(|r| r.oversold).sum();
-    if oversold > 0 {
-        anyhow::bail!("{oversold} seat(s) oversold");
+    verdict(&reports)
+}
+
+/// A drop that was not audited, or whose audit found a violation, fails: exit 1 for the
+/// first, 2 (as `ticketdrop audit`) for the second.
+pub fn verdict(reports: &[DropReport]) -> anyhow::Result<()> {
+    if let Some(report) = reports.iter().find(|r| r.audit_error.is_some()) {
+        anyhow::bail!(
+            "the {} drop was not audited: {}",
+            report.protocol,
+            report.audit_error.as_deref().unwrap_or_default()
+        );
     }
-    Ok(())
+    match reports.iter().filter_map(|r| r.audit_violations).sum() {
+        0 => Ok(()),
+        n => Err(audit::ViolationsFound(n).into()),
+    }
 }
 
 /// One drop under one protocol; `after_fans` runs when every fan has their answer, before
@@ -759,8 +786,17 @@ fn report(
         errors: 0,
         rejoins: fans.iter().map(|f| f.rejoins).sum(),
         requeued_after_expiry: fans.iter().map(|f| f.requeues).sum(),
-        oversold: audit.map_or(0, |a| a.oversold),
-        audit_violations: audit.map_or(0, |a| a.violations.len()),
+        oversold: audit.map(|a| a.oversold),
+        audit_violations: audit.map(|a| a.violations.len()),
+        violations_by_kind: audit
+            .map(|a| {
+                let mut by_kind = std::collections::BTreeMap::new();
+                for v in &a.violations {
+                    *by_kind.entry(v.kind.name().to_owned()).or_insert(0) += 1;
+                }
+                by_kind
+            })
+            .unwrap_or_default(),
         seats_unsold_while_turned_away: 0,
         fairness_violations: fairness_violations(fans),
         max_concurrent_purchases: max_concurrent.unwrap_or(args.concurrency as u64),
@@ -908,11 +944,9 @@ fn classify(result: Result<tonic::Response<PurchaseResponse>, tonic::Status>) ->
         // answer. (A waiting room that did not answer the admission check carries no
         // reason: the purchase is retried with the same key and admission.)
         (_, "INTERRUPTED" | "PARTICIPANT_UNAVAILABLE") => Answer::Aborted,
-        // Unknown is what a connection cut mid-call (a killed coordinator) comes back as.
-        (_, "OUTCOME_UNKNOWN")
-        | (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown, _) => {
-            Answer::Unknown
-        }
+        // Unknown (proto's one classification) is, among others, what a connection cut
+        // mid-call (a killed coordinator) comes back as.
+        _ if Outcome::of(&status) == Outcome::Unknown => Answer::Unknown,
         _ => Answer::Error(endpoints::describe(&status)),
     }
 }
@@ -1059,8 +1093,8 @@ fn print_table(reports: &[DropReport]) {
         ("re-queued after an expired admission", |r| {
             r.requeued_after_expiry.to_string()
         }),
-        ("oversold (audit)", |r| r.oversold.to_string()),
-        ("audit violations", |r| r.audit_violations.to_string()),
+        ("oversold (audit)", |r| audited(r.oversold)),
+        ("audit violations", |r| audited(r.audit_violations)),
         ("unsold while fans turned away", |r| {
             r.seats_unsold_while_turned_away.to_string()
         }),
@@ -1096,5 +1130,13 @@ fn print_table(reports: &[DropReport]) {
         if let Some(error) = &report.audit_error {
             println!("{}: NOT AUDITED: {error}", report.protocol);
         }
+        for (kind, n) in &report.violations_by_kind {
+            println!("{}: VIOLATION {kind}: {n}", report.protocol);
+        }
     }
+}
+
+/// An audit's figure, or "not audited".
+pub fn audited(figure: Option<usize>) -> String {
+    figure.map_or_else(|| "not audited".to_owned(), |n| n.to_string())
 }

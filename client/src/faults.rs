@@ -33,6 +33,10 @@ pub struct SetArgs {
     /// Share of authorizations with a good card that are declined, 0 to 1.
     #[arg(long, value_parser = probability, allow_negative_numbers = true)]
     decline_rate: Option<f64>,
+    /// Decline every Nth authorization of a good card (0: none): the same declines
+    /// every time, where --decline-rate draws them at random.
+    #[arg(long)]
+    decline_every: Option<u32>,
     /// Extra time every card-network call takes: one duration (250ms) or a uniform
     /// range (100ms..400ms).
     #[arg(long, value_parser = latency)]
@@ -83,6 +87,9 @@ pub async fn run(endpoints: &Endpoints, command: FaultsCommand) -> anyhow::Resul
             if let Some(rate) = args.decline_rate {
                 faults.decline_rate = rate;
             }
+            if let Some(every) = args.decline_every {
+                faults.decline_every = every;
+            }
             if let Some((min, max)) = args.latency {
                 faults.latency = Some(LatencyDistribution {
                     min: Some(server_kit::convert::duration(min)),
@@ -104,6 +111,7 @@ pub async fn run(endpoints: &Endpoints, command: FaultsCommand) -> anyhow::Resul
     if json_out {
         return json::print(&json!({
             "decline_rate": faults.decline_rate,
+            "decline_every": faults.decline_every,
             "latency_min_ms": faults.latency.as_ref().map_or(0.0, |l| json::millis(&l.min)),
             "latency_max_ms": faults.latency.as_ref().map_or(0.0, |l| json::millis(&l.max)),
             "timeout_probability": faults.timeout_probability,
@@ -144,6 +152,7 @@ fn print_faults(faults: &FaultSettings) {
         .as_ref()
         .map(|l| (json::millis(&l.min), json::millis(&l.max)));
     let quiet = faults.decline_rate == 0.0
+        && faults.decline_every == 0
         && faults.timeout_probability == 0.0
         && faults.lose_response_probability == 0.0
         && latency.is_none_or(|(min, max)| min == 0.0 && max == 0.0);
@@ -152,6 +161,9 @@ fn print_faults(faults: &FaultSettings) {
         return;
     }
     println!("decline rate               {}", faults.decline_rate);
+    if faults.decline_every > 0 {
+        println!("decline every              {}", faults.decline_every);
+    }
     match latency {
         Some((min, max)) if min == max => println!("latency                    {min} ms"),
         Some((min, max)) => println!("latency                    {min} to {max} ms"),

@@ -22,21 +22,23 @@ pub struct Stores {
     )]
     pub payments_db: String,
 
-    /// The coordinator's log.
+    /// The coordinators' logs: one per cluster, comma-separated (the coordinators of one
+    /// cluster share one).
     #[arg(
         long,
         env = "TICKETDROP_COORDINATOR_DATABASE_URL",
-        default_value = "postgres://ticketdrop@127.0.0.1:55432/coordinator"
+        default_value = "postgres://ticketdrop@127.0.0.1:55432/coordinator",
+        value_delimiter = ','
     )]
-    pub coordinator_db: String,
+    pub coordinator_db: Vec<String>,
 
-    /// The notifier's database (the bench counts delivered confirmations there).
+    /// The notifier's database (confirmations; the bench counts deliveries there).
     #[arg(
         long,
         env = "TICKETDROP_NOTIFIER_DATABASE_URL",
         default_value = "postgres://ticketdrop@127.0.0.1:55432/notifier"
     )]
-    pub notifier_db: String,
+    pub notifier_db: Option<String>,
 
     /// DynamoDB endpoint.
     #[arg(
@@ -50,13 +52,21 @@ pub struct Stores {
     #[arg(long, env = "TICKETDROP_ORDERS_TABLE", default_value = "orders")]
     pub orders_table: String,
 
-    /// Redis (lease locks).
+    /// Redis (lease locks, waiting rooms).
     #[arg(
         long,
         env = "TICKETDROP_REDIS_URL",
         default_value = "redis://127.0.0.1:56379"
     )]
     pub redis_url: String,
+
+    /// The waiting room's Redis key prefix.
+    #[arg(
+        long,
+        env = "TICKETDROP_WAITING_ROOM_KEY_PREFIX",
+        default_value = "room"
+    )]
+    pub room_prefix: String,
 }
 
 pub async fn postgres(what: &str, url: &str) -> anyhow::Result<tokio_postgres::Client> {
@@ -82,4 +92,21 @@ pub fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
             .credentials_provider(Credentials::new(key, secret, None, None, "ticketdrop-cli"))
             .build(),
     )
+}
+
+impl Stores {
+    /// The stores of a test mesh: its own databases, table and room keys, the local
+    /// stack's DynamoDB and Redis.
+    pub fn of_mesh(mesh: &test_harness::Mesh) -> Stores {
+        Stores {
+            inventory_db: mesh.inventory_db.url(),
+            payments_db: mesh.payments_db.url(),
+            coordinator_db: vec![mesh.coordinator_db.url()],
+            notifier_db: Some(mesh.notifier_db.url()),
+            dynamodb_endpoint: test_harness::dynamodb_endpoint(),
+            orders_table: mesh.orders_table.clone(),
+            redis_url: test_harness::redis_url(),
+            room_prefix: mesh.room_prefix.clone(),
+        }
+    }
 }

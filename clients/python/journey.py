@@ -29,6 +29,7 @@ import time
 
 import grpc
 
+import outcome
 from ticketdrop.v1 import (
     common_pb2,
     coordinator_pb2,
@@ -74,20 +75,23 @@ def replicas(targets: str) -> grpc.Channel:
     )
 
 
-# Calls of one purchase while the coordinators cannot be reached (the same idempotency
-# key every time: a repeat is the same purchase), with a doubling wait.
+# Calls of one purchase while its outcome is unknown (a coordinator not reachable, or cut
+# off mid-call), with the same idempotency key every time: a repeat is the same purchase.
 PURCHASE_ATTEMPTS = 4
 
 
 def purchase(coordinator, request, auth):
-    """Purchase, sent again with the same key while no coordinator can be reached."""
+    """Purchase, sent again with the same key while its outcome is unknown (outcome.py:
+    the classification the services use), with a doubling wait."""
     wait = 0.2
     for attempt in range(1, PURCHASE_ATTEMPTS + 1):
         try:
             return coordinator.Purchase(request, timeout=30, metadata=auth)
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == PURCHASE_ATTEMPTS:
+            if outcome.of(error) != "unknown" or attempt == PURCHASE_ATTEMPTS:
                 raise
+            print(f"purchase attempt {attempt}: outcome unknown ({error.code().name}), "
+                  f"again in {wait:.1f} s", file=sys.stderr)
             time.sleep(wait)
             wait *= 2
     raise AssertionError("unreachable")
@@ -175,7 +179,12 @@ def main() -> int:
     try:
         result = journey(args)
     except grpc.RpcError as error:
-        print(json.dumps({"code": error.code().name, "message": error.details()}))
+        print(json.dumps({
+            "code": error.code().name,
+            "message": error.details(),
+            "reason": outcome.reason_of(error),
+            "outcome": outcome.of(error),
+        }))
         return 1
     print(json.dumps(result))
     return 0 if result["outcome"] == "bought" else 1

@@ -8,7 +8,7 @@ use server_kit::ServerOptions;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "coordinator",
-    version,
+    version = server_kit::version!(),
     about = "TicketDrop transaction coordinator"
 )]
 pub struct Config {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use proto::outcome::Outcome;
 use proto::v1::{Participant, PhaseTiming, StepOutcome};
 use tonic::{Code, Response, Status};
 use tracing::warn;
@@ -388,18 +389,11 @@ impl Run {
     }
 }
 
-/// Whether a failed attempt leaves the outcome unknown (worth retrying).
+/// Whether a failed attempt is worth repeating: its outcome is unknown (proto's one
+/// classification), or it was a conflict and the policy retries conflicts.
 fn is_unknown(status: &Status, policy: RetryPolicy) -> bool {
-    match status.code() {
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Unknown
-        | Code::Internal
-        | Code::Cancelled
-        | Code::ResourceExhausted => true,
-        Code::Aborted => policy.retry_conflicts,
-        _ => false,
-    }
+    Outcome::of(status) == Outcome::Unknown
+        || (status.code() == Code::Aborted && policy.retry_conflicts)
 }
 
 /// An error as one line for the log: the code and the message.

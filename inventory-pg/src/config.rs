@@ -8,7 +8,7 @@ use server_kit::ServerOptions;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "inventory-pg",
-    version,
+    version = server_kit::version!(),
     about = "TicketDrop seat inventory on PostgreSQL"
 )]
 pub struct Config {

@@ -7,7 +7,7 @@ use server_kit::ServerOptions;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "orders-dynamo",
-    version,
+    version = server_kit::version!(),
     about = "TicketDrop orders and tickets on DynamoDB"
 )]
 pub struct Config {

@@ -68,12 +68,15 @@ pub enum Answer {
 #[derive(Debug, Default)]
 pub struct CardNetwork {
     faults: RwLock<FaultSettings>,
+    /// Authorizations of good cards since the settings were set (for decline_every).
+    authorizations: std::sync::atomic::AtomicU64,
 }
 
 impl CardNetwork {
     pub fn new(faults: FaultSettings) -> Self {
         Self {
             faults: RwLock::new(faults),
+            authorizations: Default::default(),
         }
     }
 
@@ -84,6 +87,8 @@ impl CardNetwork {
     pub fn set_faults(&self, faults: FaultSettings) -> Result<FaultSettings, FieldError> {
         let faults = validate(faults)?;
         *self.faults.write().expect("fault settings lock") = faults;
+        self.authorizations
+            .store(0, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(?faults, "card network faults changed");
         Ok(faults)
     }
@@ -102,9 +107,20 @@ impl CardNetwork {
                 tokio::time::sleep(SLOW_CARD).await;
                 Answer::Approved
             }
-            _ if chance(faults.decline_rate) => Answer::Declined("card_declined"),
+            _ if self.nth_declined(faults.decline_every) || chance(faults.decline_rate) => {
+                Answer::Declined("card_declined")
+            }
             _ => Answer::Approved,
         }
+    }
+
+    /// Counts an authorization of a good card: whether it is one of every `every`th.
+    fn nth_declined(&self, every: u32) -> bool {
+        let n = self
+            .authorizations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        every > 0 && n.is_multiple_of(u64::from(every))
     }
 
     /// Whether to lose the response of a write that has just committed.

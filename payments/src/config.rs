@@ -10,7 +10,7 @@ use server_kit::ServerOptions;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "payments",
-    version,
+    version = server_kit::version!(),
     about = "TicketDrop payments on PostgreSQL"
 )]
 pub struct Config {
@@ -100,6 +100,7 @@ impl Config {
         };
         FaultSettings {
             decline_rate: self.decline_rate,
+            decline_every: 0,
             latency: (self.latency_max_ms > 0).then(|| LatencyDistribution {
                 min: Some(ms(self.latency_min_ms)),
                 max: Some(ms(self.latency_max_ms)),

@@ -393,6 +393,7 @@ impl PaymentsService for PaymentsApi {
 /// commit, which captures) is committed, and its answer is lost on the way back.
 fn lose_capture_response() -> Result<()> {
     fail::fail_point!("payments::lose_capture_response", |_| {
+        server_kit::failpoint_fired("payments::lose_capture_response");
         tracing::info!("losing a capture's response after commit (failpoint)");
         Err(Error::ResponseLost)
     });

@@ -1,7 +1,10 @@
 //! The `ticketdrop.v1` gRPC contracts: messages, clients and servers generated from
 //! `proto/ticketdrop/v1/*.proto`, plus the descriptor set for server reflection.
 //!
-//! The `.proto` files are the documentation; this crate only exposes what they generate.
+//! The `.proto` files are the documentation; this crate exposes what they generate, and
+//! how a caller reads a failed call ([`outcome`]).
+
+pub mod outcome;
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]

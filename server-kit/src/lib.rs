@@ -56,9 +56,31 @@ pub type Allocator = mimalloc::MiMalloc;
 macro_rules! crash_point {
     ($name:literal) => {
         fail::fail_point!($name, |_| {
+            $crate::failpoint_fired($name);
             tracing::error!(failpoint = $name, "failpoint: crashing the process");
             std::process::abort()
         })
+    };
+}
+
+/// Counts a failpoint whose action ran (`ticketdrop_failpoint_fired_total{failpoint}`):
+/// the chaos lab's evidence that a planned fault happened. A crash point's count dies
+/// with its process; the lab reads the exit signal and the log line instead.
+pub fn failpoint_fired(name: &'static str) {
+    ::metrics::counter!("ticketdrop_failpoint_fired_total", "failpoint" => name).increment(1);
+}
+
+/// The `--version` of a service: its version, and "(failpoints)" when the crate was built
+/// with its `failpoints` feature (the chaos lab and the crash tests need those builds;
+/// `make up`'s release builds have none).
+#[macro_export]
+macro_rules! version {
+    () => {
+        if cfg!(feature = "failpoints") {
+            concat!(env!("CARGO_PKG_VERSION"), " (failpoints)")
+        } else {
+            env!("CARGO_PKG_VERSION")
+        }
     };
 }
 pub use serve::GrpcServer;

@@ -43,12 +43,13 @@ impl PrivateDynamo {
     }
 
     /// SIGKILLs the process: no shutdown hook runs.
-    pub fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
+    /// Returns how the process ended (None when it was not running).
+    pub fn kill(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        child.kill()?;
+        Ok(Some(child.wait()?))
     }
 
     /// Freezes the JVM (SIGSTOP).

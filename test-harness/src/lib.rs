@@ -38,6 +38,11 @@ pub fn dynamodb_endpoint() -> String {
         .unwrap_or_else(|_| "http://127.0.0.1:58000".into())
 }
 
+/// Redis on the local stack.
+pub fn redis_url() -> String {
+    std::env::var("TICKETDROP_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into())
+}
+
 /// A DynamoDB client for `endpoint` with the local stack's static credentials.
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};

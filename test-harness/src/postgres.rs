@@ -88,10 +88,11 @@ impl PrivatePostgres {
     }
 
     /// SIGKILLs the postmaster and every backend, as a power cut would: no checkpoint,
-    /// prepared transactions stay in the WAL. Returns once they are all gone.
-    pub fn kill(&self) -> anyhow::Result<()> {
+    /// prepared transactions stay in the WAL. Returns once they are all gone, with how
+    /// many processes were killed (0 when the server was not running).
+    pub fn kill(&self) -> anyhow::Result<usize> {
         let Some(pid) = self.pid() else {
-            return Ok(());
+            return Ok(0);
         };
         let family = self.family(pid);
         for member in &family {
@@ -104,7 +105,7 @@ impl PrivatePostgres {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Ok(())
+        Ok(family.len())
     }
 
     /// Freezes the postmaster and every backend (SIGSTOP): connections stay open,

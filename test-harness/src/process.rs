@@ -201,6 +201,14 @@ impl ServiceProcess {
         }
     }
 
+    /// How the child ended, once it has (None while it runs, or when it was never
+    /// started).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
     /// Whether the child runs (it may have crashed).
     pub fn is_running(&mut self) -> bool {
         self.child

@@ -41,12 +41,13 @@ impl PrivateRedis {
     }
 
     /// SIGKILLs the server: the last second of writes may be lost, as after a crash.
-    pub fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
+    /// Returns how the process ended (None when it was not running).
+    pub fn kill(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        child.kill()?;
+        Ok(Some(child.wait()?))
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.

@@ -58,7 +58,12 @@ pub async fn measure(
     run: &str,
     raw_sales_per_s: f64,
 ) -> anyhow::Result<Vec<ConfirmRun>> {
-    let notifier = stores::postgres("notifier", &args.stores.notifier_db).await?;
+    let notifier_db = args
+        .stores
+        .notifier_db
+        .as_deref()
+        .context("the confirmation bench reads the notifier's database: --notifier-db")?;
+    let notifier = stores::postgres("notifier", notifier_db).await?;
     let mut runs = Vec::new();
     for protocol in super::PROTOCOLS {
         for mode in [Mode::NoContact, Mode::SmtpUp, Mode::SmtpDown] {

@@ -159,6 +159,7 @@ async fn kill_one(
         protocol: DropProtocol::All,
         concurrency: args.concurrency,
         decline_rate: Some(decline_rate),
+        decline_every: None,
         no_waiting_room: false,
         admission_ttl: Duration::from_secs(30),
         email_fans: false,
@@ -181,7 +182,12 @@ async fn kill_one(
     let (killed_at, killed_after) = killer.await?;
     let _ = extra.child.wait().await;
     let listen = format!("127.0.0.1:{THIRD_PORT}");
-    let log = crate::stores::postgres("coordinator", &args.stores.coordinator_db).await?;
+    let log_db = args
+        .stores
+        .coordinator_db
+        .first()
+        .context("the coordinators' log: --coordinator-db")?;
+    let log = crate::stores::postgres("coordinator", log_db).await?;
     let began: i64 = log
         .query_one(
             "SELECT count(*) FROM transactions t JOIN coordinators c ON c.instance_id = t.began_by

@@ -78,7 +78,10 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Measured {
     pub drop: DropReport,
+    /// Each process's CPU and memory over the drop, the fans' client included.
     pub usage: BTreeMap<String, usage::Usage>,
+    /// The machine over the same window.
+    pub window: usage::Window,
     /// Sales per second as a share of one raw TransactWriteItems per sale, in %.
     pub efficiency_pct: f64,
 }
@@ -197,19 +200,18 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         report::markdown(&bench, path, args.svg.as_deref(), &args)?;
         eprintln!("bench: wrote {}", path.display());
     }
-    let oversold: usize = bench
+    // A drop not audited, or with a violation, fails the bench (after the report is
+    // written, so that it can be read).
+    let reports: Vec<crate::drop::DropReport> = bench
         .drops
         .iter()
         .chain(bench.coordinators.iter().map(|c| &c.measured))
         .chain(&bench.scaling)
         .chain(bench.confirmations.iter().map(|c| &c.measured))
-        .map(|m| m.drop.oversold)
-        .sum::<usize>()
-        + bench.takeover.as_ref().map_or(0, |t| t.drop.oversold);
-    if oversold > 0 {
-        anyhow::bail!("{oversold} seat(s) oversold");
-    }
-    Ok(())
+        .map(|m| m.drop.clone())
+        .chain(bench.takeover.iter().map(|t| t.drop.clone()))
+        .collect();
+    crate::drop::verdict(&reports)
 }
 
 /// What one drop of the bench sells, and to whom.
@@ -255,6 +257,7 @@ pub(crate) async fn measured(
         protocol: DropProtocol::All,
         concurrency: args.concurrency,
         decline_rate: None,
+        decline_every: None,
         no_waiting_room: false,
         admission_ttl: Duration::from_secs(30),
         email_fans,
@@ -269,11 +272,12 @@ pub(crate) async fn measured(
         usage = Some(meter.stop());
     })
     .await?;
-    let usage = usage.unwrap_or_default();
+    let measured: usage::Measurement = usage.unwrap_or_default();
     let sales_per_s = report.sold as f64 / report.last_sale_s.max(1e-9);
     Ok(Measured {
         efficiency_pct: 100.0 * sales_per_s / raw_sales_per_s.max(1e-9),
         drop: report,
-        usage,
+        usage: measured.processes,
+        window: measured.window,
     })
 }

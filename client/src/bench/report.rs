@@ -6,7 +6,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{Bench, BenchArgs, Measured, usage};
+use super::{Bench, BenchArgs, Measured};
+use crate::drop::audited;
 
 /// The hand-written section kept below the generated figures.
 const ANALYSIS: &str = "## What the figures say";
@@ -22,12 +23,12 @@ pub fn print(bench: &Bench) {
     for m in &bench.drops {
         let d = &m.drop;
         println!(
-            "{:>5}: {} fans / {} seats: sold {}, oversold {}, all answered in {:.2} s (last sale at {:.2} s), {:.0} sales/s = {:.0} % of raw",
+            "{:>5}: {} fans / {} seats: sold {}, oversold (audit) {}, all answered in {:.2} s (last sale at {:.2} s), {:.0} sales/s = {:.0} % of raw",
             d.protocol,
             d.fans,
             d.seats,
             d.sold,
-            d.oversold,
+            audited(d.oversold),
             d.duration_s,
             d.last_sale_s,
             sales_per_s(m),
@@ -66,7 +67,7 @@ pub fn print(bench: &Bench) {
             t.drop.sold,
             t.drop.errors,
             t.drop.unknown,
-            t.drop.audit_violations,
+            audited(t.drop.audit_violations),
             t.taken_over,
             t.began_by_killed,
             t.takeover_p50_ms,
@@ -106,13 +107,9 @@ fn sales_per_s(m: &Measured) -> f64 {
     m.drop.sold as f64 / m.drop.last_sale_s.max(1e-9)
 }
 
-/// The CPU of the stack's processes, without the simulated fans.
+/// The CPU of every process measured: the stack's and the simulated fans' client.
 fn cpu_total(m: &Measured) -> f64 {
-    m.usage
-        .iter()
-        .filter(|(name, _)| name.as_str() != usage::FANS)
-        .map(|(_, u)| u.cpu_s)
-        .sum()
+    m.usage.values().map(|u| u.cpu_s).sum()
 }
 
 pub fn markdown(
@@ -183,8 +180,8 @@ pub fn markdown(
     type Cell = fn(&Measured) -> String;
     let rows: [(&str, Cell); 11] = [
         ("sold", |m| m.drop.sold.to_string()),
-        ("oversold (audit)", |m| m.drop.oversold.to_string()),
-        ("audit violations", |m| m.drop.audit_violations.to_string()),
+        ("oversold (audit)", |m| audited(m.drop.oversold)),
+        ("audit violations", |m| audited(m.drop.audit_violations)),
         ("told sold out", |m| m.drop.sold_out.to_string()),
         ("errors / unknown", |m| {
             format!("{} / {}", m.drop.errors, m.drop.unknown)
@@ -353,7 +350,7 @@ fn coordinators(w: &mut String, bench: &Bench) -> std::fmt::Result {
             t.drop.sold,
             t.drop.errors,
             t.drop.unknown,
-            t.drop.audit_violations,
+            audited(t.drop.audit_violations),
             t.drop
                 .audit_error
                 .as_ref()
@@ -425,23 +422,31 @@ fn confirmations(w: &mut String, bench: &Bench) -> std::fmt::Result {
     Ok(())
 }
 
-/// Where each drop's CPU went, process by process, against what the machine had: its
-/// cores for the drop's duration.
+/// Where each drop's CPU went, process by process, against what the machine offered
+/// over the same window (/proc/stat): the processes, the rest of the machine and the
+/// idle time add up to 100 %.
 fn cpu_split(w: &mut String, drops: &[Measured]) -> std::fmt::Result {
     let Some(first) = drops.first() else {
         return Ok(());
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     writeln!(w, "\n### Where the CPU goes\n")?;
     writeln!(
         w,
-        "CPU seconds each process spent during the drop, and its share of what {cores:.0} \
-         cores offered for the drop's duration. Idle near 0 % means the drop is bound by \
-         CPU, not by waiting on a store.\n"
+        "CPU seconds each process spent from just before the first fan joined to the last \
+         fan's answer, \
+         and its share of the CPU time every core offered over that same window (read from \
+         /proc/stat). The fans are this bench's own client, measured like the stack; \
+         \"the rest of the machine\" is every other process and the kernel; idle is \
+         measured, not derived. The column adds up to 100 %.\n"
     )?;
     writeln!(w, "| process | {} |", names(drops))?;
     writeln!(w, "| --- |{}", " ---: |".repeat(drops.len()))?;
-    let offered = |m: &Measured| cores * m.drop.duration_s.max(1e-9);
+    let share = |m: &Measured, cpu: f64| {
+        format!(
+            "{cpu:.1} s ({:.1} %)",
+            100.0 * cpu / m.window.offered_cpu_s.max(1e-9)
+        )
+    };
     let mut processes: Vec<&String> = first.usage.keys().collect();
     processes.sort_by(|a, b| {
         let total = |p: &String| {
@@ -456,22 +461,30 @@ fn cpu_split(w: &mut String, drops: &[Measured]) -> std::fmt::Result {
     for process in processes {
         let cells: Vec<String> = drops
             .iter()
-            .map(|m| {
-                let used = m.usage.get(process).map_or(0.0, |u| u.cpu_s);
-                format!("{used:.1} s ({:.0} %)", 100.0 * used / offered(m))
-            })
+            .map(|m| share(m, m.usage.get(process).map_or(0.0, |u| u.cpu_s)))
             .collect();
         writeln!(w, "| {process} | {} |", cells.join(" | "))?;
     }
+    let rest: Vec<String> = drops
+        .iter()
+        .map(|m| share(m, m.window.busy_cpu_s - cpu_total(m)))
+        .collect();
+    writeln!(w, "| the rest of the machine | {} |", rest.join(" | "))?;
     let idle: Vec<String> = drops
         .iter()
+        .map(|m| share(m, m.window.idle_cpu_s))
+        .collect();
+    writeln!(w, "| idle | {} |", idle.join(" | "))?;
+    let offered: Vec<String> = drops
+        .iter()
         .map(|m| {
-            let used: f64 = m.usage.values().map(|u| u.cpu_s).sum();
-            let idle = (offered(m) - used).max(0.0);
-            format!("{idle:.1} s ({:.0} %)", 100.0 * idle / offered(m))
+            format!(
+                "{:.1} s over {:.2} s",
+                m.window.offered_cpu_s, m.window.seconds
+            )
         })
         .collect();
-    writeln!(w, "| idle | {} |", idle.join(" | "))
+    writeln!(w, "| offered (100 %) | {} |", offered.join(" | "))
 }
 
 fn names(drops: &[Measured]) -> String {

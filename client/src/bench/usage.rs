@@ -2,7 +2,12 @@
 //! peak resident memory, read from /proc. A process is found by the pid file the stack
 //! scripts write (`.stack/services/<name>.pid`, `.stack/redis/redis.pid`, ...), and
 //! counted with every process below it (PostgreSQL's backends, the JVM under its
-//! launcher).
+//! launcher). The simulated fans (this process) are measured too.
+//!
+//! The machine is measured over the same window from /proc/stat: the CPU time every core
+//! offered, how much of it was busy and how much idle. Each process's share is of that
+//! total, so the shares, the rest of the machine (other processes, the kernel) and the
+//! idle time add up to 100 %.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -60,10 +65,32 @@ pub struct Usage {
     pub peak_rss_mib: f64,
 }
 
+/// The machine over a measurement's window, from /proc/stat.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Window {
+    /// Wall-clock seconds from the meter's start to its stop.
+    pub seconds: f64,
+    /// CPU seconds every core offered over the window (busy + idle).
+    pub offered_cpu_s: f64,
+    /// CPU seconds spent by anything (user, system, interrupts, steal).
+    pub busy_cpu_s: f64,
+    /// CPU seconds no one used (idle and waiting for I/O).
+    pub idle_cpu_s: f64,
+}
+
+/// A measurement: each process's usage, and the machine's over the same window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Measurement {
+    pub processes: BTreeMap<String, Usage>,
+    pub window: Window,
+}
+
 /// A measurement in progress: CPU at the start, RSS sampled every 100 ms.
 pub struct Meter {
     roots: Vec<(&'static str, Vec<u32>)>,
     cpu_before: HashMap<&'static str, f64>,
+    machine_before: (u64, u64),
+    started: std::time::Instant,
     peaks: Arc<Mutex<HashMap<&'static str, u64>>>,
     sampler: tokio::task::JoinHandle<()>,
 }
@@ -76,6 +103,8 @@ impl Meter {
             .chain([(FANS, vec![std::process::id()])])
             .collect();
         let table = process_table();
+        let started = std::time::Instant::now();
+        let machine_before = machine_ticks();
         let cpu_before = roots
             .iter()
             .map(|(name, pids)| (*name, pids.iter().map(|p| cpu(&table, *p)).sum()))
@@ -94,17 +123,31 @@ impl Meter {
         Self {
             roots,
             cpu_before,
+            machine_before,
+            started,
             peaks,
             sampler,
         }
     }
 
-    /// Each process's CPU since the start and its peak memory.
-    pub fn stop(self) -> BTreeMap<String, Usage> {
+    /// Each process's CPU since the start and its peak memory, and the machine's CPU over
+    /// the same window.
+    pub fn stop(self) -> Measurement {
         self.sampler.abort();
         let table = process_table();
+        let (busy_after, idle_after) = machine_ticks();
+        let seconds = self.started.elapsed().as_secs_f64();
         let peaks = self.peaks.lock().expect("peaks lock");
-        self.roots
+        let busy = busy_after.saturating_sub(self.machine_before.0) as f64 / TICKS;
+        let idle = idle_after.saturating_sub(self.machine_before.1) as f64 / TICKS;
+        let window = Window {
+            seconds,
+            offered_cpu_s: busy + idle,
+            busy_cpu_s: busy,
+            idle_cpu_s: idle,
+        };
+        let processes = self
+            .roots
             .iter()
             .map(|(name, pids)| {
                 let now: f64 = pids.iter().map(|p| cpu(&table, *p)).sum();
@@ -113,13 +156,36 @@ impl Meter {
                 (
                     (*name).to_owned(),
                     Usage {
+                        // A process that restarted during the window starts its count
+                        // again: what it used is then unknown, never negative.
                         cpu_s: used.max(0.0),
                         peak_rss_mib: peak as f64 / 1024.0,
                     },
                 )
             })
-            .collect()
+            .collect();
+        Measurement { processes, window }
     }
+}
+
+/// The machine's busy and idle CPU ticks since boot, over every core (/proc/stat's "cpu"
+/// line: user nice system idle iowait irq softirq steal ...).
+fn machine_ticks() -> (u64, u64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0);
+    let idle = at(3) + at(4);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    (busy, idle)
 }
 
 /// Raises each process's peak to its resident memory now (summed over the processes of

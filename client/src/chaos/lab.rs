@@ -95,6 +95,9 @@ pub struct Lab {
     pub rival: Option<ServiceProcess>,
     proxies: [Proxy; 3],
     table: String,
+    /// Failpoints kept in force across every restart, per service (a test build's
+    /// lying inspection): added to whatever a scenario arms.
+    always: Vec<(Target, String)>,
 }
 
 impl Lab {
@@ -170,20 +173,22 @@ impl Lab {
             rival: None,
             proxies,
             table,
+            always: Vec::new(),
         })
     }
 
-    /// Where the audit reads: this lab's stores.
-    pub fn stores(&self, coordinator_db: &str) -> Stores {
+    /// Where the audit reads: this lab's stores, and every log of the run.
+    pub fn stores(&self) -> Stores {
         Stores {
             inventory_db: self.pg.url("inventory"),
             payments_db: self.pg.url("payments"),
-            coordinator_db: self.pg.url(coordinator_db),
-            // The lab runs no notifier: nothing reads this database.
-            notifier_db: self.pg.url("notifier"),
+            coordinator_db: self.logs().into_iter().map(|db| self.pg.url(db)).collect(),
+            // The lab runs no notifier (its purchases ask for no confirmation).
+            notifier_db: None,
             dynamodb_endpoint: self.dynamo.endpoint(),
             orders_table: self.table.clone(),
             redis_url: self.redis.url(),
+            room_prefix: "room".to_owned(),
         }
     }
 
@@ -256,20 +261,39 @@ impl Lab {
         }
     }
 
-    /// SIGKILL.
-    pub async fn kill(&mut self, target: Target) -> anyhow::Result<()> {
-        match target {
-            Target::Postgres => self.pg.kill(),
-            Target::Dynamodb => self.dynamo.kill(),
-            Target::Redis => self.redis.kill(),
+    /// SIGKILL; returns what shows it happened (how the process ended), or None when it
+    /// was not running.
+    pub async fn kill(&mut self, target: Target) -> anyhow::Result<Option<String>> {
+        let status = match target {
+            Target::Postgres => {
+                let killed = self.pg.kill()?;
+                return Ok((killed > 0)
+                    .then(|| format!("postgres: SIGKILL to its {killed} processes, all gone")));
+            }
+            Target::Dynamodb => self.dynamo.kill()?,
+            Target::Redis => self.redis.kill()?,
             _ => {
                 let service = self.service(target).expect("a service");
                 if service.is_running() {
-                    service.kill().await?;
+                    Some(service.kill().await?)
+                } else {
+                    None
                 }
-                Ok(())
             }
-        }
+        };
+        Ok(status
+            .filter(|status| signal_of(status) == Some(9))
+            .map(|status| format!("{}: {status}", target.name())))
+    }
+
+    /// How a service that is no longer running ended (None while it runs).
+    pub fn exit_status(&mut self, target: Target) -> Option<std::process::ExitStatus> {
+        self.service(target).and_then(ServiceProcess::exit_status)
+    }
+
+    /// A service's log so far, every start of it.
+    pub fn log(&mut self, target: Target) -> String {
+        self.service(target).map(|s| s.log()).unwrap_or_default()
     }
 
     /// SIGSTOP.
@@ -322,16 +346,31 @@ impl Lab {
         }
     }
 
-    /// Restarts a service with the failpoints `spec` (`FAILPOINTS`), or none.
+    /// Keeps `spec` in force in `target` from now on, across every restart.
+    pub async fn keep_failpoints(&mut self, target: Target, spec: &str) -> anyhow::Result<()> {
+        self.always.push((target, spec.to_owned()));
+        self.set_failpoints(target, None).await
+    }
+
+    /// Restarts a service with the failpoints `spec` (`FAILPOINTS`), or none (beside the
+    /// ones kept in force).
     pub async fn set_failpoints(
         &mut self,
         target: Target,
         spec: Option<&str>,
     ) -> anyhow::Result<()> {
+        let specs: Vec<&str> = self
+            .always
+            .iter()
+            .filter(|(t, _)| *t == target)
+            .map(|(_, spec)| spec.as_str())
+            .chain(spec)
+            .collect();
+        let spec = (!specs.is_empty()).then(|| specs.join(";"));
         let service = self
             .service(target)
             .context("failpoints live in services")?;
-        service.set_env("FAILPOINTS", spec);
+        service.set_env("FAILPOINTS", spec.as_deref());
         if service.is_running() {
             service.terminate().await?;
         }
@@ -430,6 +469,42 @@ async fn create_databases(pg: &PrivatePostgres) -> anyhow::Result<()> {
             .with_context(|| format!("creating the lab's {db} database"))?;
     }
     Ok(())
+}
+
+/// Checks, before the lab starts, that the service binaries it will run can inject the
+/// chosen scenarios' faults: built with their failpoints, which `--version` says.
+/// `make up`'s release builds have none; `make chaos` builds them.
+pub fn check_failpoint_builds(targets: &[Target]) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for target in targets {
+        let binary = service_binary(target.name());
+        let version = std::process::Command::new(&binary)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("running {} --version", binary.display()))?;
+        let version = String::from_utf8_lossy(&version.stdout);
+        if !version.contains("(failpoints)") {
+            missing.push(format!("{} ({})", binary.display(), version.trim()));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the chosen scenarios crash services at named failpoints, and these binaries were \
+         built without them: {}. Build the lab's services with their failpoints and run \
+         the ticketdrop next to them: `make chaos` does both, or `cargo build -p client -p \
+         coordinator -p inventory-pg -p orders-dynamo -p payments -p waiting-room --features \
+         coordinator/failpoints,inventory-pg/failpoints,orders-dynamo/failpoints,payments/failpoints` \
+         then `target/debug/ticketdrop chaos ...`",
+        missing.join(", ")
+    )
+}
+
+/// The signal a process died of, if a signal ended it.
+pub fn signal_of(status: &std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
 }
 
 /// Where the lab's coordinator would find a notifier: the discard port, never served.

@@ -77,6 +77,22 @@ pub struct ChaosArgs {
     /// hand-written part.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Calls one purchase makes while its outcome stays unknown (1: an unknown outcome
+    /// is never retried, and stays `info` for the checker to resolve).
+    #[arg(long, default_value_t = 8)]
+    pub attempts: u32,
+    /// Longest wait, in seconds, after healing for recovery to finish and every invariant
+    /// to hold.
+    #[arg(long, default_value_t = 45)]
+    pub recovery_wait_s: u64,
+    /// A scenario's failpoint not to arm (the lab's own test: the row must fail as
+    /// "fault not injected").
+    #[arg(long, hide = true)]
+    pub disarm: Vec<String>,
+    /// Failpoints kept in force in the lab's coordinator for the whole run (the lab's
+    /// own test: `inspect::hide_committed=return` makes its inspection lie).
+    #[arg(long, hide = true)]
+    pub coordinator_failpoints: Option<String>,
 }
 
 /// Returned as the error when a scenario saw a violation, a negative control did not,
@@ -102,9 +118,6 @@ const BASELINE: Scenario = Scenario {
     protocols: &[Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease],
     negative_control: false,
 };
-
-/// Longest wait after healing for recovery to finish and every invariant to hold.
-const RECOVERY_WAIT: Duration = Duration::from_secs(45);
 
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     if args.list {
@@ -133,8 +146,12 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         DropProtocol::All => vec![Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease],
     };
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(1..1_000_000));
+    lab::check_failpoint_builds(&needed_failpoints(&selected, &protocols, &args))?;
     eprintln!("chaos: seed {seed}; starting the lab's own mesh");
     let mut lab = Lab::start().await.context("starting the lab")?;
+    if let Some(spec) = &args.coordinator_failpoints {
+        lab.keep_failpoints(lab::Target::Coordinator, spec).await?;
+    }
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut histories = Vec::new();
@@ -201,6 +218,30 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The services whose failpoints the selected runs arm.
+fn needed_failpoints(
+    selected: &[&Scenario],
+    protocols: &[Protocol],
+    args: &ChaosArgs,
+) -> Vec<lab::Target> {
+    let mut targets: Vec<lab::Target> = selected
+        .iter()
+        .flat_map(|scenario| {
+            protocols
+                .iter()
+                .filter(|p| scenario.protocols.contains(p))
+                .flat_map(|p| scenarios::setup(scenario, *p).failpoints)
+                .map(|(target, _)| target)
+        })
+        .collect();
+    if args.coordinator_failpoints.is_some() {
+        targets.push(lab::Target::Coordinator);
+    }
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
 /// One protocol under one scenario, on a fresh event.
 async fn run_one(
     lab: &mut Lab,
@@ -224,6 +265,11 @@ async fn run_one(
     crate::drop::ensure_event(&endpoints, &event, args.seats).await?;
     let setup = scenarios::setup(scenario, protocol);
     for (target, spec) in &setup.failpoints {
+        let name = spec.split('=').next().unwrap_or_default();
+        if args.disarm.iter().any(|disarmed| disarmed == name) {
+            eprintln!("chaos: {name} not armed (--disarm)");
+            continue;
+        }
         lab.set_failpoints(*target, Some(spec)).await?;
     }
     if setup.unfenced {
@@ -271,7 +317,7 @@ async fn run_one(
         concurrency: args.concurrency,
         seed: seed.wrapping_add(index as u64),
         call_timeout: Duration::from_secs(4),
-        attempts: 8,
+        attempts: args.attempts.max(1),
     };
     let coordinators = lab.coordinators()?;
     let started = Instant::now();
@@ -279,7 +325,10 @@ async fn run_one(
         let (spec, coordinators, route) = (spec.clone(), coordinators.clone(), setup.route);
         tokio::spawn(async move { workload::run(&spec, &coordinators, route, started).await })
     };
-    let faults = scenarios::inject(scenario, protocol, lab, seed, &spec, started, &workload).await;
+    let faults = scenarios::inject(
+        scenario, &setup, protocol, lab, seed, &spec, started, &workload,
+    )
+    .await;
     let mut ops = workload.await.context("the workload task")?;
     let mut faults = faults?;
     ops.append(&mut faults.ops);
@@ -291,8 +340,8 @@ async fn run_one(
     let healed = Instant::now();
     let mut heal_to_ok = None;
     let verdict = loop {
-        workload::resolve(&mut ops, &coordinators).await;
-        let verdict = checker::check(lab, &event, &ops).await;
+        workload::look_up(&mut ops, &coordinators).await;
+        let verdict = checker::check(lab, &event, &mut ops).await;
         let done = match &verdict {
             Ok(v) if v.violations.is_empty() => {
                 heal_to_ok.get_or_insert(healed.elapsed().as_secs_f64() * 1e3);
@@ -301,7 +350,7 @@ async fn run_one(
             Ok(v) => scenario.negative_control && v.unfinished == 0,
             Err(_) => false,
         };
-        if done || healed.elapsed() > RECOVERY_WAIT {
+        if done || healed.elapsed() > Duration::from_secs(args.recovery_wait_s) {
             break verdict?;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -330,6 +379,30 @@ async fn run_one(
     };
     let mut verdict = verdict;
     verdict.violations.append(&mut faults.violations);
+    // What the row must show beside its fault: the negative control, the double sale of
+    // a contested seat to two orders; its fenced twin, the paused holder refused by a
+    // stale fencing token.
+    let (expectation, expectation_met) = if scenario.negative_control {
+        let caught = verdict.violations.iter().any(|v| {
+            v.kind == "seat_sold_twice"
+                && v.ids.len() >= 3
+                && faults
+                    .contested_seats
+                    .iter()
+                    .any(|seat| v.ids.contains(seat))
+        });
+        (
+            Some("seat_sold_twice naming a contested seat and two orders".to_owned()),
+            caught,
+        )
+    } else if scenario.name == "pause-lease-holder-past-lease" {
+        (
+            Some("a stale-fence rejection of the paused holder's write".to_owned()),
+            facts.stale > 0,
+        )
+    } else {
+        (None, true)
+    };
     let mut by_check = BTreeMap::new();
     for v in &verdict.violations {
         *by_check.entry(v.check.clone()).or_insert(0) += 1;
@@ -340,6 +413,9 @@ async fn run_one(
         event_id: event,
         negative_control: scenario.negative_control,
         fault_injected: faults.injected,
+        evidence: faults.evidence,
+        expectation,
+        expectation_met,
         faults: faults.events,
         ops: ops.len(),
         ok: ops.iter().filter(|op| op.is_ok()).count(),

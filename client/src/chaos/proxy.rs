@@ -5,6 +5,8 @@
 //! every connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,6 +27,26 @@ pub struct Proxy {
     addr: SocketAddr,
     mode: watch::Sender<Mode>,
     task: tokio::task::JoinHandle<()>,
+    stats: Arc<Stats>,
+}
+
+/// What the proxy did to the link: the lab's evidence that a fault touched traffic.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connection directions that had bytes waiting while the link was black-holed.
+    held: AtomicU64,
+    /// Chunks delayed.
+    delayed: AtomicU64,
+    /// Connections reset.
+    reset: AtomicU64,
+}
+
+/// A reading of the stats, to subtract two of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub held: u64,
+    pub delayed: u64,
+    pub reset: u64,
 }
 
 impl Proxy {
@@ -35,18 +57,34 @@ impl Proxy {
             .context("binding the proxy")?;
         let addr = listener.local_addr()?;
         let (mode, watching) = watch::channel(Mode::Pass);
+        let stats = Arc::new(Stats::default());
+        let counting = stats.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
-                let mode = watching.clone();
+                let (mode, stats) = (watching.clone(), counting.clone());
                 tokio::spawn(async move {
-                    let _ = relay(client, upstream, mode).await;
+                    let _ = relay(client, upstream, mode, stats).await;
                 });
             }
         });
-        Ok(Self { addr, mode, task })
+        Ok(Self {
+            addr,
+            mode,
+            task,
+            stats,
+        })
+    }
+
+    /// What the proxy has done to the link so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            held: self.stats.held.load(Ordering::Relaxed),
+            delayed: self.stats.delayed.load(Ordering::Relaxed),
+            reset: self.stats.reset.load(Ordering::Relaxed),
+        }
     }
 
     /// `http://<addr>`, what the caller is pointed at instead of the participant.
@@ -69,9 +107,11 @@ async fn relay(
     client: TcpStream,
     upstream: SocketAddr,
     mode: watch::Receiver<Mode>,
+    stats: Arc<Stats>,
 ) -> std::io::Result<()> {
     let current = *mode.borrow();
     if current == Mode::Reset {
+        stats.reset.fetch_add(1, Ordering::Relaxed);
         return reset(client);
     }
     client.set_nodelay(true)?;
@@ -80,8 +120,8 @@ async fn relay(
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::select! {
-        result = pump(client_read, server_write, mode.clone()) => result,
-        result = pump(server_read, client_write, mode) => result,
+        result = pump(client_read, server_write, mode.clone(), stats.clone()) => result,
+        result = pump(server_read, client_write, mode, stats) => result,
     }
 }
 
@@ -90,17 +130,37 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
+    stats: Arc<Stats>,
 ) -> std::io::Result<()> {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
-        // While black-holed nothing is read: the bytes wait, as on a cut link.
+        // While black-holed nothing is read: the bytes wait, as on a cut link. Whether
+        // any do is peeked at (once per black hole), as the evidence that it held traffic.
+        let mut peeked = false;
         loop {
             let current = *mode.borrow_and_update();
             if current != Mode::Blackhole {
                 break;
             }
-            if mode.changed().await.is_err() {
-                return Ok(());
+            if peeked {
+                if mode.changed().await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                waiting = from.peek(&mut probe) => {
+                    peeked = true;
+                    if waiting.is_ok_and(|n| n > 0) {
+                        stats.held.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                changed = mode.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
             }
         }
         let read = tokio::select! {
@@ -117,8 +177,14 @@ async fn pump(
         }
         let current = *mode.borrow();
         match current {
-            Mode::Reset => return Ok(()),
-            Mode::Delay(delay) => tokio::time::sleep(delay).await,
+            Mode::Reset => {
+                stats.reset.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Mode::Delay(delay) => {
+                stats.delayed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+            }
             Mode::Pass | Mode::Blackhole => {}
         }
         to.write_all(&buffer[..read]).await?;
@@ -182,6 +248,8 @@ mod tests {
             round_trip(&mut stream, Duration::from_millis(300)).await,
             None
         );
+        // The request waits at the proxy: counted once as held.
+        assert_eq!(proxy.counts().held, 1);
         // Healed: the held request reaches the server and its echo comes back.
         proxy.set(Mode::Pass);
         let mut answer = [0u8; 4];

@@ -8,7 +8,7 @@ use proto::v1::Protocol;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::chaos::lab::{Lab, Link, Target};
+use crate::chaos::lab::{Lab, Link, Target, signal_of};
 use crate::chaos::proxy::Mode;
 use crate::chaos::workload::{Op, Spec, Want};
 
@@ -180,8 +180,15 @@ pub struct Faults {
     /// The same, on the wall clock, for the log's timestamps.
     #[serde(skip)]
     pub window_wall: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
-    /// False when the planned fault never happened (a failpoint never reached).
+    /// What shows that the planned fault happened: an exit signal, a failpoint's count,
+    /// a prepared branch or lease seen, bytes held by a black hole, a takeover logged.
+    pub evidence: Vec<String>,
+    /// Whether the evidence the scenario requires was seen; without it the row is "fault
+    /// not injected" and fails.
     pub injected: bool,
+    /// The seats a paused lease holder had leased and the rival then sold (the pause
+    /// scenarios): the negative control's double sale must name one of them.
+    pub contested_seats: Vec<String>,
     /// Purchases the nemesis made itself (the rival's sale in the pause scenario), part
     /// of the history like every fan's.
     #[serde(skip)]
@@ -202,10 +209,17 @@ impl Faults {
         });
     }
 
+    /// Records evidence that the fault happened (a note as well).
+    fn prove(&mut self, started: Instant, what: impl Into<String>) {
+        let what = what.into();
+        self.note(started, what.clone());
+        self.evidence.push(what);
+    }
+
+    /// Marks the start of the fault window (the fault is not proven by it).
     fn begin(&mut self, started: Instant) {
         let now = started.elapsed().as_secs_f64() * 1e3;
         let wall = chrono::Utc::now();
-        self.injected = true;
         match (&mut self.window_ms, &mut self.window_wall) {
             (Some(_), Some(_)) => {}
             _ => {
@@ -238,6 +252,18 @@ pub struct Setup {
     pub card_latency: Option<(Duration, Duration)>,
     pub unfenced: bool,
     pub route: crate::chaos::workload::Route,
+}
+
+impl Setup {
+    /// The name of the failpoint the scenario arms in `target` ("" when none).
+    pub fn failpoint(&self, target: Target) -> String {
+        self.failpoints
+            .iter()
+            .find(|(t, _)| *t == target)
+            .and_then(|(_, spec)| spec.split('=').next())
+            .unwrap_or_default()
+            .to_owned()
+    }
 }
 
 fn lab_coordinator(_: u32, _: &Want) -> usize {
@@ -364,8 +390,10 @@ const DOWN: Duration = Duration::from_millis(1_000);
 const CRASH_WAIT: Duration = Duration::from_secs(20);
 
 /// Carries out the scenario's faults while `workload` runs, and heals.
+#[allow(clippy::too_many_arguments)]
 pub async fn inject(
     scenario: &Scenario,
+    setup: &Setup,
     protocol: Protocol,
     lab: &mut Lab,
     seed: u64,
@@ -376,44 +404,97 @@ pub async fn inject(
     let event = spec.event.as_str();
     let mut faults = Faults::default();
     match scenario.name {
-        "baseline" => faults.injected = true,
+        "baseline" => {
+            faults.injected = true;
+            faults.evidence.push("no fault planned".into());
+        }
         "kill-inventory-during-prepare" => {
-            crash_and_restart(lab, Target::Inventory, started, &mut faults, workload).await?;
+            let failpoint = setup.failpoint(Target::Inventory);
+            crash_and_restart(
+                lab,
+                Target::Inventory,
+                &failpoint,
+                started,
+                &mut faults,
+                workload,
+            )
+            .await?;
         }
         "kill-orders-after-write-before-reply" => {
-            crash_and_restart(lab, Target::Orders, started, &mut faults, workload).await?;
+            let failpoint = setup.failpoint(Target::Orders);
+            crash_and_restart(
+                lab,
+                Target::Orders,
+                &failpoint,
+                started,
+                &mut faults,
+                workload,
+            )
+            .await?;
         }
         "kill-coordinator-after-prepare-before-decision"
         | "kill-coordinator-after-decision"
         | "kill-coordinator-during-compensation" => {
-            crash_and_restart(lab, Target::Coordinator, started, &mut faults, workload).await?;
+            let failpoint = setup.failpoint(Target::Coordinator);
+            crash_and_restart(
+                lab,
+                Target::Coordinator,
+                &failpoint,
+                started,
+                &mut faults,
+                workload,
+            )
+            .await?;
         }
         "payments-lose-response-after-capture" => {
             // The failpoint is the fault, armed from the start: it is in force for the
-            // whole workload.
+            // whole workload. Payments counts each answer it lost.
             faults.begin(started);
-            faults.note(started, "payments loses the answers of three captures");
+            faults.note(started, "payments is to lose the answers of three captures");
             while !workload.is_finished() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             faults.heal(started);
-        }
-        "kill-postgres-with-prepared-transactions" => {
-            if protocol == Protocol::TwoPhaseCommit {
-                let prepared =
-                    wait_for(Duration::from_secs(10), || prepared_exists(lab, event)).await;
-                faults.note(
+            let lost = lab
+                .payments
+                .metric_total("ticketdrop_failpoint_fired_total")
+                .await
+                .unwrap_or(0);
+            if lost > 0 {
+                faults.injected = true;
+                faults.prove(
                     started,
-                    if prepared {
-                        "prepared transactions exist"
-                    } else {
-                        "no prepared transaction seen within 10 s"
-                    },
+                    format!(
+                        "payments lost the answers of {lost} committed captures \
+                         (ticketdrop_failpoint_fired_total)"
+                    ),
                 );
             } else {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                faults.note(
+                    started,
+                    "payments lost no answer: the failpoint never fired",
+                );
             }
-            down_and_up(
+        }
+        "kill-postgres-with-prepared-transactions" => {
+            // Under 2pc the fault is a kill with prepared transactions; under the others,
+            // a kill with purchases in flight.
+            let ready = if protocol == Protocol::TwoPhaseCommit {
+                wait_for(Duration::from_secs(10), || prepared_exists(lab, event)).await
+            } else {
+                wait_for(Duration::from_secs(10), || in_flight(lab, event)).await
+            };
+            let what = if protocol == Protocol::TwoPhaseCommit {
+                "prepared transactions"
+            } else {
+                "purchases in flight"
+            };
+            if ready {
+                faults.prove(started, format!("{what} of the event exist at the kill"));
+            } else {
+                faults.note(started, format!("no {what} seen within 10 s"));
+            }
+            let killed = down_and_up(
                 lab,
                 Target::Postgres,
                 Duration::from_millis(1_500),
@@ -421,10 +502,14 @@ pub async fn inject(
                 &mut faults,
             )
             .await?;
+            faults.injected = ready && killed;
         }
         "kill-dynamodb" => {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            down_and_up(
+            let ready = wait_for(Duration::from_secs(10), || in_flight(lab, event)).await;
+            if ready {
+                faults.prove(started, "purchases of the event in flight at the kill");
+            }
+            let killed = down_and_up(
                 lab,
                 Target::Dynamodb,
                 Duration::from_millis(1_500),
@@ -432,18 +517,17 @@ pub async fn inject(
                 &mut faults,
             )
             .await?;
+            faults.injected = ready && killed;
         }
         "kill-redis-with-leases-held" => {
             let held = wait_for(Duration::from_secs(10), || leases_held(lab, event)).await;
-            faults.note(
-                started,
-                if held {
-                    "seat leases are held"
-                } else {
-                    "no lease seen within 10 s"
-                },
-            );
-            down_and_up(lab, Target::Redis, DOWN, started, &mut faults).await?;
+            if held {
+                faults.prove(started, "seat leases of the event are held at the kill");
+            } else {
+                faults.note(started, "no lease seen within 10 s");
+            }
+            let killed = down_and_up(lab, Target::Redis, DOWN, started, &mut faults).await?;
+            faults.injected = held && killed;
         }
         "pause-lease-holder-past-lease" | "pause-lease-holder-past-lease-no-fencing" => {
             pause_lease_holder(lab, spec, started, &mut faults).await?;
@@ -453,14 +537,30 @@ pub async fn inject(
         }
         "blackhole-participant" => {
             let link = [Link::Inventory, Link::Orders, Link::Payments][(seed % 3) as usize];
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            wait_for(Duration::from_secs(10), || in_flight(lab, event)).await;
             faults.begin(started);
+            let before = lab.proxy(link).counts();
             lab.proxy(link).set(Mode::Blackhole);
             faults.note(started, format!("black-hole the link to {link:?}"));
             tokio::time::sleep(Duration::from_secs(2)).await;
+            let held = lab.proxy(link).counts().held - before.held;
             lab.proxy(link).set(Mode::Pass);
             faults.note(started, format!("the link to {link:?} heals"));
             faults.heal(started);
+            if held > 0 {
+                faults.injected = true;
+                faults.prove(
+                    started,
+                    format!(
+                        "the black hole held bytes of {held} connection direction(s) to {link:?}"
+                    ),
+                );
+            } else {
+                faults.note(
+                    started,
+                    format!("no traffic to {link:?} during the black hole"),
+                );
+            }
         }
         "kill-one-of-three-coordinators" => {
             kill_one_of_three(lab, event, started, &mut faults, workload).await?;
@@ -494,6 +594,15 @@ pub async fn inject(
             );
             // The fault is real only when both clusters sold.
             faults.injected = sold.len() == 2 && sold.iter().all(|(_, n)| *n > 0);
+            if faults.injected {
+                faults.evidence.push(format!(
+                    "both clusters committed purchases: {}",
+                    sold.iter()
+                        .map(|(log, n)| format!("{log} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
         }
         "random" => random(lab, seed, started, &mut faults, workload).await?,
         other => anyhow::bail!("unknown scenario {other}"),
@@ -502,10 +611,12 @@ pub async fn inject(
 }
 
 /// Waits for the armed failpoint to crash `target`, keeps it down for [`DOWN`], and
-/// starts it again without failpoints.
+/// starts it again without failpoints. Evidence: the process died of SIGABRT, and its log
+/// says which failpoint crashed it.
 async fn crash_and_restart(
     lab: &mut Lab,
     target: Target,
+    failpoint: &str,
     started: Instant,
     faults: &mut Faults,
     workload: &JoinHandle<Vec<Op>>,
@@ -515,17 +626,38 @@ async fn crash_and_restart(
         if Instant::now() > deadline || workload.is_finished() {
             faults.note(
                 started,
-                format!("{} never reached its failpoint", target.name()),
+                format!("{} never reached its failpoint {failpoint}", target.name()),
             );
             return lab.set_failpoints(target, None).await;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     faults.begin(started);
-    faults.note(
-        started,
-        format!("{} crashed at its failpoint", target.name()),
-    );
+    let status = lab.exit_status(target);
+    let aborted = status.as_ref().and_then(signal_of) == Some(6);
+    let logged = lab
+        .log(target)
+        .lines()
+        .any(|line| line.contains("crashing the process") && line.contains(failpoint));
+    let how = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
+    if aborted && logged {
+        faults.injected = true;
+        faults.prove(
+            started,
+            format!(
+                "{} died at failpoint {failpoint} ({how}; its log: crashing the process)",
+                target.name()
+            ),
+        );
+    } else {
+        faults.note(
+            started,
+            format!(
+                "{} stopped ({how}), but not at failpoint {failpoint} as far as its log says",
+                target.name()
+            ),
+        );
+    }
     tokio::time::sleep(DOWN).await;
     lab.set_failpoints(target, None).await?;
     faults.note(started, format!("{} restarted", target.name()));
@@ -533,22 +665,28 @@ async fn crash_and_restart(
     Ok(())
 }
 
-/// SIGKILL, `down`, start again.
+/// SIGKILL, `down`, start again; whether the kill is proven (the process died of it).
 async fn down_and_up(
     lab: &mut Lab,
     target: Target,
     down: Duration,
     started: Instant,
     faults: &mut Faults,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     faults.begin(started);
-    lab.kill(target).await?;
-    faults.note(started, format!("SIGKILL {}", target.name()));
+    let killed = lab.kill(target).await?;
+    match &killed {
+        Some(how) => faults.prove(started, format!("SIGKILL {how}")),
+        None => faults.note(
+            started,
+            format!("{} was not running to be killed", target.name()),
+        ),
+    }
     tokio::time::sleep(down).await;
     lab.start_again(target).await?;
     faults.note(started, format!("{} started again", target.name()));
     faults.heal(started);
-    Ok(())
+    Ok(killed.is_some())
 }
 
 /// Every 0.3-1 s, a random fault (a process killed or paused, a link cut, slowed or
@@ -571,46 +709,56 @@ async fn random(
         let link = [Link::Inventory, Link::Orders, Link::Payments][rng.usize(..3)];
         let down = Duration::from_millis(rng.u64(500..=1_500));
         faults.begin(started);
+        let before = lab.proxy(link).counts();
         match rng.u8(0..10) {
             0..=3 => {
-                lab.kill(target).await?;
-                faults.note(started, format!("SIGKILL {}", target.name()));
+                match lab.kill(target).await? {
+                    Some(how) => faults.prove(started, format!("SIGKILL {how}")),
+                    None => faults.note(started, format!("{} was not running", target.name())),
+                }
                 tokio::time::sleep(down).await;
                 lab.start_again(target).await?;
                 faults.note(started, format!("{} started again", target.name()));
             }
             4..=6 => {
-                lab.pause(target)?;
-                faults.note(started, format!("SIGSTOP {}", target.name()));
+                match lab.pause(target) {
+                    Ok(()) => faults.prove(started, format!("SIGSTOP {}: stopped", target.name())),
+                    Err(error) => faults.note(
+                        started,
+                        format!("SIGSTOP {} failed: {error:#}", target.name()),
+                    ),
+                }
                 tokio::time::sleep(down).await;
                 lab.resume(target)?;
                 faults.note(started, format!("SIGCONT {}", target.name()));
             }
             // The link to one participant: black-holed, slowed, or reset.
-            7 => {
-                lab.proxy(link).set(Mode::Blackhole);
-                faults.note(started, format!("black-hole the link to {link:?}"));
+            mode => {
+                let (set, what) = match mode {
+                    7 => (Mode::Blackhole, "black-hole"),
+                    8 => (Mode::Delay(Duration::from_millis(300)), "delay by 300 ms"),
+                    _ => (Mode::Reset, "reset every connection of"),
+                };
+                lab.proxy(link).set(set);
+                faults.note(started, format!("{what} the link to {link:?}"));
                 tokio::time::sleep(down).await;
+                let after = lab.proxy(link).counts();
                 lab.proxy(link).set(Mode::Pass);
                 faults.note(started, format!("the link to {link:?} heals"));
-            }
-            8 => {
-                lab.proxy(link).set(Mode::Delay(Duration::from_millis(300)));
-                faults.note(started, format!("delay the link to {link:?} by 300 ms"));
-                tokio::time::sleep(down).await;
-                lab.proxy(link).set(Mode::Pass);
-                faults.note(started, format!("the link to {link:?} heals"));
-            }
-            _ => {
-                lab.proxy(link).set(Mode::Reset);
-                faults.note(started, format!("reset every connection to {link:?}"));
-                tokio::time::sleep(down).await;
-                lab.proxy(link).set(Mode::Pass);
-                faults.note(started, format!("the link to {link:?} heals"));
+                let touched = (after.held - before.held)
+                    + (after.delayed - before.delayed)
+                    + (after.reset - before.reset);
+                if touched > 0 {
+                    faults.prove(
+                        started,
+                        format!("{what} the link to {link:?}: {touched} connection(s) or chunk(s) affected"),
+                    );
+                }
             }
         }
         faults.heal(started);
     }
+    faults.injected = !faults.evidence.is_empty();
     Ok(())
 }
 
@@ -638,6 +786,20 @@ async fn prepared_exists(lab: &Lab, event: &str) -> bool {
         "SELECT count(*) FROM txn_prepared p
            JOIN pg_prepared_xacts x ON x.gid = 'td-' || p.txid
           WHERE p.event_id = $1",
+        &[&event],
+    )
+    .await
+    .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+}
+
+/// Whether a purchase of `event` is in flight, as the lab's log says.
+async fn in_flight(lab: &Lab, event: &str) -> bool {
+    let Ok(sql) = crate::stores::postgres("coordinator", &lab.pg.url("coordinator")).await else {
+        return false;
+    };
+    sql.query_one(
+        "SELECT count(*) FROM transactions
+          WHERE event_id = $1 AND state IN ('RUNNING', 'COMMITTING', 'ABORTING')",
         &[&event],
     )
     .await
@@ -693,6 +855,7 @@ async fn pause_lease_holder(
     faults.begin(started);
     lab.pause(Target::Coordinator)?;
     let held = leased_seats(lab, event).await;
+    let sold_before = sold_seats(lab, event, &held).await;
     faults.note(
         started,
         format!(
@@ -720,6 +883,13 @@ async fn pause_lease_holder(
         );
         faults.ops.push(op);
     }
+    // The fault: seats the stopped holder had leased were sold by someone else while it
+    // was stopped (the nemesis's own purchase, or a fan's on the rival).
+    let sold_after = sold_seats(lab, event, &held).await;
+    faults.contested_seats = sold_after
+        .into_iter()
+        .filter(|seat| !sold_before.contains(seat))
+        .collect();
     lab.resume(Target::Coordinator)?;
     faults.note(started, "SIGCONT coordinator: the paused holder writes");
     let op = holder_op.await?;
@@ -732,7 +902,32 @@ async fn pause_lease_holder(
     );
     faults.ops.push(op);
     faults.heal(started);
+    if !faults.contested_seats.is_empty() {
+        faults.injected = true;
+        let contested = faults.contested_seats.join(", ");
+        faults.prove(
+            started,
+            format!(
+                "seat(s) {contested}, leased by the stopped holder, were sold by another \
+                 buyer while it was stopped"
+            ),
+        );
+    }
     Ok(())
+}
+
+/// Which of `seats` inventory has SOLD now.
+async fn sold_seats(lab: &Lab, event: &str, seats: &[String]) -> Vec<String> {
+    let Ok(sql) = crate::stores::postgres("inventory", &lab.pg.url("inventory")).await else {
+        return Vec::new();
+    };
+    sql.query(
+        "SELECT seat_id FROM seats WHERE event_id = $1 AND seat_id = ANY($2) AND status = 'SOLD'",
+        &[&event, &seats],
+    )
+    .await
+    .map(|rows| rows.iter().map(|row| row.get(0)).collect())
+    .unwrap_or_default()
 }
 
 /// The lab coordinator's lease timing (its `--lease-ttl-ms`).
@@ -927,6 +1122,13 @@ async fn kill_one_of_three(
     );
     faults.takeover_ms = found.after_ms;
     faults.injected = driving && seen && status_is_sigkill(&status);
+    if faults.injected {
+        faults.evidence.push(format!(
+            "the coordinator on {addr} died of SIGKILL while driving purchases; {} of them \
+             taken over",
+            found.taken_over
+        ));
+    }
     Ok(())
 }
 
@@ -985,6 +1187,13 @@ async fn pause_past_ownership(
     );
     faults.takeover_ms = found.after_ms;
     faults.injected = driving && taken && refused;
+    if faults.injected {
+        faults.evidence.push(format!(
+            "the coordinator on {addr}, stopped while driving purchases, had {} taken over \
+             and {} of its late writes refused by the log",
+            found.taken_over, found.refused
+        ));
+    }
     Ok(())
 }
 
@@ -1040,6 +1249,13 @@ async fn second_on_the_same_log(
     );
     faults.takeover_ms = found.after_ms;
     faults.injected = driving && taken;
+    if faults.injected {
+        faults.evidence.push(format!(
+            "the coordinator on {addr}, stopped while driving purchases, had {} taken over by \
+             the second one",
+            found.taken_over
+        ));
+    }
     Ok(())
 }
 
@@ -1197,5 +1413,11 @@ async fn redis_losing_last_second(
     }
     // The fault happened: tokens were in use, and the counter really went back.
     faults.injected = leasing && counter_after < seen_before && issued_after > 0;
+    if faults.injected {
+        faults.evidence.push(format!(
+            "Redis restarted with its fencing counter at {counter_after}, below the {seen_before} \
+             the seats had seen; {issued_after} tokens handed out after"
+        ));
+    }
     Ok(())
 }

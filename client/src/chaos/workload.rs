@@ -3,12 +3,14 @@
 //! call whose outcome is unknown (UNAVAILABLE, DEADLINE_EXCEEDED, connection refused, a
 //! coordinator that does not answer) is retried with the same idempotency key — the
 //! same purchase, never a second one — a bounded number of times with backoff; what is
-//! still unknown then is an `info` operation, resolved after healing by looking its key
-//! up in the coordinator's log.
+//! still unknown then is an `info` operation, resolved after healing from the stores
+//! (the order its key wrote, its seats, its money: `checker.rs`). The coordinator is
+//! asked too, and its answer compared with the stores, never believed.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use proto::outcome::Outcome;
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::*;
 use serde::Serialize;
@@ -75,10 +77,24 @@ impl Completion {
     }
 }
 
-/// What the log says of an `info` operation after healing.
+/// What the stores say became of an `info` operation, after healing.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Resolution {
+    /// The key's order is CONFIRMED.
+    Committed { order_id: String },
+    /// The key's order is CANCELLED.
+    Aborted { order_id: String },
+    /// The key wrote no order.
+    NoOrder,
+    /// The key's order is still PENDING or PREPARED: unknown yet.
+    Undecided { order_id: String, status: String },
+}
+
+/// What the coordinator's `ListTransactions` says of a purchase key.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Lookup {
     Committed {
         txid: String,
         order_id: String,
@@ -87,13 +103,24 @@ pub enum Resolution {
         txid: String,
         order_id: String,
     },
-    /// No purchase with the key was ever logged: nothing happened.
+    /// No purchase with the key in the log.
     NeverLogged,
-    /// Still running after the recovery wait: a violation.
     Unfinished {
         txid: String,
+        order_id: String,
         state: String,
     },
+}
+
+impl Lookup {
+    pub fn order_id(&self) -> Option<&str> {
+        match self {
+            Lookup::Committed { order_id, .. }
+            | Lookup::Aborted { order_id, .. }
+            | Lookup::Unfinished { order_id, .. } => Some(order_id),
+            Lookup::NeverLogged => None,
+        }
+    }
 }
 
 /// One operation of the history: a fan's purchase from invocation to completion.
@@ -112,8 +139,10 @@ pub struct Op {
     pub completed_ms: f64,
     pub calls: u32,
     pub completion: Completion,
-    /// For `info`: what the log says, once resolved.
+    /// For `info`: what the stores say, once resolved.
     pub resolution: Option<Resolution>,
+    /// For `info`: what the coordinator's log answered when asked by key.
+    pub lookup: Option<Lookup>,
 }
 
 impl Op {
@@ -136,10 +165,9 @@ impl Op {
             (Completion::Ok { .. }, _) => Some(true),
             (Completion::Fail { .. }, _) => Some(false),
             (Completion::Info { .. }, Some(Resolution::Committed { .. })) => Some(true),
-            (
-                Completion::Info { .. },
-                Some(Resolution::Aborted { .. } | Resolution::NeverLogged),
-            ) => Some(false),
+            (Completion::Info { .. }, Some(Resolution::Aborted { .. } | Resolution::NoOrder)) => {
+                Some(false)
+            }
             (Completion::Info { .. }, _) => None,
         }
     }
@@ -255,22 +283,16 @@ pub async fn purchase(
         calls,
         completion,
         resolution: None,
+        lookup: None,
     }
 }
 
+/// A failed call as Jepsen types it: `info` when its outcome is unknown (proto's one
+/// classification), else `fail` — a refusal, or an error that certainly did nothing.
 fn classify(status: &tonic::Status) -> Completion {
     let (reason, metadata) = server_kit::status::reason_of(status).unwrap_or_default();
     let txid = metadata.get("txid").cloned();
-    let unknown = reason == "OUTCOME_UNKNOWN"
-        || matches!(
-            status.code(),
-            tonic::Code::Unavailable
-                | tonic::Code::DeadlineExceeded
-                | tonic::Code::Cancelled
-                | tonic::Code::Unknown
-                | tonic::Code::Internal
-        );
-    if unknown {
+    if Outcome::of(status) == Outcome::Unknown {
         Completion::Info {
             error: crate::endpoints::describe(status),
             txid,
@@ -288,10 +310,10 @@ fn classify(status: &tonic::Status) -> Completion {
     }
 }
 
-/// Looks every `info` operation up by its key in its coordinator's log.
-pub async fn resolve(ops: &mut [Op], coordinators: &[CoordinatorServiceClient<MeshChannel>]) {
+/// Asks each `info` operation's coordinator what its log says of the key.
+pub async fn look_up(ops: &mut [Op], coordinators: &[CoordinatorServiceClient<MeshChannel>]) {
     for op in ops.iter_mut().filter(|op| op.is_info()) {
-        op.resolution = lookup(&coordinators[op.coordinator], &op.key).await;
+        op.lookup = lookup(&coordinators[op.coordinator], &op.key).await;
     }
 }
 
@@ -299,21 +321,22 @@ pub async fn resolve(ops: &mut [Op], coordinators: &[CoordinatorServiceClient<Me
 pub async fn lookup(
     coordinator: &CoordinatorServiceClient<MeshChannel>,
     key: &str,
-) -> Option<Resolution> {
+) -> Option<Lookup> {
     let Some(txn) = crate::txn::by_key(coordinator, key).await? else {
-        return Some(Resolution::NeverLogged);
+        return Some(Lookup::NeverLogged);
     };
     Some(match txn.state() {
-        TransactionState::Committed => Resolution::Committed {
+        TransactionState::Committed => Lookup::Committed {
             txid: txn.txid,
             order_id: txn.order_id,
         },
-        TransactionState::Aborted => Resolution::Aborted {
+        TransactionState::Aborted => Lookup::Aborted {
             txid: txn.txid,
             order_id: txn.order_id,
         },
-        other => Resolution::Unfinished {
+        other => Lookup::Unfinished {
             txid: txn.txid,
+            order_id: txn.order_id,
             state: crate::json::short_enum(other.as_str_name(), "TRANSACTION_STATE_"),
         },
     })

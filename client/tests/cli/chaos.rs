@@ -26,6 +26,23 @@ fn report(output: &Output) -> Value {
     })
 }
 
+/// The rows whose fault was not shown, whose expectation was not met, or (but for the
+/// negative control) that saw a violation.
+fn not_held(report: &Value) -> Value {
+    Value::Array(
+        rows(report)
+            .iter()
+            .filter(|r| {
+                r["fault_injected"] != true
+                    || r["expectation_met"] != true
+                    || (r["negative_control"] != true
+                        && r["violations"].as_array().is_some_and(|v| !v.is_empty()))
+            })
+            .cloned()
+            .collect(),
+    )
+}
+
 fn rows(report: &Value) -> &Vec<Value> {
     report["rows"].as_array().expect("rows")
 }
@@ -52,8 +69,9 @@ async fn every_scenario_under_every_protocol_keeps_every_invariant() {
     let report = report(&output);
     assert!(
         output.status.success(),
-        "the lab failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        "the lab failed: {}\nrows that did not hold: {:#}",
+        String::from_utf8_lossy(&output.stderr),
+        not_held(&report)
     );
     assert_eq!(report["seed"], 42);
     let rows = rows(&report);
@@ -113,6 +131,11 @@ async fn every_scenario_under_every_protocol_keeps_every_invariant() {
     for row in rows {
         let at = format!("{} / {}", row["protocol"], row["scenario"]);
         assert_eq!(row["fault_injected"], true, "{at}: {row}");
+        assert!(
+            !row["evidence"].as_array().expect("evidence").is_empty(),
+            "{at}: the row shows what proves its fault: {row}"
+        );
+        assert_eq!(row["expectation_met"], true, "{at}: {row}");
         let ops = row["ops"].as_u64().unwrap();
         // One operation per fan; in the pause scenarios also the rival's sale of each
         // seat the paused holder leased, and in the Redis restart the nemesis's own
@@ -197,8 +220,9 @@ async fn the_negative_control_shows_a_double_sale_every_time() {
         // The negative control passes by failing the invariant: the lab exits 0.
         assert!(
             output.status.success(),
-            "seed {seed}: {}",
-            String::from_utf8_lossy(&output.stderr)
+            "seed {seed}: {}\nrows that did not hold: {:#}",
+            String::from_utf8_lossy(&output.stderr),
+            not_held(&report)
         );
         let row = rows(&report)
             .iter()
@@ -233,4 +257,158 @@ async fn the_negative_control_shows_a_double_sale_every_time() {
             );
         }
     }
+}
+
+/// A scenario whose failpoint is not armed injects nothing, and its row fails as "fault
+/// not injected" — the lab never passes a fault it did not see happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_whose_failpoint_never_fires_fails_as_fault_not_injected() {
+    let output = chaos(&[
+        "--protocol",
+        "saga",
+        "--scenario",
+        "kill-orders-after-write-before-reply",
+        "--disarm",
+        "orders::after_write",
+        "--fans",
+        "20",
+        "--seats",
+        "10",
+        "--seed",
+        "3",
+        "--json",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(2), "a row did not hold: exit 2");
+    let report = report(&output);
+    let rows = rows(&report);
+    assert_eq!(rows.len(), 2, "the baseline and the scenario");
+    assert_eq!(rows[0]["scenario"], "baseline");
+    assert_eq!(rows[0]["evidence"], serde_json::json!(["no fault planned"]));
+    let row = &rows[1];
+    assert_eq!(row["fault_injected"], false, "{row}");
+    assert_eq!(row["evidence"], serde_json::json!([]), "{row}");
+    let faults = row["faults"].to_string();
+    assert!(
+        faults.contains("never reached its failpoint orders::after_write"),
+        "{faults}"
+    );
+}
+
+/// The coordinator's inspection made to lie (a test failpoint hides committed purchases
+/// from ListTransactions): every unknown outcome is still resolved from the stores, and
+/// the lie is named, never believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_outcomes_are_resolved_from_the_stores_when_the_log_lies() {
+    let history = tempfile::NamedTempFile::new().expect("a file");
+    let output = chaos(&[
+        "--protocol",
+        "2pc",
+        "--scenario",
+        "kill-coordinator-after-decision",
+        "--coordinator-failpoints",
+        "inspect::hide_committed=return",
+        // Unknown outcomes are not retried: they stay `info` for the checker.
+        "--attempts",
+        "1",
+        // The lie never heals: no need to wait the full 45 s for it to (recovery
+        // itself takes a few seconds).
+        "--recovery-wait-s",
+        "15",
+        "--fans",
+        "30",
+        "--seats",
+        "10",
+        "--seed",
+        "5",
+        "--history",
+        history.path().to_str().expect("a path"),
+        "--json",
+    ])
+    .await;
+    let report = report(&output);
+    let row = rows(&report)
+        .iter()
+        .find(|r| r["scenario"] == "kill-coordinator-after-decision")
+        .expect("the scenario ran");
+    assert_eq!(row["fault_injected"], true, "{row}");
+    assert_eq!(row["info_resolved"], row["info"], "{row}");
+    // The only findings are the lie itself.
+    let checks: Vec<&str> = row["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .map(|v| v["check"].as_str().expect("check"))
+        .collect();
+    assert!(!checks.is_empty(), "the lie is named: {row}");
+    assert!(checks.iter().all(|c| *c == "log-truthful"), "{row}");
+    assert_eq!(output.status.code(), Some(2), "a lie fails the row");
+    // A purchase the log hides was resolved as committed from the stores.
+    let ops: Vec<Value> = std::fs::read_to_string(history.path())
+        .expect("the history")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one op per line"))
+        .collect();
+    let hidden: Vec<&Value> = ops
+        .iter()
+        .filter(|op| {
+            op["scenario"] == "kill-coordinator-after-decision"
+                && op["completion"]["type"] == "info"
+                && op["resolution"]["outcome"] == "committed"
+        })
+        .collect();
+    assert!(!hidden.is_empty(), "a committed unknown outcome: {ops:?}");
+    for op in hidden {
+        assert_eq!(
+            op["lookup"]["outcome"], "never_logged",
+            "the log lied: {op}"
+        );
+    }
+}
+
+/// Run with service binaries built without failpoints (as `make up` builds them), the
+/// lab says so, and how to get ones that can inject, before it starts anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_failpoint_builds_the_lab_says_so_before_it_starts() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a folder");
+    let ticketdrop = dir.path().join("ticketdrop");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_ticketdrop"), &ticketdrop)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_ticketdrop"), &ticketdrop).map(|_| ()))
+        .expect("ticketdrop in the folder");
+    // Services that answer --version as a release build does.
+    for service in [
+        "coordinator",
+        "inventory-pg",
+        "orders-dynamo",
+        "payments",
+        "waiting-room",
+    ] {
+        let path = dir.path().join(service);
+        std::fs::write(&path, format!("#!/bin/sh\necho '{service} 0.1.0'\n")).expect("writes");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let output = tokio::process::Command::new(&ticketdrop)
+        .args([
+            "chaos",
+            "--protocol",
+            "2pc",
+            "--scenario",
+            "kill-coordinator-after-decision",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("ticketdrop runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("built without them") && stderr.contains("coordinator 0.1.0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("make chaos"), "{stderr}");
+    assert!(
+        !stderr.contains("starting the lab"),
+        "nothing started: {stderr}"
+    );
 }

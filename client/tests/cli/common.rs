@@ -58,12 +58,22 @@ impl Cli {
                 "TICKETDROP_COORDINATOR_DATABASE_URL",
                 mesh.coordinator_db.url(),
             ),
+            ("TICKETDROP_NOTIFIER_DATABASE_URL", mesh.notifier_db.url()),
             ("TICKETDROP_ORDERS_TABLE", mesh.orders_table.clone()),
+            (
+                "TICKETDROP_WAITING_ROOM_KEY_PREFIX",
+                mesh.room_prefix.clone(),
+            ),
             (
                 "TICKETDROP_AUTH_DIR",
                 test_harness::auth::auth_dir().display().to_string(),
             ),
         ]
+    }
+
+    /// Where the audit reads this mesh's stores.
+    pub fn stores(&self) -> ticketdrop::stores::Stores {
+        ticketdrop::stores::Stores::of_mesh(&self.mesh)
     }
 
     /// Runs a command that must succeed and print JSON.

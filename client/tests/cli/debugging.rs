@@ -1,10 +1,14 @@
 //! docs/debugging.md cannot rot: every ```sh block in it runs, in order, in bash
 //! against a fresh mesh, with `ticketdrop` on the PATH and the mesh's endpoints in the
-//! environment. A block must succeed; a line ending in `# refused` must fail.
+//! environment. A block must succeed; a line ending in `# refused` must fail. The
+//! ```text block after it must show what the commands printed: the same lines, once ids,
+//! times and figures are masked (a run's ids and timings are its own; retries repeat a
+//! line a varying number of times, and parallel steps print in either order).
 //!
 //! With TICKETDROP_WRITE_DEBUGGING_DOC=1 the ```text block after each ```sh block is
 //! rewritten with what the commands printed, so the document shows a real run.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
@@ -47,6 +51,60 @@ fn blocks(lines: &[&str]) -> Vec<Block> {
         i = end + 1;
     }
     found
+}
+
+/// The distinct lines of an output, as the comparison sees them: every run of hex digits
+/// of six or more holding a digit (txids, order and payment ids, trace ids, the drop's
+/// run id) becomes `ID`, every other number `#`; runs of spaces and of a table's rules
+/// shrink to one, and a line's trailing comma goes.
+fn masked(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(mask_line)
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+fn mask_line(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_hexdigit() {
+            let end = (i..chars.len())
+                .find(|&j| !chars[j].is_ascii_hexdigit())
+                .unwrap_or(chars.len());
+            let run = &chars[i..end];
+            if run.len() >= 6 && run.iter().any(char::is_ascii_digit) {
+                out.push_str("ID");
+            } else {
+                let mut digits = false;
+                for &d in run {
+                    if d.is_ascii_digit() {
+                        if !digits {
+                            out.push('#');
+                        }
+                        digits = true;
+                    } else {
+                        out.push(d);
+                        digits = false;
+                    }
+                }
+            }
+            i = end;
+            continue;
+        }
+        let repeats = matches!(c, ' ' | '─' | '═' | '-');
+        if !(repeats && out.ends_with(c)) {
+            out.push(c);
+        }
+        i += 1;
+    }
+    // "#.#" is one figure.
+    while out.contains("#.#") {
+        out = out.replace("#.#", "#");
+    }
+    out.trim().trim_end_matches(',').to_owned()
 }
 
 /// The block as bash runs it: a `# refused` line must fail.
@@ -108,6 +166,26 @@ async fn every_command_in_the_debugging_guide_runs_against_the_mesh() {
             block.script
         );
         outputs.push(printed);
+    }
+    if std::env::var_os("TICKETDROP_WRITE_DEBUGGING_DOC").is_none() {
+        for (block, printed) in blocks.iter().zip(&outputs) {
+            let Some((open, close)) = block.output else {
+                continue;
+            };
+            let shown = masked(&lines[open + 1..close].join("\n"));
+            let ran = masked(printed);
+            assert_eq!(
+                shown,
+                ran,
+                "docs/debugging.md shows other output for this block than it prints \
+                 (ids, times and figures masked; rewrite the blocks with \
+                 TICKETDROP_WRITE_DEBUGGING_DOC=1):\n{}\n--- only in the document: {:?}\n\
+                 --- only in the run: {:?}",
+                block.script,
+                shown.difference(&ran).collect::<Vec<_>>(),
+                ran.difference(&shown).collect::<Vec<_>>(),
+            );
+        }
     }
 
     // What the race recipe shows: one of the two fans bought the seat, the other was
@@ -191,4 +269,26 @@ async fn every_command_in_the_debugging_guide_runs_against_the_mesh() {
         rewritten.extend(lines[at..].iter().map(|l| (*l).to_owned()));
         std::fs::write(doc_path(), rewritten.join("\n") + "\n").expect("the guide is written");
     }
+}
+
+#[test]
+fn the_mask_keeps_words_and_hides_ids_times_and_figures() {
+    assert_eq!(
+        mask_line("tx-01a23abb49a9748981af190e5edf2355 (saga) is ABORTED"),
+        "tx-ID (saga) is ABORTED"
+    );
+    assert_eq!(
+        mask_line("+53.9ms payments.authorize #1 FAILED 21.3ms"),
+        "+#ms payments.authorize ## FAILED #ms"
+    );
+    assert_eq!(
+        mask_line("│ duration                         ┆ 3.20 s                 │"),
+        "│ duration ┆ # s │"
+    );
+    assert_eq!(mask_line("fan-f581fab7-137,"), "fan-ID-#");
+    // A word changed is a line changed.
+    assert_ne!(
+        mask_line("payments.authorize #1 FAILED"),
+        mask_line("payments.authorize #1 SUCCEEDED")
+    );
 }

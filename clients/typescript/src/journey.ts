@@ -25,6 +25,7 @@ import {
 } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
+import { outcomeOf, reasonOf } from "./outcome.js";
 import { Protocol } from "./gen/ticketdrop/v1/common_pb.js";
 import { CoordinatorService } from "./gen/ticketdrop/v1/coordinator_pb.js";
 import { OrdersService } from "./gen/ticketdrop/v1/orders_pb.js";
@@ -55,9 +56,9 @@ function transport(target: string, token: string): Transport {
 }
 
 // Replicas of one service ("host:port", or several comma-separated: the coordinators of
-// one log). Calls go round them; a call that finds one unreachable (UNAVAILABLE) moves
-// on to the next, at most once round. Sending a purchase again is safe: its idempotency
-// key makes the repeat the same purchase.
+// one log). Calls go round them; a call whose outcome is unknown (outcome.ts: one
+// unreachable, or cut off mid-call) moves on to the next, at most once round. Sending a
+// purchase again is safe: its idempotency key makes the repeat the same purchase.
 function replicas(targets: string, token: string): Transport {
   const all = targets
     .split(",")
@@ -72,7 +73,7 @@ function replicas(targets: string, token: string): Transport {
       try {
         return await call(one);
       } catch (error) {
-        if (!(error instanceof ConnectError && error.code === Code.Unavailable)) throw error;
+        if (outcomeOf(error) !== "unknown") throw error;
         last = error;
       }
     }
@@ -171,11 +172,13 @@ main().then(
   (code) => process.exit(code),
   (error: unknown) => {
     if (error instanceof ConnectError) {
-      const reason = error.details
-        .map((d) => ("type" in d && d.type === "google.rpc.ErrorInfo" ? d.debug : undefined))
-        .find((d) => d !== undefined);
       console.log(
-        JSON.stringify({ code: Code[error.code], message: error.rawMessage, error_info: reason ?? null }),
+        JSON.stringify({
+          code: Code[error.code],
+          message: error.rawMessage,
+          reason: reasonOf(error) ?? null,
+          outcome: outcomeOf(error),
+        }),
       );
     } else {
       console.error(error);

@@ -151,8 +151,13 @@ impl Log {
     /// ttl; finished ones need none).
     pub async fn renew(&self, held: &[(String, i64)]) -> Result<Vec<(String, i64, bool)>> {
         let client = self.ownership_pool.get().await?;
+        // Whatever the row's state: a purchase that just ended is still its owner's until
+        // its task lets go. "Ours" is only what the UPDATE renewed — it re-checks owner
+        // and epoch on the row's latest version after waiting for a concurrent writer —
+        // never the statement's snapshot, which may predate that writer (a purchase whose
+        // own last write ended it would read as lost).
         let statement = client
-            .prepare_cached(&format!(
+            .prepare_cached(
                 "WITH wanted AS (
                      SELECT * FROM unnest($2::text[], $3::int8[]) AS w(txid, epoch)),
                  renewed AS (
@@ -160,14 +165,10 @@ impl Log {
                         SET owned_until = now() + $4 * interval '1 millisecond'
                        FROM wanted w
                       WHERE t.txid = w.txid AND t.owner = $1 AND t.owner_epoch = w.epoch
-                        AND t.state IN {UNFINISHED}
                   RETURNING t.txid)
-                 SELECT w.txid, w.epoch,
-                        (t.owner = $1 AND t.owner_epoch = w.epoch)
-                          AND (w.txid IN (SELECT txid FROM renewed)
-                               OR t.state NOT IN {UNFINISHED}) AS ours
-                   FROM wanted w LEFT JOIN transactions t ON t.txid = w.txid"
-            ))
+                 SELECT w.txid, w.epoch, w.txid IN (SELECT txid FROM renewed) AS ours
+                   FROM wanted w",
+            )
             .await?;
         let me: &str = &self.me;
         let txids: Vec<&str> = held.iter().map(|(txid, _)| txid.as_str()).collect();

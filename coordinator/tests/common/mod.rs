@@ -304,98 +304,35 @@ impl World {
         panic!("purchases still unfinished after 20 s");
     }
 
-    /// The invariants of shared/DESIGN.md for one event, across the three databases.
+    /// Every invariant of shared/DESIGN.md for one event: the audit (`ticketdrop audit`'s
+    /// library) over the mesh's stores finds nothing, the event has `capacity` seats,
+    /// and none is left HELD once every purchase finished.
     pub async fn assert_invariants(&self, event_id: &str, capacity: usize) {
-        let seats = self.seats(event_id).await;
-        let orders = self.orders(event_id).await;
-        let payments = self.payments().await;
-        assert_eq!(seats.len(), capacity, "available + held + sold = capacity");
+        self.assert_invariants_across(event_id, capacity, &[]).await;
+    }
 
-        // 1. A SOLD seat belongs to exactly one CONFIRMED order with a captured payment.
-        let mut sold_by_orders: HashMap<&str, &str> = HashMap::new();
-        for (order_id, order) in &orders {
-            if order.status != "ORDER_STATUS_CONFIRMED" {
-                continue;
-            }
-            assert_eq!(
-                order.tickets,
-                order.seats.len(),
-                "{order_id}: one ticket per seat"
-            );
-            for seat in &order.seats {
-                assert!(
-                    sold_by_orders.insert(seat, order_id).is_none(),
-                    "seat {seat} in two confirmed orders"
-                );
-            }
-            let captured: Vec<_> = payments
-                .get(order_id)
-                .map(|p| {
-                    p.iter()
-                        .filter(|(state, _, _)| state == "CAPTURED")
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert_eq!(
-                captured.len(),
-                1,
-                "{order_id}: exactly one captured payment"
-            );
-            assert_eq!(
-                captured[0].2, order.total_cents,
-                "{order_id}: captured = order total"
-            );
-        }
-        for (seat, (status, order_id)) in &seats {
-            match status.as_str() {
-                "SOLD" => assert_eq!(
-                    sold_by_orders.get(seat.as_str()).copied(),
-                    order_id.as_deref(),
-                    "seat {seat} is SOLD to a confirmed order"
-                ),
-                "AVAILABLE" => assert!(
-                    !sold_by_orders.contains_key(seat.as_str()),
-                    "seat {seat} is AVAILABLE but in a confirmed order"
-                ),
-                other => panic!("seat {seat} is {other} after every purchase finished"),
-            }
-        }
-        // 2. Money: no capture without a confirmed order.
-        for (order_id, list) in &payments {
-            for (state, _, _) in list {
-                assert!(
-                    state != "AUTHORIZED",
-                    "{order_id}: an authorization was left uncaptured"
-                );
-                if state == "CAPTURED" && orders.contains_key(order_id) {
-                    assert_eq!(
-                        orders[order_id].status, "ORDER_STATUS_CONFIRMED",
-                        "{order_id}"
-                    );
-                }
-            }
-        }
-        // 6. Nothing stuck.
-        let prepared: i64 = self
-            .mesh
-            .inventory_db
-            .connect()
+    /// The same, when other clusters (coordinators with logs of their own) sold the
+    /// event too: every log is audited.
+    pub async fn assert_invariants_across(
+        &self,
+        event_id: &str,
+        capacity: usize,
+        other_logs: &[&test_harness::TestDatabase],
+    ) {
+        let mut stores = ticketdrop::stores::Stores::of_mesh(&self.mesh);
+        stores
+            .coordinator_db
+            .extend(other_logs.iter().map(|db| db.url()));
+        let report = ticketdrop::audit::audit(&stores, event_id)
             .await
-            .expect("connects")
-            .query_one(
-                "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
-                &[],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(prepared, 0, "no prepared transaction is left");
+            .expect("the audit reads the stores");
         assert!(
-            orders
-                .values()
-                .all(|o| o.status != "ORDER_STATUS_PREPARED" && o.status != "ORDER_STATUS_PENDING"),
-            "no order is left PREPARED or PENDING: {orders:?}"
+            report.violations.is_empty(),
+            "{event_id}: {:#?}",
+            report.violations
         );
+        assert_eq!(report.capacity, capacity as i64, "{event_id}: capacity");
+        assert_eq!(report.held, 0, "{event_id}: a seat is left HELD");
     }
 }
 

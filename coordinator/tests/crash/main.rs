@@ -310,7 +310,7 @@ async fn a_lease_holder_paused_past_its_lease_is_refused_by_fencing() {
     })
     .await;
     world.event("fenced", 1, 2, 6_000).await;
-    let (rival, _rival_log) = world
+    let (rival, rival_log) = world
         .mesh
         .another_coordinator(&MeshOptions {
             coordinator_args: vec!["--lease-ttl-ms", "1000"],
@@ -381,7 +381,9 @@ async fn a_lease_holder_paused_past_its_lease_is_refused_by_fencing() {
         .collect();
     assert_eq!(confirmed.len(), 1);
     world.settle().await;
-    world.assert_invariants("fenced", 2).await;
+    world
+        .assert_invariants_across("fenced", 2, &[&rival_log])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1010,7 +1012,9 @@ async fn a_holder_stopped_after_taking_its_leases_holds_the_older_token() {
         "tokens follow the leases: {first_token} then {second_token}"
     );
     world.settle().await;
-    world.assert_invariants(&event, 2).await;
+    world
+        .assert_invariants_across(&event, 2, &[&second_log])
+        .await;
 }
 
 /// A lease sale refused on a retry, after an attempt whose answer was lost, may have

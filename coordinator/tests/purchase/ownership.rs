@@ -141,3 +141,55 @@ async fn a_decision_is_written_once_and_only_by_the_owner_at_its_epoch() {
         ]
     );
 }
+
+/// The purchase's own last write and the renewal meet on the row: the renewal waits for
+/// the purchase to end, and the purchase is still its owner's (seen under load: a fan
+/// told "another coordinator took the purchase over" by a coordinator that was alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_racing_the_purchases_own_end_keeps_it_owned() {
+    let db = TestDatabase::create("ownership").await.expect("a database");
+    let (log, _) = coordinator(&db, "coordinator-a", Duration::from_secs(30)).await;
+    let owned = begin(&log, "racing").await;
+
+    // The purchase ends in a transaction of its own that holds the row...
+    let (mut ending, connection) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    let ending = ending.transaction().await.expect("BEGIN");
+    ending
+        .execute(
+            "UPDATE transactions SET state = 'COMMITTED', finished_at = now()
+              WHERE txid = 'tx-racing'",
+            &[],
+        )
+        .await
+        .expect("the purchase's end");
+    // ... while the renewal of the same row waits for it.
+    let renewal = {
+        let (log, owned_txid) = (log.clone(), owned.txid.clone());
+        tokio::spawn(async move { log.renew(&[(owned_txid, 1)]).await })
+    };
+    let watcher = db.connect().await.expect("connects");
+    test_harness::eventually(
+        "the renewal waits for the row",
+        Duration::from_secs(10),
+        || {
+            let watcher = &watcher;
+            async move {
+                watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity
+                      WHERE wait_event_type = 'Lock' AND query LIKE '%owned_until%'",
+                        &[],
+                    )
+                    .await
+                    .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+            }
+        },
+    )
+    .await;
+    ending.commit().await.expect("COMMIT");
+    let answers = renewal.await.expect("joins").expect("renewed");
+    assert_eq!(answers, vec![("tx-racing".to_owned(), 1, true)]);
+}

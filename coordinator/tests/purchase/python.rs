@@ -28,7 +28,7 @@ async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_t
         world.mesh.waiting_room.addr().to_string(),
         world.mesh.orders.addr().to_string(),
     );
-    let output = tokio::task::spawn_blocking(move || {
+    let (bought, checked, declined) = tokio::task::spawn_blocking(move || {
         let status = Command::new(&python)
             .current_dir(&root)
             .arg("clients/python/generate.py")
@@ -36,28 +36,72 @@ async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_t
             .status()
             .expect("grpc_tools runs (make stack-up installs it)");
         assert!(status.success(), "stubs generated");
-        Command::new(&python)
+        let journey = |user: &str, key: &str, card: &str| {
+            Command::new(&python)
+                .current_dir(&root)
+                .env("PYTHONPATH", generated.path())
+                // The journey logs in through the local stack's login, as a fan would.
+                .env("TICKETDROP_LOGIN", login_command())
+                .arg("clients/python/journey.py")
+                .args([
+                    "--coordinator",
+                    &coordinator,
+                    "--room",
+                    &room,
+                    "--orders",
+                    &orders,
+                ])
+                .args(["--event", "python", "--user", user, "--key", key])
+                .args(["--protocol", "2pc", "--card", card])
+                .output()
+                .expect("the python client runs")
+        };
+        let bought = journey("py-fan", "py-fan-1", "tok_visa");
+        let checked = Command::new(&python)
             .current_dir(&root)
             .env("PYTHONPATH", generated.path())
-            // The journey logs in through the local stack's login, as a fan would.
-            .env("TICKETDROP_LOGIN", login_command())
-            .arg("clients/python/journey.py")
-            .args([
-                "--coordinator",
-                &coordinator,
-                "--room",
-                &room,
-                "--orders",
-                &orders,
-            ])
-            .args(["--event", "python", "--user", "py-fan", "--key", "py-fan-1"])
-            .args(["--protocol", "2pc"])
+            .arg("clients/python/outcome.py")
             .output()
-            .expect("the python client runs")
+            .expect("the classification runs");
+        let declined = journey("py-declined", "py-declined-1", "tok_declined");
+        (bought, checked, declined)
     })
     .await
     .expect("joins");
-    assert_bought(&world, "python", 1_234, &output).await;
+    assert_bought(&world, "python", 1_234, &bought).await;
+    assert_classified(&checked, &declined);
+}
+
+/// A client's check of the table's cases found none wrong, and the refusal of a declined
+/// card reached it as its ErrorInfo reason, classified as a refusal.
+pub fn assert_classified(checked: &std::process::Output, declined: &std::process::Output) {
+    let table: serde_json::Value =
+        serde_json::from_str(include_str!("../../../proto/ticketdrop/v1/outcomes.json"))
+            .expect("the table");
+    let cases = table["cases"].as_array().expect("cases").len();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&checked.stdout).expect("one JSON object");
+    assert_eq!(summary, serde_json::json!({"cases": cases, "wrong": 0}));
+    assert_eq!(
+        declined.status.code(),
+        Some(1),
+        "a declined card ends the journey"
+    );
+    let refusal: serde_json::Value = serde_json::from_slice(&declined.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&declined.stdout),
+            String::from_utf8_lossy(&declined.stderr)
+        )
+    });
+    assert_eq!(refusal["reason"], "CARD_DECLINED", "{refusal}");
+    assert_eq!(refusal["outcome"], "refused", "{refusal}");
 }
 
 /// `ticketdrop login` of this build, with the keys the mesh under test verifies with.

@@ -4,7 +4,7 @@ use std::time::Duration;
 use test_harness::MeshOptions;
 
 use crate::common::*;
-use crate::python::{assert_bought, login_command};
+use crate::python::{assert_bought, assert_classified, login_command};
 
 /// The TypeScript client (clients/typescript: messages and service descriptors generated
 /// from proto/ by the local protoc-gen-es, gRPC through Connect's Node.js transport)
@@ -30,7 +30,7 @@ async fn a_typescript_client_generated_from_the_protos_waits_buys_and_verifies_i
         world.mesh.waiting_room.addr().to_string(),
         world.mesh.orders.addr().to_string(),
     );
-    let output = tokio::task::spawn_blocking(move || {
+    let (bought, checked, declined) = tokio::task::spawn_blocking(move || {
         // Generates from proto/ (buf + protoc-gen-es, no remote plugin) and compiles.
         let built = Command::new("npm")
             .current_dir(&dir)
@@ -43,32 +43,36 @@ async fn a_typescript_client_generated_from_the_protos_waits_buys_and_verifies_i
             String::from_utf8_lossy(&built.stdout),
             String::from_utf8_lossy(&built.stderr)
         );
-        Command::new("node")
+        let journey = |user: &str, key: &str, card: &str| {
+            Command::new("node")
+                .current_dir(&dir)
+                // The journey logs in through the local stack's login, as a fan would.
+                .env("TICKETDROP_LOGIN", login_command())
+                .arg("dist/journey.js")
+                .args([
+                    "--coordinator",
+                    &coordinator,
+                    "--room",
+                    &room,
+                    "--orders",
+                    &orders,
+                ])
+                .args(["--event", "typescript", "--user", user, "--key", key])
+                .args(["--protocol", "lease", "--card", card])
+                .output()
+                .expect("node runs the journey")
+        };
+        let bought = journey("ts-fan", "ts-fan-1", "tok_visa");
+        let checked = Command::new("node")
             .current_dir(&dir)
-            // The journey logs in through the local stack's login, as a fan would.
-            .env("TICKETDROP_LOGIN", login_command())
-            .arg("dist/journey.js")
-            .args([
-                "--coordinator",
-                &coordinator,
-                "--room",
-                &room,
-                "--orders",
-                &orders,
-            ])
-            .args([
-                "--event",
-                "typescript",
-                "--user",
-                "ts-fan",
-                "--key",
-                "ts-fan-1",
-            ])
-            .args(["--protocol", "lease"])
+            .arg("dist/outcome.js")
             .output()
-            .expect("node runs the journey")
+            .expect("node runs the classification");
+        let declined = journey("ts-declined", "ts-declined-1", "tok_declined");
+        (bought, checked, declined)
     })
     .await
     .expect("joins");
-    assert_bought(&world, "typescript", 2_500, &output).await;
+    assert_bought(&world, "typescript", 2_500, &bought).await;
+    assert_classified(&checked, &declined);
 }
