@@ -6,7 +6,7 @@ BUF := .stack/node/node_modules/.bin/buf
 GRPCURL := .stack/venv/bin/grpcurl
 
 .PHONY: demo test bench chaos up down stack-up stack-down stack-status stack-reset services-status \
-        build lint fmt-check clippy lint-proto lint-deploy test-only compose-test
+        build lint fmt-check clippy lint-proto lint-deploy test-only compose-test web-screenshots
 
 ## The two commands of the README.
 
@@ -18,7 +18,8 @@ demo: up
 	target/release/ticketdrop drop --event $$event --protocol all --fans 2000 --seats 100 && \
 	for protocol in 2pc saga lease; do target/release/ticketdrop audit --event $$event-$$protocol || exit 1; done && \
 	echo && echo "Which coordinator of the log served which purchases:" && \
-	target/release/ticketdrop coordinators
+	target/release/ticketdrop coordinators && \
+	echo && echo "The fans' page: http://127.0.0.1:50080/   the operator's live view of this drop: http://127.0.0.1:50080/#/operator (drop $$event)"
 
 test: stack-up fmt-check clippy lint-proto lint-deploy test-only
 
@@ -75,6 +76,13 @@ chaos: stack-up
 
 compose-test:
 	@scripts/compose-test.sh
+
+## Screenshots of every page of the web front end, at desktop and phone width, into
+## docs/web/ (a mesh of its own, real browser; see docs/web.md).
+
+web-screenshots: stack-up
+	cargo build -p inventory-pg -p orders-dynamo -p payments -p coordinator -p waiting-room -p notifier -p client -p web
+	TICKETDROP_SCREENSHOTS_DIR=$(CURDIR)/docs/web cargo nextest run -p web --run-ignored only screenshots
 
 ## Checks.
 

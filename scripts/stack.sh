@@ -137,6 +137,20 @@ install_maildev() {
     npm install --silent --no-audit --no-fund --prefix "$STACK/node" "$MAILDEV_PACKAGE" >/dev/null
 }
 
+# A real browser for the web page's tests: Debian's Chromium. Playwright drives it over
+# the DevTools protocol (executablePath), so no chromium-driver and no browser download.
+install_chromium() { command -v chromium >/dev/null || apt_install chromium; }
+
+# The web page's packages (Vite, protoc-gen-es, Connect, Chart.js, qrcode, Playwright's
+# driver), pinned by web/app/package-lock.json.
+install_web_app() {
+    local dir="$ROOT/web/app"
+    [[ -f $dir/node_modules/.package-lock.json && ! $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]] && return 0
+    command -v npm >/dev/null || apt_install npm
+    log "installing the web page's packages (npm ci in web/app)"
+    (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null)
+}
+
 # The TypeScript client's packages (protoc-gen-es, Connect, tsc), pinned by its
 # package-lock.json, in clients/typescript/node_modules where Node resolves them.
 install_ts_client() {
@@ -158,6 +172,8 @@ install_all() {
     install_buf
     install_maildev
     install_ts_client
+    install_web_app
+    install_chromium
 }
 
 # --- PostgreSQL -----------------------------------------------------------------------
