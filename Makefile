@@ -6,7 +6,7 @@ BUF := .stack/node/node_modules/.bin/buf
 GRPCURL := .stack/venv/bin/grpcurl
 
 .PHONY: demo test bench chaos up down stack-up stack-down stack-status stack-reset services-status \
-        build lint fmt-check clippy lint-proto test-only
+        build lint fmt-check clippy lint-proto lint-deploy test-only compose-test web-screenshots
 
 ## The two commands of the README.
 
@@ -18,9 +18,10 @@ demo: up
 	target/release/ticketdrop drop --event $$event --protocol all --fans 2000 --seats 100 && \
 	for protocol in 2pc saga lease; do target/release/ticketdrop audit --event $$event-$$protocol || exit 1; done && \
 	echo && echo "Which coordinator of the log served which purchases:" && \
-	target/release/ticketdrop coordinators
+	target/release/ticketdrop coordinators && \
+	echo && echo "The fans' page: http://127.0.0.1:50080/   the operator's live view of this drop: http://127.0.0.1:50080/#/operator (drop $$event)"
 
-test: stack-up fmt-check clippy lint-proto test-only
+test: stack-up fmt-check clippy lint-proto lint-deploy test-only
 
 ## The local stack (PostgreSQL, Redis, DynamoDB Local, grpcurl, buf).
 
@@ -69,6 +70,20 @@ chaos: stack-up
 	target/debug/ticketdrop chaos --protocol all --scenario all --seed $(CHAOS_SEED) \
 		--markdown docs/chaos.md --history target/chaos-history.jsonl
 
+## docker-compose.yml brought up for real with podman (installed here, on a base image
+## made with debootstrap), a drop under each protocol through the containers with a
+## coordinator replica killed mid-drop, the audit, teardown; the time of each step.
+
+compose-test:
+	@scripts/compose-test.sh
+
+## Screenshots of every page of the web front end, at desktop and phone width, into
+## docs/web/ (a mesh of its own, real browser; see docs/web.md).
+
+web-screenshots: stack-up
+	cargo build -p inventory-pg -p orders-dynamo -p payments -p coordinator -p waiting-room -p notifier -p client -p web
+	TICKETDROP_SCREENSHOTS_DIR=$(CURDIR)/docs/web cargo nextest run -p web --run-ignored only screenshots
+
 ## Checks.
 
 build:
@@ -88,7 +103,12 @@ clippy:
 lint-proto: stack-up
 	$(BUF) lint
 
-lint: fmt-check clippy lint-proto
+# The Kubernetes manifests against the API schemas, offline, and every container of them
+# and of docker-compose.yml against the variables its binary reads.
+lint-deploy: stack-up
+	.stack/venv/bin/python scripts/lint-deploy.py
+
+lint: fmt-check clippy lint-proto lint-deploy
 
 # A failing test's panic message is the last thing it prints: no backtrace after it,
 # so a short excerpt of the run (CI shows one) names what failed.

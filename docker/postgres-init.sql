@@ -1,4 +1,5 @@
--- The three databases of the mesh (the official image creates only POSTGRES_DB).
+-- The four databases of the mesh, one per service that keeps state in PostgreSQL.
 CREATE DATABASE inventory;
 CREATE DATABASE payments;
 CREATE DATABASE coordinator;
+CREATE DATABASE notifier;

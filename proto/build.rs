@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "ticketdrop/v1/notifier.proto",
     "ticketdrop/v1/coordinator.proto",
     "ticketdrop/v1/waiting_room.proto",
+    "ticketdrop/v1/web.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -17,13 +17,16 @@ DIR="$STACK/services"
 PROFILE="${TICKETDROP_PROFILE:-release}"
 BIN="$ROOT/target/$PROFILE"
 
-# service:port, started in this order (the coordinators last: they call the others).
+# service:port, started in this order (the coordinators after the participants: they
+# call them; the web page's server last, at http://127.0.0.1:50080/).
 SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 waiting-room:50054 notifier:50055 coordinator:50050)
+WEB=ticketdrop-web:50080
 COORDINATORS="${TICKETDROP_COORDINATORS:-2}"
 [[ $COORDINATORS =~ ^[1-9][0-9]?$ ]] || { echo "services: TICKETDROP_COORDINATORS must be 1 to 99" >&2; exit 1; }
 for ((n = 2; n <= COORDINATORS; n++)); do
     SERVICES+=("coordinator-$n:$((50058 + n))")
 done
+SERVICES+=("$WEB")
 
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
@@ -34,7 +37,9 @@ build() {
     local flag=()
     [[ $PROFILE == release ]] && flag=(--release)
     log "building the services ($PROFILE)"
-    (cd "$ROOT" && cargo build "${flag[@]}" -q -p inventory-pg -p orders-dynamo -p payments -p waiting-room -p notifier -p coordinator -p client)
+    (cd "$ROOT" && cargo build "${flag[@]}" -q -p inventory-pg -p orders-dynamo -p payments -p waiting-room -p notifier -p coordinator -p client -p web)
+    log "building the web page (web/app)"
+    (cd "$ROOT/web/app" && npm run --silent build >/dev/null)
 }
 
 up() {
@@ -47,6 +52,9 @@ up() {
     # Every fan of a local drop comes from 127.0.0.1: a per-address limit would throttle
     # the load generator, not an abuser. Per-user limits stay on.
     export TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC="${TICKETDROP_RATE_LIMIT_ADDRESS_PER_SEC:-0}"
+    # The page signs fans in with development tokens, as `ticketdrop login` does: this
+    # is a development stack.
+    export TICKETDROP_WEB_DEV_LOGIN=true TICKETDROP_WEB_SITE_DIR="$ROOT/web/app/dist"
     local entry name port binary endpoints=()
     # Every coordinator's endpoint, known before anything starts: the waiting room asks
     # them whether a purchase whose lease passed has ended.
@@ -77,7 +85,11 @@ up() {
     done
     "$BIN/ticketdrop" health --wait 60 >/dev/null ||
         die "not every service is SERVING; see the logs in $DIR"
+    local tries
+    for ((tries = 0; tries < 120; tries++)); do port_open "${WEB##*:}" && break; sleep 0.5; done
+    port_open "${WEB##*:}" || die "the web page's server did not open port ${WEB##*:}; see $DIR/${WEB%%:*}.log"
     log "all ${#SERVICES[@]} services are SERVING ($COORDINATORS coordinators on one log: $TICKETDROP_COORDINATOR_ENDPOINT)"
+    log "the fans' page and the operator's live view: http://127.0.0.1:${WEB##*:}/"
 }
 
 down() {

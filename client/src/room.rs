@@ -339,6 +339,7 @@ pub async fn open(
             event_id: event_id.to_owned(),
             max_active,
             admission_ttl: Some(server_kit::convert::duration(admission_ttl)),
+            ..Default::default()
         })
         .await?
         .into_inner()

@@ -7,10 +7,11 @@ pub const POLICY: Policy = Policy {
     service: "ticketdrop.v1.InventoryService",
     rules: &[
         ("CreateEvent", Access::Admin),
-        // Browsing: any signed-in caller.
-        ("ListEvents", Access::Anyone),
-        ("SearchEvents", Access::Anyone),
-        ("GetEvent", Access::Anyone),
+        // Browsing the catalogue and its seat maps: anyone, signed in or not, as in any
+        // ticket shop (the web page shows them before a fan signs in). Read-only.
+        ("ListEvents", Access::Open),
+        ("SearchEvents", Access::Open),
+        ("GetEvent", Access::Open),
         ("GetSeatCounts", Access::Anyone),
         ("HoldSeats", Access::Service),
         ("ReleaseSeats", Access::Service),

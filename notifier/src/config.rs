@@ -89,6 +89,15 @@ pub struct Config {
     )]
     pub sms_from: String,
 
+    /// inventory-pg's gRPC endpoint: each confirmation names its event as fans know it
+    /// (name, date, venue), read from there.
+    #[arg(
+        long,
+        env = "TICKETDROP_INVENTORY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub inventory_endpoint: String,
+
     /// Attempts per delivery before it is dead-lettered.
     #[arg(long, env = "TICKETDROP_NOTIFIER_MAX_ATTEMPTS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -12,6 +12,7 @@ use proto::v1::DeliveryState;
 use tokio::sync::Notify;
 
 use crate::channels::Channels;
+use crate::shows::Shows;
 use crate::store::{Claimed, Ended, Store};
 
 /// When a failed delivery is tried again, and how often at most.
@@ -32,6 +33,8 @@ impl RetryPolicy {
 pub struct Dispatcher {
     pub store: Store,
     pub channels: Arc<Channels>,
+    /// The events as fans know them, for the confirmations' text.
+    pub shows: Arc<Shows>,
     pub policy: RetryPolicy,
     pub poll: Duration,
     pub claim_ms: i64,
@@ -85,7 +88,10 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, claimed: Claimed) {
-        let result = self.channels.send(&claimed).await;
+        let result = match self.shows.get(&claimed.confirmation.event_id).await {
+            Ok(show) => self.channels.send(&claimed, &show).await,
+            Err(error) => Err(error),
+        };
         let ended = match &result {
             Ok(()) => Ended::Delivered,
             Err(error) => Ended::Failed {

@@ -14,14 +14,17 @@ pub mod dispatcher;
 pub mod error;
 pub mod schema;
 pub mod service;
+pub mod shows;
 pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::notifier_service_server::NotifierServiceServer;
 use server_kit::GrpcServer;
+use server_kit::outgoing::{MeshChannel, lazy_channel};
 use tonic::service::Routes;
 
 pub use config::Config;
@@ -43,12 +46,18 @@ pub async fn run(
     .await
     .context("preparing the notifier database")?;
     let store = store::Store::new(pool);
+    let inventory = InventoryServiceClient::new(MeshChannel::new(
+        lazy_channel(&config.inventory_endpoint)?,
+        config.server.service_credential("notifier")?,
+    ));
+    let shows = Arc::new(shows::Shows::new(inventory));
     let policy = config.retry();
     let wake = Arc::new(tokio::sync::Notify::new());
     let dispatcher = tokio::spawn(
         dispatcher::Dispatcher {
             store: store.clone(),
             channels,
+            shows,
             policy,
             poll: Duration::from_millis(config.poll_ms.max(1)),
             claim_ms: i64::try_from(config.claim_ms.max(config.send_timeout_ms + 1_000))

@@ -71,6 +71,11 @@ pub struct Config {
     #[arg(long, env = "TICKETDROP_CONNECT_ATTEMPTS", default_value_t = 20)]
     pub connect_attempts: u32,
 
+    /// Create the table unless it exists, wait until it takes writes, and exit without
+    /// serving: a deployment's setup job (deploy/kubernetes).
+    #[arg(long, env = "TICKETDROP_ORDERS_CREATE_TABLE_ONLY")]
+    pub create_table_only: bool,
+
     #[command(flatten)]
     pub server: ServerOptions,
 }

@@ -25,6 +25,15 @@ use tonic::service::Routes;
 
 pub use config::Config;
 
+/// A deployment's setup job: creates the table unless it exists and returns once it takes
+/// writes (`--create-table-only`).
+pub async fn create_table(config: &Config) -> anyhow::Result<()> {
+    let client = table::client(config);
+    table::ensure_table(&client, &config.table, config.connect_attempts).await?;
+    tracing::info!(table = %config.table, "the orders table takes writes");
+    Ok(())
+}
+
 /// Connects to DynamoDB, creates the table if needed, then serves until `shutdown`
 /// resolves.
 pub async fn run(

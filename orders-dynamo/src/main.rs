@@ -14,5 +14,8 @@ async fn main() -> anyhow::Result<()> {
         "orders-dynamo",
         config.server.otlp_endpoint.as_deref(),
     )?;
+    if config.create_table_only {
+        return orders_dynamo::create_table(&config).await;
+    }
     orders_dynamo::run(config, server_kit::shutdown::signal_received()).await
 }

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    ProjectionType, ScalarAttributeType, TableStatus,
 };
 use tracing::{info, warn};
 
@@ -37,29 +37,61 @@ pub fn client(config: &Config) -> Client {
     Client::from_conf(sdk_config)
 }
 
-/// Creates the table unless it exists, retrying while DynamoDB is not reachable.
+/// Creates the table unless it exists and waits until it takes writes, retrying while
+/// DynamoDB is not reachable. DynamoDB Local creates a table ACTIVE; the real DynamoDB
+/// answers CreateTable at once and keeps the table CREATING for seconds, during which
+/// every write would fail.
 pub async fn ensure_table(client: &Client, table: &str, attempts: u32) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(100);
     for attempt in 1..=attempts {
+        let last = attempt == attempts;
         match try_ensure_table(client, table).await {
-            Ok(()) => return Ok(()),
-            Err(error) if attempt < attempts => {
+            Ok(Readiness::Ready) => return Ok(()),
+            Ok(Readiness::Creating) if !last => {
+                info!(table, attempt, "the orders table is being created; waiting");
+            }
+            Ok(Readiness::Creating) => {
+                anyhow::bail!(
+                    "the orders table {table} was still being created after {attempts} attempts"
+                )
+            }
+            Err(error) if !last => {
                 warn!(attempt, error = %format!("{error:#}"), "dynamodb not ready yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             Err(error) => {
                 return Err(error)
                     .with_context(|| format!("dynamodb not ready after {attempts} attempts"));
             }
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
     unreachable!("the loop returns on its last attempt")
 }
 
-async fn try_ensure_table(client: &Client, table: &str) -> anyhow::Result<()> {
+/// Whether the table takes writes yet.
+enum Readiness {
+    Ready,
+    Creating,
+}
+
+fn readiness(table: &str, status: Option<&TableStatus>) -> anyhow::Result<Readiness> {
+    match status {
+        // UPDATING (an index being added, say) takes writes.
+        Some(TableStatus::Active | TableStatus::Updating) => Ok(Readiness::Ready),
+        Some(TableStatus::Creating) => Ok(Readiness::Creating),
+        other => anyhow::bail!("the orders table {table} is {other:?}: it takes no writes"),
+    }
+}
+
+async fn try_ensure_table(client: &Client, table: &str) -> anyhow::Result<Readiness> {
     match client.describe_table().table_name(table).send().await {
-        Ok(_) => return Ok(()),
+        Ok(described) => {
+            return readiness(
+                table,
+                described.table().and_then(|t| t.table_status.as_ref()),
+            );
+        }
         Err(error)
             if error
                 .as_service_error()
@@ -91,17 +123,22 @@ async fn try_ensure_table(client: &Client, table: &str) -> anyhow::Result<()> {
         .send()
         .await;
     match created {
-        Ok(_) => {
+        Ok(created) => {
             info!(table, "created the orders table");
-            Ok(())
+            readiness(
+                table,
+                created
+                    .table_description()
+                    .and_then(|t| t.table_status.as_ref()),
+            )
         }
-        // Another instance created it at the same moment.
+        // Another instance is creating it at the same moment: look again.
         Err(error)
             if error
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
-            Ok(())
+            Ok(Readiness::Creating)
         }
         Err(error) => Err(error).context("creating the orders table"),
     }

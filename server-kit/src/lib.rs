@@ -6,6 +6,8 @@
 //! - [`GrpcServer`]: binds first (port 0 works), then serves health, reflection and the
 //!   service, and shuts down gracefully: health NOT_SERVING, a drain delay, in-flight
 //!   calls finish, exit.
+//! - [`browser`]: gRPC-Web beside gRPC on every server, CORS for the web page's origin
+//!   only, and the page itself on the server that serves it.
 //! - [`auth`]: who may call what — bearer JWTs checked in one layer against each
 //!   service's policy — and [`outgoing`]: the credential every client call carries.
 //! - [`metrics`]: Prometheus metrics on an HTTP port of their own, every gRPC call
@@ -20,6 +22,7 @@
 //! It must never hold domain logic: nothing here knows about seats, orders or money.
 
 pub mod auth;
+pub mod browser;
 pub mod convert;
 pub mod metrics;
 mod options;

@@ -38,6 +38,16 @@ pub struct ServerOptions {
     #[arg(long, env = "TICKETDROP_DRAIN_DELAY_MS", default_value_t = 200)]
     pub drain_delay_ms: u64,
 
+    /// Origins of the web page (scheme, host and port) whose scripts may call this server
+    /// over gRPC-Web, comma-separated; every other origin is refused (CORS).
+    #[arg(
+        long,
+        env = "TICKETDROP_WEB_ORIGIN",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50080,http://localhost:50080"
+    )]
+    pub web_origin: Vec<String>,
+
     /// Longest wait for in-flight calls to finish after shutdown begins.
     #[arg(long, env = "TICKETDROP_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

@@ -82,7 +82,20 @@ impl GrpcServer {
         routes: Routes,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        self.serve_with_site(policy, routes, None, shutdown).await
+    }
+
+    /// [`serve`](Self::serve), and on the same port `site` answers every request that is
+    /// not gRPC or gRPC-Web (a browser loading a page).
+    pub async fn serve_with_site(
+        self,
+        policy: Policy,
+        routes: Routes,
+        site: Option<axum::Router>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
         let service_name = policy.service;
+        let cors = crate::browser::cors(&self.options.web_origin)?;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, service_name, ServingStatus::Serving).await;
 
@@ -105,6 +118,11 @@ impl GrpcServer {
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut server = tokio::spawn(
             tonic::transport::Server::builder()
+                // gRPC-Web arrives over HTTP/1.1 as well as HTTP/2.
+                .accept_http1(true)
+                .layer(crate::browser::SiteLayer::new(site))
+                .layer(cors)
+                .layer(tonic_web::GrpcWebLayer::new())
                 .layer(crate::trace::TraceLayer)
                 .layer(GrpcMetricsLayer)
                 .layer(AuthLayer::new(self.verifier, policy))

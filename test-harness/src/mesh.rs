@@ -58,10 +58,16 @@ impl Mesh {
         ];
         let orders_args = ["--table", orders_table.as_str()];
         let notifier_url = notifier_db.url();
-        let notifier_args = notifier_args(&notifier_url, &options.notifier_args)?;
+        // The notifier names events as fans know them, from this mesh's inventory: its
+        // port is chosen first.
+        let inventory_addr = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()?));
+        let inventory_endpoint = format!("http://{inventory_addr}");
+        let mut notifier_args = notifier_args(&notifier_url, &options.notifier_args)?;
+        notifier_args.extend(["--inventory-endpoint".to_owned(), inventory_endpoint]);
         let notifier_args: Vec<&str> = notifier_args.iter().map(String::as_str).collect();
         let (inventory, orders, payments, notifier) = tokio::try_join!(
-            ServiceProcess::start(
+            ServiceProcess::start_on(
+                inventory_addr,
                 service_binary("inventory-pg"),
                 &inventory_args,
                 &options.env

@@ -7,7 +7,9 @@ pub const POLICY: Policy = Policy {
     service: "ticketdrop.v1.WaitingRoomService",
     rules: &[
         ("OpenRoom", Access::Admin),
-        ("GetRoom", Access::Anyone),
+        // A room's public counts (open, pre-queue, sold out): what an event's page shows
+        // before a fan signs in.
+        ("GetRoom", Access::Open),
         // A fan joins, watches and leaves only as themself (checked in the handler).
         ("Join", Access::Anyone),
         ("Watch", Access::Anyone),

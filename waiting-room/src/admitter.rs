@@ -27,7 +27,9 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::store::{Seats, Store};
+use crate::model::RoomPhase;
+use crate::shuffle;
+use crate::store::{RoomRecord, SaleOpening, Seats, Store};
 use crate::watchers::Watchers;
 
 /// Most fans one round admits in one room (bounds the Lua script's run time).
@@ -86,7 +88,10 @@ impl Admitter {
         let Some(before) = self.store.room(event_id).await? else {
             return Ok(());
         };
-        if !before.open {
+        if before.phase == RoomPhase::PreQueue {
+            return self.open_sale(event_id, &before).await;
+        }
+        if before.phase == RoomPhase::SoldOut {
             if let Some(at_ms) = before.sold_out_at_ms {
                 self.watchers.sold_out(event_id, at_ms, before.capacity);
             }
@@ -131,6 +136,39 @@ impl Admitter {
                 room.sold_out_at_ms.unwrap_or_default(),
                 seats.capacity,
             );
+        }
+        Ok(())
+    }
+
+    /// Opens the sale once opens_at has passed: the pre-queued fans, in the fair order of
+    /// the room's seed (or one drawn now), take the first places (see `shuffle`).
+    async fn open_sale(&self, event_id: &str, room: &RoomRecord) -> Result<()> {
+        let due = room
+            .opens_at_ms
+            .is_none_or(|at| chrono::Utc::now().timestamp_millis() >= at);
+        if !due {
+            return Ok(());
+        }
+        // Drawn now, from the operating system, so that nobody knew the order before.
+        let seed = match room.requested_seed {
+            0 => getrandom::u64()
+                .map_err(|error| Error::Unexpected(format!("no random seed: {error}")))?
+                .max(1),
+            seed => seed,
+        };
+        let order = shuffle::fair_order(self.store.pre_queue(event_id).await?, seed);
+        match self.store.open_sale(event_id, seed, &order).await? {
+            SaleOpening::Opened(placed) => {
+                info!(
+                    event_id,
+                    placed, seed, "the sale opened: the pre-queue is placed in the seed's order"
+                );
+                self.watchers.opened(event_id);
+                self.wake.notify_one();
+            }
+            SaleOpening::NotPreQueue => self.watchers.opened(event_id),
+            // Redis's clock is behind ours, or a fan slipped in: next round.
+            SaleOpening::Early | SaleOpening::Stale => {}
         }
         Ok(())
     }

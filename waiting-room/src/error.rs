@@ -34,8 +34,12 @@ pub enum Error {
     AdmissionUsed { event_id: String, user_id: String },
     #[error("inventory: {}", .0.message())]
     Inventory(Status),
+    #[error("the sale of {0} has opened: its opens_at and shuffle seed can no longer change")]
+    SaleOpened(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("unexpected state in redis: {0}")]
+    Unexpected(String),
 }
 
 impl From<Error> for Status {
@@ -54,7 +58,9 @@ impl From<Error> for Status {
             Error::NoRoom(_) | Error::EventNotFound(_) | Error::FanNotFound { .. } => {
                 Status::not_found(message)
             }
-            Error::PurchaseInFlight { .. } => Status::failed_precondition(message),
+            Error::PurchaseInFlight { .. } | Error::SaleOpened(_) => {
+                Status::failed_precondition(message)
+            }
             Error::AdmissionRequired { event_id } => {
                 denied(ErrorReason::AdmissionRequired, event_id, String::new())
             }
@@ -81,6 +87,10 @@ impl From<Error> for Status {
             Error::Redis(_) => {
                 tracing::warn!(error = %message, "redis unavailable");
                 Status::unavailable(message)
+            }
+            Error::Unexpected(_) => {
+                tracing::error!(error = %message, "unexpected room state");
+                Status::internal(message)
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod service;
+pub mod shuffle;
 pub mod store;
 mod watchers;
 

@@ -17,8 +17,8 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::admission::{Refusal, Signer};
 use crate::error::{Error, Result};
-use crate::model::{FanRef, FanState, RoomSettings};
-use crate::store::{ClaimOutcome, Fan, RoomRecord, Store};
+use crate::model::{FanRef, FanState, RoomPhase, RoomSettings};
+use crate::store::{ClaimOutcome, Fan, OpenOutcome, RoomRecord, Store};
 use crate::watchers::{Signal, Watchers};
 
 /// Most seats one purchase may ask for (as the coordinator allows).
@@ -55,10 +55,10 @@ impl WaitingRoom {
             admission_ttl: Some(convert::duration(Duration::from_millis(
                 record.admission_ttl_ms,
             ))),
-            state: if record.open {
-                RoomState::Open
-            } else {
-                RoomState::SoldOut
+            state: match record.phase {
+                RoomPhase::PreQueue => RoomState::PreQueue,
+                RoomPhase::Open => RoomState::Open,
+                RoomPhase::SoldOut => RoomState::SoldOut,
             }
             .into(),
             opened_at: timestamp(record.opened_at_ms),
@@ -77,6 +77,10 @@ impl WaitingRoom {
             sold_out_at: record.sold_out_at_ms.and_then(timestamp),
             max_purchasing_seen: record.max_purchasing_seen,
             finished: record.releases.saturating_sub(record.purchased),
+            opens_at: record.opens_at_ms.and_then(timestamp),
+            pre_queued: record.pre_queued,
+            pre_queue_placed: record.pre_queue_placed,
+            shuffle_seed: record.shuffle_seed,
         }
     }
 
@@ -87,6 +91,7 @@ impl WaitingRoom {
         join_number: u64,
         rank: Option<u64>,
         joined_at_ms: i64,
+        opens_at_ms: Option<i64>,
     ) -> Place {
         let position = rank
             .filter(|_| state == FanState::Waiting)
@@ -101,7 +106,22 @@ impl WaitingRoom {
             estimated_wait: (position > 0 && rate > 0.0)
                 .then(|| convert::duration(Duration::from_secs_f64(position as f64 / rate))),
             joined_at: timestamp(joined_at_ms),
+            opens_at: opens_at_ms
+                .filter(|_| state == FanState::PreQueue)
+                .and_then(timestamp),
         }
+    }
+
+    /// When the room's sale opens, for a fan in its pre-queue.
+    async fn opens_at(&self, event_id: &str, state: FanState) -> Result<Option<i64>> {
+        if state != FanState::PreQueue {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .room(event_id)
+            .await?
+            .and_then(|room| room.opens_at_ms))
     }
 
     fn admission(&self, fan: &FanRef, record: &Fan) -> Option<Admission> {
@@ -222,7 +242,8 @@ impl WaitingRoomService for WaitingRoom {
                 _ => Error::Inventory(status),
             })?
             .into_inner();
-        self.store
+        let outcome = self
+            .store
             .open(
                 &settings,
                 self.purchase_lease,
@@ -231,9 +252,13 @@ impl WaitingRoomService for WaitingRoom {
             )
             .await
             .map_err(Status::from)?;
+        if outcome == OpenOutcome::SaleAlreadyOpened {
+            return Err(Error::SaleOpened(settings.event_id).into());
+        }
         self.wake.notify_one();
         tracing::info!(event_id = %settings.event_id, max_active = settings.max_active,
-                       admission_ttl = ?settings.admission_ttl, "room open");
+                       admission_ttl = ?settings.admission_ttl, opens_at_ms = settings.opens_at_ms,
+                       "room open");
         let record = self
             .store
             .room(&settings.event_id)
@@ -272,6 +297,10 @@ impl WaitingRoomService for WaitingRoom {
         if joined.state == FanState::Waiting {
             self.wake.notify_one();
         }
+        let opens_at_ms = self
+            .opens_at(&fan.event_id, joined.state)
+            .await
+            .map_err(Status::from)?;
         Ok(Response::new(JoinResponse {
             place: Some(self.place(
                 &fan,
@@ -279,6 +308,7 @@ impl WaitingRoomService for WaitingRoom {
                 joined.join_number,
                 joined.rank,
                 joined.joined_at_ms,
+                opens_at_ms,
             )),
         }))
     }
@@ -407,7 +437,7 @@ async fn follow(
             }
         };
         let final_update = match record.state {
-            FanState::Waiting => None,
+            FanState::Waiting | FanState::PreQueue => None,
             FanState::SoldOut => {
                 let room_record = room.store.room(&fan.event_id).await.ok().flatten();
                 Some(Update::SoldOut(SoldOut {
@@ -437,15 +467,40 @@ async fn follow(
             let _ = send(update).await;
             return;
         }
-        // Register before sending the position, so an admission in between is not lost.
-        let signal = room.watchers.wait(&fan.event_id, record.join_number);
+        // Register before sending the position, so an admission (or the opening) in
+        // between is not lost.
+        let signal = if record.state == FanState::PreQueue {
+            room.watchers.wait_opening(&fan.event_id)
+        } else {
+            room.watchers.wait(&fan.event_id, record.join_number)
+        };
+        let opens_at_ms = match room.opens_at(&fan.event_id, record.state).await {
+            Ok(at) => at,
+            Err(error) => {
+                let _ = sender.send(Err(Status::from(error))).await;
+                return;
+            }
+        };
         let place = room.place(
             &fan,
             record.state,
             record.join_number,
             rank,
             record.joined_at_ms,
+            opens_at_ms,
         );
+        // A pre-queued fan also looks again when the sale is due to open (another
+        // instance may open it).
+        let refresh = refresh_after(room.position_interval, last_position.unwrap_or(0));
+        let refresh = match opens_at_ms {
+            Some(at) => {
+                let until = at - chrono::Utc::now().timestamp_millis();
+                refresh.min(Duration::from_millis(
+                    u64::try_from(until).unwrap_or(0) + 50,
+                ))
+            }
+            None => refresh,
+        };
         if last_position != Some(place.position) {
             last_position = Some(place.position);
             if !send(Update::Waiting(place)).await {
@@ -481,7 +536,7 @@ async fn follow(
                 }
                 Ok(Signal::Recheck) | Err(_) => {}
             },
-            () = tokio::time::sleep(refresh_after(room.position_interval, last_position.unwrap_or(0))) => {}
+            () = tokio::time::sleep(refresh) => {}
             () = sender.closed() => return,
             _ = closing.changed() => {}
         }

@@ -9,6 +9,7 @@
 //! | `P:rooms` | set | events with a room |
 //! | `P:{E}` | hash | settings, state, counters |
 //! | `P:{E}:queue` | sorted set | waiting fans scored by join number |
+//! | `P:{E}:prequeue` | sorted set | fans who joined before the sale opened (until the opening places them) |
 //! | `P:{E}:active` | sorted set | admitted and purchasing fans scored by deadline (ms) |
 //! | `P:{E}:fan:U` | hash | one fan: state, join number, admission, purchase key |
 
@@ -19,7 +20,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use crate::error::{Error, Result};
-use crate::model::{FanState, RoomSettings};
+use crate::model::{FanState, RoomPhase, RoomSettings};
 
 /// How long a fan's record is kept after they join.
 const FAN_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -27,6 +28,7 @@ const FAN_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The scripts, loaded once (EVALSHA, falling back to EVAL after a Redis restart).
 struct Scripts {
     open: Script,
+    open_sale: Script,
     join: Script,
     admit: Script,
     sold_out: Script,
@@ -75,7 +77,17 @@ pub struct Joined {
 #[derive(Debug, Clone, Default)]
 pub struct RoomRecord {
     pub event_id: String,
-    pub open: bool,
+    pub phase: RoomPhase,
+    /// When the sale opens (or opened), for a room that started in the pre-queue.
+    pub opens_at_ms: Option<i64>,
+    /// Fans in the pre-queue now.
+    pub pre_queued: u64,
+    /// Fans the opening placed from the pre-queue (join numbers 1 to this).
+    pub pre_queue_placed: u64,
+    /// The seed the opening shuffled with (0 before it).
+    pub shuffle_seed: u64,
+    /// The seed OpenRoom asked for (0: draw one at the opening).
+    pub requested_seed: u64,
     pub max_active: u32,
     pub admission_ttl_ms: u64,
     pub opened_at_ms: i64,
@@ -133,6 +145,27 @@ pub struct Seats {
     pub available: u64,
 }
 
+/// What opening a room's sale did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaleOpening {
+    /// Placed this many pre-queued fans; the room is OPEN.
+    Opened(u64),
+    /// Redis's clock is not at opens_at yet.
+    Early,
+    /// A fan entered or stayed in the pre-queue whom the order lacks: read it again.
+    Stale,
+    /// The sale was open already (another instance opened it).
+    NotPreQueue,
+}
+
+/// How OpenRoom went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenOutcome {
+    Opened,
+    /// opens_at or the seed would change a room whose sale has opened: nothing changed.
+    SaleAlreadyOpened,
+}
+
 /// How a claim went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
@@ -150,6 +183,7 @@ impl Store {
             prefix: prefix.to_owned(),
             scripts: std::sync::Arc::new(Scripts {
                 open: Script::new(include_str!("scripts/open.lua")),
+                open_sale: Script::new(include_str!("scripts/open_sale.lua")),
                 join: Script::new(include_str!("scripts/join.lua")),
                 admit: Script::new(include_str!("scripts/admit.lua")),
                 sold_out: Script::new(include_str!("scripts/sold_out.lua")),
@@ -172,6 +206,10 @@ impl Store {
         format!("{}:queue", self.room_key(event_id))
     }
 
+    fn pre_queue_key(&self, event_id: &str) -> String {
+        format!("{}:prequeue", self.room_key(event_id))
+    }
+
     fn active_key(&self, event_id: &str) -> String {
         format!("{}:active", self.room_key(event_id))
     }
@@ -190,10 +228,10 @@ impl Store {
         lease: Duration,
         claim_grace: Duration,
         capacity: u64,
-    ) -> Result<()> {
+    ) -> Result<OpenOutcome> {
         let ttl_ms = millis(settings.admission_ttl);
         let lease_ms = millis(lease).max(ttl_ms);
-        let _: i64 = self
+        let outcome: String = self
             .scripts
             .open
             .key(self.room_key(&settings.event_id))
@@ -204,9 +242,60 @@ impl Store {
             .arg(lease_ms)
             .arg(capacity)
             .arg(millis(claim_grace))
+            .arg(
+                settings
+                    .opens_at_ms
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(settings.shuffle_seed)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        Ok(())
+        Ok(match outcome.as_str() {
+            "SALE_OPENED" => OpenOutcome::SaleAlreadyOpened,
+            _ => OpenOutcome::Opened,
+        })
+    }
+
+    /// The fans in the pre-queue, in no particular order.
+    pub async fn pre_queue(&self, event_id: &str) -> Result<Vec<String>> {
+        Ok(self
+            .redis
+            .clone()
+            .zrange(self.pre_queue_key(event_id), 0, -1)
+            .await?)
+    }
+
+    /// Opens the sale: the pre-queued fans take join numbers in `order` (see
+    /// scripts/open_sale.lua).
+    pub async fn open_sale(
+        &self,
+        event_id: &str,
+        seed: u64,
+        order: &[String],
+    ) -> Result<SaleOpening> {
+        let reply: Vec<redis::Value> = self
+            .scripts
+            .open_sale
+            .key(self.room_key(event_id))
+            .key(self.pre_queue_key(event_id))
+            .key(self.queue_key(event_id))
+            .arg(self.fan_prefix(event_id))
+            .arg(seed)
+            .arg(order)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(match text(&reply, 0).as_str() {
+            "OPENED" => SaleOpening::Opened(number(&reply, 1)),
+            "EARLY" => SaleOpening::Early,
+            "STALE" => SaleOpening::Stale,
+            "NOT_PRE_QUEUE" => SaleOpening::NotPreQueue,
+            other => {
+                return Err(Error::Unexpected(format!(
+                    "open_sale.lua answered {other:?}"
+                )));
+            }
+        })
     }
 
     /// Every event with a room.
@@ -216,12 +305,14 @@ impl Store {
 
     pub async fn room(&self, event_id: &str) -> Result<Option<RoomRecord>> {
         let mut redis = self.redis.clone();
-        let (fields, waiting, active): (HashMap<String, String>, u64, u64) = redis::pipe()
-            .hgetall(self.room_key(event_id))
-            .zcard(self.queue_key(event_id))
-            .zcard(self.active_key(event_id))
-            .query_async(&mut redis)
-            .await?;
+        let (fields, waiting, active, pre_queued): (HashMap<String, String>, u64, u64, u64) =
+            redis::pipe()
+                .hgetall(self.room_key(event_id))
+                .zcard(self.queue_key(event_id))
+                .zcard(self.active_key(event_id))
+                .zcard(self.pre_queue_key(event_id))
+                .query_async(&mut redis)
+                .await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -232,9 +323,16 @@ impl Store {
                 .unwrap_or(0u64)
         };
         let i = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
+        let state = fields.get("state").map_or("", String::as_str);
         Ok(Some(RoomRecord {
             event_id: event_id.to_owned(),
-            open: fields.get("state").map(String::as_str) == Some("OPEN"),
+            phase: RoomPhase::parse(state)
+                .ok_or_else(|| Error::Unexpected(format!("room {event_id} has state {state:?}")))?,
+            opens_at_ms: i("opens_at"),
+            pre_queued,
+            pre_queue_placed: n("pre_queue_placed"),
+            shuffle_seed: n("shuffle_seed"),
+            requested_seed: n("requested_seed"),
             max_active: u32::try_from(n("max_active")).unwrap_or(u32::MAX),
             admission_ttl_ms: n("admission_ttl_ms"),
             opened_at_ms: i("opened_at").unwrap_or(0),
@@ -268,6 +366,7 @@ impl Store {
             .key(self.room_key(event_id))
             .key(self.queue_key(event_id))
             .key(self.fan_key(event_id, user_id))
+            .key(self.pre_queue_key(event_id))
             .arg(user_id)
             .arg(millis(FAN_RECORD_TTL))
             .invoke_async(&mut self.redis.clone())
@@ -287,13 +386,17 @@ impl Store {
     /// The fan's record, and their 0-based rank while they wait.
     pub async fn fan(&self, event_id: &str, user_id: &str) -> Result<Option<(Fan, Option<u64>)>> {
         let mut redis = self.redis.clone();
-        let (fields, room_state, rank): (HashMap<String, String>, Option<String>, Option<u64>) =
-            redis::pipe()
-                .hgetall(self.fan_key(event_id, user_id))
-                .hget(self.room_key(event_id), "state")
-                .zrank(self.queue_key(event_id), user_id)
-                .query_async(&mut redis)
-                .await?;
+        type Read = (HashMap<String, String>, Option<String>, Option<u64>, u64);
+        let (fields, room_state, rank, pre_queued): Read = redis::pipe()
+            .hgetall(self.fan_key(event_id, user_id))
+            .hget(self.room_key(event_id), "state")
+            .zrank(self.queue_key(event_id), user_id)
+            .zcard(self.pre_queue_key(event_id))
+            .query_async(&mut redis)
+            .await?;
+        // Fans who joined after opens_at but before the opening ran wait behind the
+        // pre-queue, which is not in the queue yet.
+        let rank = rank.map(|r| r + pre_queued);
         if fields.is_empty() {
             return Ok(None);
         }
@@ -464,6 +567,7 @@ impl Store {
             .key(self.queue_key(event_id))
             .key(self.active_key(event_id))
             .key(self.fan_key(event_id, user_id))
+            .key(self.pre_queue_key(event_id))
             .arg(user_id)
             .invoke_async(&mut self.redis.clone())
             .await?;

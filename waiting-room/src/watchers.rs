@@ -34,6 +34,10 @@ struct RoomSignals {
     through: u64,
     sold_out: Option<(i64, u64)>,
     waiting: BTreeMap<u64, Vec<oneshot::Sender<Signal>>>,
+    /// The sale has opened (the pre-queue is placed).
+    opened: bool,
+    /// Pre-queued fans, woken by the opening.
+    pre_queued: Vec<oneshot::Sender<Signal>>,
     /// (when, admitted so far), oldest first.
     samples: VecDeque<(Instant, u64)>,
 }
@@ -58,6 +62,30 @@ impl Watchers {
             room.waiting.entry(join_number).or_default().push(sender);
         }
         receiver
+    }
+
+    /// A receiver that fires when the room's sale opens (the pre-queue is placed), or at
+    /// once if it has.
+    pub fn wait_opening(&self, event_id: &str) -> oneshot::Receiver<Signal> {
+        let (sender, receiver) = oneshot::channel();
+        let mut rooms = self.rooms.lock().expect("watchers lock");
+        let room = rooms.entry(event_id.to_owned()).or_default();
+        if room.opened {
+            let _ = sender.send(Signal::Recheck);
+        } else {
+            room.pre_queued.push(sender);
+        }
+        receiver
+    }
+
+    /// The room's sale opened: every pre-queued fan reads their new place.
+    pub fn opened(&self, event_id: &str) {
+        let mut rooms = self.rooms.lock().expect("watchers lock");
+        let room = rooms.entry(event_id.to_owned()).or_default();
+        room.opened = true;
+        for sender in std::mem::take(&mut room.pre_queued) {
+            let _ = sender.send(Signal::Recheck);
+        }
     }
 
     /// An admission round admitted `admitted`; every join number up to `through` is done.

@@ -104,6 +104,7 @@ impl World {
                     seconds: i64::try_from(admission_ttl.as_secs()).expect("short"),
                     nanos: i32::try_from(admission_ttl.subsec_nanos()).expect("nanos"),
                 }),
+                ..Default::default()
             })
             .await
             .expect("room opened");

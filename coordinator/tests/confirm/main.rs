@@ -162,8 +162,13 @@ async fn twenty_purchases_succeed_while_smtp_is_down_and_every_mail_arrives_once
             "the Message-ID is the delivery id"
         );
         let subject = mail["subject"].as_str().expect("a subject");
-        assert!(subject.contains(&ticket.seat_id), "{subject}");
+        assert_eq!(
+            subject,
+            "Your tickets for Show mail, Sun 17 Mar 2030, 17:46 UTC"
+        );
         let text = mail["text"].as_str().expect("a text part");
+        assert!(text.contains(&proto::seat_label(&ticket.seat_id)), "{text}");
+        assert!(text.contains("at Mesh Hall"), "{text}");
         assert!(text.contains(&ticket.token), "the mail carries the token");
         let images: Vec<&serde_json::Value> = mail["attachments"]
             .as_array()
@@ -286,7 +291,10 @@ async fn the_webhook_is_signed_per_standard_webhooks_and_the_sms_reaches_the_pro
     assert_eq!(messages.len(), 1, "one SMS");
     let body = messages[0]["body"].as_str().expect("a body");
     assert!(
-        body.contains("2 tickets for hook") && body.contains(&response.order_id),
+        body.starts_with(
+            "TicketDrop: 2 tickets for Show hook, Sun 17 Mar 2030, 17:46 UTC, at Mesh Hall. \
+             Section A, row 1, seat 1; Section A, row 1, seat 2."
+        ) && body.contains(&response.order_id),
         "{body}"
     );
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use proto::v1::Channel;
 
 use crate::config::Config;
+use crate::shows::Show;
 use crate::store::Claimed;
 
 /// Every channel, configured.
@@ -41,12 +42,13 @@ impl Channels {
         })
     }
 
-    /// One attempt of one delivery: Ok once the channel accepted it, or why not.
-    pub async fn send(&self, claimed: &Claimed) -> Result<(), String> {
+    /// One attempt of one delivery of a confirmation for `show`: Ok once the channel
+    /// accepted it, or why not.
+    pub async fn send(&self, claimed: &Claimed, show: &Show) -> Result<(), String> {
         let attempt = async {
             match claimed.channel {
-                Channel::Email => self.email.send(claimed).await,
-                Channel::Sms => self.sms.send(claimed).await,
+                Channel::Email => self.email.send(claimed, show).await,
+                Channel::Sms => self.sms.send(claimed, show).await,
                 Channel::Webhook => self.webhook.send(claimed).await,
                 Channel::Unspecified => Err("delivery has no channel".to_owned()),
             }
@@ -58,21 +60,27 @@ impl Channels {
     }
 }
 
-/// "2 tickets for show-1 (order ord-…): A-1-1, A-1-2", the line every channel starts with.
-pub fn summary(confirmation: &proto::v1::EnqueueRequest) -> String {
-    let seats: Vec<&str> = confirmation
+/// "2 tickets for Midnight Lanterns, Sun 17 Mar 2030, 17:46 UTC, at Harbour Hall", the
+/// line every channel starts with: the event as the fan knows it (ids stay in the
+/// details).
+pub fn summary(confirmation: &proto::v1::EnqueueRequest, show: &Show) -> String {
+    let count = confirmation.tickets.len().max(confirmation.seats.len());
+    format!(
+        "{count} ticket{} for {}, at {}",
+        if count == 1 { "" } else { "s" },
+        show.title(),
+        show.venue
+    )
+}
+
+/// "Section A, row 1, seat 3; Section A, row 1, seat 4".
+pub fn seats(confirmation: &proto::v1::EnqueueRequest) -> String {
+    confirmation
         .seats
         .iter()
-        .map(|s| s.seat_id.as_str())
-        .collect();
-    let count = confirmation.tickets.len().max(seats.len());
-    format!(
-        "{count} ticket{} for {} (order {}): {}",
-        if count == 1 { "" } else { "s" },
-        confirmation.event_id,
-        confirmation.order_id,
-        seats.join(", ")
-    )
+        .map(|s| proto::seat_label(&s.seat_id))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// "123.00 EUR".

@@ -6,6 +6,7 @@
 //! token sends real messages. SMS has no idempotency key: a retry after a lost answer can
 //! send a second SMS.
 
+use crate::shows::Show;
 use crate::store::Claimed;
 
 pub struct Sms {
@@ -30,10 +31,13 @@ impl Sms {
         }
     }
 
-    pub async fn send(&self, claimed: &Claimed) -> Result<(), String> {
+    pub async fn send(&self, claimed: &Claimed, show: &Show) -> Result<(), String> {
+        let confirmation = &claimed.confirmation;
         let body = format!(
-            "TicketDrop: {}. Tickets and QR codes are in your email.",
-            super::summary(&claimed.confirmation)
+            "TicketDrop: {}. {}. Tickets and QR codes are in your email (order {}).",
+            super::summary(confirmation, show),
+            super::seats(confirmation),
+            confirmation.order_id
         );
         let response = self
             .http

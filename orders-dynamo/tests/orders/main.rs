@@ -6,5 +6,6 @@ mod conflicts;
 mod durability;
 mod group;
 mod inputs;
+mod table;
 mod tickets;
 mod two_phase;

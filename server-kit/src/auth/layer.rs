@@ -63,7 +63,9 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if OPEN.iter().any(|open| path.starts_with(open)) {
+        if OPEN.iter().any(|open| path.starts_with(open))
+            || self.layer.policy.access(path) == Some(super::Access::Open)
+        {
             return Either::Right(self.inner.call(request));
         }
         match self.layer.admit(&request) {

@@ -18,6 +18,7 @@
 //!
 //! | access | who may call |
 //! | --- | --- |
+//! | [`Access::Open`] | anyone, without a token: only what a caller needs before it has one (the web page's development sign-in) |
 //! | [`Access::Anyone`] | any valid token; the handler checks that a user acts only for themself ([`Caller::act_for`]) |
 //! | [`Access::Admin`] | operators: tokens with scope `admin` |
 //! | [`Access::Service`] | the mesh (tokens with scope `service`), and operators |
@@ -123,6 +124,8 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Arc<Caller>, Status> {
 /// Who may call one RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// No token needed: what a caller asks before it has one.
+    Open,
     Anyone,
     Admin,
     Service,
@@ -131,7 +134,7 @@ pub enum Access {
 impl Access {
     fn admits(self, caller: &Caller) -> Result<(), Status> {
         let admitted = match self {
-            Access::Anyone => true,
+            Access::Open | Access::Anyone => true,
             Access::Admin => caller.admin,
             Access::Service => caller.service || caller.admin,
         };
@@ -139,7 +142,7 @@ impl Access {
             return Ok(());
         }
         let required = match self {
-            Access::Anyone => "",
+            Access::Open | Access::Anyone => "",
             Access::Admin => ADMIN_SCOPE,
             Access::Service => "service (or admin)",
         };

@@ -12,7 +12,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'NO_ROOM'}
 end
 local state = redis.call('HGET', KEYS[3], 'state')
-if not state or state == 'WAITING' or state == 'SOLD_OUT' then
+if not state or state == 'WAITING' or state == 'PRE_QUEUE' or state == 'SOLD_OUT' then
   return {'INVALID', 'not_admitted'}
 end
 if redis.call('HGET', KEYS[3], 'admission_id') ~= ARGV[2] then

@@ -64,6 +64,7 @@ impl Rooms {
                 event_id: event_id.into(),
                 max_active,
                 admission_ttl: Some(duration(ttl)),
+                ..Default::default()
             })
             .await
             .expect("room opened");
@@ -277,6 +278,7 @@ async fn bad_input_names_the_field_and_unknown_rooms_and_fans_are_not_found() {
         event_id: event.into(),
         max_active,
         admission_ttl: ttl,
+        ..Default::default()
     };
     let cases = [
         (
@@ -412,4 +414,155 @@ async fn seats_locked_outside_the_room_are_not_offered_until_they_are_freed() {
     );
     let room = rooms.get("locked").await;
     assert_eq!((room.admitted, room.active, room.waiting), (3, 3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later_fans() {
+    let rooms = Rooms::start().await;
+    rooms.room("early", 10, 1, Duration::from_secs(60)).await;
+    // In whole milliseconds, as the room keeps it.
+    let mut opens_at =
+        prost_types::Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(3));
+    opens_at.nanos -= opens_at.nanos % 1_000_000;
+    let mut room = rooms.room.clone();
+    let refused = room
+        .open_room(OpenRoomRequest {
+            event_id: "early".into(),
+            max_active: 1,
+            admission_ttl: Some(duration(Duration::from_secs(60))),
+            opens_at: Some(opens_at),
+            shuffle_seed: 42,
+        })
+        .await
+        .expect_err("the sale of 'early' has opened");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let too_far = room
+        .open_room(OpenRoomRequest {
+            event_id: "early".into(),
+            max_active: 1,
+            admission_ttl: Some(duration(Duration::from_secs(60))),
+            opens_at: Some(prost_types::Timestamp {
+                seconds: opens_at.seconds + 31 * 24 * 3600,
+                nanos: 0,
+            }),
+            shuffle_seed: 42,
+        })
+        .await
+        .expect_err("too far ahead");
+    assert!(too_far.message().contains("opens_at"), "{too_far:?}");
+    // A room whose sale opens in 3 s, with a seed so that the order is known.
+    InventoryServiceClient::new(
+        test_harness::auth::channel(&rooms.mesh.inventory.endpoint()).await,
+    )
+    .create_event(CreateEventRequest {
+        event_id: "later".into(),
+        name: "Later".into(),
+        starts_at: Some(prost_types::Timestamp {
+            seconds: 1_900_000_000,
+            nanos: 0,
+        }),
+        venue: Some(VenueLayout {
+            venue_name: "Hall".into(),
+            price_tiers: vec![PriceTier {
+                name: "std".into(),
+                price_cents: 1_000,
+            }],
+            sections: vec![SectionLayout {
+                name: "A".into(),
+                rows: 1,
+                seats_per_row: 10,
+                price_tier: "std".into(),
+            }],
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("event created");
+    let opened = room
+        .open_room(OpenRoomRequest {
+            event_id: "later".into(),
+            max_active: 2,
+            admission_ttl: Some(duration(Duration::from_secs(60))),
+            opens_at: Some(opens_at),
+            shuffle_seed: 42,
+        })
+        .await
+        .expect("room opened")
+        .into_inner()
+        .room
+        .expect("a room");
+    assert_eq!(opened.state(), RoomState::PreQueue);
+    assert_eq!(opened.opens_at, Some(opens_at));
+
+    let early: Vec<String> = (1..=6).map(|n| format!("early-{n}")).collect();
+    for fan in &early {
+        let place = rooms.join("later", fan).await;
+        assert_eq!(place.state(), FanState::PreQueue, "{fan}: {place:?}");
+        assert_eq!((place.join_number, place.position), (0, 0));
+        assert_eq!(place.opens_at, Some(opens_at));
+        // Joining again (a refresh) keeps the fan in the pre-queue, nothing more.
+        assert_eq!(rooms.join("later", fan).await.state(), FanState::PreQueue);
+    }
+    match rooms
+        .watch("later", "early-1", Duration::from_millis(300))
+        .await
+    {
+        watch_response::Update::Waiting(place) => {
+            assert_eq!(place.state(), FanState::PreQueue);
+            assert_eq!(place.opens_at, Some(opens_at));
+        }
+        other => panic!("the sale has not opened: {other:?}"),
+    }
+    let before = rooms.get("later").await;
+    assert_eq!(
+        (before.pre_queued, before.joined, before.admitted),
+        (6, 6, 0)
+    );
+
+    test_harness::eventually("the sale opens", Duration::from_secs(30), || async {
+        rooms.get("later").await.state() == RoomState::Open
+    })
+    .await;
+    let late = ["late-1", "late-2"];
+    let late_places = [
+        rooms.join("later", late[0]).await,
+        rooms.join("later", late[1]).await,
+    ];
+    let room_now = rooms.get("later").await;
+    assert_eq!(
+        (
+            room_now.shuffle_seed,
+            room_now.pre_queue_placed,
+            room_now.pre_queued
+        ),
+        (42, 6, 0)
+    );
+
+    // The seed's order, as anyone can recompute it.
+    let order = waiting_room::shuffle::fair_order(early.clone(), 42);
+    assert_ne!(order, early, "a shuffle, not the join order");
+    for (index, fan) in order.iter().enumerate() {
+        let place = rooms.join("later", fan).await;
+        assert_eq!(place.join_number, index as u64 + 1, "{fan}: {place:?}");
+    }
+    assert_eq!(
+        late_places.map(|p| p.join_number),
+        [7, 8],
+        "later fans follow in join order"
+    );
+    // Admission follows the order: two slots, the first two of the shuffle.
+    for (index, fan) in order.iter().take(2).enumerate() {
+        assert_eq!(
+            admission_number(&rooms.watch("later", fan, Duration::from_secs(10)).await),
+            index as u64 + 1,
+            "{fan}"
+        );
+    }
+    match rooms
+        .watch("later", &order[2], Duration::from_millis(300))
+        .await
+    {
+        watch_response::Update::Waiting(place) => assert_eq!(place.position, 1),
+        other => panic!("{} waits third: {other:?}", order[2]),
+    }
 }
