@@ -1,6 +1,6 @@
 //! The web server's errors and their one mapping to gRPC statuses.
 
-use server_kit::status::FieldError;
+use proto::error::FieldError;
 use tonic::Status;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
