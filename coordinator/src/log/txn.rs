@@ -289,6 +289,10 @@ impl Log {
         details: &[u8],
         undone: bool,
     ) -> Result<()> {
+        // Tests: the log does not take the end (the purchase stays unfinished).
+        fail::fail_point!("log::end_aborted", |_| Err(Error::StepLog(
+            "the end was not written (failpoint log::end_aborted)".into()
+        )));
         self.write_owned(
             owned,
             "end",

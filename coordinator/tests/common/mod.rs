@@ -285,6 +285,22 @@ impl World {
     }
 
     /// Waits until the coordinator has no unfinished purchase (recovery included).
+    /// The log's state of the event's purchase (its only one, or the latest begun).
+    pub async fn logged_state(&self, event_id: &str) -> String {
+        self.mesh
+            .coordinator_db
+            .connect()
+            .await
+            .expect("connects")
+            .query_one(
+                "SELECT state FROM transactions WHERE event_id = $1 ORDER BY started_at DESC LIMIT 1",
+                &[&event_id],
+            )
+            .await
+            .expect("a logged purchase")
+            .get(0)
+    }
+
     pub async fn settle(&self) {
         let sql = self.mesh.coordinator_db.connect().await.expect("connects");
         for _ in 0..200 {

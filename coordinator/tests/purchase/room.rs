@@ -439,3 +439,65 @@ async fn a_purchase_in_flight_past_the_room_s_purchase_lease_keeps_its_slot() {
     world.settle().await;
     world.assert_invariants("leased", 1).await;
 }
+
+/// The room gives a slot back only once the log says its purchase ended — never on the
+/// strength of the answer alone. Ana's card is declined; the log does not take the
+/// purchase's end (failpoint `log::end_aborted`, once), so the purchase is unfinished
+/// until the coordinator's recovery ends it. Her slot stays taken until then, and the
+/// audit (which compares the room's release with the log's end) finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_purchase_whose_end_the_log_missed_keeps_its_slot_until_recovery_ends_it() {
+    for protocol in PROTOCOLS {
+        // A mesh each: the failpoint fires once, at this protocol's end.
+        let world = World::start(MeshOptions {
+            coordinator_env: vec![("FAILPOINTS", "log::end_aborted=1*return")],
+            ..MeshOptions::default()
+        })
+        .await;
+        let p = short(protocol);
+        let event = format!("missed-{p}");
+        world.event(&event, 1, 2, 1_000).await;
+        world.open_room(&event, 1, Duration::from_secs(30)).await;
+        let ana = format!("ana-{p}");
+        let token = world.admitted(&event, &user(&ana)).await;
+        let declined = PurchaseRequest {
+            card_token: "tok_declined".into(),
+            ..best_available(protocol, &event, &ana, &token)
+        };
+        let status = world
+            .coordinator
+            .clone()
+            .purchase(declined)
+            .await
+            .expect_err("declined");
+        assert_eq!(reason(&status).1, "CARD_DECLINED", "{p}: {status:?}");
+        // Until the log ends the purchase, the room counts it as buying.
+        let room = |world: &World, event: String| {
+            let mut room = world.room.clone();
+            async move {
+                room.get_room(GetRoomRequest { event_id: event })
+                    .await
+                    .expect("room")
+                    .into_inner()
+                    .room
+                    .expect("a room")
+            }
+        };
+        let state = world.logged_state(&event).await;
+        if state != "ABORTED" {
+            assert_eq!(
+                room(&world, event.clone()).await.purchasing,
+                1,
+                "{p}: the log says {state}, the slot must stay taken"
+            );
+        }
+        world.settle().await;
+        assert_eq!(world.logged_state(&event).await, "ABORTED", "{p}");
+        assert_eq!(
+            room(&world, event.clone()).await.purchasing,
+            0,
+            "{p}: recovery ended the purchase and gave the slot back"
+        );
+        world.assert_invariants(&event, 2).await;
+    }
+}
