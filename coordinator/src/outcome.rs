@@ -62,7 +62,12 @@ pub async fn aborted(run: &Run, cause: Status, undo: Result<(), CallError>) -> E
         )
         .await
     {
-        warn!(txid = %run.txid, %error, "could not log the end of an aborted purchase");
+        // The log still shows the purchase unfinished: its waiting-room slot stays taken
+        // until recovery ends it, which then releases the admission. A slot comes back
+        // only once the log says the purchase ended, never on the answer alone.
+        warn!(txid = %run.txid, %error,
+              "could not log the end of an aborted purchase; recovery ends it and frees its slot");
+        run.parked();
     }
     info!(txid = %run.txid, reason = %cause.message(), "purchase aborted");
     Error::Refused {
