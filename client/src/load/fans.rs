@@ -92,9 +92,11 @@ pub(crate) const MAX_REJOINS: u64 = 3;
 /// Times a fan whose admission lapsed before they bought goes back to the room.
 pub(crate) const MAX_REQUEUES: u64 = 3;
 
-/// Tries of leaving the room while it still counts the fan's purchase (about 35 s: an
-/// aborted purchase whose undo was unfinished keeps its slot until recovery ends it).
-pub(crate) const LEAVE_ATTEMPTS: u32 = 40;
+/// Tries of leaving the room while it still counts the fan's purchase (about two minutes,
+/// the room's default purchase lease): an aborted purchase whose undo did not finish is
+/// parked and keeps its slot until the coordinator's recovery ends it, which on a loaded
+/// machine takes a few recovery rounds (5 s, then 10 s, 20 s, ...).
+pub(crate) const LEAVE_ATTEMPTS: u32 = 125;
 
 /// Join calls in flight at once (fans keep their place and watch after joining).
 pub(crate) const JOINS_IN_FLIGHT: usize = 256;
@@ -347,8 +349,9 @@ pub(crate) async fn requeue(
 }
 
 /// Leaves the room. The coordinator gives an ended purchase's admission back just after
-/// answering (after recovery, for an interrupted one), so the room may still count the
-/// purchase in progress for a moment: retried, a bounded number of times with backoff.
+/// answering (after recovery, for an interrupted or parked one), so the room may still
+/// count the purchase in progress for a while: retried, a bounded number of times with
+/// backoff, each wait past the tenth logged.
 pub(crate) async fn leave(
     room: &mut WaitingRoomServiceClient<MeshChannel>,
     event: &str,
@@ -367,6 +370,14 @@ pub(crate) async fn leave(
             Err(status)
                 if status.code() == Code::FailedPrecondition && attempt < LEAVE_ATTEMPTS =>
             {
+                if attempt >= 10 {
+                    tracing::info!(
+                        user,
+                        event,
+                        attempt,
+                        "the fan's last purchase is not over yet; waiting to leave the room"
+                    );
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 attempt += 1;
