@@ -400,3 +400,61 @@ fn is_unknown(status: &Status, policy: RetryPolicy) -> bool {
 pub fn describe(status: &Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::v1::ErrorReason;
+
+    fn policy(retry_conflicts: bool) -> RetryPolicy {
+        RetryPolicy {
+            timeout: Duration::from_secs(1),
+            attempts: 3,
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+            retry_conflicts,
+        }
+    }
+
+    #[test]
+    fn an_attempt_is_repeated_when_its_outcome_is_unknown_or_a_conflict_the_policy_retries() {
+        let forward = policy(false);
+        let finish = policy(true);
+        // No answer, or an answer that says nothing of the outcome: unknown.
+        for code in [Code::DeadlineExceeded, Code::Unavailable, Code::Internal] {
+            assert!(
+                is_unknown(&Status::new(code, "no answer"), forward),
+                "{code:?}"
+            );
+        }
+        let unknown = proto::error::with_reason(
+            Code::FailedPrecondition,
+            ErrorReason::OutcomeUnknown,
+            "the outcome is unknown",
+            [],
+        );
+        assert!(
+            is_unknown(&unknown, forward),
+            "by its reason, whatever the code"
+        );
+        // A conflict: an answer for a forward step, retried in phase two.
+        let conflict = Status::aborted("write conflict");
+        assert!(!is_unknown(&conflict, forward));
+        assert!(is_unknown(&conflict, finish));
+        // A seat taken is an answer to a forward step; in phase two every ABORTED is a
+        // conflict to wait out, whatever its reason.
+        let taken = proto::error::refusal::seats_taken(
+            Code::Aborted,
+            "seats already taken: A-1-1".into(),
+            &["A-1-1".to_owned()],
+            None,
+        );
+        assert!(!is_unknown(&taken, forward));
+        assert!(is_unknown(&taken, finish));
+        // A certain refusal that is not a conflict is never repeated.
+        let aborted = proto::error::refusal::txn_aborted("tx-1 was aborted".into(), "tx-1".into());
+        assert!(!is_unknown(&aborted, forward));
+        assert!(!is_unknown(&aborted, finish));
+        assert!(!is_unknown(&Status::invalid_argument("bad"), finish));
+    }
+}

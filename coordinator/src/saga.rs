@@ -354,3 +354,42 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
         other => Err(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Reached::{self, *};
+
+    const STEPS: [Reached; 5] = [Hold, CreateOrder, Authorize, ConfirmSeats, Capture];
+
+    /// The steps compensated when the saga failed at `failed`.
+    fn compensated(failed: Reached, may_have_applied: bool) -> Vec<Reached> {
+        STEPS
+            .into_iter()
+            .filter(|step| failed.compensates(*step, may_have_applied))
+            .collect()
+    }
+
+    #[test]
+    fn every_step_before_the_failed_one_is_compensated_and_the_failed_one_only_if_it_may_have_applied()
+     {
+        // A certain refusal of the hold: nothing happened, nothing to undo.
+        assert_eq!(compensated(Hold, false), vec![]);
+        // The hold's answer was lost: it may have held seats.
+        assert_eq!(compensated(Hold, true), vec![Hold]);
+        // The card was declined: the seats and the order are undone, the authorization not.
+        assert_eq!(compensated(Authorize, false), vec![Hold, CreateOrder]);
+        // The authorization's answer was lost: it may hold money, so it is voided too.
+        assert_eq!(
+            compensated(Authorize, true),
+            vec![Hold, CreateOrder, Authorize]
+        );
+        assert_eq!(
+            compensated(Capture, false),
+            vec![Hold, CreateOrder, Authorize, ConfirmSeats]
+        );
+        // The capture has no compensation step of its own (the void or refund is the
+        // authorization's).
+        assert_eq!(Capture.step(), None);
+        assert!(STEPS[..4].iter().all(|step| step.step().is_some()));
+    }
+}

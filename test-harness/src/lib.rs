@@ -32,6 +32,7 @@ pub use notify::{PrivateMaildev, PrivateSms, ReceivedWebhook, WebhookReceiver};
 pub use postgres::PrivatePostgres;
 pub use process::{ServiceProcess, health_status, service_binary};
 pub use redis::PrivateRedis;
+pub use wording::details;
 
 /// DynamoDB Local's endpoint on the local stack.
 pub fn dynamodb_endpoint() -> String {

@@ -3,9 +3,26 @@
 //! `error.rs`), and the integration tests on every refusal they receive. A test helper,
 //! never run in production: a service cannot fix its words at run time.
 
+use std::collections::HashMap;
+
 use proto::error::Refusal;
 use proto::v1::ErrorReason;
-use tonic::Status;
+use tonic::{Code, Status};
+
+/// The code, ErrorInfo reason and metadata of a status, once its words are checked
+/// against its reason (panics on a contradiction): every test that reads a reason also
+/// checks that the words agree. A status without a TicketDrop reason reads as "UNSPECIFIED".
+pub fn details(status: &Status) -> (Code, String, HashMap<String, String>) {
+    if let Some(contradiction) = contradiction_in(status) {
+        panic!("{contradiction}");
+    }
+    let refusal = Refusal::of(status).unwrap_or_default();
+    (
+        status.code(),
+        refusal.reason.name().to_owned(),
+        refusal.metadata,
+    )
+}
 
 /// What a refusal's message must say for its reason to be true: a reader who sees only
 /// the message (a log line, a `txn show`, a pie slice) must reach the same cause as a
@@ -96,7 +113,6 @@ pub fn contradiction_in(status: &Status) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
 
     #[test]
     fn a_sold_out_refusal_must_say_sold_out_and_nothing_of_a_conflict() {

@@ -61,7 +61,7 @@ pub(crate) struct Fan {
 }
 
 impl Fan {
-    fn new(answer: Answer) -> Self {
+    pub(crate) fn new(answer: Answer) -> Self {
         Self {
             join_number: None,
             admission_number: None,

@@ -212,3 +212,55 @@ pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     (sorted[index] * 10.0).round() / 10.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::fans::{Answer, Fan};
+
+    /// A fan who joined `joined`-th and was admitted `admitted`-th (None: never).
+    fn fan(joined: u64, admitted: Option<u64>) -> Fan {
+        let mut fan = Fan::new(Answer::SoldOut);
+        fan.join_number = Some(joined);
+        fan.admission_number = admitted;
+        fan
+    }
+
+    #[test]
+    fn a_fan_admitted_ahead_of_an_earlier_joiner_is_counted_once() {
+        // In join order: fair, whatever order the fans are listed in.
+        assert_eq!(
+            fairness_violations(&[fan(2, Some(2)), fan(1, Some(1)), fan(3, Some(3))]),
+            0
+        );
+        // The third to join was admitted before the second.
+        assert_eq!(
+            fairness_violations(&[fan(1, Some(1)), fan(2, Some(3)), fan(3, Some(2))]),
+            1
+        );
+        // An earlier fan was never admitted (sold out): every later admission is unfair.
+        assert_eq!(
+            fairness_violations(&[fan(1, None), fan(2, Some(1)), fan(3, Some(2))]),
+            2
+        );
+        // Late joiners who were never admitted are not unfair to anyone.
+        assert_eq!(
+            fairness_violations(&[fan(1, Some(1)), fan(2, None), fan(3, None)]),
+            0
+        );
+        assert_eq!(fairness_violations(&[]), 0);
+    }
+
+    #[test]
+    fn a_percentile_of_nothing_is_zero_and_of_a_sorted_list_is_one_of_its_values() {
+        assert_eq!(percentile(&[], 0.99), 0.0);
+        let values = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(
+            percentile(&values, 0.5),
+            3.0,
+            "the nearest rank, rounded up at a tie"
+        );
+        assert_eq!(percentile(&values, 0.99), 4.0);
+        assert_eq!(percentile(&values, 0.0), 1.0);
+    }
+}

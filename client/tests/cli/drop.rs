@@ -105,7 +105,8 @@ async fn a_drop_through_the_waiting_room_sells_every_seat_fairly_despite_decline
     }
 }
 
-/// The coordinator is SIGKILLed ~800 ms into a drop and restarted a second later: fans
+/// The coordinator is SIGKILLed while purchases of a drop are in flight and restarted a
+/// second later: fans
 /// whose answers were lost retry with the same key, the drop looks every still-unknown
 /// outcome up once the coordinator has recovered, and the report is complete and true.
 async fn a_drop_survives_a_killed_coordinator(protocol: &str) {
@@ -128,7 +129,22 @@ async fn a_drop_survives_a_killed_coordinator(protocol: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("ticketdrop starts");
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // Killed once purchases are in flight: some logged, none of the event's seats all sold.
+    let log = cli.mesh.coordinator_db.connect().await.expect("the log");
+    test_harness::eventually(
+        "purchases of the drop in flight",
+        std::time::Duration::from_secs(60),
+        || async {
+            log.query_one(
+                "SELECT count(*) FILTER (WHERE state NOT IN ('COMMITTED', 'ABORTED')) FROM transactions WHERE event_id = $1",
+                &[&event],
+            )
+            .await
+            .map(|row| row.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+        },
+    )
+    .await;
     assert!(
         drop.try_wait().expect("the drop's status").is_none(),
         "the drop was still running when the coordinator was killed"

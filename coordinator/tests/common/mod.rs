@@ -433,15 +433,30 @@ fn text_n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 }
 
 /// The code, ErrorInfo reason and metadata of a refusal, once its message is checked
-/// against its reason: every test that reads a reason also checks that the words agree.
-pub fn reason(status: &tonic::Status) -> (tonic::Code, String, HashMap<String, String>) {
-    if let Some(contradiction) = test_harness::wording::contradiction_in(status) {
-        panic!("{contradiction}");
-    }
-    let refusal = proto::error::Refusal::of(status).unwrap_or_default();
-    (
-        status.code(),
-        refusal.reason.name().to_owned(),
-        refusal.metadata,
+/// against its reason.
+pub use test_harness::details as reason;
+
+/// Waits until an admission token's expiry (its `exp` claim) has passed: a test waits for
+/// the admission's own end, not for a length of time guessed from its TTL.
+pub async fn until_expired(token: &str) {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64"),
     )
+    .expect("json claims");
+    let expires_ms = claims["exp"].as_i64().expect("an exp claim") * 1_000;
+    test_harness::eventually(
+        "the admission to expire",
+        Duration::from_secs(60),
+        || async {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970");
+            i64::try_from(now.as_millis()).unwrap_or(i64::MAX) > expires_ms
+        },
+    )
+    .await;
 }

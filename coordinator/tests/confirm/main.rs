@@ -16,24 +16,10 @@ use futures::StreamExt;
 use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{MeshOptions, PrivateMaildev, PrivateSms, WebhookReceiver, stack_dir};
+use test_harness::{
+    MeshOptions, PrivateMaildev, PrivateSms, WebhookReceiver, eventually, stack_dir,
+};
 use tonic::Code;
-
-/// Polls `check` every 100 ms for up to `limit`.
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
 
 async fn notifier(world: &World) -> NotifierServiceClient<MeshChannel> {
     NotifierServiceClient::new(test_harness::auth::channel(&world.mesh.notifier.endpoint()).await)
@@ -125,7 +111,7 @@ async fn twenty_purchases_succeed_while_smtp_is_down_and_every_mail_arrives_once
     // Every confirmation was relayed and has failed against the stopped server.
     let mut notifier = notifier(&world).await;
     for (_, response) in &bought {
-        wait_for("a failed first attempt", Duration::from_secs(30), || {
+        eventually("a failed first attempt", Duration::from_secs(30), || {
             let mut notifier = notifier.clone();
             let txid = response.txid.clone();
             async move {
@@ -140,7 +126,7 @@ async fn twenty_purchases_succeed_while_smtp_is_down_and_every_mail_arrives_once
 
     maildev.restart().expect("SMTP is back");
     for (_, response) in &bought {
-        wait_for("the email delivered", Duration::from_secs(60), || {
+        eventually("the email delivered", Duration::from_secs(60), || {
             let mut notifier = notifier.clone();
             let txid = response.txid.clone();
             async move {
@@ -277,7 +263,7 @@ async fn the_webhook_is_signed_per_standard_webhooks_and_the_sms_reaches_the_pro
         .await
         .expect("bought")
         .into_inner();
-    wait_for("both deliveries", Duration::from_secs(30), || {
+    eventually("both deliveries", Duration::from_secs(30), || {
         let mut notifier = notifier.clone();
         let txid = response.txid.clone();
         async move {
@@ -381,7 +367,7 @@ async fn a_notifier_killed_mid_delivery_delivers_everything_after_restart_under_
             .expect("bought");
         txids.push(response.txid);
     }
-    wait_for(
+    eventually(
         "every webhook on the wire",
         Duration::from_secs(30),
         || async { receiver.received().len() >= 10 },
@@ -402,7 +388,7 @@ async fn a_notifier_killed_mid_delivery_delivers_everything_after_restart_under_
         .expect("the notifier restarts");
     let notifier = self::notifier(&world).await;
     for txid in &txids {
-        wait_for("the webhook delivered", Duration::from_secs(60), || {
+        eventually("the webhook delivered", Duration::from_secs(60), || {
             let mut notifier = notifier.clone();
             let txid = txid.clone();
             async move {
@@ -631,7 +617,7 @@ async fn an_email_failing_past_its_ceiling_is_dead_lettered_visible_and_re_driva
         .expect("the purchase succeeds whatever the email does")
         .into_inner();
     let mut notifier = notifier(&world).await;
-    wait_for("the dead letter", Duration::from_secs(30), || {
+    eventually("the dead letter", Duration::from_secs(30), || {
         let mut notifier = notifier.clone();
         let txid = response.txid.clone();
         async move {
@@ -687,14 +673,14 @@ async fn an_email_failing_past_its_ceiling_is_dead_lettered_visible_and_re_driva
         .delivery
         .expect("the delivery");
     assert_eq!(again.state(), DeliveryState::Pending);
-    wait_for("the re-driven mail", Duration::from_secs(30), || async {
+    eventually("the re-driven mail", Duration::from_secs(30), || async {
         maildev
             .emails_to("dead@example.com")
             .await
             .is_ok_and(|mails| mails.len() == 1)
     })
     .await;
-    wait_for("delivered", Duration::from_secs(10), || {
+    eventually("delivered", Duration::from_secs(10), || {
         let mut notifier = notifier.clone();
         let txid = response.txid.clone();
         async move { deliveries(&mut notifier, &txid).await[0].state() == DeliveryState::Delivered }

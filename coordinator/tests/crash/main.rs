@@ -12,23 +12,8 @@ use common::*;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::*;
-use test_harness::MeshOptions;
+use test_harness::{MeshOptions, eventually};
 use tonic::Code;
-
-/// Polls `check` every 50 ms for up to 30 s.
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 async fn log_value(world: &World, sql: &str) -> Option<String> {
     world
@@ -120,9 +105,11 @@ async fn two_pc_killed_after_every_prepare_before_the_decision_aborts_on_restart
         "crash-2pc-a",
         &["A-1-1", "A-1-2"],
     );
-    wait_for("every participant to prepare", || {
-        in_doubt_everywhere(&world)
-    })
+    eventually(
+        "every participant to prepare",
+        Duration::from_secs(30),
+        || in_doubt_everywhere(&world),
+    )
     .await;
 
     kill_and_restart_coordinator(&mut world).await;
@@ -168,7 +155,7 @@ async fn two_pc_killed_after_the_decision_commits_everywhere_on_restart() {
         "crash-2pc-b",
         &["A-1-3", "A-1-4"],
     );
-    wait_for("the commit decision", || async {
+    eventually("the commit decision", Duration::from_secs(30), || async {
         log_value(&world, "SELECT decision FROM transactions")
             .await
             .as_deref()
@@ -225,7 +212,7 @@ async fn saga_killed_after_the_capture_confirms_the_order_on_restart() {
     .await;
     world.event("crash-saga-a", 1, 4, 2_500).await;
     start_purchase(&world, Protocol::Saga, "crash-saga-a", &["A-1-1", "A-1-2"]);
-    wait_for("the capture", || async {
+    eventually("the capture", Duration::from_secs(30), || async {
         world
             .payments()
             .await
@@ -268,7 +255,7 @@ async fn saga_killed_after_the_hold_is_compensated_on_restart() {
     .await;
     world.event("crash-saga-b", 1, 4, 2_500).await;
     start_purchase(&world, Protocol::Saga, "crash-saga-b", &["A-1-3"]);
-    wait_for("the hold", || async {
+    eventually("the hold", Duration::from_secs(30), || async {
         world.seats("crash-saga-b").await["A-1-3"].0 == "HELD"
     })
     .await;
@@ -331,14 +318,30 @@ async fn a_lease_holder_paused_past_its_lease_is_refused_by_fencing() {
         ))
         .await
     });
-    wait_for("A's fencing token", || async {
+    eventually("A's fencing token", Duration::from_secs(30), || async {
         log_value(&world, "SELECT fencing_token::text FROM transactions")
             .await
             .is_some()
     })
     .await;
     world.mesh.coordinator.pause().expect("SIGSTOP");
-    tokio::time::sleep(Duration::from_millis(1_500)).await; // A's lease expires
+    // A's lease expires: its lock key is gone from Redis.
+    let redis = redis::Client::open(test_harness::redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    eventually("A's lease to expire", Duration::from_secs(30), || {
+        let mut redis = redis.clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg("lock:seat:{fenced}:A-1-1")
+                .query_async::<i64>(&mut redis)
+                .await
+                .is_ok_and(|n| n == 0)
+        }
+    })
+    .await;
 
     // B buys the same seat with a newer token.
     let mut b = coordinator_client(&rival).await;
@@ -426,12 +429,16 @@ async fn a_parked_purchase_is_finished_by_recovery_once_the_participant_is_back(
     assert!(pending[0].needs_attention);
 
     world.mesh.payments.resume().expect("SIGCONT payments");
-    wait_for("recovery to finish the parked purchase", || async {
-        log_value(&world, "SELECT state FROM transactions")
-            .await
-            .as_deref()
-            == Some("ABORTED")
-    })
+    eventually(
+        "recovery to finish the parked purchase",
+        Duration::from_secs(30),
+        || async {
+            log_value(&world, "SELECT state FROM transactions")
+                .await
+                .as_deref()
+                == Some("ABORTED")
+        },
+    )
     .await;
     // Recovery may also have tried while payments was still frozen: each try is counted,
     // and there are at most five before a purchase waits for a person.
@@ -507,7 +514,7 @@ async fn a_2pc_abort_keeps_the_seats_locked_until_orders_has_dropped_its_claim()
                 .await
         })
     };
-    wait_for("the abort decision", || async {
+    eventually("the abort decision", Duration::from_secs(30), || async {
         log_value(&world, "SELECT decision FROM transactions")
             .await
             .as_deref()
@@ -554,12 +561,16 @@ async fn a_2pc_abort_keeps_the_seats_locked_until_orders_has_dropped_its_claim()
     );
 
     world.mesh.orders.resume().expect("SIGCONT orders");
-    wait_for("recovery to finish the abort", || async {
-        log_value(&world, "SELECT state FROM transactions")
-            .await
-            .as_deref()
-            == Some("ABORTED")
-    })
+    eventually(
+        "recovery to finish the abort",
+        Duration::from_secs(30),
+        || async {
+            log_value(&world, "SELECT state FROM transactions")
+                .await
+                .as_deref()
+                == Some("ABORTED")
+        },
+    )
     .await;
     let seats = world.seats("abort-order").await;
     assert_eq!(seats["A-1-1"], ("AVAILABLE".to_owned(), None));
@@ -605,7 +616,7 @@ async fn a_coordinator_killed_after_the_commit_decision_and_before_the_relay_sti
     tokio::spawn(async move {
         let _ = client.purchase(request).await;
     });
-    wait_for("the commit decision", || async {
+    eventually("the commit decision", Duration::from_secs(30), || async {
         log_value(&world, "SELECT decision FROM transactions")
             .await
             .as_deref()
@@ -625,7 +636,7 @@ async fn a_coordinator_killed_after_the_commit_decision_and_before_the_relay_sti
 
     kill_and_restart_coordinator(&mut world).await;
 
-    wait_for("the relay", || async {
+    eventually("the relay", Duration::from_secs(30), || async {
         log_value(
             &world,
             "SELECT count(*)::text FROM outbox WHERE relayed_at IS NOT NULL",
@@ -635,7 +646,7 @@ async fn a_coordinator_killed_after_the_commit_decision_and_before_the_relay_sti
             == Some("1")
     })
     .await;
-    wait_for("the mail", || async {
+    eventually("the mail", Duration::from_secs(30), || async {
         maildev
             .emails_to("crash@example.com")
             .await
@@ -754,7 +765,7 @@ async fn an_admission_is_checked_when_the_coordinator_received_the_purchase() {
 
     // Sent after the expiry: refused, and nothing written.
     let token = world.admitted("queued", &user("late")).await;
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    until_expired(&token).await;
     let request = PurchaseRequest {
         quantity: 1,
         admission_token: token,
@@ -939,13 +950,11 @@ async fn a_holder_stopped_after_taking_its_leases_holds_the_older_token() {
     let stopped = tokio::spawn(async move { first.purchase(request).await });
     // The first holder leased the seat, then its lease lapsed while it slept.
     let lock = format!("lock:seat:{{{event}}}:A-1-1");
-    let redis = redis::Client::open(
-        std::env::var("TICKETDROP_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into()),
-    )
-    .expect("redis url")
-    .get_multiplexed_async_connection()
-    .await
-    .expect("redis");
+    let redis = redis::Client::open(test_harness::redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
     test_harness::eventually("the first lease", Duration::from_secs(30), || {
         let mut redis = redis.clone();
         let lock = lock.clone();

@@ -88,7 +88,7 @@ async fn a_purchase_without_a_valid_admission_is_permission_denied_and_writes_no
     }
 
     // Ana's admission lasts 2 s; past it, her own token is refused too.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    until_expired(&ana_token).await;
     for protocol in PROTOCOLS {
         let key = format!("ana-late-{}", short(protocol));
         let mut request = best_available(protocol, "gated", &key, &ana_token);

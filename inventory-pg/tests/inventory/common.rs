@@ -177,15 +177,8 @@ pub fn secs(seconds: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration { seconds, nanos: 0 })
 }
 
-/// The status's code, ErrorInfo reason and metadata.
-pub fn details(status: &Status) -> (Code, String, HashMap<String, String>) {
-    let refusal = proto::error::Refusal::of(status).unwrap_or_default();
-    (
-        status.code(),
-        refusal.reason.name().to_owned(),
-        refusal.metadata,
-    )
-}
+/// The status's code, ErrorInfo reason and metadata, its words checked against its reason.
+pub use test_harness::details;
 
 pub fn hold(saga_id: &str, event_id: &str, seats: &[&str], ttl_secs: i64) -> HoldSeatsRequest {
     HoldSeatsRequest {

@@ -254,7 +254,21 @@ async fn a_confirm_racing_the_sweeper_never_leaves_a_seat_both_available_and_con
         }
     });
     let outcomes = join_all(races).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // let the sweeper finish
+    // Every hold has ended — confirmed, or released by the sweeper once expired.
+    test_harness::eventually(
+        "the sweeper to release every expired hold",
+        Duration::from_secs(30),
+        || async {
+            for i in 0..40 {
+                let seat = format!("A-{}-{}", i / 10 + 1, i % 10 + 1);
+                if inventory.seat("race", &seat).await.status == "HELD" {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     let mut won = 0;
     for (seat, i, confirmed) in outcomes {
         let row = inventory.seat("race", &seat).await;

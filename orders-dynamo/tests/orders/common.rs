@@ -168,11 +168,5 @@ pub fn prepare(txid: &str, order_id: &str, seat_ids: &[&str]) -> PrepareOrderReq
     }
 }
 
-pub fn details(status: &Status) -> (Code, String, HashMap<String, String>) {
-    let refusal = proto::error::Refusal::of(status).unwrap_or_default();
-    (
-        status.code(),
-        refusal.reason.name().to_owned(),
-        refusal.metadata,
-    )
-}
+/// The status's code, ErrorInfo reason and metadata, its words checked against its reason.
+pub use test_harness::details;

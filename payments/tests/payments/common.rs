@@ -121,11 +121,5 @@ pub fn authorize(key: &str, amount: i64, card: &str) -> AuthorizeRequest {
     }
 }
 
-pub fn details(status: &Status) -> (Code, String, HashMap<String, String>) {
-    let refusal = proto::error::Refusal::of(status).unwrap_or_default();
-    (
-        status.code(),
-        refusal.reason.name().to_owned(),
-        refusal.metadata,
-    )
-}
+/// The status's code, ErrorInfo reason and metadata, its words checked against its reason.
+pub use test_harness::details;
