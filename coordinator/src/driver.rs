@@ -120,30 +120,47 @@ impl CallError {
     }
 }
 
-/// What every purchase's run shares: the log, the participants' clients, the retry
-/// policies and the protocols' timings.
+/// What every purchase's run shares. Each protocol reaches for its own part: the log and
+/// the participants for all of them, the retry policies for every call, `hold_ttl` for
+/// the saga, `leases` for the lease protocol, `sold_out` for the fast answer, and
+/// `orders_outage` for re-asserting what an orders outage may have lost.
 #[derive(Clone)]
 pub struct Driver {
+    /// The transaction log: the purchases, their steps, ownership and decisions.
     pub log: Log,
+    /// The clients of inventory, orders, payments and the waiting room.
     pub participants: Participants,
-    /// The lease protocol's locks and fencing tokens.
-    pub redis: redis::aio::ConnectionManager,
+    /// Timeouts, attempts and backoff of forward steps and of finishing calls.
     pub policies: Policies,
     /// How long a saga holds its seats.
     pub hold_ttl: Duration,
-    /// How long a lease lasts unrenewed.
-    pub lease_ttl: Duration,
-    /// The lab's negative control only: lease writes carry no fencing token.
-    pub unsafe_no_fencing: bool,
+    /// The lease protocol's Redis side.
+    pub leases: Leases,
     /// Events inventory recently called sold out (the fast path).
     pub sold_out: Arc<crate::sold_out::SoldOut>,
+    /// What recovery must re-check after a call to orders ended with an unknown outcome.
+    pub orders_outage: OrdersOutage,
+}
+
+/// The lease protocol's locks and fencing tokens in Redis.
+#[derive(Clone)]
+pub struct Leases {
+    pub redis: redis::aio::ConnectionManager,
+    /// How long a lease lasts unrenewed.
+    pub ttl: Duration,
+    /// The lab's negative control only: lease writes carry no fencing token.
+    pub unsafe_no_fencing: bool,
+}
+
+/// An outage of orders that may have cost acknowledged writes (see `reassert`).
+#[derive(Clone, Default)]
+pub struct OrdersOutage {
     /// How far before the first failed call to orders an acknowledged orders write may
-    /// have been lost (see `reassert`).
-    pub reassert_window: Duration,
+    /// have been lost.
+    pub window: Duration,
     /// When (on this process's monotonic clock) a call to orders that ended with an
-    /// unknown outcome began, until recovery has verified the orders decided around it
-    /// (see `reassert`).
-    pub orders_outage: Arc<Mutex<Option<Instant>>>,
+    /// unknown outcome began, until recovery has verified the orders decided around it.
+    pub since: Arc<Mutex<Option<Instant>>>,
 }
 
 /// One purchase being driven by this coordinator, which owns it: its step sequence

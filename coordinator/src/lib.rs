@@ -80,16 +80,20 @@ pub async fn run(
     let driver = driver::Driver {
         log: log.clone(),
         participants,
-        redis,
         policies: config.policies(),
         hold_ttl: std::time::Duration::from_secs(config.hold_ttl_secs),
-        lease_ttl: std::time::Duration::from_millis(config.lease_ttl_ms),
-        unsafe_no_fencing: config.unsafe_no_fencing,
+        leases: driver::Leases {
+            redis,
+            ttl: std::time::Duration::from_millis(config.lease_ttl_ms),
+            unsafe_no_fencing: config.unsafe_no_fencing,
+        },
         sold_out: std::sync::Arc::new(sold_out::SoldOut::new(std::time::Duration::from_millis(
             config.sold_out_window_ms,
         ))),
-        orders_outage: Default::default(),
-        reassert_window: std::time::Duration::from_millis(config.reassert_window_ms),
+        orders_outage: driver::OrdersOutage {
+            window: std::time::Duration::from_millis(config.reassert_window_ms),
+            since: Default::default(),
+        },
     };
     let renewal_task = tokio::spawn(ownership::keep_renewed(ownership, log));
     let recovery_task = tokio::spawn(recovery::run(

@@ -28,10 +28,10 @@ use crate::rpc;
 /// clock) the outage was noted. The coordinator's own wall clock, which may run ahead
 /// of or behind the log's, is never compared with it.
 pub async fn after_orders_outage(driver: &Driver) -> Result<()> {
-    let Some(outage) = *driver.orders_outage.lock().expect("outage lock") else {
+    let Some(outage) = *driver.orders_outage.since.lock().expect("outage lock") else {
         return Ok(());
     };
-    let ago = chrono::Duration::from_std(outage.elapsed() + driver.reassert_window)
+    let ago = chrono::Duration::from_std(outage.elapsed() + driver.orders_outage.window)
         .unwrap_or(chrono::Duration::MAX);
     let since = driver.log.now().await? - ago;
     let mut all_fine = true;
@@ -53,7 +53,7 @@ pub async fn after_orders_outage(driver: &Driver) -> Result<()> {
             }
         }
     }
-    let mut noted = driver.orders_outage.lock().expect("outage lock");
+    let mut noted = driver.orders_outage.since.lock().expect("outage lock");
     if all_fine && *noted == Some(outage) {
         *noted = None;
         info!(%since, "orders after the outage verified");
@@ -251,7 +251,7 @@ async fn reassert_order(run: &Run, txn: &TxnRecord) -> std::result::Result<(), C
 
 /// Notes that a call to orders that began at `at` ended with an unknown outcome.
 pub fn note_outage(driver: &Driver, at: Instant) {
-    let mut noted = driver.orders_outage.lock().expect("outage lock");
+    let mut noted = driver.orders_outage.since.lock().expect("outage lock");
     if noted.is_none() {
         *noted = Some(at);
     }

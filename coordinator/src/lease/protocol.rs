@@ -37,7 +37,7 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     };
     // A holder stopped right after taking its leases and token (crash tests: `sleep(ms)`).
     fail::fail_point!("lease::after_leases");
-    if run.driver.unsafe_no_fencing {
+    if run.driver.leases.unsafe_no_fencing {
         // Without fencing the lease is all there is: the seats are checked once, under
         // the lease, and the writes that follow trust it (a store written by a lock
         // holder does no check of its own). A holder paused past its lease writes on a
@@ -52,11 +52,11 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     server_kit::crash_point!("lease::after_acquire");
 
     let renewal = tokio::spawn(locks::keep_renewed(
-        run.driver.redis.clone(),
+        run.driver.leases.redis.clone(),
         txid.clone(),
         purchase.event_id.clone(),
         seats.clone(),
-        run.driver.lease_ttl,
+        run.driver.leases.ttl,
     ));
     let result = write(run, txn, &seats, token as u64).await;
     renewal.abort();
@@ -199,7 +199,7 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<(Vec<String>, i64), tonic
     } else {
         purchase.quantity as usize
     };
-    let fenced = !run.driver.unsafe_no_fencing;
+    let fenced = !run.driver.leases.unsafe_no_fencing;
     // The floor: no token at or below one the participants accepted or this log issued
     // for the event (a Redis restart may have lost the counter's last increments).
     let floor = if fenced {
@@ -216,14 +216,14 @@ async fn acquire(run: &Run, txn: &TxnRecord) -> Result<(Vec<String>, i64), tonic
     let candidates: Vec<String> = candidates.into_iter().take(wanted + MAX_SKIPPED).collect();
     let began = chrono::Utc::now();
     let acquired = locks::acquire(
-        &mut run.driver.redis.clone(),
+        &mut run.driver.leases.redis.clone(),
         &Ask {
             event_id: &purchase.event_id,
             txid: &run.txid,
             candidates: &candidates,
             wanted,
             all_or_none: named,
-            ttl: run.driver.lease_ttl,
+            ttl: run.driver.leases.ttl,
             fenced,
             floor,
         },
@@ -374,7 +374,13 @@ async fn ensure_unsold_under_lease(
 
 async fn release(run: &Run, event_id: &str, seats: &[String]) {
     let began = chrono::Utc::now();
-    let released = locks::release(&mut run.driver.redis.clone(), event_id, seats, &run.txid).await;
+    let released = locks::release(
+        &mut run.driver.leases.redis.clone(),
+        event_id,
+        seats,
+        &run.txid,
+    )
+    .await;
     // A lease we could not delete expires by itself; the audit lists orphans.
     let (outcome, error) = match &released {
         Ok(()) => (StepOutcome::Ok, None),

@@ -434,6 +434,8 @@ fn text_n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 
 /// The code, ErrorInfo reason and metadata of a refusal, once its message is checked
 /// against its reason.
+// Not every test binary that shares this module reads reasons.
+#[allow(unused_imports)]
 pub use test_harness::details as reason;
 
 /// Waits until an admission token's expiry (its `exp` claim) has passed: a test waits for
