@@ -367,15 +367,21 @@ pub(crate) async fn leave(
             })
             .await
         {
+            // Still buying (the last purchase has not ended), or the room did not answer:
+            // leaving is idempotent, so it is tried again.
             Err(status)
-                if status.code() == Code::FailedPrecondition && attempt < LEAVE_ATTEMPTS =>
+                if matches!(
+                    status.code(),
+                    Code::FailedPrecondition | Code::Unavailable | Code::ResourceExhausted
+                ) && attempt < LEAVE_ATTEMPTS =>
             {
                 if attempt >= 10 {
                     tracing::info!(
                         user,
                         event,
                         attempt,
-                        "the fan's last purchase is not over yet; waiting to leave the room"
+                        error = %status.message(),
+                        "the fan could not leave the room yet; trying again"
                     );
                 }
                 tokio::time::sleep(backoff).await;

@@ -36,8 +36,11 @@ await run(async (browser) => {
   await pay(page, "tok_visa", args.email);
   const ended = await outcome(page);
   const got = await tickets(page);
-  const steps = await page.locator(".steps li").allTextContents();
+  // The purchase's stream brings its steps, its end, then the confirmation's attempts, in
+  // that order: once a delivery shows, every step and the end are on the page too (the
+  // tickets may show first, from the purchase's own answer).
   await page.locator("#delivery li[data-delivered=true]").first().waitFor();
+  const steps = await page.locator(".steps li").allTextContents();
   const delivery = await page.locator("#delivery li").allTextContents();
   return { listed, found, map_seats: mapSeats, venue, waiting_at: waitingAt, progress, time_left: timeLeft, outcome: ended, tickets: got, steps, delivery };
 });
