@@ -11,11 +11,13 @@
 //! | `lab.rs` | the private mesh and its processes (the nemesis's targets) |
 //! | `proxy.rs` | the TCP proxy that delays, black-holes or resets one participant's link |
 //! | `workload.rs` | the fans and their Jepsen history; unknown outcomes retried and resolved |
-//! | `scenarios.rs` | the catalog, and the nemesis that carries each scenario out |
+//! | `scenarios/` | the catalog, and the nemesis that carries each scenario out |
 //! | `checker.rs` | the invariants from the databases and the history checks |
+//! | `facts.rs` | what the coordinators' logs say about a run (in doubt, compensations, …) |
 //! | `report.rs` | the rows, the table, the Markdown |
 
 mod checker;
+mod facts;
 mod lab;
 mod proxy;
 mod report;
@@ -181,10 +183,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     if let Some(path) = &args.history {
-        write_history(path, &histories)?;
+        report::write_history(path, &histories)?;
     }
     if let Some(path) = &args.markdown {
-        write_markdown(path, &rows, seed, &args, elapsed)?;
+        report::write_markdown(path, &rows, seed, &args, elapsed)?;
     }
     if args.json {
         json::print(&serde_json::json!({
@@ -369,7 +371,7 @@ async fn run_one(
     }
     lab.stop_peers().await?;
 
-    let facts = log_facts(lab, &event, setup.rival, faults.window_wall).await?;
+    let facts = facts::log_facts(lab, &event, setup.rival, faults.window_wall).await?;
     let in_window: Vec<&workload::Op> = match faults.window_ms {
         Some((from, to)) if scenario.name != "baseline" => ops
             .iter()
@@ -465,155 +467,4 @@ fn percentile_99(mut values: Vec<f64>) -> f64 {
         .get(((values.len().saturating_sub(1)) as f64 * 0.99).round() as usize)
         .copied()
         .unwrap_or(0.0)
-}
-
-/// What the coordinators' logs say about a run.
-struct LogFacts {
-    in_doubt: Spread,
-    compensations: u64,
-    duplicates: u64,
-    stale: u64,
-    /// Orders read back after an orders outage, and writes re-asserted then.
-    verified: u64,
-    reasserted: u64,
-}
-
-async fn log_facts(
-    lab: &Lab,
-    event: &str,
-    rival: bool,
-    window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
-) -> anyhow::Result<LogFacts> {
-    let mut facts = LogFacts {
-        in_doubt: Spread::default(),
-        compensations: 0,
-        duplicates: 0,
-        stale: 0,
-        verified: 0,
-        reasserted: 0,
-    };
-    let mut in_doubt = Vec::new();
-    let logs: &[&str] = if rival {
-        &["coordinator", "coordinator_rival"]
-    } else {
-        &["coordinator"]
-    };
-    let (from, to) = window.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-    for db in logs {
-        let log = crate::stores::postgres("coordinator", &lab.pg.url(db)).await?;
-        for row in log
-            .query(
-                "SELECT (extract(epoch FROM t.finished_at - t.started_at) * 1000)::float8,
-                        bool_or(s.outcome = 'UNKNOWN')
-                           OR ($2::timestamptz IS NOT NULL AND t.started_at <= $3
-                               AND coalesce(t.finished_at, now()) >= $2)
-                   FROM transactions t LEFT JOIN steps s USING (txid)
-                  WHERE t.event_id = $1 AND t.finished_at IS NOT NULL
-                  GROUP BY t.txid, t.started_at, t.finished_at",
-                &[&event, &from, &to],
-            )
-            .await?
-        {
-            if row.get::<_, Option<bool>>(1) == Some(true) {
-                in_doubt.push(row.get::<_, Option<f64>>(0).unwrap_or(0.0));
-            }
-        }
-        let counts = log
-            .query_one(
-                "SELECT count(*) FILTER (WHERE s.compensation AND s.outcome = 'OK'),
-                        count(*) FILTER (WHERE s.error ILIKE '%stale fencing token%'),
-                        count(*) FILTER (WHERE s.operation = 'verify_order' AND s.outcome = 'OK'),
-                        count(*) FILTER (WHERE s.operation <> 'verify_order' AND s.outcome = 'OK'
-                            AND s.sequence > (SELECT min(v.sequence) FROM steps v
-                                               WHERE v.txid = s.txid AND v.operation = 'verify_order'))
-                   FROM steps s JOIN transactions t USING (txid) WHERE t.event_id = $1",
-                &[&event],
-            )
-            .await?;
-        let count = |i: usize| u64::try_from(counts.get::<_, i64>(i)).unwrap_or(0);
-        facts.compensations += count(0);
-        facts.stale += count(1);
-        facts.verified += count(2);
-        facts.reasserted += count(3);
-        let duplicates: i64 = log
-            .query_one(
-                "SELECT count(*) FROM (
-                     SELECT 1 FROM steps s JOIN transactions t USING (txid)
-                      WHERE t.event_id = $1
-                      GROUP BY s.txid, s.participant, s.operation
-                     HAVING bool_or(s.outcome = 'UNKNOWN') AND bool_or(s.outcome = 'OK')) d",
-                &[&event],
-            )
-            .await?
-            .get(0);
-        facts.duplicates += u64::try_from(duplicates).unwrap_or(0);
-    }
-    facts.in_doubt = Spread::of(in_doubt);
-    Ok(facts)
-}
-
-fn write_history(
-    path: &std::path::Path,
-    histories: &[(&'static str, String, Vec<workload::Op>)],
-) -> anyhow::Result<()> {
-    let mut out = String::new();
-    for (protocol, scenario, ops) in histories {
-        for op in ops {
-            let mut entry = serde_json::to_value(op)?;
-            entry["protocol"] = serde_json::json!(protocol);
-            entry["scenario"] = serde_json::json!(scenario);
-            out.push_str(&serde_json::to_string(&entry)?);
-            out.push('\n');
-        }
-    }
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
-}
-
-/// docs/chaos.md: the measured table with the seed and the machine, above the
-/// hand-written reading (kept from the existing file).
-fn write_markdown(
-    path: &std::path::Path,
-    rows: &[Row],
-    seed: u64,
-    args: &ChaosArgs,
-    elapsed: Duration,
-) -> anyhow::Result<()> {
-    let reading = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.find("## Reading").map(|at| text[at..].to_owned()))
-        .unwrap_or_default();
-    let crate::machine::Machine {
-        cores,
-        cpu,
-        memory,
-        commit,
-    } = crate::machine::Machine::read();
-    let text = format!(
-        "# The chaos lab\n\n\
-         `make chaos` (`ticketdrop chaos --protocol all --scenario all --seed {seed} --fans {} \
-         --seats {} --decline-rate {} --concurrency {}`): every scenario under every protocol it \
-         applies to, on the lab's own mesh (private PostgreSQL, DynamoDB Local and Redis, the \
-         services built with failpoints, a proxy in front of each participant). Each row is one \
-         run on a fresh event; \"baseline\" is the same workload without a fault. \
-         `ticketdrop chaos --list` describes every scenario.\n\n\
-         Machine: {cores} cores ({cpu}), {memory} of memory. Commit {commit}, {}. Seed {seed}; \
-         the whole run took {:.0} s.\n\n\
-         Columns: operations as Jepsen types them (`info` = outcome unknown to the client, \
-         resolved by key after healing); violations per invariant of shared/DESIGN.md and per \
-         history check; money Δ = captured − refunded − confirmed orders; in doubt = BEGIN to \
-         final state of the purchases the fault touched; heal → all invariants = from the last \
-         fault's end until the checker found nothing; stuck = leftovers at the end; success and \
-         p99 of the purchases invoked during the fault, against the protocol's baseline; \
-         compensations run, duplicates suppressed (a repeat after an unknown outcome that the \
-         participant did not apply twice), stale-fence rejections.\n\n{}\n{}",
-        args.fans,
-        args.seats,
-        args.decline_rate,
-        args.concurrency,
-        chrono::Utc::now().format("%Y-%m-%d"),
-        elapsed.as_secs_f64(),
-        report::markdown(rows),
-        reading,
-    );
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
