@@ -1,6 +1,7 @@
 //! `ticketdrop chaos`: the comparative chaos lab, in the manner of Jepsen. It starts a
 //! mesh of its own (private PostgreSQL, DynamoDB Local and Redis, the services, a proxy in
-//! front of each participant), then for each protocol runs a fault-free baseline and
+//! front of each participant; for the partition scenarios a second one, every service on
+//! a host of its own), then for each protocol runs a fault-free baseline and
 //! every scenario that applies: a workload of fans recorded as a history, a nemesis that
 //! kills, pauses and cuts off processes at chosen moments, healing, a bounded wait for
 //! recovery, and a checker that reads every database. One row per protocol × scenario,
@@ -9,6 +10,7 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | `lab.rs` | the private mesh and its processes (the nemesis's targets) |
+//! | `hosts.rs` | the mesh on hosts of its own (network namespaces), links cut with iptables |
 //! | `proxy.rs` | the TCP proxy that delays, black-holes or resets one participant's link |
 //! | `workload.rs` | the fans and their Jepsen history; unknown outcomes retried and resolved |
 //! | `scenarios/` | the catalog, and the nemesis that carries each scenario out |
@@ -18,6 +20,7 @@
 
 mod checker;
 mod facts;
+mod hosts;
 mod lab;
 mod proxy;
 mod report;
@@ -34,6 +37,7 @@ use proto::v1::*;
 use crate::drop::DropProtocol;
 use crate::endpoints::Endpoints;
 use crate::json;
+use hosts::Topology;
 use lab::Lab;
 use report::{Row, Spread};
 use scenarios::Scenario;
@@ -43,7 +47,7 @@ pub struct ChaosArgs {
     /// Protocol, or all three.
     #[arg(long, value_enum, default_value = "all")]
     pub protocol: DropProtocol,
-    /// A scenario (see --list), or all of them.
+    /// A scenario (see --list), several separated by commas, or all of them.
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Fans per run.
@@ -119,6 +123,8 @@ const BASELINE: Scenario = Scenario {
     about: "no fault",
     protocols: &[Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease],
     negative_control: false,
+    // Run by every lab, whatever its topology.
+    topology: Topology::Loopback,
 };
 
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
@@ -137,9 +143,14 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
                     .expect("in the catalog"),
             ]
         }
-        name => vec![scenarios::find(name).with_context(|| {
-            format!("no scenario {name:?}; `ticketdrop chaos --list` names them")
-        })?],
+        names => names
+            .split(',')
+            .map(|name| {
+                scenarios::find(name.trim()).with_context(|| {
+                    format!("no scenario {name:?}; `ticketdrop chaos --list` names them")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     let protocols: Vec<Protocol> = match args.protocol {
         DropProtocol::TwoPc => vec![Protocol::TwoPhaseCommit],
@@ -149,36 +160,59 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     };
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(1..1_000_000));
     lab::check_failpoint_builds(&needed_failpoints(&selected, &protocols, &args))?;
-    eprintln!("chaos: seed {seed}; starting the lab's own mesh");
-    let mut lab = Lab::start().await.context("starting the lab")?;
-    if let Some(spec) = &args.coordinator_failpoints {
-        lab.keep_failpoints(lab::Target::Coordinator, spec).await?;
+    // A lab per topology the chosen scenarios need, one after the other.
+    let topologies: Vec<Topology> = [Topology::Loopback, Topology::Hosts]
+        .into_iter()
+        .filter(|t| selected.iter().any(|s| s.topology == *t))
+        .collect();
+    if topologies.contains(&Topology::Hosts) {
+        hosts::Hosts::preflight()?;
     }
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut histories = Vec::new();
     let mut index = 0;
-    for protocol in &protocols {
-        let mut baseline: Option<Row> = None;
-        for scenario in std::iter::once(&BASELINE).chain(selected.iter().copied()) {
-            if !scenario.protocols.contains(protocol) {
-                continue;
+    for topology in topologies {
+        eprintln!(
+            "chaos: seed {seed}; starting the lab's own mesh ({})",
+            topology.name()
+        );
+        let mut lab = Lab::start(topology).await.context("starting the lab")?;
+        if let Some(spec) = &args.coordinator_failpoints {
+            lab.keep_failpoints(lab::Target::Coordinator, spec).await?;
+        }
+        let scenarios: Vec<&Scenario> = std::iter::once(&BASELINE)
+            .chain(selected.iter().copied().filter(|s| s.topology == topology))
+            .collect();
+        for protocol in &protocols {
+            let mut baseline: Option<Row> = None;
+            for scenario in scenarios.iter().copied() {
+                if !scenario.protocols.contains(protocol) {
+                    continue;
+                }
+                index += 1;
+                eprintln!(
+                    "chaos: {} / {} ({})",
+                    json::protocol(*protocol),
+                    scenario.name,
+                    topology.name()
+                );
+                let (mut row, ops) = run_one(&mut lab, &args, *protocol, scenario, seed, index)
+                    .await
+                    .with_context(|| {
+                        format!("{} / {}", json::protocol(*protocol), scenario.name)
+                    })?;
+                if let Some(base) = &baseline {
+                    row.baseline_success_rate = base.success_rate;
+                    row.baseline_p99_ms = base.p99_ms;
+                } else {
+                    row.baseline_success_rate = row.success_rate;
+                    row.baseline_p99_ms = row.p99_ms;
+                    baseline = Some(row.clone());
+                }
+                histories.push((row.protocol, row.scenario.clone(), ops));
+                rows.push(row);
             }
-            index += 1;
-            eprintln!("chaos: {} / {}", json::protocol(*protocol), scenario.name);
-            let (mut row, ops) = run_one(&mut lab, &args, *protocol, scenario, seed, index)
-                .await
-                .with_context(|| format!("{} / {}", json::protocol(*protocol), scenario.name))?;
-            if let Some(base) = &baseline {
-                row.baseline_success_rate = base.success_rate;
-                row.baseline_p99_ms = base.p99_ms;
-            } else {
-                row.baseline_success_rate = row.success_rate;
-                row.baseline_p99_ms = row.p99_ms;
-                baseline = Some(row.clone());
-            }
-            histories.push((row.protocol, row.scenario.clone(), ops));
-            rows.push(row);
         }
     }
     let elapsed = started.elapsed();
@@ -412,6 +446,7 @@ async fn run_one(
     let row = Row {
         protocol: json::protocol(protocol),
         scenario: scenario.name.to_owned(),
+        topology: lab.topology.name(),
         event_id: event,
         negative_control: scenario.negative_control,
         fault_injected: faults.injected,

@@ -44,6 +44,8 @@ impl Spread {
 pub struct Row {
     pub protocol: &'static str,
     pub scenario: String,
+    /// Where the lab ran it: "loopback" (proxies) or "hosts" (a namespace per process).
+    pub topology: &'static str,
     pub event_id: String,
     pub negative_control: bool,
     /// False when the planned fault never happened: no evidence of it was seen.
@@ -146,7 +148,12 @@ fn cells(r: &Row) -> Vec<String> {
     };
     vec![
         r.protocol.to_owned(),
-        r.scenario.clone(),
+        // Each lab runs its own baseline: the one on hosts is named so.
+        if r.scenario == "baseline" && r.topology != "loopback" {
+            format!("baseline ({})", r.topology)
+        } else {
+            r.scenario.clone()
+        },
         format!("{} / {} / {} ({})", r.ok, r.fail, r.info, r.info_resolved),
         violations,
         r.money_delta_cents.to_string(),
@@ -265,7 +272,9 @@ pub fn write_markdown(
          `make chaos` (`ticketdrop chaos --protocol all --scenario all --seed {seed} --fans {} \
          --seats {} --decline-rate {} --concurrency {}`): every scenario under every protocol it \
          applies to, on the lab's own mesh (private PostgreSQL, DynamoDB Local and Redis, the \
-         services built with failpoints, a proxy in front of each participant). Each row is one \
+         services built with failpoints, a proxy in front of each participant); the partition \
+         scenarios on a second mesh whose every service runs on a host of its own (a network \
+         namespace with its own address), links cut with iptables, after a baseline of their own. Each row is one \
          run on a fresh event; \"baseline\" is the same workload without a fault. \
          `ticketdrop chaos --list` describes every scenario.\n\n\
          Machine: {cores} cores ({cpu}), {memory} of memory. Commit {commit}, {}. Seed {seed}; \

@@ -22,12 +22,12 @@ pub(super) async fn blackhole_participant(
     let link = [Link::Inventory, Link::Orders, Link::Payments][(seed % 3) as usize];
     wait_for(Duration::from_secs(10), || in_flight(lab, event)).await;
     faults.begin(started);
-    let before = lab.proxy(link).counts();
-    lab.proxy(link).set(Mode::Blackhole);
+    let before = lab.proxy(link)?.counts();
+    lab.proxy(link)?.set(Mode::Blackhole);
     faults.note(started, format!("black-hole the link to {link:?}"));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let held = lab.proxy(link).counts().held - before.held;
-    lab.proxy(link).set(Mode::Pass);
+    let held = lab.proxy(link)?.counts().held - before.held;
+    lab.proxy(link)?.set(Mode::Pass);
     faults.note(started, format!("the link to {link:?} heals"));
     faults.heal(started);
     if held > 0 {
@@ -65,7 +65,7 @@ pub(super) async fn random(
         let link = [Link::Inventory, Link::Orders, Link::Payments][rng.usize(..3)];
         let down = Duration::from_millis(rng.u64(500..=1_500));
         faults.begin(started);
-        let before = lab.proxy(link).counts();
+        let before = lab.proxy(link)?.counts();
         match rng.u8(0..10) {
             0..=3 => {
                 match lab.kill(target).await? {
@@ -95,11 +95,11 @@ pub(super) async fn random(
                     8 => (Mode::Delay(Duration::from_millis(300)), "delay by 300 ms"),
                     _ => (Mode::Reset, "reset every connection of"),
                 };
-                lab.proxy(link).set(set);
+                lab.proxy(link)?.set(set);
                 faults.note(started, format!("{what} the link to {link:?}"));
                 tokio::time::sleep(down).await;
-                let after = lab.proxy(link).counts();
-                lab.proxy(link).set(Mode::Pass);
+                let after = lab.proxy(link)?.counts();
+                lab.proxy(link)?.set(Mode::Pass);
                 faults.note(started, format!("the link to {link:?} heals"));
                 let touched = (after.held - before.held)
                     + (after.delayed - before.delayed)

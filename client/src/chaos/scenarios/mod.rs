@@ -12,12 +12,14 @@
 //! | `leases.rs` | a lease holder paused past its lease, with and without fencing |
 //! | `ownership.rs` | coordinators sharing a log: killed, paused, taken over; two logs |
 //! | `redis.rs` | Redis restarted without its last second of writes |
+//! | `partitions.rs` | real partitions between the lab's hosts, cut with iptables |
 
 mod crashes;
 mod faults;
 mod leases;
 mod links;
 mod ownership;
+mod partitions;
 mod redis;
 mod setup;
 
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use proto::v1::Protocol;
 use tokio::task::JoinHandle;
 
+use crate::chaos::hosts::Topology;
 use crate::chaos::lab::{Lab, Target};
 use crate::chaos::workload::{Op, Spec};
 pub use faults::{FaultEvent, Faults};
@@ -40,6 +43,8 @@ pub struct Scenario {
     pub protocols: &'static [Protocol],
     /// Must show a violation: it proves the checker can fail.
     pub negative_control: bool,
+    /// Where the lab runs it: on loopback with proxies, or on hosts of their own.
+    pub topology: Topology,
 }
 
 const ALL: &[Protocol] = &[Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease];
@@ -54,6 +59,7 @@ pub const CATALOG: &[Scenario] = &[
                 saga hold, lease sell); restarted 1 s later",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "kill-orders-after-write-before-reply",
@@ -61,12 +67,14 @@ pub const CATALOG: &[Scenario] = &[
                 answers; restarted 1 s later",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "payments-lose-response-after-capture",
         about: "three captures (2pc: commits) are committed and their answers lost",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "kill-coordinator-after-prepare-before-decision",
@@ -74,6 +82,7 @@ pub const CATALOG: &[Scenario] = &[
                 logged; restarted 1 s later",
         protocols: TWO_PC,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "kill-coordinator-after-decision",
@@ -81,6 +90,7 @@ pub const CATALOG: &[Scenario] = &[
                 pivot, lease commit); restarted 1 s later",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "kill-coordinator-during-compensation",
@@ -88,6 +98,7 @@ pub const CATALOG: &[Scenario] = &[
                 purchase (2pc abort, saga compensations, lease undo); restarted 1 s later",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "kill-postgres-with-prepared-transactions",
@@ -95,12 +106,14 @@ pub const CATALOG: &[Scenario] = &[
                 2pc once prepared transactions exist — and restarted 1.5 s later",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "kill-dynamodb",
         about: "DynamoDB Local is SIGKILLed mid-drop and restarted 1.5 s later on its data",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "kill-redis-with-leases-held",
@@ -108,6 +121,7 @@ pub const CATALOG: &[Scenario] = &[
                 append-only file",
         protocols: LEASE,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "restart-redis-losing-last-second",
@@ -116,6 +130,7 @@ pub const CATALOG: &[Scenario] = &[
                 yet no token at or below one a seat already saw is handed out again",
         protocols: LEASE,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "pause-lease-holder-past-lease",
@@ -123,6 +138,7 @@ pub const CATALOG: &[Scenario] = &[
                 coordinator then sells the same seats; SIGCONT, and the first one writes",
         protocols: LEASE,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "pause-lease-holder-past-lease-no-fencing",
@@ -130,6 +146,7 @@ pub const CATALOG: &[Scenario] = &[
                 double sale",
         protocols: LEASE,
         negative_control: true,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "blackhole-participant",
@@ -137,6 +154,7 @@ pub const CATALOG: &[Scenario] = &[
                 then heals",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "kill-one-of-three-coordinators",
@@ -145,6 +163,7 @@ pub const CATALOG: &[Scenario] = &[
                 purchases over and finish them",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "pause-coordinator-past-ownership",
@@ -153,6 +172,7 @@ pub const CATALOG: &[Scenario] = &[
                 writes are refused and it stops driving them",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "second-coordinator-on-the-same-log",
@@ -160,6 +180,7 @@ pub const CATALOG: &[Scenario] = &[
                 is started on the same log and takes them over; SIGCONT",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "second-log-shares-participants",
@@ -168,6 +189,7 @@ pub const CATALOG: &[Scenario] = &[
                 commits, aborts or compensates a branch of the other",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
     },
     Scenario {
         name: "random",
@@ -176,6 +198,44 @@ pub const CATALOG: &[Scenario] = &[
                 black-holed, slowed or reset, undone 0.5-1.5 s later, while the workload runs",
         protocols: ALL,
         negative_control: false,
+        topology: Topology::Loopback,
+    },
+    Scenario {
+        name: "partition-inventory-host",
+        about: "on hosts of their own: the inventory-pg host is cut off from every other \
+                (iptables drops all it sends and receives but on loopback) for 3 s, with \
+                purchases in flight",
+        protocols: ALL,
+        negative_control: false,
+        topology: Topology::Hosts,
+    },
+    Scenario {
+        name: "partition-coordinator-from-payments",
+        about: "on hosts of their own: the coordinator and payments cannot reach each other \
+                for 3 s (each one's packets to the other dropped), while both still reach \
+                PostgreSQL, the coordinator its log",
+        protocols: ALL,
+        negative_control: false,
+        topology: Topology::Hosts,
+    },
+    Scenario {
+        name: "one-way-partition-payments-answers",
+        about: "on hosts of their own: for 3 s what payments sends the coordinator is \
+                dropped, the other direction passes: calls arrive and are applied, their \
+                answers are lost",
+        protocols: ALL,
+        negative_control: false,
+        topology: Topology::Hosts,
+    },
+    Scenario {
+        name: "partition-coordinator-from-log",
+        about: "on hosts of their own, two coordinators share the log; the one driving \
+                purchases is cut from PostgreSQL (its packets to the log dropped) until the \
+                other has taken its purchases over, 3 s at least; it still reaches the \
+                participants and the fans",
+        protocols: ALL,
+        negative_control: false,
+        topology: Topology::Hosts,
     },
 ];
 
@@ -275,6 +335,18 @@ pub async fn inject(
         }
         "second-log-shares-participants" => {
             ownership::second_log(lab, event, started, &mut faults, workload).await?;
+        }
+        "partition-inventory-host" => {
+            partitions::inventory_host(lab, event, started, &mut faults).await?;
+        }
+        "partition-coordinator-from-payments" => {
+            partitions::coordinator_from_payments(lab, event, started, &mut faults).await?;
+        }
+        "one-way-partition-payments-answers" => {
+            partitions::payments_answers_lost(lab, event, started, &mut faults).await?;
+        }
+        "partition-coordinator-from-log" => {
+            partitions::coordinator_from_log(lab, event, started, &mut faults, workload).await?;
         }
         "random" => links::random(lab, seed, started, &mut faults, workload).await?,
         other => anyhow::bail!("unknown scenario {other}"),

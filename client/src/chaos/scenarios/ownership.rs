@@ -38,13 +38,13 @@ async fn owned_running(lab: &Lab, event: &str, addr: &str) -> i64 {
 /// What the log says happened to the purchases begun by the coordinator on `addr`: how
 /// many another coordinator took over, the milliseconds from `since` to each takeover,
 /// and how many of its writes the log refused once it had lost them.
-struct Takeovers {
-    taken_over: usize,
-    after_ms: Vec<f64>,
-    refused: i64,
+pub(super) struct Takeovers {
+    pub taken_over: usize,
+    pub after_ms: Vec<f64>,
+    pub refused: i64,
 }
 
-async fn takeovers(
+pub(super) async fn takeovers(
     lab: &Lab,
     event: &str,
     addr: &str,
@@ -91,14 +91,14 @@ async fn takeovers(
 
 /// Waits (up to 10 s) until the coordinator on `addr` drives a purchase of `event`; false
 /// when it never did.
-async fn until_driving(lab: &Lab, event: &str, addr: &str) -> bool {
+pub(super) async fn until_driving(lab: &Lab, event: &str, addr: &str) -> bool {
     wait_for(Duration::from_secs(10), || async {
         owned_running(lab, event, addr).await > 0
     })
     .await
 }
 
-fn p50_p99(values: &[f64]) -> String {
+pub(super) fn p50_p99(values: &[f64]) -> String {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let at = |q: f64| {

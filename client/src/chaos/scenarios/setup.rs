@@ -144,7 +144,7 @@ pub fn setup(scenario: &Scenario, protocol: Protocol) -> Setup {
             ));
         }
         "kill-one-of-three-coordinators" => setup.peers = 2,
-        "pause-coordinator-past-ownership" => setup.peers = 1,
+        "pause-coordinator-past-ownership" | "partition-coordinator-from-log" => setup.peers = 1,
         "second-log-shares-participants" => {
             setup.rival = true;
             setup.route = both_clusters;
