@@ -10,6 +10,7 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | `lab.rs` | the private mesh and its processes (the nemesis's targets) |
+//! | `wiring.rs` | where each process runs, and the coordinators' flags |
 //! | `hosts.rs` | the mesh on hosts of its own (network namespaces), links cut with iptables |
 //! | `proxy.rs` | the TCP proxy that delays, black-holes or resets one participant's link |
 //! | `workload.rs` | the fans and their Jepsen history; unknown outcomes retried and resolved |
@@ -25,6 +26,7 @@ mod lab;
 mod proxy;
 mod report;
 mod scenarios;
+mod wiring;
 mod workload;
 
 use std::collections::BTreeMap;
