@@ -133,7 +133,13 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     if args.list {
         for s in scenarios::CATALOG {
             let protocols: Vec<&str> = s.protocols.iter().map(|p| json::protocol(*p)).collect();
-            println!("{:<48} [{}]\n    {}", s.name, protocols.join(", "), s.about);
+            println!(
+                "{:<48} [{}] {}\n    {}",
+                s.name,
+                protocols.join(", "),
+                s.topology.name(),
+                s.about
+            );
         }
         return Ok(());
     }
