@@ -244,7 +244,7 @@ fn partitions_show_what_they_dropped(rows: &[Value]) {
             match scenario {
                 "partition-coordinator-from-log" => {
                     assert!(
-                        row["takeover_ms"]["count"].as_u64().unwrap() > 0,
+                        row["takeover_ms"]["count"].as_u64().expect("a count") > 0,
                         "{at}: another coordinator took its purchases over: {row}"
                     );
                     assert!(evidence.contains("taken over by the other"), "{at}: {row}");
