@@ -92,6 +92,15 @@ install_faketime() {
     [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || apt_install faketime
 }
 
+# The chaos lab's partition scenarios: hosts of their own (network namespaces, veth pairs,
+# a bridge) and iptables rules inside them.
+install_netns_tools() {
+    local missing=()
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v iptables >/dev/null || missing+=(iptables)
+    ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+}
+
 install_java() {
     if ! command -v java >/dev/null; then apt_install openjdk-17-jre-headless; fi
 }
@@ -166,6 +175,7 @@ install_all() {
     install_postgres
     install_redis
     install_faketime
+    install_netns_tools
     install_java
     install_dynamodb
     install_python_tools

@@ -9,6 +9,10 @@
 //! on fresh stores ([`Mesh`]); and what the notifier reaches: a private maildev, SMS
 //! provider and webhook receiver.
 //!
+//! For tests that need separate machines, [`netns`] makes hosts of their own (network
+//! namespaces on a private bridge) that processes run on, and cuts links between them with
+//! iptables.
+//!
 //! Every process it starts verifies tokens with the stack's keys ([`auth`]), whose
 //! helpers give tests an operator's, a fan's or the mesh's credential.
 //!
@@ -18,6 +22,7 @@ pub mod auth;
 mod database;
 mod dynamodb;
 mod mesh;
+pub mod netns;
 mod notify;
 mod postgres;
 mod process;

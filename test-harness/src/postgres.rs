@@ -64,6 +64,11 @@ impl PrivatePostgres {
         Ok(server)
     }
 
+    /// The loopback address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     /// `postgres://ticketdrop@127.0.0.1:<port>/<database>`.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://ticketdrop@127.0.0.1:{}/{database}", self.port)

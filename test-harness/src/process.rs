@@ -42,6 +42,8 @@ pub struct ServiceProcess {
     metrics_addr: SocketAddr,
     child: Option<Child>,
     starts: u32,
+    /// The host it runs on (a network namespace), or the machine's own network.
+    host: Option<crate::netns::Host>,
 }
 
 impl ServiceProcess {
@@ -76,9 +78,43 @@ impl ServiceProcess {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: None,
             starts: 0,
+            host: None,
         };
         process.spawn_and_wait().await?;
         Ok(process)
+    }
+
+    /// The same on a host of its own: run with `ip netns exec` in `host`'s namespace (the
+    /// pid is the service's), listening on `host`'s address and `port` (0: any), its
+    /// metrics too.
+    pub async fn start_on_host(
+        host: &crate::netns::Host,
+        port: u16,
+        binary: impl Into<PathBuf>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut process = Self {
+            binary: binary.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            workdir: tempfile::tempdir().context("creating the process work dir")?,
+            addr: SocketAddr::from((host.addr, port)),
+            metrics_addr: SocketAddr::from((host.addr, 0)),
+            child: None,
+            starts: 0,
+            host: Some(host.clone()),
+        };
+        process.spawn_and_wait().await?;
+        Ok(process)
+    }
+
+    /// The host it runs on, when it has one of its own.
+    pub fn host(&self) -> Option<&crate::netns::Host> {
+        self.host.as_ref()
     }
 
     /// The address the service listens on.
@@ -240,7 +276,22 @@ impl ServiceProcess {
         let _ = std::fs::remove_file(&addr_file);
         let _ = std::fs::remove_file(&metrics_file);
         let log = std::fs::File::create(self.log_path(self.starts)).context("creating the log")?;
-        let child = Command::new(&self.binary)
+        let mut command = match &self.host {
+            Some(host) => {
+                let [program, prefix @ ..] = host.exec_prefix();
+                let mut command = Command::new(program);
+                command.args(prefix).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        let metrics_ip = self
+            .host
+            .as_ref()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |host| {
+                std::net::IpAddr::V4(host.addr)
+            });
+        let child = command
             .args(&self.args)
             .arg("--listen")
             .arg(self.addr.to_string())
@@ -249,7 +300,7 @@ impl ServiceProcess {
             // A fresh port each start: a restart must not fail because another test's
             // process took the old one meanwhile.
             .arg("--metrics-listen")
-            .arg("127.0.0.1:0")
+            .arg(SocketAddr::from((metrics_ip, 0)).to_string())
             .arg("--metrics-addr-file")
             .arg(&metrics_file)
             .env("TICKETDROP_AUTH_DIR", crate::auth::auth_dir())

@@ -1,7 +1,8 @@
 //! The lab's own mesh: a private PostgreSQL, DynamoDB Local and Redis (so killing a
-//! store never touches `make up`'s stack), the five services as real processes, and a
-//! TCP proxy between the coordinator and each participant. Every process is a target
-//! the nemesis can kill, pause, resume and restart.
+//! store never touches `make up`'s stack), the five services as real processes, and
+//! either a TCP proxy between the coordinator and each participant (on loopback) or
+//! every service on a host of its own (`hosts.rs`). Every process is a target the
+//! nemesis can kill, pause, resume and restart.
 
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use serde::Serialize;
 use server_kit::outgoing::MeshChannel;
 use test_harness::{PrivateDynamo, PrivatePostgres, PrivateRedis, ServiceProcess, service_binary};
 
+use crate::chaos::hosts::{self, Hosts, Topology};
 use crate::chaos::proxy::{Mode, Proxy};
+use crate::chaos::wiring::{Place, Wiring, log_url, place, start_coordinator};
 use crate::stores::Stores;
 
 /// A process the nemesis acts on.
@@ -67,18 +70,6 @@ pub enum Link {
 /// paused coordinator's purchases pass to another within about this long.
 pub const OWNERSHIP_TTL: Duration = Duration::from_millis(1_500);
 
-/// Timings the lab's services run with: short, so faults resolve within a run.
-const COORDINATOR_ARGS: [&str; 8] = [
-    "--recovery-interval-ms",
-    "500",
-    "--call-timeout-ms",
-    "1000",
-    "--lease-ttl-ms",
-    "1500",
-    "--max-backoff-ms",
-    "500",
-];
-
 pub struct Lab {
     pub pg: PrivatePostgres,
     pub redis: PrivateRedis,
@@ -93,24 +84,44 @@ pub struct Lab {
     pub peers: Vec<ServiceProcess>,
     /// A coordinator with a log of its own (a second cluster) on the same participants.
     pub rival: Option<ServiceProcess>,
-    proxies: [Proxy; 3],
+    /// On loopback: the proxy in front of each participant.
+    proxies: Option<[Proxy; 3]>,
     table: String,
     /// Failpoints kept in force across every restart, per service (a test build's
     /// lying inspection): added to whatever a scenario arms.
     always: Vec<(Target, String)>,
+    wiring: Wiring,
+    pub topology: Topology,
+    /// On hosts: the network (last: removed once every process on it has stopped).
+    hosts: Option<Hosts>,
 }
 
 impl Lab {
-    /// Starts the stores, the services and the proxies.
-    pub async fn start() -> anyhow::Result<Self> {
+    /// Starts the stores, the services, and the proxies (on loopback) or the hosts.
+    pub async fn start(topology: Topology) -> anyhow::Result<Self> {
         let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await??;
         let redis = PrivateRedis::start()?;
         let dynamo = tokio::task::spawn_blocking(PrivateDynamo::start).await??;
         create_databases(&pg).await?;
+        let mut hosts = match topology {
+            Topology::Hosts => Some(Hosts::start(&pg, &redis, &dynamo).await?),
+            Topology::Loopback => None,
+        };
         let table = test_harness::unique_name("chaos_orders");
-        let inventory_url = pg.url("inventory");
-        let payments_url = pg.url("payments");
-        let dynamo_endpoint = dynamo.endpoint();
+        let (inventory_url, payments_url, redis_url, dynamo_endpoint) = match &hosts {
+            Some(hosts) => (
+                hosts.pg_url(&pg, "inventory"),
+                hosts.pg_url(&pg, "payments"),
+                hosts.redis_url(&redis),
+                hosts.dynamodb_endpoint(&dynamo),
+            ),
+            None => (
+                pg.url("inventory"),
+                pg.url("payments"),
+                redis.url(),
+                dynamo.endpoint(),
+            ),
+        };
         let inventory_args = [
             "--database-url",
             &inventory_url,
@@ -119,47 +130,65 @@ impl Lab {
         ];
         let orders_args = ["--table", &table, "--dynamodb-endpoint", &dynamo_endpoint];
         let payments_args = ["--database-url", &payments_url];
+        let places = [
+            place(&mut hosts, "inventory-pg", hosts::INVENTORY_PORT)?,
+            place(&mut hosts, "orders-dynamo", hosts::ORDERS_PORT)?,
+            place(&mut hosts, "payments", hosts::PAYMENTS_PORT)?,
+        ];
         let (inventory, orders, payments) = tokio::try_join!(
-            ServiceProcess::start(service_binary("inventory-pg"), &inventory_args, &[]),
-            ServiceProcess::start(service_binary("orders-dynamo"), &orders_args, &[]),
-            ServiceProcess::start(service_binary("payments"), &payments_args, &[]),
+            places[0].start("inventory-pg", &inventory_args, &[]),
+            places[1].start("orders-dynamo", &orders_args, &[]),
+            places[2].start("payments", &payments_args, &[]),
         )
         .context("starting the participants")?;
-        let redis_url = redis.url();
-        // The room asks the lab's coordinator about purchases: its port is chosen first.
-        let coordinator_addr =
-            std::net::SocketAddr::from(([127, 0, 0, 1], test_harness::free_port()?));
-        let room = ServiceProcess::start(
-            service_binary("waiting-room"),
-            &[
-                "--redis-url",
-                &redis_url,
-                "--inventory-endpoint",
-                &inventory.endpoint(),
-                "--coordinator-endpoint",
-                &format!("http://{coordinator_addr}"),
-                "--tick-ms",
-                "20",
-            ],
-            &[],
-        )
-        .await
-        .context("starting the waiting room")?;
-        let proxies = [
-            Proxy::start(inventory.addr()).await?,
-            Proxy::start(orders.addr()).await?,
-            Proxy::start(payments.addr()).await?,
-        ];
-        let coordinator = start_coordinator(
-            Some(coordinator_addr),
-            &pg,
-            &redis,
-            &proxies,
-            &room,
-            "coordinator",
-            &[],
-        )
-        .await?;
+        // The room asks the lab's coordinator about purchases: its address is chosen first.
+        let coordinator_place = match hosts {
+            Some(_) => place(&mut hosts, "coordinator", hosts::COORDINATOR_PORT)?,
+            None => Place::Loopback(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                test_harness::free_port()?,
+            ))),
+        };
+        let room = place(&mut hosts, "waiting-room", hosts::ROOM_PORT)?
+            .start(
+                "waiting-room",
+                &[
+                    "--redis-url",
+                    &redis_url,
+                    "--inventory-endpoint",
+                    &inventory.endpoint(),
+                    "--coordinator-endpoint",
+                    &format!("http://{}", coordinator_place.addr()),
+                    "--tick-ms",
+                    "20",
+                ],
+                &[],
+            )
+            .await
+            .context("starting the waiting room")?;
+        let proxies = match topology {
+            Topology::Loopback => Some([
+                Proxy::start(inventory.addr()).await?,
+                Proxy::start(orders.addr()).await?,
+                Proxy::start(payments.addr()).await?,
+            ]),
+            Topology::Hosts => None,
+        };
+        // On hosts the coordinators call the participants on their hosts.
+        let [inventory_endpoint, orders_endpoint, payments_endpoint] = match &proxies {
+            Some(proxies) => proxies.each_ref().map(Proxy::endpoint),
+            None => [&inventory, &orders, &payments].map(ServiceProcess::endpoint),
+        };
+        let wiring = Wiring {
+            redis_url,
+            inventory: inventory_endpoint,
+            orders: orders_endpoint,
+            payments: payments_endpoint,
+            room: room.endpoint(),
+        };
+        let log_url = log_url(&pg, hosts.as_ref(), "coordinator");
+        let coordinator =
+            start_coordinator(&coordinator_place, &log_url, &wiring, "coordinator", &[]).await?;
         Ok(Self {
             pg,
             redis,
@@ -174,6 +203,9 @@ impl Lab {
             proxies,
             table,
             always: Vec::new(),
+            wiring,
+            topology,
+            hosts,
         })
     }
 
@@ -217,16 +249,10 @@ impl Lab {
 
     /// Starts one more coordinator on the lab's log; returns its index in `peers`.
     pub async fn start_peer(&mut self) -> anyhow::Result<usize> {
-        let peer = start_coordinator(
-            None,
-            &self.pg,
-            &self.redis,
-            &self.proxies,
-            &self.room,
-            "coordinator",
-            &[],
-        )
-        .await?;
+        let name = format!("coordinator-peer{}", self.peers.len() + 1);
+        let place = place(&mut self.hosts, &name, hosts::COORDINATOR_PORT)?;
+        let log_url = log_url(&self.pg, self.hosts.as_ref(), "coordinator");
+        let peer = start_coordinator(&place, &log_url, &self.wiring, "coordinator", &[]).await?;
         self.peers.push(peer);
         Ok(self.peers.len() - 1)
     }
@@ -390,26 +416,35 @@ impl Lab {
         self.coordinator.restart().await
     }
 
-    pub fn proxy(&self, link: Link) -> &Proxy {
-        match link {
-            Link::Inventory => &self.proxies[0],
-            Link::Orders => &self.proxies[1],
-            Link::Payments => &self.proxies[2],
-        }
+    /// The proxy in front of a participant (on loopback only).
+    pub fn proxy(&self, link: Link) -> anyhow::Result<&Proxy> {
+        let proxies = self.proxies.as_ref().context(
+            "the proxied links are the loopback lab's; on hosts, links are cut with iptables",
+        )?;
+        Ok(match link {
+            Link::Inventory => &proxies[0],
+            Link::Orders => &proxies[1],
+            Link::Payments => &proxies[2],
+        })
+    }
+
+    /// The hosts, and the rules in force in them (on hosts only).
+    pub fn hosts(&mut self) -> anyhow::Result<&mut Hosts> {
+        self.hosts
+            .as_mut()
+            .context("this scenario needs the lab on hosts of their own")
     }
 
     /// Starts the rival coordinator (its own log) with `env`.
     pub async fn start_rival(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
-        let rival = start_coordinator(
-            None,
-            &self.pg,
-            &self.redis,
-            &self.proxies,
-            &self.room,
-            "coordinator_rival",
-            env,
-        )
-        .await?;
+        let place = place(
+            &mut self.hosts,
+            "coordinator-rival",
+            hosts::COORDINATOR_PORT,
+        )?;
+        let log_url = log_url(&self.pg, self.hosts.as_ref(), "coordinator_rival");
+        let rival =
+            start_coordinator(&place, &log_url, &self.wiring, "coordinator_rival", env).await?;
         self.rival = Some(rival);
         Ok(())
     }
@@ -426,8 +461,11 @@ impl Lab {
 
     /// Every process running and thawed, every link passing.
     pub async fn heal(&mut self) -> anyhow::Result<()> {
-        for proxy in &self.proxies {
+        for proxy in self.proxies.iter().flatten() {
             proxy.set(Mode::Pass);
+        }
+        if let Some(hosts) = &mut self.hosts {
+            hosts.heal()?;
         }
         for target in [Target::Postgres, Target::Dynamodb, Target::Redis] {
             if self.is_running(target) {
@@ -509,47 +547,6 @@ pub fn signal_of(status: &std::process::ExitStatus) -> Option<i32> {
 
 /// Where the lab's coordinator would find a notifier: the discard port, never served.
 pub const NO_NOTIFIER: &str = "http://127.0.0.1:9";
-
-async fn start_coordinator(
-    addr: Option<std::net::SocketAddr>,
-    pg: &PrivatePostgres,
-    redis: &PrivateRedis,
-    proxies: &[Proxy; 3],
-    room: &ServiceProcess,
-    database: &str,
-    env: &[(&str, &str)],
-) -> anyhow::Result<ServiceProcess> {
-    let url = pg.url(database);
-    let redis_url = redis.url();
-    let [inventory, orders, payments] = proxies.each_ref().map(Proxy::endpoint);
-    let room = room.endpoint();
-    let mut args = vec![
-        "--database-url",
-        &url,
-        "--redis-url",
-        &redis_url,
-        "--inventory-endpoint",
-        &inventory,
-        "--orders-endpoint",
-        &orders,
-        "--payments-endpoint",
-        &payments,
-        "--waiting-room-endpoint",
-        &room,
-        // The lab does not run a notifier: its purchases' confirmations stay in the
-        // lab's outbox (the relay retries with backoff against a port nobody serves).
-        "--notifier-endpoint",
-        NO_NOTIFIER,
-    ];
-    args.extend(COORDINATOR_ARGS);
-    let ttl = OWNERSHIP_TTL.as_millis().to_string();
-    let mut env = env.to_vec();
-    env.push(("TICKETDROP_COORDINATOR_OWNERSHIP_TTL_MS", &ttl));
-    let addr = addr.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    ServiceProcess::start_on(addr, service_binary("coordinator"), &args, &env)
-        .await
-        .with_context(|| format!("starting the coordinator on {database}"))
-}
 
 /// A client of `endpoints` (one, or several separated by commas: the calls are spread
 /// over them).

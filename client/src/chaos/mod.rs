@@ -1,6 +1,7 @@
 //! `ticketdrop chaos`: the comparative chaos lab, in the manner of Jepsen. It starts a
 //! mesh of its own (private PostgreSQL, DynamoDB Local and Redis, the services, a proxy in
-//! front of each participant), then for each protocol runs a fault-free baseline and
+//! front of each participant; for the partition scenarios a second one, every service on
+//! a host of its own), then for each protocol runs a fault-free baseline and
 //! every scenario that applies: a workload of fans recorded as a history, a nemesis that
 //! kills, pauses and cuts off processes at chosen moments, healing, a bounded wait for
 //! recovery, and a checker that reads every database. One row per protocol × scenario,
@@ -9,17 +10,23 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | `lab.rs` | the private mesh and its processes (the nemesis's targets) |
+//! | `wiring.rs` | where each process runs, and the coordinators' flags |
+//! | `hosts.rs` | the mesh on hosts of its own (network namespaces), links cut with iptables |
 //! | `proxy.rs` | the TCP proxy that delays, black-holes or resets one participant's link |
 //! | `workload.rs` | the fans and their Jepsen history; unknown outcomes retried and resolved |
-//! | `scenarios.rs` | the catalog, and the nemesis that carries each scenario out |
+//! | `scenarios/` | the catalog, and the nemesis that carries each scenario out |
 //! | `checker.rs` | the invariants from the databases and the history checks |
+//! | `facts.rs` | what the coordinators' logs say about a run (in doubt, compensations, …) |
 //! | `report.rs` | the rows, the table, the Markdown |
 
 mod checker;
+mod facts;
+mod hosts;
 mod lab;
 mod proxy;
 mod report;
 mod scenarios;
+mod wiring;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -32,6 +39,7 @@ use proto::v1::*;
 use crate::drop::DropProtocol;
 use crate::endpoints::Endpoints;
 use crate::json;
+use hosts::Topology;
 use lab::Lab;
 use report::{Row, Spread};
 use scenarios::Scenario;
@@ -41,7 +49,7 @@ pub struct ChaosArgs {
     /// Protocol, or all three.
     #[arg(long, value_enum, default_value = "all")]
     pub protocol: DropProtocol,
-    /// A scenario (see --list), or all of them.
+    /// A scenario (see --list), several separated by commas, or all of them.
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Fans per run.
@@ -117,13 +125,21 @@ const BASELINE: Scenario = Scenario {
     about: "no fault",
     protocols: &[Protocol::TwoPhaseCommit, Protocol::Saga, Protocol::Lease],
     negative_control: false,
+    // Run by every lab, whatever its topology.
+    topology: Topology::Loopback,
 };
 
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     if args.list {
         for s in scenarios::CATALOG {
             let protocols: Vec<&str> = s.protocols.iter().map(|p| json::protocol(*p)).collect();
-            println!("{:<48} [{}]\n    {}", s.name, protocols.join(", "), s.about);
+            println!(
+                "{:<48} [{}] {}\n    {}",
+                s.name,
+                protocols.join(", "),
+                s.topology.name(),
+                s.about
+            );
         }
         return Ok(());
     }
@@ -135,9 +151,14 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
                     .expect("in the catalog"),
             ]
         }
-        name => vec![scenarios::find(name).with_context(|| {
-            format!("no scenario {name:?}; `ticketdrop chaos --list` names them")
-        })?],
+        names => names
+            .split(',')
+            .map(|name| {
+                scenarios::find(name.trim()).with_context(|| {
+                    format!("no scenario {name:?}; `ticketdrop chaos --list` names them")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     let protocols: Vec<Protocol> = match args.protocol {
         DropProtocol::TwoPc => vec![Protocol::TwoPhaseCommit],
@@ -147,44 +168,67 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     };
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(1..1_000_000));
     lab::check_failpoint_builds(&needed_failpoints(&selected, &protocols, &args))?;
-    eprintln!("chaos: seed {seed}; starting the lab's own mesh");
-    let mut lab = Lab::start().await.context("starting the lab")?;
-    if let Some(spec) = &args.coordinator_failpoints {
-        lab.keep_failpoints(lab::Target::Coordinator, spec).await?;
+    // A lab per topology the chosen scenarios need, one after the other.
+    let topologies: Vec<Topology> = [Topology::Loopback, Topology::Hosts]
+        .into_iter()
+        .filter(|t| selected.iter().any(|s| s.topology == *t))
+        .collect();
+    if topologies.contains(&Topology::Hosts) {
+        hosts::Hosts::preflight()?;
     }
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut histories = Vec::new();
     let mut index = 0;
-    for protocol in &protocols {
-        let mut baseline: Option<Row> = None;
-        for scenario in std::iter::once(&BASELINE).chain(selected.iter().copied()) {
-            if !scenario.protocols.contains(protocol) {
-                continue;
+    for topology in topologies {
+        eprintln!(
+            "chaos: seed {seed}; starting the lab's own mesh ({})",
+            topology.name()
+        );
+        let mut lab = Lab::start(topology).await.context("starting the lab")?;
+        if let Some(spec) = &args.coordinator_failpoints {
+            lab.keep_failpoints(lab::Target::Coordinator, spec).await?;
+        }
+        let scenarios: Vec<&Scenario> = std::iter::once(&BASELINE)
+            .chain(selected.iter().copied().filter(|s| s.topology == topology))
+            .collect();
+        for protocol in &protocols {
+            let mut baseline: Option<Row> = None;
+            for scenario in scenarios.iter().copied() {
+                if !scenario.protocols.contains(protocol) {
+                    continue;
+                }
+                index += 1;
+                eprintln!(
+                    "chaos: {} / {} ({})",
+                    json::protocol(*protocol),
+                    scenario.name,
+                    topology.name()
+                );
+                let (mut row, ops) = run_one(&mut lab, &args, *protocol, scenario, seed, index)
+                    .await
+                    .with_context(|| {
+                        format!("{} / {}", json::protocol(*protocol), scenario.name)
+                    })?;
+                if let Some(base) = &baseline {
+                    row.baseline_success_rate = base.success_rate;
+                    row.baseline_p99_ms = base.p99_ms;
+                } else {
+                    row.baseline_success_rate = row.success_rate;
+                    row.baseline_p99_ms = row.p99_ms;
+                    baseline = Some(row.clone());
+                }
+                histories.push((row.protocol, row.scenario.clone(), ops));
+                rows.push(row);
             }
-            index += 1;
-            eprintln!("chaos: {} / {}", json::protocol(*protocol), scenario.name);
-            let (mut row, ops) = run_one(&mut lab, &args, *protocol, scenario, seed, index)
-                .await
-                .with_context(|| format!("{} / {}", json::protocol(*protocol), scenario.name))?;
-            if let Some(base) = &baseline {
-                row.baseline_success_rate = base.success_rate;
-                row.baseline_p99_ms = base.p99_ms;
-            } else {
-                row.baseline_success_rate = row.success_rate;
-                row.baseline_p99_ms = row.p99_ms;
-                baseline = Some(row.clone());
-            }
-            histories.push((row.protocol, row.scenario.clone(), ops));
-            rows.push(row);
         }
     }
     let elapsed = started.elapsed();
     if let Some(path) = &args.history {
-        write_history(path, &histories)?;
+        report::write_history(path, &histories)?;
     }
     if let Some(path) = &args.markdown {
-        write_markdown(path, &rows, seed, &args, elapsed)?;
+        report::write_markdown(path, &rows, seed, &args, elapsed)?;
     }
     if args.json {
         json::print(&serde_json::json!({
@@ -369,7 +413,7 @@ async fn run_one(
     }
     lab.stop_peers().await?;
 
-    let facts = log_facts(lab, &event, setup.rival, faults.window_wall).await?;
+    let facts = facts::log_facts(lab, &event, setup.rival, faults.window_wall).await?;
     let in_window: Vec<&workload::Op> = match faults.window_ms {
         Some((from, to)) if scenario.name != "baseline" => ops
             .iter()
@@ -410,6 +454,7 @@ async fn run_one(
     let row = Row {
         protocol: json::protocol(protocol),
         scenario: scenario.name.to_owned(),
+        topology: lab.topology.name(),
         event_id: event,
         negative_control: scenario.negative_control,
         fault_injected: faults.injected,
@@ -465,155 +510,4 @@ fn percentile_99(mut values: Vec<f64>) -> f64 {
         .get(((values.len().saturating_sub(1)) as f64 * 0.99).round() as usize)
         .copied()
         .unwrap_or(0.0)
-}
-
-/// What the coordinators' logs say about a run.
-struct LogFacts {
-    in_doubt: Spread,
-    compensations: u64,
-    duplicates: u64,
-    stale: u64,
-    /// Orders read back after an orders outage, and writes re-asserted then.
-    verified: u64,
-    reasserted: u64,
-}
-
-async fn log_facts(
-    lab: &Lab,
-    event: &str,
-    rival: bool,
-    window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
-) -> anyhow::Result<LogFacts> {
-    let mut facts = LogFacts {
-        in_doubt: Spread::default(),
-        compensations: 0,
-        duplicates: 0,
-        stale: 0,
-        verified: 0,
-        reasserted: 0,
-    };
-    let mut in_doubt = Vec::new();
-    let logs: &[&str] = if rival {
-        &["coordinator", "coordinator_rival"]
-    } else {
-        &["coordinator"]
-    };
-    let (from, to) = window.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-    for db in logs {
-        let log = crate::stores::postgres("coordinator", &lab.pg.url(db)).await?;
-        for row in log
-            .query(
-                "SELECT (extract(epoch FROM t.finished_at - t.started_at) * 1000)::float8,
-                        bool_or(s.outcome = 'UNKNOWN')
-                           OR ($2::timestamptz IS NOT NULL AND t.started_at <= $3
-                               AND coalesce(t.finished_at, now()) >= $2)
-                   FROM transactions t LEFT JOIN steps s USING (txid)
-                  WHERE t.event_id = $1 AND t.finished_at IS NOT NULL
-                  GROUP BY t.txid, t.started_at, t.finished_at",
-                &[&event, &from, &to],
-            )
-            .await?
-        {
-            if row.get::<_, Option<bool>>(1) == Some(true) {
-                in_doubt.push(row.get::<_, Option<f64>>(0).unwrap_or(0.0));
-            }
-        }
-        let counts = log
-            .query_one(
-                "SELECT count(*) FILTER (WHERE s.compensation AND s.outcome = 'OK'),
-                        count(*) FILTER (WHERE s.error ILIKE '%stale fencing token%'),
-                        count(*) FILTER (WHERE s.operation = 'verify_order' AND s.outcome = 'OK'),
-                        count(*) FILTER (WHERE s.operation <> 'verify_order' AND s.outcome = 'OK'
-                            AND s.sequence > (SELECT min(v.sequence) FROM steps v
-                                               WHERE v.txid = s.txid AND v.operation = 'verify_order'))
-                   FROM steps s JOIN transactions t USING (txid) WHERE t.event_id = $1",
-                &[&event],
-            )
-            .await?;
-        let count = |i: usize| u64::try_from(counts.get::<_, i64>(i)).unwrap_or(0);
-        facts.compensations += count(0);
-        facts.stale += count(1);
-        facts.verified += count(2);
-        facts.reasserted += count(3);
-        let duplicates: i64 = log
-            .query_one(
-                "SELECT count(*) FROM (
-                     SELECT 1 FROM steps s JOIN transactions t USING (txid)
-                      WHERE t.event_id = $1
-                      GROUP BY s.txid, s.participant, s.operation
-                     HAVING bool_or(s.outcome = 'UNKNOWN') AND bool_or(s.outcome = 'OK')) d",
-                &[&event],
-            )
-            .await?
-            .get(0);
-        facts.duplicates += u64::try_from(duplicates).unwrap_or(0);
-    }
-    facts.in_doubt = Spread::of(in_doubt);
-    Ok(facts)
-}
-
-fn write_history(
-    path: &std::path::Path,
-    histories: &[(&'static str, String, Vec<workload::Op>)],
-) -> anyhow::Result<()> {
-    let mut out = String::new();
-    for (protocol, scenario, ops) in histories {
-        for op in ops {
-            let mut entry = serde_json::to_value(op)?;
-            entry["protocol"] = serde_json::json!(protocol);
-            entry["scenario"] = serde_json::json!(scenario);
-            out.push_str(&serde_json::to_string(&entry)?);
-            out.push('\n');
-        }
-    }
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
-}
-
-/// docs/chaos.md: the measured table with the seed and the machine, above the
-/// hand-written reading (kept from the existing file).
-fn write_markdown(
-    path: &std::path::Path,
-    rows: &[Row],
-    seed: u64,
-    args: &ChaosArgs,
-    elapsed: Duration,
-) -> anyhow::Result<()> {
-    let reading = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.find("## Reading").map(|at| text[at..].to_owned()))
-        .unwrap_or_default();
-    let crate::machine::Machine {
-        cores,
-        cpu,
-        memory,
-        commit,
-    } = crate::machine::Machine::read();
-    let text = format!(
-        "# The chaos lab\n\n\
-         `make chaos` (`ticketdrop chaos --protocol all --scenario all --seed {seed} --fans {} \
-         --seats {} --decline-rate {} --concurrency {}`): every scenario under every protocol it \
-         applies to, on the lab's own mesh (private PostgreSQL, DynamoDB Local and Redis, the \
-         services built with failpoints, a proxy in front of each participant). Each row is one \
-         run on a fresh event; \"baseline\" is the same workload without a fault. \
-         `ticketdrop chaos --list` describes every scenario.\n\n\
-         Machine: {cores} cores ({cpu}), {memory} of memory. Commit {commit}, {}. Seed {seed}; \
-         the whole run took {:.0} s.\n\n\
-         Columns: operations as Jepsen types them (`info` = outcome unknown to the client, \
-         resolved by key after healing); violations per invariant of shared/DESIGN.md and per \
-         history check; money Δ = captured − refunded − confirmed orders; in doubt = BEGIN to \
-         final state of the purchases the fault touched; heal → all invariants = from the last \
-         fault's end until the checker found nothing; stuck = leftovers at the end; success and \
-         p99 of the purchases invoked during the fault, against the protocol's baseline; \
-         compensations run, duplicates suppressed (a repeat after an unknown outcome that the \
-         participant did not apply twice), stale-fence rejections.\n\n{}\n{}",
-        args.fans,
-        args.seats,
-        args.decline_rate,
-        args.concurrency,
-        chrono::Utc::now().format("%Y-%m-%d"),
-        elapsed.as_secs_f64(),
-        report::markdown(rows),
-        reading,
-    );
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

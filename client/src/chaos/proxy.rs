@@ -52,9 +52,15 @@ pub struct Counts {
 impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream`.
     pub async fn start(upstream: SocketAddr) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream).await
+    }
+
+    /// Listens on `listen` (port 0: a free one) and forwards to `upstream`: how hosts of
+    /// their own reach a store that listens on loopback.
+    pub async fn start_on(listen: SocketAddr, upstream: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(listen)
             .await
-            .context("binding the proxy")?;
+            .with_context(|| format!("binding the proxy on {listen}"))?;
         let addr = listener.local_addr()?;
         let (mode, watching) = watch::channel(Mode::Pass);
         let stats = Arc::new(Stats::default());
@@ -85,6 +91,11 @@ impl Proxy {
             delayed: self.stats.delayed.load(Ordering::Relaxed),
             reset: self.stats.reset.load(Ordering::Relaxed),
         }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://<addr>`, what the caller is pointed at instead of the participant.

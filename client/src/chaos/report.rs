@@ -2,11 +2,15 @@
 //! Markdown of docs/chaos.md.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
 
 use serde::Serialize;
 
 use crate::chaos::checker::Violation;
 use crate::chaos::scenarios::FaultEvent;
+use crate::chaos::{ChaosArgs, workload};
 
 /// Distribution of durations in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -40,6 +44,8 @@ impl Spread {
 pub struct Row {
     pub protocol: &'static str,
     pub scenario: String,
+    /// Where the lab ran it: "loopback" (proxies) or "hosts" (a namespace per process).
+    pub topology: &'static str,
     pub event_id: String,
     pub negative_control: bool,
     /// False when the planned fault never happened: no evidence of it was seen.
@@ -142,7 +148,12 @@ fn cells(r: &Row) -> Vec<String> {
     };
     vec![
         r.protocol.to_owned(),
-        r.scenario.clone(),
+        // Each lab runs its own baseline: the one on hosts is named so.
+        if r.scenario == "baseline" && r.topology != "loopback" {
+            format!("baseline ({})", r.topology)
+        } else {
+            r.scenario.clone()
+        },
         format!("{} / {} / {} ({})", r.ok, r.fail, r.info, r.info_resolved),
         violations,
         r.money_delta_cents.to_string(),
@@ -218,4 +229,72 @@ pub fn markdown(rows: &[Row]) -> String {
         out.push_str(&format!("| {} |\n", cells(r).join(" | ")));
     }
     out
+}
+
+pub fn write_history(
+    path: &std::path::Path,
+    histories: &[(&'static str, String, Vec<workload::Op>)],
+) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for (protocol, scenario, ops) in histories {
+        for op in ops {
+            let mut entry = serde_json::to_value(op)?;
+            entry["protocol"] = serde_json::json!(protocol);
+            entry["scenario"] = serde_json::json!(scenario);
+            out.push_str(&serde_json::to_string(&entry)?);
+            out.push('\n');
+        }
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// docs/chaos.md: the measured table with the seed and the machine, above the
+/// hand-written reading (kept from the existing file).
+pub fn write_markdown(
+    path: &std::path::Path,
+    rows: &[Row],
+    seed: u64,
+    args: &ChaosArgs,
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let reading = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.find("## Reading").map(|at| text[at..].to_owned()))
+        .unwrap_or_default();
+    let crate::machine::Machine {
+        cores,
+        cpu,
+        memory,
+        commit,
+    } = crate::machine::Machine::read();
+    let text = format!(
+        "# The chaos lab\n\n\
+         `make chaos` (`ticketdrop chaos --protocol all --scenario all --seed {seed} --fans {} \
+         --seats {} --decline-rate {} --concurrency {}`): every scenario under every protocol it \
+         applies to, on the lab's own mesh (private PostgreSQL, DynamoDB Local and Redis, the \
+         services built with failpoints, a proxy in front of each participant); the partition \
+         scenarios on a second mesh whose every service runs on a host of its own (a network \
+         namespace with its own address), links cut with iptables, after a baseline of their own. Each row is one \
+         run on a fresh event; \"baseline\" is the same workload without a fault. \
+         `ticketdrop chaos --list` describes every scenario.\n\n\
+         Machine: {cores} cores ({cpu}), {memory} of memory. Commit {commit}, {}. Seed {seed}; \
+         the whole run took {:.0} s.\n\n\
+         Columns: operations as Jepsen types them (`info` = outcome unknown to the client, \
+         resolved by key after healing); violations per invariant of shared/DESIGN.md and per \
+         history check; money Δ = captured − refunded − confirmed orders; in doubt = BEGIN to \
+         final state of the purchases the fault touched; heal → all invariants = from the last \
+         fault's end until the checker found nothing; stuck = leftovers at the end; success and \
+         p99 of the purchases invoked during the fault, against the protocol's baseline; \
+         compensations run, duplicates suppressed (a repeat after an unknown outcome that the \
+         participant did not apply twice), stale-fence rejections.\n\n{}\n{}",
+        args.fans,
+        args.seats,
+        args.decline_rate,
+        args.concurrency,
+        chrono::Utc::now().format("%Y-%m-%d"),
+        elapsed.as_secs_f64(),
+        markdown(rows),
+        reading,
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

@@ -84,8 +84,9 @@ async fn every_scenario_under_every_protocol_keeps_every_invariant() {
             )
         })
         .collect();
-    // The catalog (`ticketdrop chaos --list`) under each protocol it applies to, each
-    // protocol's fault-free baseline first.
+    // The catalog (`ticketdrop chaos --list`) under each protocol it applies to: first on
+    // the loopback lab, then the partitions on the lab whose every service has a host of
+    // its own; each lab's fault-free baseline first, under each protocol.
     let list = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketdrop"))
         .args(["chaos", "--list"])
         .output()
@@ -93,12 +94,15 @@ async fn every_scenario_under_every_protocol_keeps_every_invariant() {
         .expect("--list");
     let catalog = String::from_utf8(list.stdout).expect("utf-8");
     let mut expected = Vec::new();
-    for protocol in ["2pc", "saga", "lease"] {
-        expected.push((protocol.to_owned(), "baseline".to_owned()));
-        for line in catalog.lines().filter(|l| !l.starts_with(' ')) {
-            let (name, protocols) = line.split_once(' ').expect("name [protocols]");
-            if protocols.contains(protocol) {
-                expected.push((protocol.to_owned(), name.to_owned()));
+    for topology in ["loopback", "hosts"] {
+        for protocol in ["2pc", "saga", "lease"] {
+            expected.push((protocol.to_owned(), "baseline".to_owned()));
+            for line in catalog.lines().filter(|l| !l.starts_with(' ')) {
+                let (name, rest) = line.split_once(' ').expect("name [protocols] topology");
+                let (protocols, placed) = rest.rsplit_once(' ').expect("[protocols] topology");
+                if protocols.contains(protocol) && placed == topology {
+                    expected.push((protocol.to_owned(), name.to_owned()));
+                }
             }
         }
     }
@@ -122,6 +126,10 @@ async fn every_scenario_under_every_protocol_keeps_every_invariant() {
         "second-coordinator-on-the-same-log",
         "second-log-shares-participants",
         "random",
+        "partition-inventory-host",
+        "partition-coordinator-from-payments",
+        "one-way-partition-payments-answers",
+        "partition-coordinator-from-log",
     ] {
         assert!(
             ran.iter().any(|(_, s)| s == scenario),
@@ -194,6 +202,73 @@ async fn every_scenario_under_every_protocol_keeps_every_invariant() {
         faulted_info > 0,
         "some faults cost unknown outcomes, all resolved"
     );
+    partitions_show_what_they_dropped(rows);
+}
+
+/// The partition rows: each ran under each protocol on the lab's hosts, with no violation
+/// (checked above), and its evidence names what the DROP rules dropped, in the host the
+/// scenario cuts; the coordinator cut from the log had its purchases taken over.
+fn partitions_show_what_they_dropped(rows: &[Value]) {
+    let dropped_in = |row: &Value, host: &str| -> u64 {
+        row["evidence"]
+            .as_array()
+            .expect("evidence")
+            .iter()
+            .filter_map(|e| e.as_str()?.strip_prefix(&format!("iptables in {host} (")))
+            .filter_map(|rest| {
+                let packets = rest.split_once(") dropped ")?.1.split(' ').next()?;
+                packets.parse::<u64>().ok()
+            })
+            .sum()
+    };
+    for (scenario, host) in [
+        ("partition-inventory-host", "inventory-pg"),
+        ("partition-coordinator-from-payments", "coordinator"),
+        ("one-way-partition-payments-answers", "payments"),
+        ("partition-coordinator-from-log", "coordinator"),
+    ] {
+        for protocol in ["2pc", "saga", "lease"] {
+            let at = format!("{protocol} / {scenario}");
+            let row = rows
+                .iter()
+                .find(|r| r["protocol"] == protocol && r["scenario"] == scenario)
+                .unwrap_or_else(|| panic!("{at} ran"));
+            assert_eq!(row["topology"], "hosts", "{at}: {row}");
+            assert_eq!(row["fault_injected"], true, "{at}: {row}");
+            assert_eq!(row["violations"], Value::Array(Vec::new()), "{at}: {row}");
+            assert!(
+                dropped_in(row, host) > 0,
+                "{at}: the evidence names packets dropped in {host}: {row}"
+            );
+            let evidence = row["evidence"].to_string();
+            match scenario {
+                "partition-coordinator-from-log" => {
+                    assert!(
+                        row["takeover_ms"]["count"].as_u64().expect("a count") > 0,
+                        "{at}: another coordinator took its purchases over: {row}"
+                    );
+                    assert!(evidence.contains("taken over by the other"), "{at}: {row}");
+                }
+                "partition-coordinator-from-payments" => {
+                    assert!(evidence.contains("still reached its log"), "{at}: {row}");
+                }
+                "one-way-partition-payments-answers" => {
+                    assert!(evidence.contains("payments applied"), "{at}: {row}");
+                }
+                _ => assert!(evidence.contains("in flight at the cut"), "{at}: {row}"),
+            }
+        }
+    }
+    // Each lab ran a baseline of its own under each protocol.
+    for topology in ["loopback", "hosts"] {
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r["scenario"] == "baseline" && r["topology"] == topology)
+                .count(),
+            3,
+            "{topology}"
+        );
+    }
 }
 
 /// The negative control, under several seeds: without fencing a lease holder paused past
@@ -407,6 +482,55 @@ async fn without_failpoint_builds_the_lab_says_so_before_it_starts() {
         "{stderr}"
     );
     assert!(stderr.contains("make chaos"), "{stderr}");
+    assert!(
+        !stderr.contains("starting the lab"),
+        "nothing started: {stderr}"
+    );
+}
+
+/// Where network namespaces cannot be made (here: an `ip` that is refused, as for a user
+/// without CAP_SYS_ADMIN), the partition scenarios say so, and what they need, before
+/// the lab starts anything: they never pass without their hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_network_namespaces_the_partitions_say_so_before_they_start() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a folder");
+    let ip = dir.path().join("ip");
+    std::fs::write(
+        &ip,
+        "#!/bin/sh\necho 'mount --make-shared /run/netns failed: Operation not permitted' >&2\nexit 1\n",
+    )
+    .expect("writes");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ip, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketdrop"))
+        .args([
+            "chaos",
+            "--protocol",
+            "saga",
+            "--scenario",
+            "partition-coordinator-from-log",
+        ])
+        .env("PATH", path)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("ticketdrop runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a host of its own") && stderr.contains("Operation not permitted"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("network namespaces")
+            && stderr.contains("apt-get install iproute2 iptables"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("starting the lab"),
         "nothing started: {stderr}"
