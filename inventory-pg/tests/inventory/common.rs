@@ -1,10 +1,7 @@
-use std::collections::HashMap;
-
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
 use test_harness::{ServiceProcess, TestDatabase, service_binary};
-use tonic::{Code, Status};
 
 /// A running inventory service on a database of its own.
 pub struct Inventory {

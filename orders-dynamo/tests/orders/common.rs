@@ -5,7 +5,6 @@ use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
 use test_harness::{ServiceProcess, service_binary, unique_name};
-use tonic::{Code, Status};
 
 /// A running orders service on a table of its own.
 pub struct Orders {

@@ -1,10 +1,8 @@
-use std::collections::HashMap;
-
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
 use test_harness::{ServiceProcess, TestDatabase, service_binary};
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// A running payments service on a database of its own.
 pub struct Payments {
