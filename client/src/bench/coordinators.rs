@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::bench::{BenchArgs, Measured, Shape, measured};
 use crate::endpoints::Endpoints;
 use crate::json;
+use crate::load::stats::percentile;
 use crate::load::{self, DropReport, Load};
 
 /// The drop with `coordinators` coordinators serving its fans.
@@ -209,12 +210,7 @@ async fn kill_one(
         .map(|row| row.get(0))
         .collect();
     after.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        after
-            .get(((after.len().saturating_sub(1)) as f64 * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let at = |q: f64| percentile(&after, q);
     Ok(Takeover {
         protocol: json::protocol(protocol),
         fans,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::endpoints::Endpoints;
 use crate::json;
+use crate::load::stats::percentile;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -58,7 +59,7 @@ pub async fn measure(
             }
         }
         latencies.sort_by(f64::total_cmp);
-        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        let at = |q: f64| percentile(&latencies, q);
         all.push(Latency {
             protocol: json::protocol(protocol),
             purchases,

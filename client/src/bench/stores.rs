@@ -21,6 +21,7 @@ use orders_dynamo::items::{self, OrderRecord, n, s};
 use proto::v1::{OrderStatus, PricedSeat, Protocol};
 use serde::Serialize;
 
+use crate::load::stats::percentile;
 use crate::stores::{self, Stores};
 
 /// One store operation's measured pace.
@@ -115,12 +116,7 @@ where
     }
     let seconds = start.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let quantile = |q: f64| percentile(&latencies, q);
     let operations = latencies.len() as u64;
     Ok(Rate {
         what,

@@ -39,6 +39,7 @@ use proto::v1::*;
 use crate::drop::DropProtocol;
 use crate::endpoints::Endpoints;
 use crate::json;
+use crate::load::stats::percentile_of;
 use hosts::Topology;
 use lab::Lab;
 use report::{Row, Spread};
@@ -481,7 +482,13 @@ async fn run_one(
             in_window.iter().filter(|op| op.is_ok()).count(),
             in_window.len(),
         ),
-        p99_ms: percentile_99(in_window.iter().map(|op| op.latency_ms()).collect()),
+        p99_ms: percentile_of(
+            &in_window
+                .iter()
+                .map(|op| op.latency_ms())
+                .collect::<Vec<_>>(),
+            0.99,
+        ),
         baseline_success_rate: 0.0,
         baseline_p99_ms: 0.0,
         compensations: facts.compensations,
@@ -502,12 +509,4 @@ fn share(part: usize, whole: usize) -> f64 {
     } else {
         part as f64 / whole as f64
     }
-}
-
-fn percentile_99(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values
-        .get(((values.len().saturating_sub(1)) as f64 * 0.99).round() as usize)
-        .copied()
-        .unwrap_or(0.0)
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::chaos::checker::Violation;
 use crate::chaos::scenarios::FaultEvent;
 use crate::chaos::{ChaosArgs, workload};
+use crate::load::stats::percentile;
 
 /// Distribution of durations in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -24,16 +25,10 @@ pub struct Spread {
 impl Spread {
     pub fn of(mut values: Vec<f64>) -> Self {
         values.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            values
-                .get(((values.len().saturating_sub(1)) as f64 * q).round() as usize)
-                .copied()
-                .unwrap_or(0.0)
-        };
         Self {
             count: values.len(),
-            p50: at(0.5),
-            p95: at(0.95),
+            p50: percentile(&values, 0.5),
+            p95: percentile(&values, 0.95),
             max: values.last().copied().unwrap_or(0.0),
         }
     }

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use super::{Faults, lab_log, wait_for};
 use crate::chaos::lab::{Lab, Target};
 use crate::chaos::workload::Op;
+use crate::load::stats::percentile_of;
 
 /// Purchases of `event` still running and owned by the coordinator listening on `addr`
 /// (a log without owners, from before coordinators shared logs: any running purchase).
@@ -99,15 +100,11 @@ pub(super) async fn until_driving(lab: &Lab, event: &str, addr: &str) -> bool {
 }
 
 pub(super) fn p50_p99(values: &[f64]) -> String {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        sorted
-            .get(((sorted.len().saturating_sub(1)) as f64 * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    format!("{:.0} / {:.0} ms", at(0.5), at(0.99))
+    format!(
+        "{:.0} / {:.0} ms",
+        percentile_of(values, 0.5),
+        percentile_of(values, 0.99)
+    )
 }
 
 /// Three coordinators on one log; the third is SIGKILLed while it drives a purchase and
