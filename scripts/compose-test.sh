@@ -264,8 +264,11 @@ drop_with_a_kill() {
     local name ips=() i pid
     name=$(container "coordinator-$victim")
     for i in 1 2 3; do ips+=("$(container_ip "$(container "coordinator-$i")")"); done
-    # The replica's process, killed from here: `podman kill` takes a few hundred ms to
-    # start, time enough for a lease purchase seen in flight to finish first.
+    # The replica's process: stopped from here (SIGSTOP) the moment it is seen with
+    # purchases in flight, so that none of them finishes in the few hundred ms `podman
+    # kill` takes to start (a lease purchase does); then `podman kill` SIGKILLs it, as an
+    # operator's kill, which the restart policy leaves down (a kill from outside podman
+    # is a crash, and `restart: unless-stopped` brings it straight back).
     pid=$(podman inspect -f '{{.State.Pid}}' "$name")
     ((pid > 0)) || die "coordinator-$victim has no process ($pid)"
     compose run --rm -T cli drop --event "$event" --protocol "$protocol" \
@@ -282,7 +285,8 @@ drop_with_a_kill() {
         ((SECONDS - started < 300)) || die "the $protocol drop sold $sold seats in 300 s (waiting for $KILL_AT with purchases in flight at coordinator-$victim)"
         sleep 0.05
     done
-    kill -KILL "$pid"
+    kill -STOP "$pid"
+    podman kill --signal KILL "$name" >/dev/null
     log "SIGKILLed coordinator-$victim with $in_flight purchases in flight, $sold of $SEATS seats sold"
     wait "$drop_pid" || { cat "$err" >&2; die "the $protocol drop failed; see $err"; }
     local exit_code
