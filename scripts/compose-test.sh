@@ -264,16 +264,20 @@ drop_with_a_kill() {
     local name ips=() i pid
     name=$(container "coordinator-$victim")
     for i in 1 2 3; do ips+=("$(container_ip "$(container "coordinator-$i")")"); done
-    # The replica's process: stopped from here (SIGSTOP) the moment it is seen with
+    # The replica's process: stopped from here (SIGSTOP) the moment its metrics show
     # purchases in flight, so that none of them finishes in the few hundred ms `podman
-    # kill` takes to start (a lease purchase does); then `podman kill` SIGKILLs it, as an
-    # operator's kill, which the restart policy leaves down (a kill from outside podman
-    # is a crash, and `restart: unless-stopped` brings it straight back).
+    # kill` takes to start. The gauge also counts purchases already decided that are
+    # still releasing their admission (most of a lease purchase's time in flight), which
+    # leave nothing to take over: so while it is stopped, the log must show purchases it
+    # began, owns and has not decided; if not, it goes on (SIGCONT) and the loop looks
+    # again. Then `podman kill` SIGKILLs it, as an operator's kill, which the restart
+    # policy leaves down (a kill from outside podman is a crash, and `restart:
+    # unless-stopped` brings it straight back).
     pid=$(podman inspect -f '{{.State.Pid}}' "$name")
     ((pid > 0)) || die "coordinator-$victim has no process ($pid)"
     compose run --rm -T cli drop --event "$event" --protocol "$protocol" \
         --fans "$FANS" --seats "$SEATS" --email-fans --json >"$out" 2>"$err" </dev/null &
-    local drop_pid=$! sold=0 in_flight=0 started=$SECONDS
+    local drop_pid=$! sold=0 in_flight=0 undecided=0 looks=0 started=$SECONDS
     while :; do
         kill -0 "$drop_pid" 2>/dev/null || die "the $protocol drop ended before coordinator-$victim was killed ($sold of $SEATS sold); see $err"
         sold=0
@@ -281,13 +285,20 @@ drop_with_a_kill() {
             sold=$((sold + $(metric "${ips[i]}" "ticketdrop_purchases_total{protocol=\"$protocol\",outcome=\"committed\"")))
         done
         in_flight=$(metric "${ips[victim - 1]}" "ticketdrop_transactions_in_flight")
-        ((sold >= KILL_AT && in_flight > 0)) && break
+        if ((sold >= KILL_AT && in_flight > 0)); then
+            kill -STOP "$pid"
+            looks=$((looks + 1))
+            undecided=$(podman exec "$(container postgres)" psql -X -h 127.0.0.1 -U ticketdrop -d coordinator -tAc \
+                "SELECT count(*) FROM transactions WHERE event_id = '$event' AND began_by = 'coordinator-$victim'
+                    AND owner = 'coordinator-$victim' AND finished_by IS NULL") || undecided=0
+            ((undecided > 0)) && break
+            kill -CONT "$pid"
+        fi
         ((SECONDS - started < 300)) || die "the $protocol drop sold $sold seats in 300 s (waiting for $KILL_AT with purchases in flight at coordinator-$victim)"
         sleep 0.05
     done
-    kill -STOP "$pid"
     podman kill --signal KILL "$name" >/dev/null
-    log "SIGKILLed coordinator-$victim with $in_flight purchases in flight, $sold of $SEATS seats sold"
+    log "SIGKILLed coordinator-$victim with $in_flight purchases in flight, $undecided of them undecided in the log (looked $looks times), $sold of $SEATS seats sold"
     wait "$drop_pid" || { cat "$err" >&2; die "the $protocol drop failed; see $err"; }
     local exit_code
     exit_code=$(podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$name")
