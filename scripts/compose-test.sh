@@ -2,8 +2,9 @@
 # `make compose-test`: docker-compose.yml brought up for real, with Debian's podman and
 # docker-compose on a base image made here (no container registry is needed), then a
 # ticket drop under each protocol through the containers with one coordinator replica
-# SIGKILLed mid-drop, the audit, every buyer's confirmation mail in the inbox, and
-# everything torn down. It prints how long each step took.
+# SIGKILLed mid-drop, the audit, every buyer's confirmation mail in the inbox, the web
+# page from the host as a browser uses it (scripts/compose-web-check.py), and everything
+# torn down. It prints how long each step took.
 #
 # What it needs from the machine: Debian (apt-get), root or sudo, cargo. It installs
 # podman, netavark, aardvark-dns, runc, iptables, docker-compose and debootstrap, and
@@ -29,14 +30,20 @@ read -r -a PROTOCOLS <<<"${TICKETDROP_COMPOSE_PROTOCOLS:-2pc saga lease}"
 KEEP="${TICKETDROP_COMPOSE_KEEP:-0}"
 # The coordinator is killed once this many seats of the drop are sold.
 KILL_AT=$((SEATS / 5 > 0 ? SEATS / 5 : 1))
-IMAGES=(service postgres redis dynamodb node)
+IMAGES=(service web postgres redis dynamodb node)
 # The ports docker-compose.yml publishes on 127.0.0.1 (see its header).
-HOST_PORTS=(
+COORDINATOR_PORTS=(
     "${TICKETDROP_COMPOSE_COORDINATOR_1_PORT:-18050}" "${TICKETDROP_COMPOSE_COORDINATOR_2_PORT:-18060}"
-    "${TICKETDROP_COMPOSE_COORDINATOR_3_PORT:-18061}" "${TICKETDROP_COMPOSE_INVENTORY_PORT:-18051}"
-    "${TICKETDROP_COMPOSE_WAITING_ROOM_PORT:-18054}" "${TICKETDROP_COMPOSE_MAIL_PORT:-18080}"
-    "${TICKETDROP_COMPOSE_SMS_PORT:-18090}"
+    "${TICKETDROP_COMPOSE_COORDINATOR_3_PORT:-18061}"
 )
+INVENTORY_PORT="${TICKETDROP_COMPOSE_INVENTORY_PORT:-18051}"
+ORDERS_PORT="${TICKETDROP_COMPOSE_ORDERS_PORT:-18052}"
+WAITING_ROOM_PORT="${TICKETDROP_COMPOSE_WAITING_ROOM_PORT:-18054}"
+WEB_PORT="${TICKETDROP_COMPOSE_WEB_PORT:-18070}"
+MAIL_PORT="${TICKETDROP_COMPOSE_MAIL_PORT:-18080}"
+# What answers gRPC health on the host (the page's server does too).
+GRPC_PORTS=("${COORDINATOR_PORTS[@]}" "$INVENTORY_PORT" "$ORDERS_PORT" "$WAITING_ROOM_PORT" "$WEB_PORT")
+HOST_PORTS=("${GRPC_PORTS[@]}" "$MAIL_PORT" "${TICKETDROP_COMPOSE_SMS_PORT:-18090}")
 
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
@@ -83,7 +90,8 @@ export CONTAINERS_CONF="$STATE/containers.conf"
 export DOCKER_HOST="unix://$STATE/podman.sock"
 export COMPOSE_PROJECT_NAME="$PROJECT"
 # Build from the base made here, with the binaries built on this (bookworm) host.
-export TICKETDROP_BASE_IMAGE="$BASE_IMAGE" TICKETDROP_RUST_IMAGE="$BASE_IMAGE" TICKETDROP_PREBUILT=1
+export TICKETDROP_BASE_IMAGE="$BASE_IMAGE" TICKETDROP_RUST_IMAGE="$BASE_IMAGE" TICKETDROP_NODE_IMAGE="$BASE_IMAGE" \
+    TICKETDROP_PREBUILT=1
 compose() { (cd "$ROOT" && docker-compose --ansi never -p "$PROJECT" "$@"); }
 container() { echo "${PROJECT}_$1_1"; }
 
@@ -143,20 +151,22 @@ EOF
     # Certificate authorities this host added (a TLS-inspecting proxy's, say), so the
     # builds' npm downloads trust what the host trusts.
     if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        # (minbase has no ca-certificates yet: the images' own install picks them up.)
+        as_root mkdir -p "$rootfs/usr/local/share/ca-certificates"
         as_root cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
     fi
-    as_root tar -C "$rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+    as_root tar -C "$rootfs" -c . | podman import --quiet --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
     as_root rm -rf "$rootfs"
     log "imported $BASE_IMAGE ($(podman image inspect -f '{{.Size}}' "$BASE_IMAGE" | awk '{printf "%d MB", $1 / 1e6}'))"
 }
 
 build_binaries() {
     (cd "$ROOT" && cargo build --release -q -p coordinator -p inventory-pg -p orders-dynamo \
-        -p payments -p waiting-room -p notifier -p client)
+        -p payments -p waiting-room -p notifier -p client -p web)
     mkdir -p "$ROOT/target/image-bin"
-    local bin
-    for bin in coordinator inventory-pg orders-dynamo payments waiting-room notifier ticketdrop; do
-        cp "$ROOT/target/release/$bin" "$ROOT/target/image-bin/$bin"
+    local bin release="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+    for bin in coordinator inventory-pg orders-dynamo payments waiting-room notifier ticketdrop ticketdrop-web; do
+        cp "$release/$bin" "$ROOT/target/image-bin/$bin"
     done
 }
 
@@ -165,7 +175,7 @@ build_images() {
     for target in "${IMAGES[@]}"; do
         started=$(now)
         podman build --pull=never --target "$target" \
-            --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg RUST_IMAGE="$BASE_IMAGE" \
+            --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg RUST_IMAGE="$BASE_IMAGE" --build-arg NODE_IMAGE="$BASE_IMAGE" \
             --build-arg PREBUILT=1 -t "localhost/ticketdrop-$target:local" "$ROOT" \
             >"$STATE/build-$target.log" 2>&1 ||
             { tail -20 "$STATE/build-$target.log" >&2; die "building the $target image failed; see $STATE/build-$target.log"; }
@@ -251,12 +261,23 @@ metric() {
 drop_with_a_kill() {
     local protocol=$1 victim=$2 event=$3
     local out="$STATE/drop-$protocol.json" err="$STATE/drop-$protocol.log"
-    local name ips=() i
+    local name ips=() i pid
     name=$(container "coordinator-$victim")
     for i in 1 2 3; do ips+=("$(container_ip "$(container "coordinator-$i")")"); done
+    # The replica's process: stopped from here (SIGSTOP) the moment its metrics show
+    # purchases in flight, so that none of them finishes in the few hundred ms `podman
+    # kill` takes to start. The gauge also counts purchases already decided that are
+    # still releasing their admission (most of a lease purchase's time in flight), which
+    # leave nothing to take over: so while it is stopped, the log must show purchases it
+    # began, owns and has not decided; if not, it goes on (SIGCONT) and the loop looks
+    # again. Then `podman kill` SIGKILLs it, as an operator's kill, which the restart
+    # policy leaves down (a kill from outside podman is a crash, and `restart:
+    # unless-stopped` brings it straight back).
+    pid=$(podman inspect -f '{{.State.Pid}}' "$name")
+    ((pid > 0)) || die "coordinator-$victim has no process ($pid)"
     compose run --rm -T cli drop --event "$event" --protocol "$protocol" \
         --fans "$FANS" --seats "$SEATS" --email-fans --json >"$out" 2>"$err" </dev/null &
-    local drop_pid=$! sold=0 in_flight=0 started=$SECONDS
+    local drop_pid=$! sold=0 in_flight=0 undecided=0 looks=0 started=$SECONDS
     while :; do
         kill -0 "$drop_pid" 2>/dev/null || die "the $protocol drop ended before coordinator-$victim was killed ($sold of $SEATS sold); see $err"
         sold=0
@@ -264,12 +285,20 @@ drop_with_a_kill() {
             sold=$((sold + $(metric "${ips[i]}" "ticketdrop_purchases_total{protocol=\"$protocol\",outcome=\"committed\"")))
         done
         in_flight=$(metric "${ips[victim - 1]}" "ticketdrop_transactions_in_flight")
-        ((sold >= KILL_AT && in_flight > 0)) && break
+        if ((sold >= KILL_AT && in_flight > 0)); then
+            kill -STOP "$pid"
+            looks=$((looks + 1))
+            undecided=$(podman exec "$(container postgres)" psql -X -h 127.0.0.1 -U ticketdrop -d coordinator -tAc \
+                "SELECT count(*) FROM transactions WHERE event_id = '$event' AND began_by = 'coordinator-$victim'
+                    AND owner = 'coordinator-$victim' AND finished_by IS NULL") || undecided=0
+            ((undecided > 0)) && break
+            kill -CONT "$pid"
+        fi
         ((SECONDS - started < 300)) || die "the $protocol drop sold $sold seats in 300 s (waiting for $KILL_AT with purchases in flight at coordinator-$victim)"
         sleep 0.05
     done
     podman kill --signal KILL "$name" >/dev/null
-    log "SIGKILLed coordinator-$victim with $in_flight purchases in flight, $sold of $SEATS seats sold"
+    log "SIGKILLed coordinator-$victim with $in_flight purchases in flight, $undecided of them undecided in the log (looked $looks times), $sold of $SEATS seats sold"
     wait "$drop_pid" || { cat "$err" >&2; die "the $protocol drop failed; see $err"; }
     local exit_code
     exit_code=$(podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$name")
@@ -344,7 +373,7 @@ EOF
 wait_confirmations() {
     local ceiling=$1 started=$SECONDS missing
     shift
-    local inbox="http://127.0.0.1:${TICKETDROP_COMPOSE_MAIL_PORT:-18080}/email"
+    local inbox="http://127.0.0.1:$MAIL_PORT/email"
     while :; do
         missing=$(curl -s --max-time 10 "$inbox" | python3 -c '
 import json, sys
@@ -364,6 +393,21 @@ print(f"compose-test:   {len(mails)} mails; buyers mailed per event: "
         ((SECONDS - started < ceiling)) || { cat "$STATE/confirmations.log"; die "confirmations missing after $ceiling s: $missing"; }
         sleep 2
     done
+}
+
+# The web page from the host, as a browser uses it (scripts/compose-web-check.py: the page,
+# GetSite over gRPC-Web, CORS and gRPC-Web health at every service it hands out, the
+# events, a buyer of $1 signed in with DevLogin reading their tickets).
+check_web_page() {
+    local buyer_event=$1 buyer
+    shift
+    compose run --rm -T cli txn list --event "$buyer_event" --state committed --limit 1 --format json \
+        >"$STATE/web-buyer.json" 2>"$STATE/web-buyer.log" ||
+        { cat "$STATE/web-buyer.log" >&2; die "ticketdrop txn list --event $buyer_event failed"; }
+    buyer=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["transactions"][0]["user_id"])' \
+        "$STATE/web-buyer.json") || die "no committed purchase of $buyer_event to sign in as"
+    python3 "$ROOT/scripts/compose-web-check.py" "$WEB_PORT" "${COORDINATOR_PORTS[*]}" "$INVENTORY_PORT" \
+        "$ORDERS_PORT" "$WAITING_ROOM_PORT" "$buyer" "$buyer_event" "$@"
 }
 
 # --- teardown -------------------------------------------------------------------------------
@@ -448,8 +492,8 @@ main() {
     wait_all_healthy 300
     podman ps --filter "label=com.docker.compose.project=$PROJECT" --format '  {{.Names}} {{.Status}}'
     # The published entry points answer from the host too.
-    for port in "${HOST_PORTS[@]:0:3}" "${HOST_PORTS[4]}"; do
-        "$ROOT/target/release/ticketdrop" health --endpoint "http://127.0.0.1:$port" | sed 's/^/  host: /' ||
+    for port in "${GRPC_PORTS[@]}"; do
+        "${CARGO_TARGET_DIR:-$ROOT/target}/release/ticketdrop" health --endpoint "http://127.0.0.1:$port" | sed 's/^/  host: /' ||
             die "127.0.0.1:$port does not answer SERVING from the host"
     done
     end
@@ -472,6 +516,10 @@ main() {
     local events=()
     for protocol in "${PROTOCOLS[@]}"; do events+=("$event-$protocol"); done
     wait_confirmations 180 "${events[@]}"
+    end
+
+    begin "web page from the host (GET /, GetSite, gRPC-Web)"
+    check_web_page "${events[0]}" "${events[@]}"
     end
 
     if [[ $KEEP == 1 ]]; then

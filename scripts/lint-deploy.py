@@ -10,10 +10,16 @@
    - every TICKETDROP_* variable it sets is one the binary reads;
    - every variable whose default is a loopback address (127.0.0.1: the local stack) is
      set, since in a container loopback is the container itself;
-   - every Secret key it reads exists (stores.yaml, and the keys keys-job.sh makes);
-   - it mounts the keys its binary loads: the public keys, and mesh.pem where the
-     binary signs its own calls (server_kit `service_credential`).
-3. A broken copy of each deployment is refused (the checks can fail).
+   - every Secret key it reads exists (stores.yaml, and the keys keys-job.sh makes), and
+     every ConfigMap key (web.yaml);
+   - it mounts the keys its binary loads: the public keys, mesh.pem where the binary
+     signs its own calls (server_kit `service_credential`), users.pem where the web
+     server signs development logins; no private key it does not use.
+3. The web page reaches the services as a browser does: in docker-compose.yml every
+   endpoint the `web` service hands the page is a host address some service of that
+   kind publishes, every coordinator replica is among them, and every service lets the
+   page's published origin call it (TICKETDROP_WEB_ORIGIN).
+4. A broken copy of each deployment is refused (the checks can fail).
 
 Run with the repo's venv: .stack/venv/bin/python scripts/lint-deploy.py
 """
@@ -41,6 +47,7 @@ CRATES = {
     "waiting-room": "waiting-room",
     "notifier": "notifier",
     "ticketdrop": "client",
+    "ticketdrop-web": "web",
 }
 
 
@@ -89,18 +96,26 @@ def loopback(default):
     return default is not None and "127.0.0.1" in default
 
 
+def truthy(value):
+    """clap's reading of a boolean flag's variable."""
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def check_container(where, binary, env, configs, secret_keys, mounted_keys, args=()):
-    """Problems of one container running `binary` with `env` ({name: source})."""
+    """Problems of one container running `binary` with `env` ({name: source}: ("value",
+    text), ("secret", name, key) or ("configmap", name, key)); `secret_keys` holds the
+    keys of every Secret and ConfigMap by (kind, name)."""
     problems = []
     config = configs[binary]
     flags = config["flags"]
     for name, source in env.items():
         if name.startswith("TICKETDROP_") and name not in flags:
             problems.append(f"{where}: {binary} reads no {name}")
-        if source and source[0] == "secret":
-            _, secret, key = source
-            if key not in secret_keys.get(secret, set()):
-                problems.append(f"{where}: {name} reads key {key!r} that Secret {secret} does not hold")
+        if source and source[0] in ("secret", "configmap"):
+            kind, holder, key = source
+            if key not in secret_keys.get((kind, holder), set()):
+                kind_name = {"secret": "Secret", "configmap": "ConfigMap"}[kind]
+                problems.append(f"{where}: {name} reads key {key!r} that {kind_name} {holder} does not hold")
     # Two commands that call nothing: the table setup job and `ticketdrop keys`.
     offline = "--create-table-only" in args or list(args[:1]) == ["keys"]
     if not offline:
@@ -108,11 +123,14 @@ def check_container(where, binary, env, configs, secret_keys, mounted_keys, args
             if loopback(default) and name not in env:
                 problems.append(f"{where}: {name} is not set; {binary}'s default {default} is the container itself")
     if mounted_keys is not None and "--create-table-only" not in args and binary != "ticketdrop":
-        needed = {"users.pub.pem", "mesh.pub.pem"} | ({"mesh.pem"} if config["signs_calls"] else set())
+        dev_login = binary == "ticketdrop-web" and truthy((env.get("TICKETDROP_WEB_DEV_LOGIN") or (None, None))[1])
+        needed = {"users.pub.pem", "mesh.pub.pem"}
+        needed |= {"mesh.pem"} if config["signs_calls"] else set()
+        needed |= {"users.pem"} if dev_login else set()
         if needed - mounted_keys:
             problems.append(f"{where}: mounts no {sorted(needed - mounted_keys)} ({binary} loads them)")
-        if "mesh.pem" in mounted_keys and not config["signs_calls"]:
-            problems.append(f"{where}: mounts mesh.pem, which {binary} never uses")
+        for private in sorted(({"mesh.pem", "users.pem"} & mounted_keys) - needed):
+            problems.append(f"{where}: mounts {private}, which {binary} never uses")
     return problems
 
 
@@ -138,10 +156,11 @@ def keys_job_secret_keys():
 
 def check_k8s(docs, configs):
     problems = []
-    secret_keys = {"ticketdrop-keys": keys_job_secret_keys()}
+    secret_keys = {("secret", "ticketdrop-keys"): keys_job_secret_keys()}
     for _, doc in docs:
-        if doc.get("kind") == "Secret":
-            secret_keys[doc["metadata"]["name"]] = set(doc.get("stringData", {})) | set(doc.get("data", {}))
+        if doc.get("kind") in ("Secret", "ConfigMap"):
+            holder = (doc["kind"].lower(), doc["metadata"]["name"])
+            secret_keys[holder] = set(doc.get("stringData", {})) | set(doc.get("data", {}))
     for path, doc in docs:
         if doc.get("kind") not in ("Deployment", "Job"):
             continue
@@ -158,8 +177,14 @@ def check_k8s(docs, configs):
                 continue
             env = {}
             for var in container.get("env", []):
-                ref = var.get("valueFrom", {}).get("secretKeyRef")
-                env[var["name"]] = ("secret", ref["name"], ref["key"]) if ref else ("value",)
+                secret = var.get("valueFrom", {}).get("secretKeyRef")
+                config_map = var.get("valueFrom", {}).get("configMapKeyRef")
+                if secret:
+                    env[var["name"]] = ("secret", secret["name"], secret["key"])
+                elif config_map:
+                    env[var["name"]] = ("configmap", config_map["name"], config_map["key"])
+                else:
+                    env[var["name"]] = ("value", var.get("value"))
             mounted = None
             for mount in container.get("volumeMounts", []):
                 volume = volumes.get(mount["volumeName"] if "volumeName" in mount else mount["name"], {})
@@ -167,7 +192,7 @@ def check_k8s(docs, configs):
                 if secret and mount["mountPath"] == env_value(container, "TICKETDROP_AUTH_DIR"):
                     mounted = {item["path"] for item in secret.get("items", [])}
                     for item in secret.get("items", []):
-                        if item["key"] not in secret_keys.get(secret["secretName"], set()):
+                        if item["key"] not in secret_keys.get(("secret", secret["secretName"]), set()):
                             problems.append(f"{where}: mounts key {item['key']!r} that Secret {secret['secretName']} does not hold")
             if mounted is None:
                 mounted = set()
@@ -182,9 +207,12 @@ def check_k8s(docs, configs):
 
 
 def prefix(binary):
-    return {"inventory-pg": "INVENTORY", "orders-dynamo": "ORDERS", "waiting-room": "WAITING_ROOM"}.get(
-        binary, binary.upper()
-    )
+    return {
+        "inventory-pg": "INVENTORY",
+        "orders-dynamo": "ORDERS",
+        "waiting-room": "WAITING_ROOM",
+        "ticketdrop-web": "WEB",
+    }.get(binary, binary.upper())
 
 
 def env_value(container, name):
@@ -227,7 +255,7 @@ def check_compose(compose, configs):
         binary = command[0] if command else None
         if binary not in configs:
             continue
-        env = {k: ("value",) for k in (service.get("environment") or {})}
+        env = {k: ("value", str(v)) for k, v in (service.get("environment") or {}).items()}
         where = f"docker-compose.yml service {name}"
         problems += check_container(where, binary, env, configs, {}, None, command[1:])
         if binary != "ticketdrop":  # the CLI, and the keys job
@@ -242,6 +270,69 @@ def check_compose(compose, configs):
             needs_health = [d for d, c in depends.items() if c.get("condition") != "service_healthy" and d != "keys"]
             if needs_health:
                 problems.append(f"{where}: starts before {needs_health} are healthy")
+    return problems + check_compose_web(services)
+
+
+# The web server's variables that name a service a browser calls, and that service's binary.
+BROWSER_ENDPOINTS = {
+    "TICKETDROP_COORDINATOR_ENDPOINT": "coordinator",
+    "TICKETDROP_INVENTORY_ENDPOINT": "inventory-pg",
+    "TICKETDROP_ORDERS_ENDPOINT": "orders-dynamo",
+    "TICKETDROP_WAITING_ROOM_ENDPOINT": "waiting-room",
+}
+
+
+def published(service, container_port):
+    """The host addresses ("127.0.0.1:${VAR:-18050}") at which `service` publishes `container_port`."""
+    out = []
+    for port in service.get("ports") or []:
+        host, _, inner = str(port).rpartition(":")
+        if inner == str(container_port):
+            out.append(host)
+    return out
+
+
+def listen_port(service, binary):
+    listen = (service.get("environment") or {}).get(f"TICKETDROP_{prefix(binary)}_LISTEN", "")
+    return listen.rsplit(":", 1)[-1]
+
+
+def check_compose_web(services):
+    """The page's endpoints are the services' published addresses (the browser runs on
+    the host), and every service lets the page's published origin call it."""
+    problems = []
+    binary_of = {}
+    for name, service in services.items():
+        command = service.get("entrypoint") or service.get("command") or []
+        binary_of[name] = command[0] if command else None
+    webs = [name for name, binary in binary_of.items() if binary == "ticketdrop-web"]
+    if len(webs) != 1:
+        return [f"docker-compose.yml: {len(webs)} services run ticketdrop-web; the page needs one"]
+    web = services[webs[0]]
+    env = web.get("environment") or {}
+    where = f"docker-compose.yml service {webs[0]}"
+    page = published(web, listen_port(web, "ticketdrop-web"))
+    if not page:
+        return [f"{where}: publishes no port for the page"]
+    for variable, binary in BROWSER_ENDPOINTS.items():
+        urls = [u.strip() for u in str(env.get(variable, "")).split(",") if u.strip()]
+        addresses = {u.removeprefix("http://").rstrip("/") for u in urls}
+        kind = {name: services[name] for name, b in binary_of.items() if b == binary}
+        published_by = {}
+        for name, service in kind.items():
+            hosts = published(service, listen_port(service, binary))
+            if not hosts:
+                problems.append(f"docker-compose.yml service {name}: publishes no port, yet the page calls {binary}")
+            for host in hosts:
+                published_by[host] = name
+            if hosts and not set(hosts) & addresses:
+                problems.append(f"{where}: {variable} leaves out {name} ({' or '.join(hosts)})")
+        for address in sorted(addresses - set(published_by)):
+            problems.append(f"{where}: {variable} names {address}, which no {binary} service publishes")
+        for name, service in kind.items():
+            origins = str((service.get("environment") or {}).get("TICKETDROP_WEB_ORIGIN", "")).split(",")
+            if not any(o.strip() == f"http://{host}" for host in page for o in origins):
+                problems.append(f"docker-compose.yml service {name}: TICKETDROP_WEB_ORIGIN lets no page at http://{page[0]} call it")
     return problems
 
 
@@ -259,10 +350,24 @@ def self_check(docs, compose, configs):
     found = check_k8s(broken, configs)
     assert any("TICKETDROP_NOTIFIER_ENDPOINT is not set" in p for p in found), found
     assert any("reads no TICKETDROP_COORDINATOR_NO_SUCH_FLAG" in p for p in found), found
+    web = next(doc for _, doc in broken if doc.get("kind") == "Deployment" and doc["metadata"]["name"] == "web")
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "TICKETDROP_WEB_DEV_LOGIN", "value": "true"})
+    next(v for v in container["env"] if v["name"] == "TICKETDROP_ORDERS_ENDPOINT")["valueFrom"]["configMapKeyRef"]["key"] = "no-such-url"
+    found = check_k8s(broken, configs)
+    assert any("mounts no ['users.pem']" in p for p in found), found
+    assert any("reads key 'no-such-url' that ConfigMap ticketdrop-web does not hold" in p for p in found), found
     compose = copy.deepcopy(compose)
     del compose["services"]["notifier"]["environment"]["TICKETDROP_NOTIFIER_SMTP_URL"]
+    web = compose["services"]["web"]["environment"]
+    web["TICKETDROP_ORDERS_ENDPOINT"] = "http://127.0.0.1:18099"
+    web["TICKETDROP_COORDINATOR_ENDPOINT"] = web["TICKETDROP_COORDINATOR_ENDPOINT"].rsplit(",", 1)[0]
+    compose["services"]["waiting-room"]["environment"]["TICKETDROP_WEB_ORIGIN"] = "http://127.0.0.1:50080"
     found = check_compose(compose, configs)
     assert any("TICKETDROP_NOTIFIER_SMTP_URL is not set" in p for p in found), found
+    assert any("names 127.0.0.1:18099, which no orders-dynamo service publishes" in p for p in found), found
+    assert any("leaves out coordinator-3" in p for p in found), found
+    assert any("service waiting-room: TICKETDROP_WEB_ORIGIN lets no page" in p for p in found), found
 
 
 def main():
