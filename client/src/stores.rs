@@ -97,15 +97,15 @@ pub fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
 impl Stores {
     /// The stores of a test mesh: its own databases, table and room keys, the local
     /// stack's DynamoDB and Redis.
-    pub fn of_mesh(mesh: &test_harness::Mesh) -> Stores {
+    pub fn of_mesh(mesh: &local_mesh::Mesh) -> Stores {
         Stores {
             inventory_db: mesh.inventory_db.url(),
             payments_db: mesh.payments_db.url(),
             coordinator_db: vec![mesh.coordinator_db.url()],
             notifier_db: Some(mesh.notifier_db.url()),
-            dynamodb_endpoint: test_harness::dynamodb_endpoint(),
+            dynamodb_endpoint: local_mesh::dynamodb_endpoint(),
             orders_table: mesh.orders_table.clone(),
-            redis_url: test_harness::redis_url(),
+            redis_url: local_mesh::redis_url(),
             room_prefix: mesh.room_prefix.clone(),
         }
     }

@@ -65,6 +65,6 @@ mod tests {
     #[test]
     fn a_second_delivery_is_refused_in_words_that_match_its_reason() {
         let status = Status::from(Error::AlreadyDelivered("d-1".into()));
-        assert_eq!(test_harness::wording::refusal_problem(&status), None);
+        assert_eq!(local_mesh::wording::refusal_problem(&status), None);
     }
 }

@@ -168,7 +168,7 @@ mod tests {
         ];
         let problems: Vec<String> = refusals
             .into_iter()
-            .filter_map(|error| test_harness::wording::refusal_problem(&Status::from(error)))
+            .filter_map(|error| local_mesh::wording::refusal_problem(&Status::from(error)))
             .collect();
         assert!(problems.is_empty(), "{problems:#?}");
     }

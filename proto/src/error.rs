@@ -5,7 +5,7 @@
 //! answer alike are built here too, so the coordinator reads them alike.
 //!
 //! Whether a refusal's words agree with its reason is checked by the services' tests
-//! (`test_harness::wording`), never at run time.
+//! (`local_mesh::wording`), never at run time.
 
 use std::collections::HashMap;
 

@@ -1,5 +1,5 @@
 //! The lab on hosts of its own: every service and coordinator runs in a network
-//! namespace with its own address (`test_harness::netns`), as if on its own machine,
+//! namespace with its own address (`local_mesh::netns`), as if on its own machine,
 //! and the coordinators call the participants on their hosts directly. The stores stay
 //! on loopback and are reached through forwarders on the bridge's address, so a rule in
 //! one host (its traffic to the log's forwarder dropped) cuts that host alone from
@@ -9,8 +9,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use test_harness::netns::{Counters, Host, Network, Rule};
-use test_harness::{PrivateDynamo, PrivatePostgres, PrivateRedis};
+use local_mesh::netns::{Counters, Host, Network, Rule};
+use local_mesh::{PrivateDynamo, PrivatePostgres, PrivateRedis};
 
 use crate::chaos::proxy::Proxy;
 

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use local_mesh::{PrivateDynamo, PrivatePostgres, PrivateRedis, ServiceProcess, service_binary};
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use serde::Serialize;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{PrivateDynamo, PrivatePostgres, PrivateRedis, ServiceProcess, service_binary};
 
 use crate::chaos::hosts::{self, Hosts, Topology};
 use crate::chaos::proxy::{Mode, Proxy};
@@ -107,7 +107,7 @@ impl Lab {
             Topology::Hosts => Some(Hosts::start(&pg, &redis, &dynamo).await?),
             Topology::Loopback => None,
         };
-        let table = test_harness::unique_name("chaos_orders");
+        let table = local_mesh::unique_name("chaos_orders");
         let (inventory_url, payments_url, redis_url, dynamo_endpoint) = match &hosts {
             Some(hosts) => (
                 hosts.pg_url(&pg, "inventory"),
@@ -146,7 +146,7 @@ impl Lab {
             Some(_) => place(&mut hosts, "coordinator", hosts::COORDINATOR_PORT)?,
             None => Place::Loopback(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
-                test_harness::free_port()?,
+                local_mesh::free_port()?,
             ))),
         };
         let room = place(&mut hosts, "waiting-room", hosts::ROOM_PORT)?
@@ -553,6 +553,6 @@ pub const NO_NOTIFIER: &str = "http://127.0.0.1:9";
 fn lazy_client(endpoints: &str) -> anyhow::Result<CoordinatorServiceClient<MeshChannel>> {
     Ok(CoordinatorServiceClient::new(MeshChannel::new(
         server_kit::outgoing::lazy_channel(endpoints)?,
-        test_harness::auth::operator(),
+        local_mesh::auth::operator(),
     )))
 }

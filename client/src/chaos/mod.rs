@@ -304,8 +304,8 @@ async fn run_one(
         payments: lab.payments_endpoint(),
         waiting_room: lab.room.endpoint(),
         notifier: lab::NO_NOTIFIER.to_owned(),
-        bearer_token: Some(test_harness::auth::admin_token()),
-        auth_dir: test_harness::auth::auth_dir(),
+        bearer_token: Some(local_mesh::auth::admin_token()),
+        auth_dir: local_mesh::auth::auth_dir(),
     };
     crate::load::ensure_event(&endpoints, &event, args.seats).await?;
     let setup = scenarios::setup(scenario, protocol);

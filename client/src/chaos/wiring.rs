@@ -3,7 +3,7 @@
 //! short timings that let faults resolve within a run).
 
 use anyhow::Context;
-use test_harness::{PrivatePostgres, ServiceProcess, service_binary};
+use local_mesh::{PrivatePostgres, ServiceProcess, service_binary};
 
 use crate::chaos::hosts::Hosts;
 use crate::chaos::lab::{NO_NOTIFIER, OWNERSHIP_TTL};
@@ -33,7 +33,7 @@ pub struct Wiring {
 /// its own at a port.
 pub enum Place {
     Loopback(std::net::SocketAddr),
-    Host(test_harness::netns::Host, u16),
+    Host(local_mesh::netns::Host, u16),
 }
 
 impl Place {

@@ -253,9 +253,9 @@ impl Corrupter {
             inventory: mesh.inventory_db.connect().await.expect("connects"),
             payments: mesh.payments_db.connect().await.expect("connects"),
             log: mesh.coordinator_db.connect().await.expect("connects"),
-            dynamodb: test_harness::dynamodb_client(&test_harness::dynamodb_endpoint()),
+            dynamodb: local_mesh::dynamodb_client(&local_mesh::dynamodb_endpoint()),
             table: mesh.orders_table.clone(),
-            redis: redis::Client::open(test_harness::redis_url())
+            redis: redis::Client::open(local_mesh::redis_url())
                 .expect("redis url")
                 .get_multiplexed_async_connection()
                 .await
@@ -611,7 +611,7 @@ impl Corrupter {
 }
 
 async fn put_order(cli: &Cli, event: &str, order: &str, seats: &[&str]) {
-    let dynamodb = test_harness::dynamodb_client(&test_harness::dynamodb_endpoint());
+    let dynamodb = local_mesh::dynamodb_client(&local_mesh::dynamodb_endpoint());
     put_order_in(&dynamodb, &cli.mesh.orders_table, event, order, seats).await;
 }
 

@@ -1,7 +1,7 @@
 use std::process::Output;
 
+use local_mesh::{Mesh, MeshOptions};
 use serde_json::Value;
-use test_harness::{Mesh, MeshOptions};
 
 pub struct Cli {
     pub mesh: Mesh,
@@ -66,7 +66,7 @@ impl Cli {
             ),
             (
                 "TICKETDROP_AUTH_DIR",
-                test_harness::auth::auth_dir().display().to_string(),
+                local_mesh::auth::auth_dir().display().to_string(),
             ),
         ]
     }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use test_harness::MeshOptions;
+use local_mesh::MeshOptions;
 
 use crate::common::*;
 

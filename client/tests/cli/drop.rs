@@ -131,7 +131,7 @@ async fn a_drop_survives_a_killed_coordinator(protocol: &str) {
         .expect("ticketdrop starts");
     // Killed once purchases are in flight: some logged, none of the event's seats all sold.
     let log = cli.mesh.coordinator_db.connect().await.expect("the log");
-    test_harness::eventually(
+    local_mesh::eventually(
         "purchases of the drop in flight",
         std::time::Duration::from_secs(60),
         || async {

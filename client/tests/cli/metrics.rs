@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use local_mesh::{ServiceProcess, stack_dir};
 use serde_json::Value;
-use test_harness::{ServiceProcess, stack_dir};
 
 use crate::common::*;
 

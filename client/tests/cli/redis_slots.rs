@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use test_harness::{MeshOptions, PrivateRedis};
+use local_mesh::{MeshOptions, PrivateRedis};
 use tokio::io::AsyncBufReadExt;
 
 use crate::common::*;
@@ -199,7 +199,7 @@ async fn every_redis_key_of_an_event_lives_in_the_events_hash_slot() {
             async move { found }
         }
     };
-    test_harness::eventually("MONITOR to start", Duration::from_secs(10), seen("OK")).await;
+    local_mesh::eventually("MONITOR to start", Duration::from_secs(10), seen("OK")).await;
 
     let cli = Cli::start_with(MeshOptions {
         env: vec![("TICKETDROP_REDIS_URL", url.as_str())],
@@ -243,7 +243,7 @@ async fn every_redis_key_of_an_event_lives_in_the_events_hash_slot() {
         .await
         .expect("redis-cli echo");
     assert!(end.status.success());
-    test_harness::eventually(
+    local_mesh::eventually(
         "the monitor to see the end",
         Duration::from_secs(10),
         seen("ticketdrop-slots-end"),

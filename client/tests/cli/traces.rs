@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
+use local_mesh::{MeshOptions, ServiceProcess};
 use serde_json::Value;
-use test_harness::{MeshOptions, ServiceProcess};
 
 use crate::common::*;
 

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use local_mesh::{Mesh, MeshOptions, ServiceProcess};
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{Mesh, MeshOptions, ServiceProcess};
 
 pub struct World {
     pub mesh: Mesh,
@@ -28,12 +28,12 @@ impl World {
         let mesh = Mesh::start(options).await.expect("the mesh starts");
         let coordinator = coordinator_client(&mesh.coordinator).await;
         let inventory = InventoryServiceClient::new(
-            test_harness::auth::channel(&mesh.inventory.endpoint()).await,
+            local_mesh::auth::channel(&mesh.inventory.endpoint()).await,
         );
         let room = WaitingRoomServiceClient::new(
-            test_harness::auth::channel(&mesh.waiting_room.endpoint()).await,
+            local_mesh::auth::channel(&mesh.waiting_room.endpoint()).await,
         );
-        let dynamodb = test_harness::dynamodb_client(&test_harness::dynamodb_endpoint());
+        let dynamodb = local_mesh::dynamodb_client(&local_mesh::dynamodb_endpoint());
         Self {
             mesh,
             coordinator,
@@ -113,20 +113,18 @@ impl World {
     /// Every card-network call of payments takes `latency` from now on.
     pub async fn slow_card_network(&self, latency: Duration) {
         let latency = server_kit::convert::duration(latency);
-        PaymentsServiceClient::new(
-            test_harness::auth::channel(&self.mesh.payments.endpoint()).await,
-        )
-        .set_faults(SetFaultsRequest {
-            faults: Some(FaultSettings {
-                latency: Some(LatencyDistribution {
-                    min: Some(latency),
-                    max: Some(latency),
+        PaymentsServiceClient::new(local_mesh::auth::channel(&self.mesh.payments.endpoint()).await)
+            .set_faults(SetFaultsRequest {
+                faults: Some(FaultSettings {
+                    latency: Some(LatencyDistribution {
+                        min: Some(latency),
+                        max: Some(latency),
+                    }),
+                    ..Default::default()
                 }),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("faults set");
+            })
+            .await
+            .expect("faults set");
     }
 
     /// Joins the room as `user` and follows the Watch stream to its final message.
@@ -333,7 +331,7 @@ impl World {
         &self,
         event_id: &str,
         capacity: usize,
-        other_logs: &[&test_harness::TestDatabase],
+        other_logs: &[&local_mesh::TestDatabase],
     ) {
         let mut stores = ticketdrop::stores::Stores::of_mesh(&self.mesh);
         stores
@@ -378,7 +376,7 @@ pub fn impatient_coordinator() -> MeshOptions<'static> {
 }
 
 pub async fn coordinator_client(process: &ServiceProcess) -> CoordinatorServiceClient<MeshChannel> {
-    CoordinatorServiceClient::new(test_harness::auth::channel(&process.endpoint()).await)
+    CoordinatorServiceClient::new(local_mesh::auth::channel(&process.endpoint()).await)
 }
 
 pub fn purchase(
@@ -436,7 +434,7 @@ fn text_n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 /// against its reason.
 // Not every test binary that shares this module reads reasons.
 #[allow(unused_imports)]
-pub use test_harness::details as reason;
+pub use local_mesh::details as reason;
 
 /// Waits until an admission token's expiry (its `exp` claim) has passed: a test waits for
 /// the admission's own end, not for a length of time guessed from its TTL.
@@ -450,7 +448,7 @@ pub async fn until_expired(token: &str) {
     )
     .expect("json claims");
     let expires_ms = claims["exp"].as_i64().expect("an exp claim") * 1_000;
-    test_harness::eventually(
+    local_mesh::eventually(
         "the admission to expire",
         Duration::from_secs(60),
         || async {

@@ -13,16 +13,14 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
+use local_mesh::{MeshOptions, PrivateMaildev, PrivateSms, WebhookReceiver, eventually, stack_dir};
 use proto::v1::notifier_service_client::NotifierServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{
-    MeshOptions, PrivateMaildev, PrivateSms, WebhookReceiver, eventually, stack_dir,
-};
 use tonic::Code;
 
 async fn notifier(world: &World) -> NotifierServiceClient<MeshChannel> {
-    NotifierServiceClient::new(test_harness::auth::channel(&world.mesh.notifier.endpoint()).await)
+    NotifierServiceClient::new(local_mesh::auth::channel(&world.mesh.notifier.endpoint()).await)
 }
 
 fn with_contact(request: PurchaseRequest, email: &str, phone: &str) -> PurchaseRequest {

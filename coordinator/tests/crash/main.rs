@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
+use local_mesh::{MeshOptions, eventually};
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::*;
-use test_harness::{MeshOptions, eventually};
 use tonic::Code;
 
 async fn log_value(world: &World, sql: &str) -> Option<String> {
@@ -46,9 +46,9 @@ fn start_purchase(world: &World, protocol: Protocol, event: &str, seats: &[&str]
 async fn in_doubt_everywhere(world: &World) -> bool {
     let mut inventory = world.inventory.clone();
     let mut orders =
-        OrdersServiceClient::new(test_harness::auth::channel(&world.mesh.orders.endpoint()).await);
+        OrdersServiceClient::new(local_mesh::auth::channel(&world.mesh.orders.endpoint()).await);
     let mut payments = PaymentsServiceClient::new(
-        test_harness::auth::channel(&world.mesh.payments.endpoint()).await,
+        local_mesh::auth::channel(&world.mesh.payments.endpoint()).await,
     );
     let sales = inventory
         .list_in_doubt_sales(ListInDoubtSalesRequest::default())
@@ -326,7 +326,7 @@ async fn a_lease_holder_paused_past_its_lease_is_refused_by_fencing() {
     .await;
     world.mesh.coordinator.pause().expect("SIGSTOP");
     // A's lease expires: its lock key is gone from Redis.
-    let redis = redis::Client::open(test_harness::redis_url())
+    let redis = redis::Client::open(local_mesh::redis_url())
         .expect("redis url")
         .get_multiplexed_async_connection()
         .await
@@ -590,7 +590,7 @@ async fn a_2pc_abort_keeps_the_seats_locked_until_orders_has_dropped_its_claim()
 /// one finishes the purchase and relays it: the mail arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_coordinator_killed_after_the_commit_decision_and_before_the_relay_still_confirms() {
-    let maildev = test_harness::PrivateMaildev::start().expect("maildev starts");
+    let maildev = local_mesh::PrivateMaildev::start().expect("maildev starts");
     let smtp = maildev.smtp_url();
     let mut world = World::start(MeshOptions {
         coordinator_env: vec![("FAILPOINTS", "2pc::after_decision=sleep(60000)")],
@@ -831,13 +831,13 @@ async fn a_coordinator_paused_past_its_ownership_cannot_write_and_the_retry_gets
         tokio::spawn(async move { first.purchase(request).await })
     };
     // Every participant prepared, the first coordinator in its failpoint: stop it.
-    test_harness::eventually("every branch prepared", Duration::from_secs(30), || {
+    local_mesh::eventually("every branch prepared", Duration::from_secs(30), || {
         in_doubt_everywhere(&world)
     })
     .await;
     world.mesh.coordinator.pause().expect("SIGSTOP");
     let first_id = log_value(&world, "SELECT owner FROM transactions").await;
-    test_harness::eventually(
+    local_mesh::eventually(
         "the second coordinator took the purchase over and aborted it",
         Duration::from_secs(30),
         || async {
@@ -950,12 +950,12 @@ async fn a_holder_stopped_after_taking_its_leases_holds_the_older_token() {
     let stopped = tokio::spawn(async move { first.purchase(request).await });
     // The first holder leased the seat, then its lease lapsed while it slept.
     let lock = format!("lock:seat:{{{event}}}:A-1-1");
-    let redis = redis::Client::open(test_harness::redis_url())
+    let redis = redis::Client::open(local_mesh::redis_url())
         .expect("redis url")
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
-    test_harness::eventually("the first lease", Duration::from_secs(30), || {
+    local_mesh::eventually("the first lease", Duration::from_secs(30), || {
         let mut redis = redis.clone();
         let lock = lock.clone();
         async move {
@@ -967,7 +967,7 @@ async fn a_holder_stopped_after_taking_its_leases_holds_the_older_token() {
         }
     })
     .await;
-    test_harness::eventually("the first lease lapses", Duration::from_secs(30), || {
+    local_mesh::eventually("the first lease lapses", Duration::from_secs(30), || {
         let mut redis = redis.clone();
         let lock = lock.clone();
         async move {
@@ -1056,7 +1056,7 @@ async fn a_lease_sale_refused_on_retry_after_a_lost_answer_is_undone() {
     });
     // The first attempt committed (its answer is sleeping): hold the seat's row lock so
     // that the retry is refused.
-    test_harness::eventually(
+    local_mesh::eventually(
         "the first sale commits",
         Duration::from_secs(30),
         || async { world.seats("lost-sale").await["A-1-1"].0 == "SOLD" },
@@ -1070,7 +1070,7 @@ async fn a_lease_sale_refused_on_retry_after_a_lost_answer_is_undone() {
     )
     .await
     .expect("locked");
-    test_harness::eventually("the retry is refused", Duration::from_secs(30), || async {
+    local_mesh::eventually("the retry is refused", Duration::from_secs(30), || async {
         log_value(
             &world,
             "SELECT count(*)::text FROM steps

@@ -2,6 +2,8 @@
 //! an operator's or the mesh's RPC. Each refusal has its code and reason, and writes
 //! nothing.
 
+use local_mesh::MeshOptions;
+use local_mesh::auth::{channel_as, fan};
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::notifier_service_client::NotifierServiceClient;
@@ -10,8 +12,6 @@ use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::{MeshChannel, Outgoing};
-use test_harness::MeshOptions;
-use test_harness::auth::{channel_as, fan};
 use tonic::Code;
 
 use crate::common::*;
@@ -362,7 +362,7 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
     assert!(world.orders("guarded").await.is_empty());
     let faults = world.mesh.payments.endpoint();
     let mut operator_payments =
-        PaymentsServiceClient::new(test_harness::auth::channel(&faults).await);
+        PaymentsServiceClient::new(local_mesh::auth::channel(&faults).await);
     let faults = operator_payments
         .get_faults(GetFaultsRequest {})
         .await

@@ -1,6 +1,6 @@
 use std::process::Command;
 
-use test_harness::{MeshOptions, stack_dir};
+use local_mesh::{MeshOptions, stack_dir};
 
 use crate::common::*;
 
@@ -23,7 +23,7 @@ async fn grpcurl_shows_a_declined_cards_error_info_decoded() {
     .to_string();
     let authorization = format!(
         "authorization: Bearer {}",
-        test_harness::auth::user_token("fan-curl")
+        local_mesh::auth::user_token("fan-curl")
     );
     let output = tokio::task::spawn_blocking(move || {
         Command::new(stack_dir().join("venv/bin/grpcurl"))

@@ -1,5 +1,5 @@
+use local_mesh::MeshOptions;
 use proto::v1::*;
-use test_harness::MeshOptions;
 
 use crate::common::*;
 

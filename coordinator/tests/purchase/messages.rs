@@ -15,8 +15,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use local_mesh::MeshOptions;
 use proto::v1::*;
-use test_harness::MeshOptions;
 use tonic::Code;
 
 use crate::common::*;

@@ -9,8 +9,8 @@ use coordinator::error::Error;
 use coordinator::log::{Begun, Decision, Log};
 use coordinator::model::Purchase;
 use coordinator::ownership::{Owned, Ownership};
+use local_mesh::TestDatabase;
 use proto::v1::Protocol;
-use test_harness::TestDatabase;
 
 /// A coordinator's view of the log: its own name and its own ownership registry.
 async fn coordinator(db: &TestDatabase, name: &str, ttl: Duration) -> (Log, Arc<Ownership>) {
@@ -95,7 +95,7 @@ async fn a_decision_is_written_once_and_only_by_the_owner_at_its_epoch() {
     assert!(b.take_over("tx-lapsing").await.expect("asked").is_none());
     // ... and takes it once it has (its owner, "paused", renewed nothing).
     let taken = std::sync::Mutex::new(Vec::new());
-    test_harness::eventually("the ownership lapses", Duration::from_secs(10), || async {
+    local_mesh::eventually("the ownership lapses", Duration::from_secs(10), || async {
         let found = b.take_over_lapsed(10, 5, false).await.expect("takeover");
         let mut taken = taken.lock().expect("lock");
         taken.extend(found.into_iter().filter(|t| t.txn.txid == "tx-lapsing"));
@@ -171,7 +171,7 @@ async fn a_renewal_racing_the_purchases_own_end_keeps_it_owned() {
         tokio::spawn(async move { log.renew(&[(owned_txid, 1)]).await })
     };
     let watcher = db.connect().await.expect("connects");
-    test_harness::eventually(
+    local_mesh::eventually(
         "the renewal waits for the row",
         Duration::from_secs(10),
         || {

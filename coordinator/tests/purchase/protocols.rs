@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use test_harness::MeshOptions;
+use local_mesh::MeshOptions;
 use tonic::Code;
 
 use crate::common::*;
@@ -216,7 +216,7 @@ async fn an_authorization_landing_after_its_compensation_is_refused_under_saga_a
         );
         // Once payments has ended the late Authorize (its caller long gone), no money may
         // be held.
-        test_harness::eventually(
+        local_mesh::eventually(
             "the late Authorize ended",
             Duration::from_secs(30),
             || async {

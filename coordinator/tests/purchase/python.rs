@@ -1,7 +1,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_harness::{MeshOptions, stack_dir};
+use local_mesh::{MeshOptions, stack_dir};
 
 use crate::common::*;
 
@@ -22,7 +22,7 @@ async fn a_python_client_generated_from_the_protos_waits_buys_and_verifies_its_t
     let (coordinator, room, orders) = (
         format!(
             "127.0.0.1:{},{}",
-            test_harness::free_port().expect("a free port"),
+            local_mesh::free_port().expect("a free port"),
             world.mesh.coordinator.addr()
         ),
         world.mesh.waiting_room.addr().to_string(),
@@ -108,8 +108,8 @@ pub fn assert_classified(checked: &std::process::Output, declined: &std::process
 pub fn login_command() -> String {
     format!(
         "{} --auth-dir {} login",
-        test_harness::service_binary("ticketdrop").display(),
-        test_harness::auth::auth_dir().display()
+        local_mesh::service_binary("ticketdrop").display(),
+        local_mesh::auth::auth_dir().display()
     )
 }
 

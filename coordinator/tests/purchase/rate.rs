@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use local_mesh::MeshOptions;
+use local_mesh::auth::{channel_as, fan};
 use proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
-use test_harness::MeshOptions;
-use test_harness::auth::{channel_as, fan};
 use tonic::Code;
 use tonic_types::StatusExt;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use local_mesh::MeshOptions;
 use proto::v1::*;
-use test_harness::MeshOptions;
 use tonic::Code;
 
 use crate::common::*;

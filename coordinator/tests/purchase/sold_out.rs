@@ -1,5 +1,5 @@
+use local_mesh::MeshOptions;
 use proto::v1::*;
-use test_harness::MeshOptions;
 use tonic::Code;
 
 use crate::common::*;

@@ -1,7 +1,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_harness::MeshOptions;
+use local_mesh::MeshOptions;
 
 use crate::common::*;
 use crate::python::{assert_bought, assert_classified, login_command};
@@ -24,7 +24,7 @@ async fn a_typescript_client_generated_from_the_protos_waits_buys_and_verifies_i
     let (coordinator, room, orders) = (
         format!(
             "127.0.0.1:{},{}",
-            test_harness::free_port().expect("a free port"),
+            local_mesh::free_port().expect("a free port"),
             world.mesh.coordinator.addr()
         ),
         world.mesh.waiting_room.addr().to_string(),

@@ -1,7 +1,7 @@
+use local_mesh::{ServiceProcess, TestDatabase, service_binary};
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{ServiceProcess, TestDatabase, service_binary};
 
 /// A running inventory service on a database of its own.
 pub struct Inventory {
@@ -124,7 +124,7 @@ pub async fn start_service(database_url: &str) -> ServiceProcess {
 }
 
 pub async fn client(process: &ServiceProcess) -> InventoryServiceClient<MeshChannel> {
-    InventoryServiceClient::new(test_harness::auth::channel(&process.endpoint()).await)
+    InventoryServiceClient::new(local_mesh::auth::channel(&process.endpoint()).await)
 }
 
 pub async fn create_event(
@@ -175,7 +175,7 @@ pub fn secs(seconds: i64) -> Option<prost_types::Duration> {
 }
 
 /// The status's code, ErrorInfo reason and metadata, its words checked against its reason.
-pub use test_harness::details;
+pub use local_mesh::details;
 
 pub fn hold(saga_id: &str, event_id: &str, seats: &[&str], ttl_secs: i64) -> HoldSeatsRequest {
     HoldSeatsRequest {

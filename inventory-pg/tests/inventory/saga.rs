@@ -255,7 +255,7 @@ async fn a_confirm_racing_the_sweeper_never_leaves_a_seat_both_available_and_con
     });
     let outcomes = join_all(races).await;
     // Every hold has ended — confirmed, or released by the sweeper once expired.
-    test_harness::eventually(
+    local_mesh::eventually(
         "the sweeper to release every expired hold",
         Duration::from_secs(30),
         || async {

@@ -1,5 +1,5 @@
+use local_mesh::PrivatePostgres;
 use proto::v1::*;
-use test_harness::PrivatePostgres;
 use tokio_postgres::NoTls;
 use tonic::Code;
 

@@ -1,10 +1,10 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use local_mesh::{ServiceProcess, service_binary, unique_name};
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{ServiceProcess, service_binary, unique_name};
 
 /// A running orders service on a table of its own.
 pub struct Orders {
@@ -17,7 +17,7 @@ pub struct Orders {
 
 impl Orders {
     pub async fn start() -> Self {
-        Self::start_on(&test_harness::dynamodb_endpoint()).await
+        Self::start_on(&local_mesh::dynamodb_endpoint()).await
     }
 
     pub async fn start_on(endpoint: &str) -> Self {
@@ -29,8 +29,7 @@ impl Orders {
         )
         .await
         .expect("orders-dynamo starts");
-        let client =
-            OrdersServiceClient::new(test_harness::auth::channel(&process.endpoint()).await);
+        let client = OrdersServiceClient::new(local_mesh::auth::channel(&process.endpoint()).await);
         Self {
             client,
             dynamodb: dynamodb(endpoint),
@@ -122,7 +121,7 @@ fn canonical(value: &AttributeValue) -> String {
 }
 
 pub fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    test_harness::dynamodb_client(endpoint)
+    local_mesh::dynamodb_client(endpoint)
 }
 
 pub fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
@@ -168,4 +167,4 @@ pub fn prepare(txid: &str, order_id: &str, seat_ids: &[&str]) -> PrepareOrderReq
 }
 
 /// The status's code, ErrorInfo reason and metadata, its words checked against its reason.
-pub use test_harness::details;
+pub use local_mesh::details;

@@ -1,5 +1,5 @@
+use local_mesh::PrivateDynamo;
 use proto::v1::*;
-use test_harness::PrivateDynamo;
 
 use crate::common::*;
 

@@ -2,13 +2,13 @@
 //! exits, once the table takes writes; run again, it finds the table and changes nothing.
 
 use aws_sdk_dynamodb::types::{KeyType, TableStatus};
-use test_harness::{service_binary, unique_name};
+use local_mesh::{service_binary, unique_name};
 
 use crate::common::dynamodb;
 
 #[tokio::test]
 async fn create_table_only_makes_the_table_active_and_exits_and_a_rerun_keeps_it() {
-    let endpoint = test_harness::dynamodb_endpoint();
+    let endpoint = local_mesh::dynamodb_endpoint();
     let table = unique_name("orders_setup");
     let dynamo = dynamodb(&endpoint);
     let mut created_at = None;

@@ -1,7 +1,7 @@
+use local_mesh::{ServiceProcess, TestDatabase, service_binary};
 use proto::v1::payments_service_client::PaymentsServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{ServiceProcess, TestDatabase, service_binary};
 use tonic::Status;
 
 /// A running payments service on a database of its own.
@@ -24,7 +24,7 @@ impl Payments {
             .await
             .expect("payments starts");
         let client =
-            PaymentsServiceClient::new(test_harness::auth::channel(&process.endpoint()).await);
+            PaymentsServiceClient::new(local_mesh::auth::channel(&process.endpoint()).await);
         Self {
             client,
             db,
@@ -120,4 +120,4 @@ pub fn authorize(key: &str, amount: i64, card: &str) -> AuthorizeRequest {
 }
 
 /// The status's code, ErrorInfo reason and metadata, its words checked against its reason.
-pub use test_harness::details;
+pub use local_mesh::details;

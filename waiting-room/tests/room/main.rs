@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use local_mesh::{Mesh, MeshOptions};
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{Mesh, MeshOptions};
 use tonic::Code;
 
 struct Rooms {
@@ -31,7 +31,7 @@ impl Rooms {
     /// An event of `seats` seats with an open room.
     async fn room(&self, event_id: &str, seats: u32, max_active: u32, ttl: Duration) {
         InventoryServiceClient::new(
-            test_harness::auth::channel(&self.mesh.inventory.endpoint()).await,
+            local_mesh::auth::channel(&self.mesh.inventory.endpoint()).await,
         )
         .create_event(CreateEventRequest {
             event_id: event_id.into(),
@@ -130,7 +130,7 @@ impl Rooms {
 }
 
 async fn connect(mesh: &Mesh) -> WaitingRoomServiceClient<MeshChannel> {
-    WaitingRoomServiceClient::new(test_harness::auth::channel(&mesh.waiting_room.endpoint()).await)
+    WaitingRoomServiceClient::new(local_mesh::auth::channel(&mesh.waiting_room.endpoint()).await)
 }
 
 fn duration(d: Duration) -> prost_types::Duration {
@@ -358,7 +358,7 @@ async fn seats_locked_outside_the_room_are_not_offered_until_they_are_freed() {
     // Two of the three seats sit in a prepared 2PC branch the room does not count: an
     // abort waiting for another participant, say.
     let mut inventory = InventoryServiceClient::new(
-        test_harness::auth::channel(&rooms.mesh.inventory.endpoint()).await,
+        local_mesh::auth::channel(&rooms.mesh.inventory.endpoint()).await,
     );
     let prepared = inventory
         .prepare_sale(PrepareSaleRequest {
@@ -451,33 +451,31 @@ async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later
         .expect_err("too far ahead");
     assert!(too_far.message().contains("opens_at"), "{too_far:?}");
     // A room whose sale opens in 3 s, with a seed so that the order is known.
-    InventoryServiceClient::new(
-        test_harness::auth::channel(&rooms.mesh.inventory.endpoint()).await,
-    )
-    .create_event(CreateEventRequest {
-        event_id: "later".into(),
-        name: "Later".into(),
-        starts_at: Some(prost_types::Timestamp {
-            seconds: 1_900_000_000,
-            nanos: 0,
-        }),
-        venue: Some(VenueLayout {
-            venue_name: "Hall".into(),
-            price_tiers: vec![PriceTier {
-                name: "std".into(),
-                price_cents: 1_000,
-            }],
-            sections: vec![SectionLayout {
-                name: "A".into(),
-                rows: 1,
-                seats_per_row: 10,
-                price_tier: "std".into(),
-            }],
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("event created");
+    InventoryServiceClient::new(local_mesh::auth::channel(&rooms.mesh.inventory.endpoint()).await)
+        .create_event(CreateEventRequest {
+            event_id: "later".into(),
+            name: "Later".into(),
+            starts_at: Some(prost_types::Timestamp {
+                seconds: 1_900_000_000,
+                nanos: 0,
+            }),
+            venue: Some(VenueLayout {
+                venue_name: "Hall".into(),
+                price_tiers: vec![PriceTier {
+                    name: "std".into(),
+                    price_cents: 1_000,
+                }],
+                sections: vec![SectionLayout {
+                    name: "A".into(),
+                    rows: 1,
+                    seats_per_row: 10,
+                    price_tier: "std".into(),
+                }],
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("event created");
     let opened = room
         .open_room(OpenRoomRequest {
             event_id: "later".into(),
@@ -519,7 +517,7 @@ async fn fans_of_the_pre_queue_are_placed_in_the_seeds_fair_order_ahead_of_later
         (6, 6, 0)
     );
 
-    test_harness::eventually("the sale opens", Duration::from_secs(30), || async {
+    local_mesh::eventually("the sale opens", Duration::from_secs(30), || async {
         rooms.get("later").await.state() == RoomState::Open
     })
     .await;

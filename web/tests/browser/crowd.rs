@@ -1,9 +1,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use local_mesh::MeshOptions;
 use proto::v1::SeatStatus;
 use serde_json::{Value, json};
-use test_harness::MeshOptions;
 
 use crate::site::Site;
 

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
+use local_mesh::{MeshOptions, PrivateMaildev, eventually};
 use proto::v1::VerifyTicketRequest;
 use serde_json::json;
-use test_harness::{MeshOptions, PrivateMaildev, eventually};
 
 use crate::site::{Site, while_browsing};
 

@@ -1,7 +1,7 @@
 use std::time::{Duration, SystemTime};
 
+use local_mesh::{MeshOptions, eventually};
 use serde_json::json;
-use test_harness::{MeshOptions, eventually};
 
 use crate::site::{Site, while_browsing};
 

@@ -1,7 +1,7 @@
 use std::time::{Duration, SystemTime};
 
+use local_mesh::{MeshOptions, PrivateMaildev};
 use serde_json::json;
-use test_harness::{MeshOptions, PrivateMaildev};
 
 use crate::site::Site;
 

@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use local_mesh::{Mesh, MeshOptions, ServiceProcess, service_binary};
 use proto::v1::inventory_service_client::InventoryServiceClient;
 use proto::v1::orders_service_client::OrdersServiceClient;
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
 use serde_json::Value;
 use server_kit::outgoing::MeshChannel;
-use test_harness::{Mesh, MeshOptions, ServiceProcess, service_binary};
 
 pub struct Site {
     pub mesh: Mesh,
@@ -26,7 +26,7 @@ pub struct Site {
 impl Site {
     pub async fn start(mut options: MeshOptions<'static>) -> Self {
         build_page().await;
-        let port = test_harness::free_port().expect("a free port");
+        let port = local_mesh::free_port().expect("a free port");
         let base: &'static str = Box::leak(format!("http://127.0.0.1:{port}").into_boxed_str());
         // Every service lets this page's origin call it, and no other.
         options.env.push(("TICKETDROP_WEB_ORIGIN", base));
@@ -58,8 +58,7 @@ impl Site {
         )
         .await
         .expect("the web server starts");
-        let channel =
-            |endpoint: String| async move { test_harness::auth::channel(&endpoint).await };
+        let channel = |endpoint: String| async move { local_mesh::auth::channel(&endpoint).await };
         Self {
             inventory: InventoryServiceClient::new(channel(mesh.inventory.endpoint()).await),
             room: WaitingRoomServiceClient::new(channel(mesh.waiting_room.endpoint()).await),
@@ -247,7 +246,7 @@ impl Site {
             .env("TICKETDROP_NOTIFIER_DATABASE_URL", mesh.notifier_db.url())
             .env("TICKETDROP_ORDERS_TABLE", &mesh.orders_table)
             .env("TICKETDROP_WAITING_ROOM_KEY_PREFIX", &mesh.room_prefix)
-            .env("TICKETDROP_AUTH_DIR", test_harness::auth::auth_dir())
+            .env("TICKETDROP_AUTH_DIR", local_mesh::auth::auth_dir())
             .kill_on_drop(true);
         command
     }
@@ -346,7 +345,7 @@ fn newest(path: &Path) -> Option<SystemTime> {
         .max()
 }
 
-/// Waits until `condition` holds, as `test_harness::eventually` does, but fails at once
+/// Waits until `condition` holds, as `local_mesh::eventually` does, but fails at once
 /// with the scenario's own report when the browser ends first.
 pub async fn while_browsing<F, Fut>(
     browser: &mut tokio::task::JoinHandle<Value>,

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use test_harness::netns::{Chain, Host, Rule};
+use local_mesh::netns::{Chain, Host, Rule};
 use tokio::task::JoinHandle;
 
 use super::ownership::{p50_p99, takeovers, until_driving};
@@ -21,7 +21,7 @@ use crate::chaos::workload::Op;
 /// How long a partition lasts (the log partition: at least this, and until a takeover).
 const CUT: Duration = Duration::from_secs(3);
 
-fn host_of(process: &test_harness::ServiceProcess) -> anyhow::Result<Host> {
+fn host_of(process: &local_mesh::ServiceProcess) -> anyhow::Result<Host> {
     process
         .host()
         .cloned()

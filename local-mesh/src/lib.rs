@@ -1,6 +1,7 @@
-//! Starts TicketDrop service binaries as real child processes for integration and chaos
-//! tests: on port 0, waiting for health SERVING, then stopped with SIGTERM, SIGKILL or
-//! SIGSTOP/SIGCONT and restarted on the same address and data.
+//! A TicketDrop mesh on this machine — the library both the integration tests and the
+//! chaos lab (`ticketdrop chaos`) run the real thing with. It starts the service
+//! binaries as real child processes: on port 0, waiting for health SERVING, then stopped
+//! with SIGTERM, SIGKILL or SIGSTOP/SIGCONT and restarted on the same address and data.
 //!
 //! It also hands each test a fresh PostgreSQL database on the local stack
 //! ([`TestDatabase`]), so tests never see each other's rows; a private PostgreSQL server

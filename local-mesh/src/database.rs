@@ -66,7 +66,7 @@ impl Drop for TestDatabase {
         .join();
         if let Ok(Err(error)) = dropped {
             eprintln!(
-                "test-harness: could not drop database {}: {error:#}",
+                "local-mesh: could not drop database {}: {error:#}",
                 self.name
             );
         }

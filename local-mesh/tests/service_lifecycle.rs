@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use test_harness::{ServiceProcess, TestDatabase, service_binary, unique_name};
+use local_mesh::{ServiceProcess, TestDatabase, service_binary, unique_name};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -130,7 +130,7 @@ async fn reflected_services(process: &ServiceProcess) -> BTreeSet<String> {
 /// the service itself is mounted (an unknown service would also say UNIMPLEMENTED, so
 /// the check is on the message tonic's default stub writes).
 async fn assert_service_mounted(started: &Started) {
-    let channel = test_harness::auth::channel(&started.process.endpoint()).await;
+    let channel = local_mesh::auth::channel(&started.process.endpoint()).await;
     let status = match started.service {
         "ticketdrop.v1.InventoryService" => {
             proto::v1::inventory_service_client::InventoryServiceClient::new(channel)
@@ -372,7 +372,7 @@ async fn orders_serves_again_after_sigkill_with_its_table() -> anyhow::Result<()
     process.restart().await?;
     assert_eq!(process.health().await?, ServingStatus::Serving);
 
-    let dynamodb = test_harness::dynamodb_client(&test_harness::dynamodb_endpoint());
+    let dynamodb = local_mesh::dynamodb_client(&local_mesh::dynamodb_endpoint());
     let described = dynamodb.describe_table().table_name(&table).send().await?;
     let description = described.table().expect("the table exists");
     assert_eq!(description.table_name(), Some(table.as_str()));
@@ -424,7 +424,7 @@ async fn a_taken_port_is_a_clear_error() -> anyhow::Result<()> {
     let output = tokio::process::Command::new(service_binary("payments"))
         .args(["--listen", &started.process.addr().to_string()])
         .args(["--database-url", &db.url()])
-        .env("TICKETDROP_AUTH_DIR", test_harness::auth::auth_dir())
+        .env("TICKETDROP_AUTH_DIR", local_mesh::auth::auth_dir())
         .stdin(Stdio::null())
         .output()
         .await?;
