@@ -11,6 +11,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use local_mesh::MeshOptions;
+
 use crate::common::*;
 
 /// One ```sh block: its script, and the line range of the ```text block after it.
@@ -124,7 +126,18 @@ fn runnable(script: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_in_the_debugging_guide_runs_against_the_mesh() {
-    let cli = Cli::start().await;
+    // Recovery looks for parked purchases every 10 s (not every 0.5 s): a purchase the
+    // guide shows parked stays parked for at least that long, however loaded the machine.
+    let cli = Cli::start_with(MeshOptions {
+        coordinator_args: vec![
+            "--recovery-interval-ms",
+            "10000",
+            "--takeover-interval-ms",
+            "10000",
+        ],
+        ..MeshOptions::default()
+    })
+    .await;
     let text = std::fs::read_to_string(doc_path()).expect("docs/debugging.md");
     let lines: Vec<&str> = text.lines().collect();
     let blocks = blocks(&lines);
