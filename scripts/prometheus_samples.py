@@ -16,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 
 def main() -> None:
-    with urllib.request.urlopen(sys.argv[1], timeout=5) as response:
+    # A scrape waits for its answer as Prometheus would on a busy host (its default
+    # scrape timeout is 10 s); a loaded test machine can take that long.
+    with urllib.request.urlopen(sys.argv[1], timeout=30) as response:
         content_type = response.headers.get("Content-Type", "")
         if not content_type.startswith("text/plain"):
             sys.exit(f"unexpected Content-Type {content_type!r}")

@@ -79,7 +79,7 @@ pub fn contradiction(reason: ErrorReason, message: &str) -> Option<String> {
         ("declined", ErrorReason::CardDeclined),
     ];
     for (words, owner) in owned_elsewhere {
-        if *owner != reason && text.contains(words) {
+        if *owner != reason && says_word(&text, words) {
             return Some(format!(
                 "the message of a {name} refusal says {words:?}, which only {} may say: {message:?}",
                 owner.name()
@@ -92,6 +92,16 @@ pub fn contradiction(reason: ErrorReason, message: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// Whether `text` says `words` as words of its own: not inside an identifier such as the
+/// test card `tok_declined` (letters, digits and `_` around it make it part of a name).
+fn says_word(text: &str, words: &str) -> bool {
+    let part_of_a_name = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    text.match_indices(words).any(|(at, _)| {
+        !part_of_a_name(text[..at].chars().next_back())
+            && !part_of_a_name(text[at + words.len()..].chars().next())
+    })
 }
 
 /// What is wrong with a refusal as a client reads it: no TicketDrop reason at all, or a
@@ -146,6 +156,14 @@ mod tests {
         );
         assert!(contradiction(ErrorReason::CardDeclined, "card declined: card_declined").is_none());
         assert!(contradiction(ErrorReason::HoldLost, "card declined: card_declined").is_some());
+        // A name that contains the word is not the word: the test cards are listed.
+        assert!(
+            contradiction(
+                ErrorReason::InvalidField,
+                "invalid card_token: use tok_visa or tok_declined"
+            )
+            .is_none()
+        );
         assert!(contradiction(ErrorReason::OutcomeUnknown, "the deadline passed").is_some());
     }
 

@@ -90,7 +90,12 @@ export async function pay(page, token, email) {
 
 /** The tickets on the page: seat label, token, and whether the page verified it. */
 export async function tickets(page) {
+  // Every ticket is verified on its own call: read them once each one has its answer.
   await page.locator(".verified[data-valid]").first().waitFor();
+  await page.waitForFunction(() => {
+    const shown = document.querySelector("[data-tickets]");
+    return shown !== null && document.querySelectorAll(".ticket .verified[data-valid]").length === Number(shown.getAttribute("data-tickets"));
+  });
   return page.locator(".ticket").evaluateAll((articles) =>
     articles.map((a) => ({
       label: a.querySelector(".seat-label")?.textContent ?? "",

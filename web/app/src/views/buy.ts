@@ -375,4 +375,6 @@ async function showTickets(m: Mesh, event: Event, tickets: Ticket[], into: HTMLE
       })
       .catch(() => (verified.textContent = ""));
   }
+  // Every ticket is on the page (each one's check may still be under way).
+  into.dataset.tickets = String(tickets.length);
 }
