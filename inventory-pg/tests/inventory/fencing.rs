@@ -141,3 +141,48 @@ async fn an_undo_returns_only_its_own_purchase_s_seats() {
     assert_eq!(undone.seat_ids, ids(&["A-1-1"]));
     assert_eq!(inventory.seat("fence", "A-1-1").await.status, "AVAILABLE");
 }
+
+/// A lease sale that lands after its own purchase's undo is refused and changes nothing.
+/// A coordinator paused with the sale in flight loses the purchase; the coordinator that
+/// takes it over undoes it (nothing was sold yet) and the seat stays for sale; then the
+/// paused one wakes and its sale arrives, with the newest token any seat has seen, so the
+/// token alone cannot refuse it. The undo left a barrier for its purchase: the late sale
+/// is TXN_ABORTED. (Found by the chaos lab, seed 5, pause-coordinator-past-ownership
+/// under lease: a seat SOLD to an aborted purchase with no order.)
+#[tokio::test]
+async fn a_sale_that_arrives_after_its_purchase_was_undone_is_refused() {
+    let inventory = Inventory::start().await;
+    inventory.event("fence", 1, 4, 3_000).await;
+    let mut client = inventory.client.clone();
+
+    let undone = client
+        .unsell_fenced(unsell("order-late", &["A-1-2"], 5))
+        .await
+        .expect("the takeover's undo is answered")
+        .into_inner();
+    assert!(undone.seat_ids.is_empty(), "nothing sold yet: {undone:?}");
+
+    let status = client
+        .sell_fenced(sell("order-late", &["A-1-2"], 5))
+        .await
+        .expect_err("the purchase was undone before its sale arrived");
+    let (code, reason, metadata) = details(&status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::FailedPrecondition, "TXN_ABORTED")
+    );
+    assert_eq!(metadata["txid"], "tx-order-late-5");
+    let seat = inventory.seat("fence", "A-1-2").await;
+    assert_eq!(
+        (seat.status.as_str(), seat.order_id.as_deref()),
+        ("AVAILABLE", None),
+        "the late sale changed nothing"
+    );
+
+    // Another purchase still buys the seat.
+    client
+        .sell_fenced(sell("order-next", &["A-1-2"], 6))
+        .await
+        .expect("a live purchase buys it");
+    assert_eq!(inventory.seat("fence", "A-1-2").await.status, "SOLD");
+}
