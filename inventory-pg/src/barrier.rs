@@ -21,6 +21,8 @@ pub enum Step {
     HoldSeats,
     /// ConfirmSeats, compensated by UnsellSeats.
     ConfirmSeats,
+    /// The lease protocol's SellFenced, undone by UnsellFenced.
+    SellFenced,
 }
 
 impl Step {
@@ -28,6 +30,7 @@ impl Step {
         match self {
             Step::HoldSeats => "hold_seats",
             Step::ConfirmSeats => "confirm_seats",
+            Step::SellFenced => "sell_fenced",
         }
     }
 }
@@ -130,6 +133,27 @@ pub async fn answer_of(tx: &Transaction<'_>, saga_id: &str, step: Step) -> Resul
         .query_opt(&statement, &[&saga_id, &step.name()])
         .await?
         .and_then(|row| row.get(0)))
+}
+
+/// Notes that the step of `gid` was undone: its step, if it arrives later, is refused
+/// ([`compensated`]). Idempotent.
+pub async fn mark_undone(tx: &Transaction<'_>, gid: &str, step: Step) -> Result<()> {
+    insert(tx, gid, step, "compensation", "applied").await?;
+    Ok(())
+}
+
+/// Whether the step of `gid` was undone already.
+pub async fn compensated(tx: &Transaction<'_>, gid: &str, step: Step) -> Result<bool> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM saga_barrier
+                             WHERE gid = $1 AND step = $2 AND operation = 'compensation')",
+        )
+        .await?;
+    Ok(tx
+        .query_one(&statement, &[&gid, &step.name()])
+        .await?
+        .get(0))
 }
 
 async fn insert(

@@ -8,11 +8,15 @@
 //! An undo is fenced by ownership, not by token: it returns to sale only the seats sold
 //! to its own purchase (order and txid), touches no other seat, and is never refused for
 //! a token — what it did not write is not its to undo, and it says which seats it
-//! returned.
+//! returned. It also leaves a barrier for its purchase, in the same transaction: a sale
+//! of that purchase arriving later (a paused coordinator's call, in flight when another
+//! took the purchase over and undid it) is refused as TXN_ABORTED. Fencing alone cannot
+//! refuse it: its token may be the newest any seat has seen.
 
 use deadpool_postgres::Pool;
 use proto::v1::{PricedSeat, SellFencedResponse, UnsellFencedResponse};
 
+use crate::barrier::{self, Step};
 use crate::error::{Error, Result};
 use crate::model::FencedWrite;
 use crate::seats::{self, LockWait, LockedSeat};
@@ -35,6 +39,11 @@ pub async fn sell(pool: &Pool, write: &FencedWrite) -> Result<SellFencedResponse
     // A retry of this very sale: already done.
     if locked.iter().all(ours) {
         return Ok(response);
+    }
+    // Its purchase was undone before this sale arrived. The seats' locks order the two:
+    // an undo that committed first is seen here.
+    if barrier::compensated(&tx, &write.txid, Step::SellFenced).await? {
+        return Err(Error::TxnAborted(write.txid.clone()));
     }
     ensure_fresh_token(&locked, write.fencing_token)?;
     // An unfenced write (token 0, the lab's negative control) trusts the lease alone, as
@@ -77,6 +86,7 @@ pub async fn unsell(pool: &Pool, write: &FencedWrite) -> Result<UnsellFencedResp
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     seats::lock_named(&tx, &write.event_id, &write.seat_ids, LockWait::Bounded).await?;
+    barrier::mark_undone(&tx, &write.txid, Step::SellFenced).await?;
     let statement = tx
         .prepare_cached(
             "UPDATE seats

@@ -49,13 +49,33 @@ async fn a_write_with_a_stale_fencing_token_is_refused_and_changes_nothing() {
     );
     assert_eq!(metadata["seats"], "A-1-2");
     assert_eq!(metadata["seen_fencing_token"], "7");
-    // Its undo of the sale it never made returns nothing, and changes nothing.
+    assert_eq!(
+        inventory.snapshot().await,
+        before,
+        "the stale sale changed nothing"
+    );
+    // Its undo of the sale it never made returns nothing and changes no seat; it leaves
+    // only its purchase's barrier (a late sale of that purchase is refused).
     let undone = client
         .unsell_fenced(unsell("order-old", &["A-1-2", "A-1-3"], 5))
         .await
         .expect("an undo is never refused for a token")
         .into_inner();
     assert!(undone.seat_ids.is_empty(), "{undone:?}");
+    let after_undo = inventory.snapshot().await;
+    assert_eq!(
+        after_undo
+            .lines()
+            .filter(|l| l.starts_with("seats:"))
+            .collect::<Vec<_>>(),
+        before
+            .lines()
+            .filter(|l| l.starts_with("seats:"))
+            .collect::<Vec<_>>(),
+        "the undo touched no seat"
+    );
+    assert!(after_undo.contains("saga_barrier:1:"), "{after_undo}");
+    let before = after_undo;
     // Another purchase carrying the same token 7 (two holders of one token, after a
     // Redis restart lost the counter's last increments): refused, a token is one sale's.
     let status = client
