@@ -275,6 +275,11 @@ drop_with_a_kill() {
     # unless-stopped` brings it straight back).
     pid=$(podman inspect -f '{{.State.Pid}}' "$name")
     ((pid > 0)) || die "coordinator-$victim has no process ($pid)"
+    # A card network of 200-400 ms per call keeps purchases in flight for most of the
+    # drop, so that the kill finds some on a fast machine as on a loaded one (without
+    # it, a drop once sold its 100 seats before the replica had an undecided purchase).
+    compose run --rm -T cli faults set --latency 200ms..400ms >/dev/null 2>>"$err" \
+        || die "could not slow the card network; see $err"
     compose run --rm -T cli drop --event "$event" --protocol "$protocol" \
         --fans "$FANS" --seats "$SEATS" --email-fans --json >"$out" 2>"$err" </dev/null &
     local drop_pid=$! sold=0 in_flight=0 undecided=0 looks=0 started=$SECONDS
@@ -300,6 +305,7 @@ drop_with_a_kill() {
     podman kill --signal KILL "$name" >/dev/null
     log "SIGKILLed coordinator-$victim with $in_flight purchases in flight, $undecided of them undecided in the log (looked $looks times), $sold of $SEATS seats sold"
     wait "$drop_pid" || { cat "$err" >&2; die "the $protocol drop failed; see $err"; }
+    compose run --rm -T cli faults clear >/dev/null 2>>"$err" || die "could not clear the card network's faults; see $err"
     local exit_code
     exit_code=$(podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$name")
     [[ $exit_code == "exited 137" ]] || die "coordinator-$victim was not down for the drop's end ($exit_code)"
