@@ -21,6 +21,7 @@ BIN="$ROOT/target/$PROFILE"
 # call them; the web page's server last, at http://127.0.0.1:50080/).
 SERVICES=(inventory-pg:50051 orders-dynamo:50052 payments:50053 waiting-room:50054 notifier:50055 coordinator:50050)
 WEB=ticketdrop-web:50080
+WEB_METRICS_PORT=52080
 COORDINATORS="${TICKETDROP_COORDINATORS:-2}"
 [[ $COORDINATORS =~ ^[1-9][0-9]?$ ]] || { echo "services: TICKETDROP_COORDINATORS must be 1 to 99" >&2; exit 1; }
 for ((n = 2; n <= COORDINATORS; n++)); do
@@ -76,6 +77,10 @@ up() {
         fi
         if [[ $binary == coordinator ]]; then
             TICKETDROP_COORDINATOR_LISTEN="127.0.0.1:$port" \
+                setsid "$BIN/$binary" >"$DIR/$name.log" 2>&1 </dev/null &
+        elif [[ $binary == ticketdrop-web ]]; then
+            # Its metrics may not take port + 1000 (51080): the stack's mail inbox has it.
+            TICKETDROP_METRICS_LISTEN="127.0.0.1:$WEB_METRICS_PORT" \
                 setsid "$BIN/$binary" >"$DIR/$name.log" 2>&1 </dev/null &
         else
             setsid "$BIN/$binary" >"$DIR/$name.log" 2>&1 </dev/null &
