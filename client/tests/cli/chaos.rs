@@ -197,11 +197,11 @@ async fn every_scenario_under_every_protocol_keeps_every_invariant() {
         sum("lease", "stale_fence_rejections") > 0,
         "fencing refuses a paused holder"
     );
-    let faulted_info: u64 = rows.iter().map(|r| r["info"].as_u64().unwrap()).sum();
-    assert!(
-        faulted_info > 0,
-        "some faults cost unknown outcomes, all resolved"
-    );
+    // Whether a fault costs a fan an unknown outcome depends on the moment it lands (the
+    // fans retry with their key, and most retries get the answer): a run at this size may
+    // have none, so this test does not count them. Every row's unknown outcomes are
+    // resolved (above); `unknown_outcomes_are_resolved_from_the_stores_when_the_log_lies`
+    // makes them on purpose (one attempt per fan) and checks each one's resolution.
     partitions_show_what_they_dropped(rows);
 }
 
