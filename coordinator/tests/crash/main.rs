@@ -853,12 +853,14 @@ async fn a_coordinator_paused_past_its_ownership_cannot_write_and_the_retry_gets
         first_id,
         "owned by the second now"
     );
-    assert_eq!(
-        log_value(&world, "SELECT owner_epoch::text FROM transactions")
-            .await
-            .as_deref(),
-        Some("2")
-    );
+    // Taken over at epoch 2 (the ownership events below say so). The second's
+    // reconciliation may take the ended purchase once more, to re-send its abort to a
+    // branch it listed in doubt before the abort landed (seen on a loaded machine).
+    let epoch: i64 = log_value(&world, "SELECT owner_epoch::text FROM transactions")
+        .await
+        .and_then(|e| e.parse().ok())
+        .expect("an epoch");
+    assert!(epoch >= 2, "taken over by the second: epoch {epoch}");
     world.mesh.coordinator.resume().expect("SIGCONT");
 
     // The first coordinator's answer: unknown, not "committed" — it wrote nothing.
