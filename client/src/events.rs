@@ -151,6 +151,7 @@ pub async fn run(endpoints: &Endpoints, command: EventsCommand) -> anyhow::Resul
                 .get_event(GetEventRequest {
                     event_id: event,
                     include_seats: true,
+                    consistent_read: false,
                 })
                 .await
                 .map_err(|s| anyhow::anyhow!(endpoints::describe(&s)))?

@@ -171,12 +171,23 @@ pub async fn search_events(
     Ok((results, next))
 }
 
+/// The event, its availability and (with `include_seats`) every seat, read in one
+/// read-only snapshot; `as_of` is the transaction's start by the database's clock, so
+/// every write committed before it is in the map.
 pub async fn get_event(
     pool: &Pool,
     event_id: &str,
     include_seats: bool,
 ) -> Result<GetEventResponse> {
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let client = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let now = client.prepare_cached("SELECT now()").await?;
+    let as_of: DateTime<Utc> = client.query_one(&now, &[]).await?.get(0);
     let statement = client
         .prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v USING (venue_id)
@@ -240,11 +251,14 @@ pub async fn get_event(
     } else {
         Vec::new()
     };
+    client.commit().await?;
     Ok(GetEventResponse {
         event: Some(event),
         seats,
         availability,
         total: Some(total),
+        as_of: Some(convert::timestamp(as_of)),
+        cached: false,
     })
 }
 

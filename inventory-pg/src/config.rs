@@ -48,6 +48,16 @@ pub struct Config {
     #[arg(long, env = "TICKETDROP_INVENTORY_HOLD_TTL_SECS", default_value_t = 60)]
     pub hold_ttl_secs: u64,
 
+    /// Longest a cached seat map is served after it was read (0: GetEvent always reads
+    /// the database). Writes through this process invalidate the cache at once; this
+    /// bounds how late a map shows writes made through another inventory process.
+    #[arg(
+        long,
+        env = "TICKETDROP_INVENTORY_SEAT_MAP_MAX_AGE_MS",
+        default_value_t = 250
+    )]
+    pub seat_map_max_age_ms: u64,
+
     #[command(flatten)]
     pub server: ServerOptions,
 }
@@ -55,6 +65,10 @@ pub struct Config {
 impl Config {
     pub fn sweep_interval(&self) -> Duration {
         Duration::from_millis(self.sweep_interval_ms.max(1))
+    }
+
+    pub fn seat_map_max_age(&self) -> Duration {
+        Duration::from_millis(self.seat_map_max_age_ms)
     }
 
     pub fn default_hold_ttl(&self) -> Duration {

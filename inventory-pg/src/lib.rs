@@ -14,6 +14,7 @@ mod fenced;
 pub mod model;
 mod saga;
 pub mod schema;
+mod seat_map;
 mod seats;
 pub mod service;
 pub mod sweeper;
@@ -42,13 +43,15 @@ pub async fn run(
     .context("preparing the inventory database")?;
 
     let stats = std::sync::Arc::new(sweeper::SweeperStats::default());
+    let maps = std::sync::Arc::new(seat_map::SeatMaps::new(config.seat_map_max_age()));
     // Aborted with the server: the sweeper holds no state that needs flushing.
     let sweeper_task = tokio::spawn(sweeper::run(
         pool.clone(),
         config.sweep_interval(),
         stats.clone(),
+        maps.clone(),
     ));
-    let service = service::Inventory::new(pool, config.default_hold_ttl(), stats);
+    let service = service::Inventory::new(pool, config.default_hold_ttl(), stats, maps);
     let served = server
         .serve(
             access::POLICY,

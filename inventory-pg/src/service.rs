@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::model::{FencedWrite, Hold, NewEvent, Prepare};
+use crate::seat_map::SeatMaps;
 use crate::sweeper::SweeperStats;
 use crate::{browse, fenced, saga, two_phase};
 
@@ -21,15 +22,29 @@ pub struct Inventory {
     pool: Pool,
     default_hold_ttl: Duration,
     sweeper: Arc<SweeperStats>,
+    maps: Arc<SeatMaps>,
 }
 
 impl Inventory {
-    pub fn new(pool: Pool, default_hold_ttl: Duration, sweeper: Arc<SweeperStats>) -> Self {
+    pub fn new(
+        pool: Pool,
+        default_hold_ttl: Duration,
+        sweeper: Arc<SweeperStats>,
+        maps: Arc<SeatMaps>,
+    ) -> Self {
         Self {
             pool,
             default_hold_ttl,
             sweeper,
+            maps,
         }
+    }
+
+    /// The answer of a call that may have written seats: cached maps read before it
+    /// are not served again (whether it succeeded or not, it may have committed).
+    fn wrote<T>(&self, result: Result<T, Error>) -> Reply<T> {
+        self.maps.changed();
+        reply(result)
     }
 }
 
@@ -86,7 +101,12 @@ impl InventoryService for Inventory {
     async fn get_event(&self, request: Request<GetEventRequest>) -> Reply<GetEventResponse> {
         let request = request.into_inner();
         let event_id = validate::id("event_id", &request.event_id)?;
-        reply(browse::get_event(&self.pool, &event_id, request.include_seats).await)
+        let (pool, include_seats) = (&self.pool, request.include_seats);
+        let read = || browse::get_event(pool, &event_id, include_seats);
+        if request.consistent_read {
+            return reply(read().await);
+        }
+        reply(self.maps.get(&event_id, include_seats, read).await)
     }
 
     async fn get_seat_counts(
@@ -110,7 +130,7 @@ impl InventoryService for Inventory {
 
     async fn hold_seats(&self, request: Request<HoldSeatsRequest>) -> Reply<HoldSeatsResponse> {
         let hold = Hold::parse(request.get_ref(), self.default_hold_ttl)?;
-        reply(saga::hold_seats(&self.pool, &hold).await)
+        self.wrote(saga::hold_seats(&self.pool, &hold).await)
     }
 
     async fn release_seats(
@@ -120,7 +140,7 @@ impl InventoryService for Inventory {
         let request = request.into_inner();
         let saga_id = validate::txid("saga_id", &request.saga_id)?;
         let event_id = validate::id("event_id", &request.event_id)?;
-        reply(saga::release_seats(&self.pool, &saga_id, &event_id).await)
+        self.wrote(saga::release_seats(&self.pool, &saga_id, &event_id).await)
     }
 
     async fn confirm_seats(
@@ -131,7 +151,7 @@ impl InventoryService for Inventory {
         let saga_id = validate::txid("saga_id", &request.saga_id)?;
         let event_id = validate::id("event_id", &request.event_id)?;
         let order_id = validate::id("order_id", &request.order_id)?;
-        reply(saga::confirm_seats(&self.pool, &saga_id, &event_id, &order_id).await)
+        self.wrote(saga::confirm_seats(&self.pool, &saga_id, &event_id, &order_id).await)
     }
 
     async fn unsell_seats(
@@ -141,7 +161,7 @@ impl InventoryService for Inventory {
         let request = request.into_inner();
         let saga_id = validate::txid("saga_id", &request.saga_id)?;
         let event_id = validate::id("event_id", &request.event_id)?;
-        reply(saga::unsell_seats(&self.pool, &saga_id, &event_id).await)
+        self.wrote(saga::unsell_seats(&self.pool, &saga_id, &event_id).await)
     }
 
     async fn prepare_sale(
@@ -149,19 +169,19 @@ impl InventoryService for Inventory {
         request: Request<PrepareSaleRequest>,
     ) -> Reply<PrepareSaleResponse> {
         let prepare = Prepare::try_from(request.get_ref())?;
-        reply(two_phase::prepare(&self.pool, &prepare).await)
+        self.wrote(two_phase::prepare(&self.pool, &prepare).await)
     }
 
     async fn commit_sale(&self, request: Request<CommitSaleRequest>) -> Reply<CommitSaleResponse> {
         let txid = validate::txid("txid", &request.get_ref().txid)?;
         let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
-        reply(two_phase::commit(&self.pool, &txid, log_id.as_deref()).await)
+        self.wrote(two_phase::commit(&self.pool, &txid, log_id.as_deref()).await)
     }
 
     async fn abort_sale(&self, request: Request<AbortSaleRequest>) -> Reply<AbortSaleResponse> {
         let txid = validate::txid("txid", &request.get_ref().txid)?;
         let log_id = validate::optional_id("log_id", &request.get_ref().log_id)?;
-        reply(two_phase::abort(&self.pool, &txid, log_id.as_deref()).await)
+        self.wrote(two_phase::abort(&self.pool, &txid, log_id.as_deref()).await)
     }
 
     async fn list_in_doubt_sales(
@@ -188,7 +208,7 @@ impl InventoryService for Inventory {
             &r.seat_ids,
             r.fencing_token,
         )?;
-        reply(fenced::sell(&self.pool, &write).await)
+        self.wrote(fenced::sell(&self.pool, &write).await)
     }
 
     async fn unsell_fenced(
@@ -203,7 +223,7 @@ impl InventoryService for Inventory {
             &r.seat_ids,
             r.fencing_token,
         )?;
-        reply(fenced::unsell(&self.pool, &write).await)
+        self.wrote(fenced::unsell(&self.pool, &write).await)
     }
 
     async fn get_sweeper_stats(

@@ -22,8 +22,14 @@ pub struct SweeperStats {
     pub last_run_ms: AtomicI64,
 }
 
-/// Sweeps every `interval` until the task is dropped.
-pub async fn run(pool: Pool, interval: Duration, stats: Arc<SweeperStats>) {
+/// Sweeps every `interval` until the task is dropped; a sweep that released holds
+/// invalidates the cached seat maps.
+pub async fn run(
+    pool: Pool,
+    interval: Duration,
+    stats: Arc<SweeperStats>,
+    maps: Arc<crate::seat_map::SeatMaps>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -32,11 +38,16 @@ pub async fn run(pool: Pool, interval: Duration, stats: Arc<SweeperStats>) {
             Ok(released) => {
                 stats.released_total.fetch_add(released, Ordering::Relaxed);
                 if released > 0 {
+                    maps.changed();
                     info!(released, "released expired holds");
                 }
             }
-            // Logged and retried on the next tick; the sweeper never stops.
-            Err(error) => warn!(%error, "hold sweep failed"),
+            // Logged and retried on the next tick; the sweeper never stops. A batch may
+            // have committed before the failure.
+            Err(error) => {
+                maps.changed();
+                warn!(%error, "hold sweep failed");
+            }
         }
         stats.runs.fetch_add(1, Ordering::Relaxed);
         stats

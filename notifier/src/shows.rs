@@ -62,6 +62,7 @@ impl Shows {
             .get_event(GetEventRequest {
                 event_id: event_id.to_owned(),
                 include_seats: false,
+                consistent_read: false,
             })
             .await
             .map_err(|status| format!("inventory: event {event_id}: {}", status.message()))?

@@ -12,6 +12,7 @@ pub async fn ensure_event(endpoints: &Endpoints, event: &str, seats: u32) -> any
         .get_event(GetEventRequest {
             event_id: event.to_owned(),
             include_seats: false,
+            consistent_read: false,
         })
         .await
     {

@@ -315,6 +315,7 @@ async fn available_seats(
                     GetEventRequest {
                         event_id: event_id.to_owned(),
                         include_seats: true,
+                        consistent_read: true,
                     }
                 )
             },

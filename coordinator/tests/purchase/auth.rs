@@ -177,6 +177,7 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
         .get_event(GetEventRequest {
             event_id: event(),
             include_seats: true,
+            consistent_read: false,
         })
         .await
         .expect("anyone reads an event");
@@ -388,6 +389,7 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
             .get_event(GetEventRequest {
                 event_id: "ana-show".into(),
                 include_seats: false,
+                consistent_read: false,
             })
             .await
             .is_err_and(|status| status.code() == Code::NotFound),

@@ -143,7 +143,8 @@ async fn each_kind_of_bad_input_gets_its_code_and_changes_nothing() {
         inventory,
         c.get_event(GetEventRequest {
             event_id: "nope".into(),
-            include_seats: false
+            include_seats: false,
+            consistent_read: false,
         }),
         Code::NotFound,
         ""

@@ -198,6 +198,7 @@ async fn get_event_draws_the_seat_map_with_availability_per_section_and_tier() {
         .get_event(GetEventRequest {
             event_id: "map".into(),
             include_seats: true,
+            consistent_read: false,
         })
         .await
         .expect("read")
@@ -227,4 +228,78 @@ async fn get_event_draws_the_seat_map_with_availability_per_section_and_tier() {
     );
     let total = event.total.expect("total");
     assert_eq!((total.available, total.held, total.sold), (20, 2, 0));
+}
+
+/// GetEvent answers from a cache. Concurrent reads share one read of the database;
+/// every write through inventory makes the next map read it again, so a map asked for
+/// after a hold was answered shows the hold; a consistent read always reads the
+/// database; and a change inventory did not make (here SQL, in production another
+/// inventory process) shows once the map's max age has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seat_map_is_cached_until_a_write_and_never_served_past_its_max_age() {
+    let inventory = Inventory::start_with(&["--seat-map-max-age-ms", "5000"]).await;
+    inventory.event("cached", 1, 4, 1_000).await;
+    let read = |consistent_read| GetEventRequest {
+        event_id: "cached".into(),
+        include_seats: true,
+        consistent_read,
+    };
+    let get = |request: GetEventRequest| {
+        let mut client = inventory.client.clone();
+        async move {
+            client
+                .get_event(request)
+                .await
+                .expect("the map")
+                .into_inner()
+        }
+    };
+    let total = |map: &GetEventResponse| {
+        let t = map.total.clone().expect("a total");
+        (t.available, t.held, t.sold)
+    };
+
+    let first = get(read(false)).await;
+    assert!(!first.cached, "nothing cached yet");
+    assert!(first.as_of.is_some());
+    assert!(
+        get(read(false)).await.cached,
+        "the second read is the first's map"
+    );
+
+    inventory
+        .client
+        .clone()
+        .hold_seats(hold("saga-cached", "cached", &["A-1-1"], 600))
+        .await
+        .expect("held");
+    // Twenty readers at once after the write: one reads the database, all see the hold.
+    let maps = futures::future::join_all((0..20).map(|_| get(read(false)))).await;
+    assert_eq!(
+        maps.iter().filter(|m| !m.cached).count(),
+        1,
+        "one read for all"
+    );
+    assert!(maps.iter().all(|m| total(m) == (3, 1, 0)));
+
+    // Behind inventory's back: the cache cannot know; a consistent read does.
+    inventory
+        .sql()
+        .await
+        .execute(
+            "UPDATE seats SET status = 'SOLD', order_id = 'by-hand'
+              WHERE event_id = 'cached' AND seat_id = 'A-1-2'",
+            &[],
+        )
+        .await
+        .expect("sold by hand");
+    let consistent = get(read(true)).await;
+    assert!(!consistent.cached);
+    assert_eq!(total(&consistent), (2, 1, 1));
+    local_mesh::eventually(
+        "the change made elsewhere shows once the max age passed",
+        std::time::Duration::from_secs(30),
+        || async { total(&get(read(false)).await) == (2, 1, 1) },
+    )
+    .await;
 }

@@ -13,10 +13,15 @@ pub struct Inventory {
 
 impl Inventory {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// With more flags for the service.
+    pub async fn start_with(flags: &[&str]) -> Self {
         let db = TestDatabase::create("inventory")
             .await
             .expect("a test database");
-        let process = start_service(&db.url()).await;
+        let process = start_service_with(&db.url(), flags).await;
         let client = client(&process).await;
         Self {
             client,
@@ -114,13 +119,15 @@ pub struct SeatRow {
 }
 
 pub async fn start_service(database_url: &str) -> ServiceProcess {
-    ServiceProcess::start(
-        service_binary("inventory-pg"),
-        &["--database-url", database_url, "--sweep-interval-ms", "50"],
-        &[],
-    )
-    .await
-    .expect("inventory-pg starts")
+    start_service_with(database_url, &[]).await
+}
+
+pub async fn start_service_with(database_url: &str, flags: &[&str]) -> ServiceProcess {
+    let mut args = vec!["--database-url", database_url, "--sweep-interval-ms", "50"];
+    args.extend_from_slice(flags);
+    ServiceProcess::start(service_binary("inventory-pg"), &args, &[])
+        .await
+        .expect("inventory-pg starts")
 }
 
 pub async fn client(process: &ServiceProcess) -> InventoryServiceClient<MeshChannel> {

@@ -77,6 +77,7 @@ async fn thousand_concurrent_holds_of_one_seat_each_hold_every_seat_exactly_once
         .get_event(GetEventRequest {
             event_id: "contention".into(),
             include_seats: false,
+            consistent_read: false,
         })
         .await
         .expect("event readable")

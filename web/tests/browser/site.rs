@@ -172,6 +172,7 @@ impl Site {
             .get_event(GetEventRequest {
                 event_id: event_id.into(),
                 include_seats: true,
+                consistent_read: false,
             })
             .await
             .expect("the event")
