@@ -317,21 +317,21 @@ impl WaitingRoomService for WaitingRoom {
         let r = request.get_ref();
         let fan = FanRef::parse(&r.event_id, &r.user_id)?;
         server_kit::auth::caller(&request)?.act_for(&fan.user_id)?;
-        if self
+        let Some(found) = self
             .store
             .fan(&fan.event_id, &fan.user_id)
             .await
             .map_err(Status::from)?
-            .is_none()
-        {
+        else {
             return Err(Error::FanNotFound {
                 event_id: fan.event_id,
                 user_id: fan.user_id,
             }
             .into());
-        }
+        };
         let (sender, receiver) = mpsc::channel(4);
-        tokio::spawn(follow(self.clone(), fan, sender));
+        // The stream's first place is the record just read: one Redis read per Watch.
+        tokio::spawn(follow(self.clone(), fan, sender, Some(found)));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -399,6 +399,7 @@ async fn follow(
     room: WaitingRoom,
     fan: FanRef,
     sender: mpsc::Sender<std::result::Result<WatchResponse, Status>>,
+    mut read: Option<(Fan, Option<u64>)>,
 ) {
     use watch_response::Update;
     let send = |update: Update| {
@@ -421,7 +422,11 @@ async fn follow(
             let _ = sender.send(Err(closed())).await;
             return;
         }
-        let (record, rank) = match room.store.fan(&fan.event_id, &fan.user_id).await {
+        let found = match read.take() {
+            Some(found) => Ok(Some(found)),
+            None => room.store.fan(&fan.event_id, &fan.user_id).await,
+        };
+        let (record, rank) = match found {
             Ok(Some(found)) => found,
             Ok(None) => {
                 let status = Status::from(Error::FanNotFound {
