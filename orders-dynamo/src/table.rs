@@ -33,8 +33,39 @@ pub fn client(config: &Config) -> Client {
         .endpoint_url(&config.dynamodb_endpoint)
         .region(Region::new(config.dynamodb_region.clone()))
         .credentials_provider(credentials)
+        .interceptor(CountAttempts)
         .build();
     Client::from_conf(sdk_config)
+}
+
+/// Counts every request sent to DynamoDB, retries included, by operation:
+/// `ticketdrop_dynamodb_requests_total{operation}` — the store operations a sale costs,
+/// as the bench reads them.
+#[derive(Debug)]
+struct CountAttempts;
+
+impl aws_sdk_dynamodb::config::Intercept for CountAttempts {
+    fn name(&self) -> &'static str {
+        "CountAttempts"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(operation) =
+            cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+        {
+            metrics::counter!(
+                "ticketdrop_dynamodb_requests_total",
+                "operation" => operation.name().to_owned()
+            )
+            .increment(1);
+        }
+        Ok(())
+    }
 }
 
 /// Creates the table unless it exists and waits until it takes writes, retrying while
