@@ -103,13 +103,13 @@ fn line(
     parts.join(" · ")
 }
 
-async fn scrape(http: &reqwest::Client, url: Option<&str>) -> Option<String> {
+pub(crate) async fn scrape(http: &reqwest::Client, url: Option<&str>) -> Option<String> {
     let response = http.get(url?).send().await.ok()?;
     response.error_for_status().ok()?.text().await.ok()
 }
 
 /// `env`, or the endpoint's host with its port + 1000 (the services' default).
-fn metrics_url(env: &str, endpoint: &str) -> Option<String> {
+pub(crate) fn metrics_url(env: &str, endpoint: &str) -> Option<String> {
     if let Ok(url) = std::env::var(env) {
         return Some(url);
     }
@@ -121,7 +121,7 @@ fn metrics_url(env: &str, endpoint: &str) -> Option<String> {
 
 /// The sum of the samples of `name` (whole-number counters and gauges) whose labels
 /// include every pair of `labels`, from Prometheus text.
-fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+pub(crate) fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
     value(text, name, labels).round() as u64
 }
 

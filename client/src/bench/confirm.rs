@@ -88,6 +88,7 @@ pub async fn measure(
                     fans: args.confirm_fans,
                     seats: args.seats,
                     email_fans: mode != Mode::NoContact,
+                    ops: false,
                 },
                 raw_sales_per_s,
             )

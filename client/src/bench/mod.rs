@@ -7,6 +7,8 @@
 //! 4. several coordinators on one log (`coordinators`): the headline drop with 1, 2 and
 //!    3 of them, and a coordinator SIGKILLed mid-drop: how long until its purchases are
 //!    taken over;
+//! 4. the seat map (`seat_map`): 50,000 loads beside a drop, from inventory's cache and
+//!    with consistent reads, each answer's staleness measured;
 //! 5. how cost grows (`--scaling`): more fans, fewer and more seats, each drop with the
 //!    CPU and peak memory of every process (`usage`);
 //! 5. confirmations (`confirm`): the same drop with no contact, with every fan's email
@@ -17,8 +19,11 @@
 
 mod confirm;
 mod coordinators;
+mod goals;
 mod latency;
+mod ops;
 mod report;
+mod seat_map;
 mod stores;
 mod usage;
 
@@ -61,6 +66,17 @@ pub struct BenchArgs {
     /// Write every figure here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Seat-map loads beside a drop, with inventory's cache and with consistent reads
+    /// (0 skips them).
+    #[arg(long, default_value_t = 50_000)]
+    pub map_loads: u32,
+    /// Seat-map loads in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub map_concurrency: usize,
+    /// Whether each seat-map load lists every seat (the map the event page draws) or
+    /// only the availability counts.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub map_seats: bool,
     /// Fans of each confirmation drop (on the headline seats; 0 skips them).
     #[arg(long, default_value_t = 5_000)]
     pub confirm_fans: u32,
@@ -84,6 +100,8 @@ pub struct Measured {
     pub window: usage::Window,
     /// Sales per second as a share of one raw TransactWriteItems per sale, in %.
     pub efficiency_pct: f64,
+    /// What the stores did over the drop, as they count it (the headline drops only).
+    pub ops: Option<ops::Ops>,
 }
 
 /// Everything one bench run measured.
@@ -92,6 +110,8 @@ pub struct Bench {
     pub stores: stores::StoreRates,
     pub latency_fresh: Vec<latency::Latency>,
     pub drops: Vec<Measured>,
+    /// The seat map loaded by a crowd beside a drop, cached and not.
+    pub seat_maps: Vec<seat_map::SeatMapRun>,
     /// The headline drop (2pc) with 1, 2 and 3 coordinators on the log.
     pub coordinators: Vec<coordinators::Scale>,
     /// Three coordinators, one killed mid-drop.
@@ -126,12 +146,16 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
                 &args,
                 protocol,
                 &event,
-                Shape::plain(args.fans, args.seats),
+                Shape {
+                    ops: true,
+                    ..Shape::plain(args.fans, args.seats)
+                },
                 raw,
             )
             .await?,
         );
     }
+    let seat_maps = seat_map::measure(endpoints, &args, &run).await?;
     let (coordinators, takeover) = coordinators::measure(endpoints, &args, &run, raw).await?;
     let mut scaling = Vec::new();
     if args.scaling {
@@ -170,7 +194,12 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         .chain(confirmations.iter().map(|c| &c.measured))
         .map(|m| u64::from(m.drop.fans))
         .sum::<u64>()
-        + takeover.as_ref().map_or(0, |t| u64::from(t.fans));
+        + takeover.as_ref().map_or(0, |t| u64::from(t.fans))
+        + seat_maps
+            .iter()
+            .filter_map(|m| m.drop.as_ref())
+            .map(|d| u64::from(d.fans))
+            .sum::<u64>();
     eprintln!(
         "bench: {} sequential purchases per protocol, on the store aged by {fans_before_aged} fans",
         args.purchases
@@ -182,6 +211,7 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         stores,
         latency_fresh,
         drops,
+        seat_maps,
         coordinators,
         takeover,
         scaling,
@@ -210,6 +240,7 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         .chain(bench.confirmations.iter().map(|c| &c.measured))
         .map(|m| m.drop.clone())
         .chain(bench.takeover.iter().map(|t| t.drop.clone()))
+        .chain(bench.seat_maps.iter().filter_map(|m| m.drop.clone()))
         .collect();
     crate::drop::verdict(&reports)
 }
@@ -221,6 +252,8 @@ pub(crate) struct Shape {
     seats: u32,
     /// Every fan gives an email address (the confirmation drops).
     email_fans: bool,
+    /// Count what the stores did (takes `ops::SETTLE` more).
+    ops: bool,
 }
 
 impl Shape {
@@ -229,6 +262,7 @@ impl Shape {
             fans,
             seats,
             email_fans: false,
+            ops: false,
         }
     }
 }
@@ -245,6 +279,7 @@ pub(crate) async fn measured(
         fans,
         seats,
         email_fans,
+        ops: count_ops,
     } = shape;
     eprintln!(
         "bench: {} drop, {fans} fans, {seats} seats",
@@ -263,12 +298,26 @@ pub(crate) async fn measured(
         stores: args.stores.clone(),
     };
     load::ensure_event(endpoints, event, seats).await?;
+    let before = if count_ops {
+        snapshot(endpoints, args).await
+    } else {
+        None
+    };
     let meter = usage::Meter::start(&args.stack_dir);
     let mut usage = None;
     let report = load::one_drop(endpoints, &drop_args, protocol, event, || {
         usage = Some(meter.stop());
     })
     .await?;
+    let ops = match before {
+        Some(before) => {
+            tokio::time::sleep(ops::SETTLE).await;
+            snapshot(endpoints, args)
+                .await
+                .map(|after| after.since(&before))
+        }
+        None => None,
+    };
     let measured: usage::Measurement = usage.unwrap_or_default();
     let sales_per_s = report.sold as f64 / report.last_sale_s.max(1e-9);
     Ok(Measured {
@@ -276,5 +325,14 @@ pub(crate) async fn measured(
         drop: report,
         usage: measured.processes,
         window: measured.window,
+        ops,
     })
+}
+
+/// The stores' counters now, or None (said on stderr) when one cannot be read.
+async fn snapshot(endpoints: &Endpoints, args: &BenchArgs) -> Option<ops::Snapshot> {
+    ops::Snapshot::take(endpoints, &args.stores)
+        .await
+        .map_err(|error| eprintln!("bench: the stores' counters could not be read: {error:#}"))
+        .ok()
 }

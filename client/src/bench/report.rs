@@ -90,6 +90,7 @@ pub fn print(bench: &Bench) {
                 .map_or(String::new(), |s| format!(" {s:.1} s later"))
         );
     }
+    super::seat_map::print(&bench.seat_maps);
     for (label, latencies) in [
         ("fresh", &bench.latency_fresh),
         ("aged", &bench.latency_aged),
@@ -101,6 +102,7 @@ pub fn print(bench: &Bench) {
             );
         }
     }
+    super::goals::print(bench);
 }
 
 fn sales_per_s(m: &Measured) -> f64 {
@@ -142,6 +144,7 @@ pub fn markdown(
         chrono::Utc::now().format("%Y-%m-%d")
     )?;
 
+    super::goals::markdown(w, bench)?;
     writeln!(w, "## The stores' own pace\n")?;
     writeln!(
         w,
@@ -214,6 +217,7 @@ pub fn markdown(
     }
 
     cpu_split(w, &bench.drops)?;
+    super::ops::markdown(w, &bench.drops)?;
 
     writeln!(w, "\n## Uncontended purchase latency\n")?;
     writeln!(
@@ -234,6 +238,8 @@ pub fn markdown(
             fresh.protocol, fresh.p50_ms, fresh.p99_ms, aged.p50_ms, aged.p99_ms, aged.max_ms
         )?;
     }
+
+    super::seat_map::markdown(w, &bench.seat_maps)?;
 
     if !bench.scaling.is_empty() {
         writeln!(w, "\n## How cost grows\n")?;

@@ -1,0 +1,238 @@
+//! What the stores did over a drop, counted by the stores themselves, for the store
+//! operations a sale and a fan cost (docs/capacity.md derives its figures from them):
+//!
+//! - PostgreSQL: commits per database (`pg_stat_database.xact_commit`) and the WAL
+//!   written (`pg_current_wal_lsn()`), for the whole server;
+//! - DynamoDB: the requests orders-dynamo sent, by operation, retries included (its
+//!   `ticketdrop_dynamodb_requests_total`);
+//! - Redis: commands processed (`INFO stats`) and memory in use (`INFO memory`).
+//!
+//! PostgreSQL backends report their counters when idle, at most once a second and at the
+//! latest ten seconds later, so the second reading waits for them (`SETTLE`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::endpoints::Endpoints;
+use crate::stores::Stores;
+
+/// How long after a drop PostgreSQL's counters are complete.
+pub const SETTLE: Duration = Duration::from_secs(11);
+
+/// Counters of every store at one moment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// Commits per PostgreSQL database.
+    pub pg_commits: BTreeMap<String, u64>,
+    pub wal_bytes: u64,
+    /// DynamoDB requests by operation.
+    pub dynamodb: BTreeMap<String, u64>,
+    pub redis_commands: u64,
+    pub redis_memory_bytes: u64,
+}
+
+/// What the stores did between two snapshots.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ops {
+    pub pg_commits: BTreeMap<String, u64>,
+    pub wal_bytes: u64,
+    pub dynamodb: BTreeMap<String, u64>,
+    pub redis_commands: u64,
+    /// Redis memory in use after, less before (the fans' records, until they expire).
+    pub redis_memory_bytes: i64,
+}
+
+impl Snapshot {
+    pub async fn take(endpoints: &Endpoints, stores: &Stores) -> anyhow::Result<Self> {
+        let pg = crate::stores::postgres("postgresql", &stores.inventory_db).await?;
+        let mut pg_commits = BTreeMap::new();
+        for row in pg
+            .query(
+                "SELECT datname, xact_commit FROM pg_stat_database
+                  WHERE datname IN ('coordinator', 'inventory', 'payments', 'notifier')",
+                &[],
+            )
+            .await?
+        {
+            pg_commits.insert(row.get::<_, String>(0), row.get::<_, i64>(1).max(0) as u64);
+        }
+        let wal: i64 = pg
+            .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
+            .await?
+            .get(0);
+
+        let mut dynamodb = BTreeMap::new();
+        let url = crate::live::metrics_url("TICKETDROP_ORDERS_METRICS_URL", &endpoints.orders);
+        if let Some(text) = crate::live::scrape(&reqwest::Client::new(), url.as_deref()).await {
+            for operation in [
+                "TransactWriteItems",
+                "GetItem",
+                "Query",
+                "PutItem",
+                "UpdateItem",
+            ] {
+                let n = crate::live::sum(
+                    &text,
+                    "ticketdrop_dynamodb_requests_total",
+                    &[("operation", operation)],
+                );
+                dynamodb.insert(operation.to_owned(), n);
+            }
+        }
+
+        let mut redis = redis::Client::open(stores.redis_url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let stats: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut redis)
+            .await?;
+        let memory: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut redis)
+            .await?;
+        Ok(Self {
+            pg_commits,
+            wal_bytes: wal.max(0) as u64,
+            dynamodb,
+            redis_commands: info_field(&stats, "total_commands_processed"),
+            redis_memory_bytes: info_field(&memory, "used_memory"),
+        })
+    }
+
+    pub fn since(&self, before: &Snapshot) -> Ops {
+        let delta = |after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>| {
+            after
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(*before.get(k).unwrap_or(&0))))
+                .collect()
+        };
+        Ops {
+            pg_commits: delta(&self.pg_commits, &before.pg_commits),
+            wal_bytes: self.wal_bytes.saturating_sub(before.wal_bytes),
+            dynamodb: delta(&self.dynamodb, &before.dynamodb),
+            // The commands of the two INFO readings are the bench's own.
+            redis_commands: self
+                .redis_commands
+                .saturating_sub(before.redis_commands + 2),
+            redis_memory_bytes: self.redis_memory_bytes as i64 - before.redis_memory_bytes as i64,
+        }
+    }
+}
+
+fn info_field(info: &str, name: &str) -> u64 {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a sale and a fan cost under each protocol: the headline drops' store operations
+/// and CPU, divided by the seats they sold (store work, the services) or by their fans
+/// (the room, the fans' client, Redis). The work of fans who bought nothing is in it.
+pub fn markdown(w: &mut String, drops: &[super::Measured]) -> std::fmt::Result {
+    use std::fmt::Write;
+    let measured: Vec<(&super::Measured, &Ops)> = drops
+        .iter()
+        .filter_map(|m| m.ops.as_ref().map(|ops| (m, ops)))
+        .collect();
+    if measured.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "\n### What a sale and a fan cost\n")?;
+    writeln!(
+        w,
+        "Each headline drop's work as the stores count it (PostgreSQL's `pg_stat_database` and \
+         WAL position, orders-dynamo's count of DynamoDB requests, Redis's `INFO`), and each \
+         process's CPU, divided by the seats sold or by the fans. A sale carries the work of \
+         the fans who bought nothing. docs/capacity.md builds on these rows.\n"
+    )?;
+    let header: Vec<&str> = measured.iter().map(|(m, _)| m.drop.protocol).collect();
+    writeln!(w, "| per | {} |", header.join(" | "))?;
+    writeln!(w, "| --- |{}", " ---: |".repeat(header.len()))?;
+    let row = |w: &mut String, label: &str, value: &dyn Fn(&super::Measured, &Ops) -> String| {
+        let cells: Vec<String> = measured.iter().map(|(m, ops)| value(m, ops)).collect();
+        writeln!(w, "| {label} | {} |", cells.join(" | "))
+    };
+    let sold = |m: &super::Measured| m.drop.sold.max(1) as f64;
+    let fans = |m: &super::Measured| f64::from(m.drop.fans.max(1));
+    for db in ["coordinator", "inventory", "payments", "notifier"] {
+        row(
+            w,
+            &format!("PostgreSQL commits per sale, {db}"),
+            &|m, ops| {
+                format!(
+                    "{:.1}",
+                    *ops.pg_commits.get(db).unwrap_or(&0) as f64 / sold(m)
+                )
+            },
+        )?;
+    }
+    row(w, "PostgreSQL WAL bytes per sale", &|m, ops| {
+        format!("{:.0}", ops.wal_bytes as f64 / sold(m))
+    })?;
+    for operation in [
+        "TransactWriteItems",
+        "GetItem",
+        "Query",
+        "PutItem",
+        "UpdateItem",
+    ] {
+        if measured
+            .iter()
+            .all(|(_, ops)| ops.dynamodb.get(operation).copied().unwrap_or(0) == 0)
+        {
+            continue;
+        }
+        row(w, &format!("DynamoDB {operation} per sale"), &|m, ops| {
+            format!(
+                "{:.2}",
+                *ops.dynamodb.get(operation).unwrap_or(&0) as f64 / sold(m)
+            )
+        })?;
+    }
+    row(w, "Redis commands per fan", &|m, ops| {
+        format!("{:.1}", ops.redis_commands as f64 / fans(m))
+    })?;
+    row(w, "Redis memory per fan (bytes)", &|m, ops| {
+        format!("{:.0}", ops.redis_memory_bytes as f64 / fans(m))
+    })?;
+    for process in [
+        "coordinator",
+        "inventory-pg",
+        "orders-dynamo",
+        "payments",
+        "postgresql",
+        "dynamodb-local",
+    ] {
+        row(w, &format!("CPU ms per sale, {process}"), &|m, _| {
+            format!(
+                "{:.2}",
+                m.usage.get(process).map_or(0.0, |u| u.cpu_s) * 1e3 / sold(m)
+            )
+        })?;
+    }
+    for process in ["waiting-room", "redis", "fans (ticketdrop)"] {
+        row(w, &format!("CPU µs per fan, {process}"), &|m, _| {
+            format!(
+                "{:.0}",
+                m.usage.get(process).map_or(0.0, |u| u.cpu_s) * 1e6 / fans(m)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_info_field_is_read_by_its_whole_name() {
+        let info = "# Stats\r\ntotal_commands_processed_x:9\r\ntotal_commands_processed:1234\r\n";
+        assert_eq!(info_field(info, "total_commands_processed"), 1234);
+        assert_eq!(info_field(info, "used_memory"), 0);
+    }
+}
