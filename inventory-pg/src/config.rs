@@ -54,7 +54,7 @@ pub struct Config {
     #[arg(
         long,
         env = "TICKETDROP_INVENTORY_SEAT_MAP_MAX_AGE_MS",
-        default_value_t = 250
+        default_value_t = 100
     )]
     pub seat_map_max_age_ms: u64,
 

@@ -77,7 +77,7 @@ pub fn of(bench: &Bench) -> Vec<Goal> {
             met: run.all_loaded_s <= 5.0 && run.p99_ms <= 100.0 && run.errors == 0,
         });
         goals.push(Goal {
-            what: "a seat map's staleness (answer received − as_of), at most".into(),
+            what: "a seat map's staleness (asked − as_of), at most".into(),
             target: format!(
                 "≤ {} ms, the stated bound",
                 super::seat_map::STATED_BOUND_MS

@@ -110,6 +110,8 @@ pub struct Bench {
     pub stores: stores::StoreRates,
     pub latency_fresh: Vec<latency::Latency>,
     pub drops: Vec<Measured>,
+    /// The stores' background work with nothing to do, measured before the drops.
+    pub idle: Option<ops::Idle>,
     /// The seat map loaded by a crowd beside a drop, cached and not.
     pub seat_maps: Vec<seat_map::SeatMapRun>,
     /// The headline drop (2pc) with 1, 2 and 3 coordinators on the log.
@@ -136,6 +138,11 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
     let latency_fresh =
         latency::measure(endpoints, &format!("bench-{run}-fresh"), args.purchases).await?;
 
+    eprintln!("bench: the stores' background work, idle");
+    let idle = ops::idle(endpoints, &args.stores)
+        .await
+        .map_err(|error| eprintln!("bench: the stores' counters could not be read: {error:#}"))
+        .ok();
     let raw = stores.dynamodb_sale.sales_per_s;
     let mut drops = Vec::new();
     for protocol in PROTOCOLS {
@@ -211,6 +218,7 @@ pub async fn run(endpoints: &Endpoints, args: BenchArgs) -> anyhow::Result<()> {
         stores,
         latency_fresh,
         drops,
+        idle,
         seat_maps,
         coordinators,
         takeover,

@@ -122,6 +122,27 @@ impl Snapshot {
     }
 }
 
+/// What the stores do with nothing to do (renewals, takeover passes, relays and
+/// pollers): measured over [`SETTLE`] before the drops, once the counters of earlier
+/// work have been reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    pub seconds: f64,
+    pub ops: Ops,
+}
+
+pub async fn idle(endpoints: &Endpoints, stores: &Stores) -> anyhow::Result<Idle> {
+    tokio::time::sleep(SETTLE).await;
+    let before = Snapshot::take(endpoints, stores).await?;
+    let started = std::time::Instant::now();
+    tokio::time::sleep(SETTLE).await;
+    let after = Snapshot::take(endpoints, stores).await?;
+    Ok(Idle {
+        seconds: started.elapsed().as_secs_f64(),
+        ops: after.since(&before),
+    })
+}
+
 fn info_field(info: &str, name: &str) -> u64 {
     info.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
@@ -132,7 +153,11 @@ fn info_field(info: &str, name: &str) -> u64 {
 /// What a sale and a fan cost under each protocol: the headline drops' store operations
 /// and CPU, divided by the seats they sold (store work, the services) or by their fans
 /// (the room, the fans' client, Redis). The work of fans who bought nothing is in it.
-pub fn markdown(w: &mut String, drops: &[super::Measured]) -> std::fmt::Result {
+pub fn markdown(
+    w: &mut String,
+    drops: &[super::Measured],
+    idle: Option<&Idle>,
+) -> std::fmt::Result {
     use std::fmt::Write;
     let measured: Vec<(&super::Measured, &Ops)> = drops
         .iter()
@@ -221,6 +246,28 @@ pub fn markdown(w: &mut String, drops: &[super::Measured]) -> std::fmt::Result {
                 m.usage.get(process).map_or(0.0, |u| u.cpu_s) * 1e6 / fans(m)
             )
         })?;
+    }
+    if let Some(idle) = idle {
+        let per_s = |n: u64| n as f64 / idle.seconds.max(1e-9);
+        writeln!(
+            w,
+            "\nWith nothing to do, over {:.1} s before the drops (ownership renewals, takeover \
+             and reconciliation passes, the relay's and the notifier's polls), the same \
+             counters ran at: PostgreSQL commits/s {}; WAL {:.0} bytes/s; DynamoDB requests/s \
+             {:.1}; Redis commands/s {:.1}. Part of each row above is this background, over \
+             the drop and the {} s the counters take to settle after it.",
+            idle.seconds,
+            idle.ops
+                .pg_commits
+                .iter()
+                .map(|(db, n)| format!("{db} {:.1}", per_s(*n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            per_s(idle.ops.wal_bytes),
+            per_s(idle.ops.dynamodb.values().sum()),
+            per_s(idle.ops.redis_commands),
+            SETTLE.as_secs()
+        )?;
     }
     Ok(())
 }

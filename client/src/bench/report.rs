@@ -217,7 +217,7 @@ pub fn markdown(
     }
 
     cpu_split(w, &bench.drops)?;
-    super::ops::markdown(w, &bench.drops)?;
+    super::ops::markdown(w, &bench.drops, bench.idle.as_ref())?;
 
     writeln!(w, "\n## Uncontended purchase latency\n")?;
     writeln!(
