@@ -320,9 +320,14 @@ pub(crate) async fn measured(
     let ops = match before {
         Some(before) => {
             tokio::time::sleep(ops::SETTLE).await;
-            snapshot(endpoints, args)
+            let room = ops::room_bytes(&args.stores, event)
                 .await
-                .map(|after| after.since(&before))
+                .map_err(|error| eprintln!("bench: the room's memory could not be read: {error:#}"))
+                .unwrap_or(0);
+            snapshot(endpoints, args).await.map(|after| ops::Ops {
+                redis_room_bytes: room,
+                ..after.since(&before)
+            })
         }
         None => None,
     };

@@ -5,7 +5,8 @@
 //!   written (`pg_current_wal_lsn()`), for the whole server;
 //! - DynamoDB: the requests orders-dynamo sent, by operation, retries included (its
 //!   `ticketdrop_dynamodb_requests_total`);
-//! - Redis: commands processed (`INFO stats`) and memory in use (`INFO memory`).
+//! - Redis: commands processed (`INFO stats`), and what the drop's room holds in memory
+//!   (`MEMORY USAGE` of every key of its event, read once the drop ended).
 //!
 //! PostgreSQL backends report their counters when idle, at most once a second and at the
 //! latest ten seconds later, so the second reading waits for them (`SETTLE`).
@@ -30,7 +31,6 @@ pub struct Snapshot {
     /// DynamoDB requests by operation.
     pub dynamodb: BTreeMap<String, u64>,
     pub redis_commands: u64,
-    pub redis_memory_bytes: u64,
 }
 
 /// What the stores did between two snapshots.
@@ -40,8 +40,9 @@ pub struct Ops {
     pub wal_bytes: u64,
     pub dynamodb: BTreeMap<String, u64>,
     pub redis_commands: u64,
-    /// Redis memory in use after, less before (the fans' records, until they expire).
-    pub redis_memory_bytes: i64,
+    /// What the event's room holds in Redis after the drop (its fans' records live a
+    /// day): `MEMORY USAGE` summed over its keys. Set by [`room_bytes`].
+    pub redis_room_bytes: u64,
 }
 
 impl Snapshot {
@@ -89,16 +90,11 @@ impl Snapshot {
             .arg("stats")
             .query_async(&mut redis)
             .await?;
-        let memory: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut redis)
-            .await?;
         Ok(Self {
             pg_commits,
             wal_bytes: wal.max(0) as u64,
             dynamodb,
             redis_commands: info_field(&stats, "total_commands_processed"),
-            redis_memory_bytes: info_field(&memory, "used_memory"),
         })
     }
 
@@ -113,11 +109,11 @@ impl Snapshot {
             pg_commits: delta(&self.pg_commits, &before.pg_commits),
             wal_bytes: self.wal_bytes.saturating_sub(before.wal_bytes),
             dynamodb: delta(&self.dynamodb, &before.dynamodb),
-            // The commands of the two INFO readings are the bench's own.
+            // The INFO of the first reading is the bench's own.
             redis_commands: self
                 .redis_commands
-                .saturating_sub(before.redis_commands + 2),
-            redis_memory_bytes: self.redis_memory_bytes as i64 - before.redis_memory_bytes as i64,
+                .saturating_sub(before.redis_commands + 1),
+            redis_room_bytes: 0,
         }
     }
 }
@@ -141,6 +137,37 @@ pub async fn idle(endpoints: &Endpoints, stores: &Stores) -> anyhow::Result<Idle
         seconds: started.elapsed().as_secs_f64(),
         ops: after.since(&before),
     })
+}
+
+/// `MEMORY USAGE` summed over every key of `event`'s room (its hash, queues and fans'
+/// records), read with SCAN in pages and pipelined.
+pub async fn room_bytes(stores: &Stores, event: &str) -> anyhow::Result<u64> {
+    let mut redis = redis::Client::open(stores.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let pattern = format!("{}:{{{event}}}*", stores.room_prefix);
+    let mut cursor: u64 = 0;
+    let mut bytes = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(&mut redis)
+            .await?;
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("MEMORY").arg("USAGE").arg(key);
+        }
+        let sizes: Vec<Option<u64>> = pipe.query_async(&mut redis).await?;
+        bytes += sizes.into_iter().flatten().sum::<u64>();
+        if next == 0 {
+            return Ok(bytes);
+        }
+        cursor = next;
+    }
 }
 
 fn info_field(info: &str, name: &str) -> u64 {
@@ -221,9 +248,11 @@ pub fn markdown(
     row(w, "Redis commands per fan", &|m, ops| {
         format!("{:.1}", ops.redis_commands as f64 / fans(m))
     })?;
-    row(w, "Redis memory per fan (bytes)", &|m, ops| {
-        format!("{:.0}", ops.redis_memory_bytes as f64 / fans(m))
-    })?;
+    row(
+        w,
+        "Redis memory per fan (bytes, the room's keys)",
+        &|m, ops| format!("{:.0}", ops.redis_room_bytes as f64 / fans(m)),
+    )?;
     for process in [
         "coordinator",
         "inventory-pg",
