@@ -2,13 +2,16 @@
 // opening each is given a place; fans who come after the opening queue behind them.
 // Arguments: base, event, early (users), late (users).
 
-import { args, base, fan, patience, position, run, signIn, waitForPosition } from "./lib.mjs";
+import { args, base, fan, patience, position, run, signIn, step, waitForPosition } from "./lib.mjs";
 
 /** A fan's place once the sale has opened: a number in line, or admitted (0). */
 async function placed(page) {
   await page.locator("#position", { hasText: /in line/ }).or(page.locator("#time-left")).first().waitFor();
   return (await page.locator("#time-left").count()) ? 0 : position(page);
 }
+
+/** The line the test waits for before it brings the opening forward. */
+const EVERY_EARLY_FAN_WAITS = "every early fan's page shows the pre-queue";
 
 await run(async (browser) => {
   const early = [];
@@ -20,6 +23,8 @@ await run(async (browser) => {
     const countdown = await page.locator("#countdown").textContent();
     early.push({ user, page, countdown });
   }
+  // The test opens the sale on this line: every early page has shown its countdown.
+  step(EVERY_EARLY_FAN_WAITS);
   for (const { page } of early) await placed(page);
   // Settled: one fan holds the room's only turn and the others are 1, 2, ... in line
   // (a page re-reads its place every couple of seconds after the admission).

@@ -40,9 +40,10 @@ async fn the_pre_queue_is_ordered_by_the_seeded_shuffle_and_later_fans_follow() 
         .await;
     let early: Vec<String> = (1..=5).map(|n| format!("early-{n}")).collect();
     let seed = 7;
-    // The sale opens in ten minutes; once the five browsers are in the pre-queue the
-    // operator brings the opening forward to now (the test waits on the room, never on
-    // the clock).
+    // The sale opens in ten minutes; once the five browsers show the pre-queue the
+    // operator brings the opening forward to now (the test waits on the room and on the
+    // pages, never on the clock: a fan counted in the room whose page has not yet shown
+    // the pre-queue would see the opening first — seen on a loaded machine).
     let later = SystemTime::now() + Duration::from_secs(600);
     let room = site
         .open_room("premiere", 1, Duration::from_secs(300), Some(later), seed)
@@ -54,9 +55,13 @@ async fn the_pre_queue_is_ordered_by_the_seeded_shuffle_and_later_fans_follow() 
     );
     while_browsing(
         &mut browser,
-        "five fans in the pre-queue",
+        "five fans in the pre-queue, and their pages showing it",
         Duration::from_secs(300),
-        || async { site.get_room("premiere").await.pre_queued == 5 },
+        || async {
+            site.get_room("premiere").await.pre_queued == 5
+                && std::fs::read_to_string(crate::site::scenario_log("prequeue"))
+                    .is_ok_and(|log| log.contains("every early fan's page shows the pre-queue"))
+        },
     )
     .await;
     site.open_room(
