@@ -1,9 +1,10 @@
 //! The seat maps GetEvent serves, cached so that fifty thousand fans looking at one
 //! event's map do not each query PostgreSQL.
 //!
-//! **Invalidated, with a bound.** Every write this process makes to seats (a hold, a
-//! sale, an undo, a sweep) bumps one generation after the write returned, and a map
-//! computed at an older generation is never served again. So a map asked for after a
+//! **Invalidated, with a bound.** Every call of this process that may write seats (a
+//! hold, a sale, an undo, a sweep) bumps one generation when it ends — answered, failed,
+//! or cancelled by its caller — and a map computed at an older generation is never
+//! served again. So a map asked for after a
 //! write was answered shows that write: a fan who was told "bought" and then loads the
 //! map sees the seat sold. Writes made through another inventory process are not seen
 //! here; for them a map is served for at most `max_age` after it was read, which is
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use proto::v1::GetEventResponse;
 use tokio::sync::OnceCell;
+use tonic::Status;
 
 use crate::error::Result;
 
@@ -36,11 +38,21 @@ pub struct SeatMaps {
     maps: Mutex<HashMap<(String, bool), Arc<Slot>>>,
 }
 
-/// One map, read or being read.
+/// One map, read or being read; a failed read is shared with everyone who waited on it,
+/// and the slot is dropped so that the next request reads again.
 struct Slot {
     generation: u64,
     started: Instant,
-    map: OnceCell<Arc<GetEventResponse>>,
+    map: OnceCell<Result<Arc<GetEventResponse>, Status>>,
+}
+
+/// See [`SeatMaps::writing`].
+pub struct Writing<'a>(&'a SeatMaps);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.changed();
+    }
 }
 
 impl Slot {
@@ -63,6 +75,13 @@ impl SeatMaps {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Held by a call that may write seats: when it drops — the call answered, failed,
+    /// or was cancelled by its caller after its commit — maps read before are not
+    /// served again.
+    pub fn writing(&self) -> Writing<'_> {
+        Writing(self)
+    }
+
     /// The map of `event_id`: a fresh cached one, the one another request is reading
     /// now, or one `read` reads. With a zero max age every call reads.
     pub async fn get<F, Fut>(
@@ -70,13 +89,13 @@ impl SeatMaps {
         event_id: &str,
         include_seats: bool,
         read: F,
-    ) -> Result<GetEventResponse>
+    ) -> Result<GetEventResponse, Status>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<GetEventResponse>>,
     {
         if self.max_age.is_zero() {
-            return read().await;
+            return read().await.map_err(Status::from);
         }
         let generation = self.generation.load(Ordering::Acquire);
         let key = (event_id.to_owned(), include_seats);
@@ -93,19 +112,29 @@ impl SeatMaps {
                         started: Instant::now(),
                         map: OnceCell::new(),
                     });
-                    maps.insert(key, slot.clone());
+                    maps.insert(key.clone(), slot.clone());
                     slot
                 }
             }
         };
         let mut read_here = false;
-        let map = slot
+        let read = slot
             .map
-            .get_or_try_init(|| {
+            .get_or_init(|| {
                 read_here = true;
-                async move { read().await.map(Arc::new) }
+                async move { read().await.map(Arc::new).map_err(Status::from) }
             })
-            .await?;
+            .await;
+        let map = match read {
+            Ok(map) => map,
+            Err(status) => {
+                let mut maps = self.maps.lock().expect("seat maps lock");
+                if maps.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    maps.remove(&key);
+                }
+                return Err(status.clone());
+            }
+        };
         metrics::counter!(
             "ticketdrop_seat_map_reads_total",
             "source" => if read_here { "database" } else { "cache" }
@@ -195,15 +224,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_read_is_not_cached() {
-        let maps = SeatMaps::new(Duration::from_secs(60));
-        let failed = maps
-            .get("e", false, || async {
-                Err(crate::error::Error::EventNotFound("e".into()))
-            })
-            .await;
-        assert!(failed.is_err());
+    async fn a_failed_read_is_shared_by_its_waiters_and_not_cached() {
+        let maps = Arc::new(SeatMaps::new(Duration::from_secs(60)));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let (maps, reads) = (maps.clone(), reads.clone());
+            tasks.push(tokio::spawn(async move {
+                maps.get("e", false, || async {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Err(crate::error::Error::EventNotFound("e".into()))
+                })
+                .await
+            }));
+        }
+        for task in tasks {
+            let status = task.await.unwrap().expect_err("the read failed");
+            assert_eq!(status.code(), tonic::Code::NotFound);
+        }
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "one failed read for ten waiters"
+        );
         let read = maps.get("e", false, || async { Ok(map(4)) }).await.unwrap();
-        assert_eq!(sold(&read), 4);
+        assert_eq!(sold(&read), 4, "the next request reads again");
+    }
+
+    #[tokio::test]
+    async fn a_write_guard_invalidates_when_it_drops_even_unanswered() {
+        let maps = SeatMaps::new(Duration::from_secs(60));
+        maps.get("e", false, || async { Ok(map(1)) }).await.unwrap();
+        // A write whose call was cancelled after its commit: the guard still drops.
+        let cancelled = async {
+            let _written = maps.writing();
+            std::future::pending::<()>().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(5), cancelled).await;
+        let after = maps.get("e", false, || async { Ok(map(2)) }).await.unwrap();
+        assert_eq!((sold(&after), after.cached), (2, false));
     }
 }

@@ -303,3 +303,64 @@ async fn the_seat_map_is_cached_until_a_write_and_never_served_past_its_max_age(
     )
     .await;
 }
+
+/// Anyone may read the seat map, from the cache; reading past it is for the mesh's
+/// services and operators. A fan or an anonymous caller asking for a consistent read is
+/// refused, naming the field, and changes nothing.
+#[tokio::test]
+async fn only_services_and_operators_may_read_past_the_cache() {
+    use proto::v1::inventory_service_client::InventoryServiceClient;
+    use server_kit::outgoing::Outgoing;
+
+    let inventory = Inventory::start().await;
+    inventory.event("guarded", 1, 2, 1_000).await;
+    let endpoint = inventory.process.endpoint();
+    let read = |consistent_read| GetEventRequest {
+        event_id: "guarded".into(),
+        include_seats: false,
+        consistent_read,
+    };
+    let before = inventory.snapshot().await;
+    for (who, credential) in [
+        ("anonymous", Outgoing::anonymous()),
+        ("a fan", local_mesh::auth::fan("fan-1")),
+    ] {
+        let mut client =
+            InventoryServiceClient::new(local_mesh::auth::channel_as(&endpoint, credential).await);
+        client
+            .get_event(read(false))
+            .await
+            .unwrap_or_else(|status| panic!("{who} reads the cached map: {status:?}"));
+        let status = client
+            .get_event(read(true))
+            .await
+            .expect_err("a consistent read needs a service's or an operator's token");
+        let (code, reason, metadata) = local_mesh::details(&status);
+        assert_eq!(
+            (code, reason.as_str()),
+            (tonic::Code::PermissionDenied, "SCOPE_REQUIRED"),
+            "{who}: {status:?}"
+        );
+        assert_eq!(
+            metadata.get("field").map(String::as_str),
+            Some("consistent_read")
+        );
+    }
+    for (who, credential) in [
+        ("an operator", local_mesh::auth::operator()),
+        (
+            "a service",
+            Outgoing::bearer(&local_mesh::auth::service_token()).expect("a token"),
+        ),
+    ] {
+        let mut client =
+            InventoryServiceClient::new(local_mesh::auth::channel_as(&endpoint, credential).await);
+        let map = client
+            .get_event(read(true))
+            .await
+            .unwrap_or_else(|status| panic!("{who} reads the database: {status:?}"))
+            .into_inner();
+        assert!(!map.cached, "{who}");
+    }
+    assert_eq!(inventory.snapshot().await, before, "reads change nothing");
+}

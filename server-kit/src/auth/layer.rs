@@ -10,7 +10,8 @@ use super::{Caller, Policy, Verifier, unauthenticated};
 
 /// Checks the `authorization: Bearer <jwt>` of every call against a [`Policy`]; a call
 /// that passes carries its [`Caller`] in its extensions, one that fails is answered at
-/// once and never reaches the service. Health and reflection stay open, as load
+/// once and never reaches the service. An open RPC passes without a token, and carries
+/// its caller when it sent a valid one. Health and reflection stay open, as load
 /// balancers and grpcurl ask them without credentials.
 #[derive(Clone)]
 pub struct AuthLayer {
@@ -63,9 +64,18 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if OPEN.iter().any(|open| path.starts_with(open))
-            || self.layer.policy.access(path) == Some(super::Access::Open)
-        {
+        if OPEN.iter().any(|open| path.starts_with(open)) {
+            return Either::Right(self.inner.call(request));
+        }
+        if self.layer.policy.access(path) == Some(super::Access::Open) {
+            // Anyone may call; a caller who sends a valid token is known to the handler,
+            // which may allow it more (inventory's consistent reads). A missing or bad
+            // token is no refusal here.
+            if request.headers().contains_key(http::header::AUTHORIZATION)
+                && let Ok(caller) = self.layer.admit(&request)
+            {
+                request.extensions_mut().insert(caller);
+            }
             return Either::Right(self.inner.call(request));
         }
         match self.layer.admit(&request) {
