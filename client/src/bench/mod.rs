@@ -320,11 +320,13 @@ pub(crate) async fn measured(
     let ops = match before {
         Some(before) => {
             tokio::time::sleep(ops::SETTLE).await;
+            // The counters first: reading the room's memory is commands of its own.
+            let after = snapshot(endpoints, args).await;
             let room = ops::room_bytes(&args.stores, event)
                 .await
                 .map_err(|error| eprintln!("bench: the room's memory could not be read: {error:#}"))
                 .unwrap_or(0);
-            snapshot(endpoints, args).await.map(|after| ops::Ops {
+            after.map(|after| ops::Ops {
                 redis_room_bytes: room,
                 ..after.since(&before)
             })

@@ -19,6 +19,18 @@ use serde::Serialize;
 use crate::endpoints::Endpoints;
 use crate::stores::Stores;
 
+/// The DynamoDB operations orders-dynamo sends (its write paths, reads, lists).
+const DYNAMODB_OPERATIONS: [&str; 8] = [
+    "TransactWriteItems",
+    "GetItem",
+    "BatchGetItem",
+    "Query",
+    "Scan",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+];
+
 /// How long after a drop PostgreSQL's counters are complete.
 pub const SETTLE: Duration = Duration::from_secs(11);
 
@@ -66,21 +78,16 @@ impl Snapshot {
 
         let mut dynamodb = BTreeMap::new();
         let url = crate::live::metrics_url("TICKETDROP_ORDERS_METRICS_URL", &endpoints.orders);
-        if let Some(text) = crate::live::scrape(&reqwest::Client::new(), url.as_deref()).await {
-            for operation in [
-                "TransactWriteItems",
-                "GetItem",
-                "Query",
-                "PutItem",
-                "UpdateItem",
-            ] {
-                let n = crate::live::sum(
-                    &text,
-                    "ticketdrop_dynamodb_requests_total",
-                    &[("operation", operation)],
-                );
-                dynamodb.insert(operation.to_owned(), n);
-            }
+        let text = crate::live::scrape(&reqwest::Client::new(), url.as_deref())
+            .await
+            .ok_or_else(|| anyhow::anyhow!("orders-dynamo's metrics at {url:?} did not answer"))?;
+        for operation in DYNAMODB_OPERATIONS {
+            let n = crate::live::sum(
+                &text,
+                "ticketdrop_dynamodb_requests_total",
+                &[("operation", operation)],
+            );
+            dynamodb.insert(operation.to_owned(), n);
         }
 
         let mut redis = redis::Client::open(stores.redis_url.as_str())?
@@ -157,12 +164,14 @@ pub async fn room_bytes(stores: &Stores, event: &str) -> anyhow::Result<u64> {
             .arg(1_000)
             .query_async(&mut redis)
             .await?;
-        let mut pipe = redis::pipe();
-        for key in &keys {
-            pipe.cmd("MEMORY").arg("USAGE").arg(key);
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("MEMORY").arg("USAGE").arg(key);
+            }
+            let sizes: Vec<Option<u64>> = pipe.query_async(&mut redis).await?;
+            bytes += sizes.into_iter().flatten().sum::<u64>();
         }
-        let sizes: Vec<Option<u64>> = pipe.query_async(&mut redis).await?;
-        bytes += sizes.into_iter().flatten().sum::<u64>();
         if next == 0 {
             return Ok(bytes);
         }
@@ -225,13 +234,7 @@ pub fn markdown(
     row(w, "PostgreSQL WAL bytes per sale", &|m, ops| {
         format!("{:.0}", ops.wal_bytes as f64 / sold(m))
     })?;
-    for operation in [
-        "TransactWriteItems",
-        "GetItem",
-        "Query",
-        "PutItem",
-        "UpdateItem",
-    ] {
+    for operation in DYNAMODB_OPERATIONS {
         if measured
             .iter()
             .all(|(_, ops)| ops.dynamodb.get(operation).copied().unwrap_or(0) == 0)

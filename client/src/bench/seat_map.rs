@@ -38,6 +38,8 @@ pub struct SeatMapRun {
     pub from_cache: u64,
     pub errors: u64,
     pub first_error: Option<String>,
+    /// Answers that carried `as_of` (those whose staleness was measured).
+    pub with_as_of: u64,
     pub staleness_p99_ms: f64,
     pub staleness_max_ms: f64,
     /// Seats the drop sold while the loads ran.
@@ -199,6 +201,7 @@ async fn crowd(
         from_cache: all.from_cache,
         errors: all.errors,
         first_error: all.first_error,
+        with_as_of: all.staleness_ms.len() as u64,
         staleness_p99_ms: stats::percentile(&all.staleness_ms, 0.99),
         staleness_max_ms: all.staleness_ms.last().copied().unwrap_or(0.0),
         sold_during_loads: sold_after.saturating_sub(sold_before),
