@@ -142,6 +142,17 @@ pub async fn reconcile(driver: &Driver) {
 async fn reconcile_participants(driver: &Driver) {
     let p = &driver.participants;
     let log_id = driver.log.log_id().to_owned();
+    // The log's clock before the lists are read. A purchase that ended after it may be
+    // listed in doubt only because its decision was still on its way to the participant
+    // (not lost): re-sending it would add steps to a purchase after its end and take it
+    // over again. The next round sees whether the participant really lost it.
+    let listed_at = match driver.log.now().await {
+        Ok(now) => now,
+        Err(error) => {
+            warn!(%error, "could not read the log's clock; reconciliation waits for the next round");
+            return;
+        }
+    };
     let mut in_doubt: Vec<(Participant, InDoubtTransaction)> = Vec::new();
     // Branches of other logs the participants left out of the lists: counted, untouched.
     let mut foreign: Vec<(Participant, u32)> = Vec::new();
@@ -222,7 +233,9 @@ async fn reconcile_participants(driver: &Driver) {
                 warn!(%txid, ?participant, "in-doubt branch of no known log; left alone");
             }
             Ok(Some(txn)) if txn.state.is_finished() => {
-                redrive(driver, participant, &txid).await;
+                if txn.finished_at.is_some_and(|ended| ended < listed_at) {
+                    redrive(driver, participant, &txid).await;
+                }
             }
             Ok(Some(_)) => {} // unfinished: its owner drives it
             Err(error) => warn!(%txid, %error, "could not look up an in-doubt branch"),
