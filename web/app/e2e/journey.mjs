@@ -27,7 +27,9 @@ await run(async (browser) => {
   step("wait in line");
   const waitingAt = await waitForPosition(page);
   const progress = await page.locator("#progress").getAttribute("value");
-  // The test frees the slot ahead once the room counts this fan waiting.
+  // The test frees the slot ahead once the room counts this fan waiting and this line is
+  // in the log: the page leaves the queue view at its turn, and what it showed is read.
+  step("in line: place and progress read");
   await page.locator("#time-left").waitFor();
   const timeLeft = await page.locator("#time-left").textContent();
   step("admitted: pick seats");

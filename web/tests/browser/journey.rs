@@ -46,9 +46,15 @@ async fn a_fan_searches_waits_picks_two_seats_pays_and_gets_tickets_that_verify(
     );
     while_browsing(
         &mut browser,
-        "lena waiting behind",
+        "lena waiting behind, her page's place read",
         Duration::from_secs(120),
-        || async { site.get_room("lanterns").await.waiting == 1 },
+        // Her page leaves the queue view at her turn: the slot ahead is freed only once
+        // the scenario read what the view showed (a loaded machine admitted her first).
+        || async {
+            site.get_room("lanterns").await.waiting == 1
+                && std::fs::read_to_string(crate::site::scenario_log("journey"))
+                    .is_ok_and(|log| log.contains("in line: place and progress read"))
+        },
     )
     .await;
     site.leave("lanterns", "ahead").await;
