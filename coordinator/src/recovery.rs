@@ -214,14 +214,34 @@ async fn reconcile_participants(driver: &Driver) {
     for (at, branches) in foreign {
         crate::metrics::foreign_branches(at, branches as usize);
     }
+    // Another log's branch: never touched (its own coordinators decide it).
+    in_doubt.retain(|(_, branch)| branch.log_id.is_empty() || branch.log_id == log_id);
+    if in_doubt.is_empty() {
+        return;
+    }
+    // Every listed purchase in one read (a busy drop holds dozens of branches in doubt
+    // at any moment, each legitimately on its way to its decision).
+    let txids: Vec<String> = in_doubt
+        .iter()
+        .map(|(_, branch)| branch.txid.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let logged: std::collections::HashMap<String, crate::log::TxnRecord> =
+        match driver.log.load_many(&txids).await {
+            Ok(found) => found
+                .into_iter()
+                .map(|txn| (txn.txid.clone(), txn))
+                .collect(),
+            Err(error) => {
+                warn!(%error, branches = txids.len(), "could not look up the in-doubt branches");
+                return;
+            }
+        };
     for (participant, branch) in in_doubt {
-        // Another log's branch: never touched (its own coordinators decide it).
-        if !branch.log_id.is_empty() && branch.log_id != log_id {
-            continue;
-        }
         let txid = branch.txid;
-        match driver.log.find(&txid).await {
-            Ok(None) if branch.log_id == log_id => {
+        match logged.get(&txid) {
+            None if branch.log_id == log_id => {
                 warn!(%txid, ?participant, "in-doubt branch of this log unknown to it; aborting it");
                 if let Err(status) = abort_unknown(driver, participant, &txid).await {
                     warn!(%txid, error = %status, "could not abort an unknown branch");
@@ -229,16 +249,15 @@ async fn reconcile_participants(driver: &Driver) {
             }
             // A branch that does not say whose it is, unknown to this log: perhaps
             // another log's (written before the participant recorded log ids).
-            Ok(None) => {
+            None => {
                 warn!(%txid, ?participant, "in-doubt branch of no known log; left alone");
             }
-            Ok(Some(txn)) if txn.state.is_finished() => {
+            Some(txn) if txn.state.is_finished() => {
                 if txn.finished_at.is_some_and(|ended| ended < listed_at) {
                     redrive(driver, participant, &txid).await;
                 }
             }
-            Ok(Some(_)) => {} // unfinished: its owner drives it
-            Err(error) => warn!(%txid, %error, "could not look up an in-doubt branch"),
+            Some(_) => {} // unfinished: its owner drives it
         }
     }
 }

@@ -3,8 +3,8 @@
 //! The COMMIT decision recorded the confirmation in the outbox in the same statement, so
 //! it cannot be lost; the relay waits until the purchase has finished committing (its
 //! tickets exist), sends it with Enqueue — idempotent by txid, so a relay killed after
-//! the notifier's answer and before marking the row only repeats a no-op — and marks it
-//! relayed. A failed hand-over is retried with exponential backoff and jitter up to a
+//! the notifier's answer and before marking the row only repeats a no-op — and marks a
+//! round's relayed rows in one statement. A failed hand-over is retried with exponential backoff and jitter up to a
 //! ceiling; past it the row stays unrelayed with its error, which `txn show` displays.
 //! Nothing here is on a purchase's path.
 
@@ -54,11 +54,23 @@ pub async fn run(log: Log, notifier: NotifierServiceClient<MeshChannel>, interva
                         HashMap::new()
                     }
                 };
-                futures::future::join_all(claimed.into_iter().map(|(txid, attempt)| {
-                    let txn = loaded.remove(&txid);
-                    relay(&log, notifier.clone(), txid, attempt, txn)
-                }))
-                .await;
+                let relayed: Vec<String> =
+                    futures::future::join_all(claimed.into_iter().map(|(txid, attempt)| {
+                        let txn = loaded.remove(&txid);
+                        relay(&log, notifier.clone(), txid, attempt, txn)
+                    }))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                // The round's hand-overs marked in one commit. A relay stopped before it
+                // only repeats them (Enqueue is idempotent by txid).
+                if !relayed.is_empty()
+                    && let Err(error) = log.outbox_relayed(&relayed).await
+                {
+                    tracing::warn!(%error, confirmations = relayed.len(),
+                        "recording the relayed confirmations failed; they are due again");
+                }
                 if full {
                     continue;
                 }
@@ -70,13 +82,15 @@ pub async fn run(log: Log, notifier: NotifierServiceClient<MeshChannel>, interva
     }
 }
 
+/// Hands one confirmation on; its txid when the notifier took it (the caller marks the
+/// round's together), None when it failed (recorded here, with its next attempt).
 async fn relay(
     log: &Log,
     mut notifier: NotifierServiceClient<MeshChannel>,
     txid: String,
     attempt: i32,
     txn: Option<TxnRecord>,
-) {
+) -> Option<String> {
     // The hand-over continues the purchase's trace, so the notifier's lines join it.
     let span = server_kit::trace::continued(
         txn.as_ref().and_then(|txn| txn.traceparent.as_deref()),
@@ -97,7 +111,7 @@ async fn relay(
     let recorded = match result {
         Ok(_) => {
             tracing::debug!(%txid, attempt, "confirmation relayed");
-            log.outbox_relayed(&txid).await
+            return Some(txid);
         }
         Err(error) if attempt >= MAX_ATTEMPTS => {
             tracing::error!(%txid, attempt, %error,
@@ -118,6 +132,7 @@ async fn relay(
     if let Err(error) = recorded {
         tracing::warn!(%txid, %error, "recording the relay's outcome failed; the row is due again");
     }
+    None
 }
 
 /// The notifier's view of a committed purchase: what its answer said (seats, tickets,

@@ -154,7 +154,10 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
     }
     run.phase("capture", started);
     server_kit::crash_point!("saga::after_capture");
-    run.driver.log.decide(&run.owned, Decision::Commit).await?;
+    run.driver
+        .log
+        .decide(&run.owned, Decision::Commit, None)
+        .await?;
     server_kit::crash_point!("saga::after_decision");
 
     forward_after_pivot(run, txn, &hold.seats, &hold.currency, &payment.payment_id).await
@@ -208,7 +211,12 @@ async fn fail(
     error: CallError,
 ) -> Error {
     let cause = outcome::refusal(participant, &error);
-    if let Err(log_error) = run.driver.log.decide(&run.owned, Decision::Abort).await {
+    if let Err(log_error) = run
+        .driver
+        .log
+        .decide(&run.owned, Decision::Abort, None)
+        .await
+    {
         tracing::warn!(txid = %run.txid, error = %log_error, "could not log the abort decision");
     }
     // A step refused on every attempt did nothing: it needs no compensation.
@@ -329,7 +337,10 @@ pub async fn recover(run: &Run, txn: &TxnRecord) -> Result<()> {
             .or_else(|| txn.payment_id.clone())
             .unwrap_or_default();
         if txn.decision != Some(Decision::Commit) {
-            run.driver.log.decide(&run.owned, Decision::Commit).await?;
+            run.driver
+                .log
+                .decide(&run.owned, Decision::Commit, None)
+                .await?;
         }
         let currency = txn.currency.clone().unwrap_or_default();
         return forward_after_pivot(run, txn, &txn.seats, &currency, &payment_id)

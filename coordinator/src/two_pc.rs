@@ -109,14 +109,14 @@ pub async fn run(run: &Run, txn: &TxnRecord) -> Result<PurchaseResponse> {
             return Err(abort(run, &everyone, outcome::refusal("payments", &error)).await);
         }
     };
-    run.driver
-        .log
-        .set_payment(&run.owned, &payment.payment_id)
-        .await?;
 
     server_kit::crash_point!("2pc::before_decision");
     let decide_started = Instant::now();
-    run.driver.log.decide(&run.owned, Decision::Commit).await?;
+    // The payment is recorded with the decision: only a commit needs it.
+    run.driver
+        .log
+        .decide(&run.owned, Decision::Commit, Some(&payment.payment_id))
+        .await?;
     run.phase("decide", decide_started);
     server_kit::crash_point!("2pc::after_decision");
 
@@ -214,7 +214,12 @@ pub async fn commit_one(
 /// Logs ABORT, then aborts `participants` (each answers a repeated or unknown-txid
 /// Abort with success, leaving a tombstone).
 pub async fn abort(run: &Run, participants: &[Participant], cause: tonic::Status) -> Error {
-    if let Err(error) = run.driver.log.decide(&run.owned, Decision::Abort).await {
+    if let Err(error) = run
+        .driver
+        .log
+        .decide(&run.owned, Decision::Abort, None)
+        .await
+    {
         // Without a logged decision recovery presumes abort anyway.
         tracing::warn!(txid = %run.txid, %error, "could not log the abort decision");
     }

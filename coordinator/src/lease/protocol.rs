@@ -161,7 +161,10 @@ async fn write(
     };
     run.phase("place_order", started);
     server_kit::crash_point!("lease::before_decision");
-    run.driver.log.decide(&run.owned, Decision::Commit).await?;
+    run.driver
+        .log
+        .decide(&run.owned, Decision::Commit, None)
+        .await?;
     server_kit::crash_point!("lease::after_decision");
     outcome::committed(
         run,
@@ -176,7 +179,12 @@ async fn write(
 }
 
 async fn abort(run: &Run, cause: tonic::Status, undone: Result<(), CallError>) -> Error {
-    if let Err(error) = run.driver.log.decide(&run.owned, Decision::Abort).await {
+    if let Err(error) = run
+        .driver
+        .log
+        .decide(&run.owned, Decision::Abort, None)
+        .await
+    {
         tracing::warn!(txid = %run.txid, %error, "could not log the abort decision");
     }
     outcome::aborted(run, cause, undone).await

@@ -66,11 +66,11 @@ impl Log {
         Ok((row.get("unrelayed"), row.get("age")))
     }
 
-    /// The notifier has the confirmation.
-    pub async fn outbox_relayed(&self, txid: &str) -> Result<()> {
+    /// The notifier has the confirmations of `txids` (a relay round's, in one commit).
+    pub async fn outbox_relayed(&self, txids: &[String]) -> Result<()> {
         self.update(
-            "UPDATE outbox SET relayed_at = now(), last_error = NULL WHERE txid = $1",
-            &[&txid],
+            "UPDATE outbox SET relayed_at = now(), last_error = NULL WHERE txid = ANY($1)",
+            &[&txids],
         )
         .await
     }

@@ -193,7 +193,16 @@ impl Log {
     /// A decision is written once: on an undecided row, by its owner. The same decision
     /// again is a no-op (recovery repeats what it finds); a different one is refused,
     /// logged as an error, and never written.
-    pub async fn decide(&self, owned: &Owned, decision: Decision) -> Result<()> {
+    ///
+    /// `payment_id`, when given, is recorded with the decision (2PC learns it from the
+    /// prepare just before deciding, and only a COMMIT needs it: an abort goes by txid),
+    /// which spares the purchase a commit of its own.
+    pub async fn decide(
+        &self,
+        owned: &Owned,
+        decision: Decision,
+        payment_id: Option<&str>,
+    ) -> Result<()> {
         let state = match decision {
             Decision::Commit => State::Committing,
             Decision::Abort => State::Aborting,
@@ -203,7 +212,8 @@ impl Log {
             .prepare_cached(
                 "WITH decided AS (
                      UPDATE transactions
-                        SET decision = $4, state = $5, decided_at = now(), updated_at = now()
+                        SET decision = $4, state = $5, payment_id = coalesce($6, payment_id),
+                            decided_at = now(), updated_at = now()
                       WHERE txid = $1 AND owner = $2 AND owner_epoch = $3 AND decision IS NULL
                   RETURNING txid),
                  confirmation AS (
@@ -223,6 +233,7 @@ impl Log {
                     &owned.epoch,
                     &decision.as_str(),
                     &state.as_str(),
+                    &payment_id,
                 ],
             )
             .await?
@@ -341,18 +352,6 @@ impl Log {
                     updated_at = now()
               WHERE txid = $1 AND owner = $2 AND owner_epoch = $3",
             &[&millis],
-        )
-        .await
-    }
-
-    /// Notes that the waiting room was told the purchase ended.
-    pub async fn admission_released(&self, owned: &Owned) -> Result<()> {
-        self.write_owned(
-            owned,
-            "admission_released",
-            "UPDATE transactions SET admission_released_at = now()
-              WHERE txid = $1 AND owner = $2 AND owner_epoch = $3",
-            &[],
         )
         .await
     }

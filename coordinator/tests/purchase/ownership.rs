@@ -73,12 +73,14 @@ async fn a_decision_is_written_once_and_only_by_the_owner_at_its_epoch() {
 
     // Decided once; the same decision again is a no-op, another is refused.
     let first = begin(&a, "once").await;
-    a.decide(&first, Decision::Commit).await.expect("decided");
-    a.decide(&first, Decision::Commit)
+    a.decide(&first, Decision::Commit, None)
+        .await
+        .expect("decided");
+    a.decide(&first, Decision::Commit, None)
         .await
         .expect("the same again");
     assert!(matches!(
-        a.decide(&first, Decision::Abort).await,
+        a.decide(&first, Decision::Abort, None).await,
         Err(Error::DecisionConflict {
             logged: "COMMIT",
             attempted: "ABORT",
@@ -110,7 +112,7 @@ async fn a_decision_is_written_once_and_only_by_the_owner_at_its_epoch() {
     // The paused owner wakes: every write it tries is refused and recorded, and it
     // knows it lost the purchase.
     assert!(matches!(
-        a.decide(&second, Decision::Commit).await,
+        a.decide(&second, Decision::Commit, None).await,
         Err(Error::NotOwner { .. })
     ));
     assert!(second.is_lost());
@@ -119,7 +121,7 @@ async fn a_decision_is_written_once_and_only_by_the_owner_at_its_epoch() {
         Err(Error::NotOwner { .. })
     ));
     // The new owner decides; the decision stands.
-    b.decide(&taken[0].owned, Decision::Abort)
+    b.decide(&taken[0].owned, Decision::Abort, None)
         .await
         .expect("the owner decides");
     let row = b.load("tx-lapsing").await.expect("logged");

@@ -124,6 +124,34 @@ async fn a_purchase_without_a_valid_admission_is_permission_denied_and_writes_no
     assert_eq!(world.logged("gated").await, 1);
 }
 
+/// The log notes that the room was told a purchase ended, as recovery's relay of lost
+/// releases reads it: one release step that went through, and `admission_released_at`
+/// on the purchase (written by the step's own statement).
+async fn assert_release_noted(world: &World, txid: &str) {
+    let sql = world.mesh.coordinator_db.connect().await.expect("connects");
+    // The purchase tells the room once its end is logged, around its answer: bounded.
+    for _ in 0..100 {
+        let row = sql
+            .query_one(
+                "SELECT admission_released_at IS NOT NULL,
+                        (SELECT count(*) FROM steps
+                          WHERE txid = $1 AND operation = 'release_admission'
+                            AND outcome = 'OK')
+                   FROM transactions WHERE txid = $1",
+                &[&txid],
+            )
+            .await
+            .expect("the purchase is logged");
+        let (noted, released): (bool, i64) = (row.get(0), row.get(1));
+        if released > 0 {
+            assert_eq!((noted, released), (true, 1), "{txid}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{txid}: the room was never told the purchase ended");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_key_of_a_committed_purchase_is_replayed_after_the_event_sold_out() {
     let world = World::start(MeshOptions::default()).await;
@@ -163,6 +191,7 @@ async fn a_retried_key_of_a_committed_purchase_is_replayed_after_the_event_sold_
             (&bought.txid, &bought.order_id, &bought.seats),
             "{p}"
         );
+        assert_release_noted(&world, &bought.txid).await;
 
         // Without a room, past the sold-out fast path.
         let event = format!("bare-{p}");
