@@ -126,10 +126,14 @@ pub async fn release(run: &Run, txn: &TxnRecord, committed: bool) {
             || rpc!(p.waiting_room, release_admission, request.clone()),
         )
         .await;
-    // The release's step row, written before `call` returned, noted it in the log.
-    if let Err(error) = released {
-        warn!(txid = %run.txid, error = %crate::driver::describe(error.status()),
-              "admission not released; recovery sends it again");
+    match released {
+        Ok(_) => {
+            if let Err(error) = run.driver.log.admission_released(&run.owned).await {
+                warn!(txid = %run.txid, %error, "could not note the released admission; recovery sends it again");
+            }
+        }
+        Err(error) => warn!(txid = %run.txid, error = %crate::driver::describe(error.status()),
+                            "admission not released; recovery sends it again"),
     }
 }
 

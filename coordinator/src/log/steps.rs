@@ -12,10 +12,6 @@
 //! the INSERT joins the purchase rows and takes a key-share lock on them, which a
 //! takeover (`FOR UPDATE`) waits for or skips, so a row never lands after a takeover
 //! committed. A row refused that way answers `NotOwner` to its caller.
-//!
-//! The row of a waiting-room release that went through also notes, in the same
-//! statement, that the room was told (`admission_released_at`, which recovery's relay
-//! reads): the note rides the group's commit instead of taking one of its own.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -233,28 +229,18 @@ async fn insert(pool: &Pool, me: &str, group: &[Queued]) -> Result<Vec<(String, 
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "WITH inserted AS (
-                 INSERT INTO steps (txid, sequence, participant, operation, attempt,
-                                    compensation, started_at, finished_at, outcome, error)
-                 SELECT r.txid, r.sequence, r.participant, r.operation, r.attempt,
-                        r.compensation, r.started_at, now(), r.outcome, r.error
-                   FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[],
-                               $6::bool[], $7::timestamptz[], $8::text[], $9::text[],
-                               $10::int8[])
-                     AS r(txid, sequence, participant, operation, attempt, compensation,
-                          started_at, outcome, error, epoch)
-                   JOIN transactions t ON t.txid = r.txid AND t.owner = $11
-                                      AND t.owner_epoch = r.epoch
-                    FOR KEY SHARE OF t
-              RETURNING txid, sequence, participant, operation, outcome),
-             released AS (
-                 UPDATE transactions SET admission_released_at = now()
-                  WHERE txid IN (SELECT txid FROM inserted
-                                  WHERE participant = 'waiting_room'
-                                    AND operation = 'release_admission'
-                                    AND outcome = 'OK')
-                    AND admission_released_at IS NULL)
-             SELECT txid, sequence FROM inserted",
+            "INSERT INTO steps (txid, sequence, participant, operation, attempt, compensation,
+                                started_at, finished_at, outcome, error)
+             SELECT r.txid, r.sequence, r.participant, r.operation, r.attempt, r.compensation,
+                    r.started_at, now(), r.outcome, r.error
+               FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[],
+                           $6::bool[], $7::timestamptz[], $8::text[], $9::text[], $10::int8[])
+                 AS r(txid, sequence, participant, operation, attempt, compensation,
+                      started_at, outcome, error, epoch)
+               JOIN transactions t ON t.txid = r.txid AND t.owner = $11
+                                  AND t.owner_epoch = r.epoch
+                FOR KEY SHARE OF t
+          RETURNING txid, sequence",
         )
         .await?;
     let rows = group.iter().map(|q| &q.row);

@@ -355,4 +355,16 @@ impl Log {
         )
         .await
     }
+
+    /// Notes that the waiting room was told the purchase ended.
+    pub async fn admission_released(&self, owned: &Owned) -> Result<()> {
+        self.write_owned(
+            owned,
+            "admission_released",
+            "UPDATE transactions SET admission_released_at = now()
+              WHERE txid = $1 AND owner = $2 AND owner_epoch = $3",
+            &[],
+        )
+        .await
+    }
 }
