@@ -42,7 +42,12 @@ pub use options::{LogFormat, ServerOptions};
 /// The global allocator of every TicketDrop binary (`#[global_allocator]` in each
 /// `main.rs`): mimalloc. A drop is a storm of small, short-lived allocations (HTTP/2
 /// frames, protobuf messages, Redis replies) across threads, on which the system
-/// allocator spent a fifth of the waiting room's CPU.
+/// allocator spent a fifth of the waiting room's CPU. Built with mimalloc's `no_thp`
+/// (the workspace's Cargo.toml): mimalloc v3 otherwise advises transparent huge pages on
+/// its arenas, and the kernel then zeroes a whole 2 MiB page at a first touch — 69 % of
+/// the fans' client's CPU samples and 42 % of the room's in a 50,000-fan drop; without,
+/// that drop took 13–14 s instead of 16–18 s (docs/benchmarks.md). On a host whose THP
+/// setting is `always` rather than `madvise`, `MIMALLOC_ALLOW_THP=0` turns them off too.
 pub type Allocator = mimalloc::MiMalloc;
 
 /// A named failpoint (the `fail` crate, compiled in with a crate's `failpoints` feature)
