@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::admission::{Refusal, Signer};
 use crate::error::{Error, Result};
 use crate::model::{FanRef, FanState, RoomPhase, RoomSettings};
-use crate::store::{ClaimOutcome, Fan, OpenOutcome, RoomRecord, Store};
+use crate::store::{ClaimOutcome, Fan, Joined, OpenOutcome, RoomRecord, Store};
 use crate::watchers::{Signal, Watchers};
 
 /// Most seats one purchase may ask for (as the coordinator allows).
@@ -113,6 +113,40 @@ impl WaitingRoom {
     }
 
     /// When the room's sale opens, for a fan in its pre-queue.
+    /// Puts the fan in the queue (Join, and Watch with `join`): the caller must act for
+    /// the fan and pass the rate limit. The join, and the place to answer with.
+    async fn enter<T>(
+        &self,
+        fan: &FanRef,
+        request: &Request<T>,
+    ) -> std::result::Result<(Joined, Place), Status> {
+        let caller = server_kit::auth::caller(request)?;
+        caller.act_for(&fan.user_id)?;
+        self.limits
+            .check("Join", &caller, request.remote_addr().map(|addr| addr.ip()))?;
+        let joined = self
+            .store
+            .join(&fan.event_id, &fan.user_id)
+            .await
+            .map_err(Status::from)?;
+        if joined.state == FanState::Waiting {
+            self.wake.notify_one();
+        }
+        let opens_at_ms = self
+            .opens_at(&fan.event_id, joined.state)
+            .await
+            .map_err(Status::from)?;
+        let place = self.place(
+            fan,
+            joined.state,
+            joined.join_number,
+            joined.rank,
+            joined.joined_at_ms,
+            opens_at_ms,
+        );
+        Ok((joined, place))
+    }
+
     async fn opens_at(&self, event_id: &str, state: FanState) -> Result<Option<i64>> {
         if state != FanState::PreQueue {
             return Ok(None);
@@ -285,53 +319,51 @@ impl WaitingRoomService for WaitingRoom {
     async fn join(&self, request: Request<JoinRequest>) -> Reply<JoinResponse> {
         let r = request.get_ref();
         let fan = FanRef::parse(&r.event_id, &r.user_id)?;
-        let caller = server_kit::auth::caller(&request)?;
-        caller.act_for(&fan.user_id)?;
-        self.limits
-            .check("Join", &caller, request.remote_addr().map(|addr| addr.ip()))?;
-        let joined = self
-            .store
-            .join(&fan.event_id, &fan.user_id)
-            .await
-            .map_err(Status::from)?;
-        if joined.state == FanState::Waiting {
-            self.wake.notify_one();
-        }
-        let opens_at_ms = self
-            .opens_at(&fan.event_id, joined.state)
-            .await
-            .map_err(Status::from)?;
-        Ok(Response::new(JoinResponse {
-            place: Some(self.place(
-                &fan,
-                joined.state,
-                joined.join_number,
-                joined.rank,
-                joined.joined_at_ms,
-                opens_at_ms,
-            )),
-        }))
+        let (_, place) = self.enter(&fan, &request).await?;
+        Ok(Response::new(JoinResponse { place: Some(place) }))
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Reply<BoxStream<WatchResponse>> {
         let r = request.get_ref();
         let fan = FanRef::parse(&r.event_id, &r.user_id)?;
-        server_kit::auth::caller(&request)?.act_for(&fan.user_id)?;
-        let Some(found) = self
-            .store
-            .fan(&fan.event_id, &fan.user_id)
-            .await
-            .map_err(Status::from)?
-        else {
-            return Err(Error::FanNotFound {
-                event_id: fan.event_id,
-                user_id: fan.user_id,
-            }
-            .into());
+        let (joined, found) = if r.join {
+            let (joined, place) = self.enter(&fan, &request).await?;
+            // While the fan waits (or the room is sold out), the join said all the
+            // stream's first round needs: no Redis read.
+            let found = matches!(
+                joined.state,
+                FanState::Waiting | FanState::PreQueue | FanState::SoldOut
+            )
+            .then(|| {
+                let record = Fan {
+                    state: joined.state,
+                    join_number: joined.join_number,
+                    joined_at_ms: joined.joined_at_ms,
+                    admission: None,
+                };
+                (record, joined.rank)
+            });
+            (Some(place), found)
+        } else {
+            server_kit::auth::caller(&request)?.act_for(&fan.user_id)?;
+            let Some(found) = self
+                .store
+                .fan(&fan.event_id, &fan.user_id)
+                .await
+                .map_err(Status::from)?
+            else {
+                return Err(Error::FanNotFound {
+                    event_id: fan.event_id,
+                    user_id: fan.user_id,
+                }
+                .into());
+            };
+            (None, Some(found))
         };
         let (sender, receiver) = mpsc::channel(4);
-        // The stream's first place is the record just read: one Redis read per Watch.
-        tokio::spawn(follow(self.clone(), fan, sender, Some(found)));
+        // The stream's first place is the record just read (or joined): at most one
+        // Redis call per Watch before the fan's turn.
+        tokio::spawn(follow(self.clone(), fan, sender, joined, found));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -394,11 +426,13 @@ impl WaitingRoomService for WaitingRoom {
     }
 }
 
-/// A Watch stream: the fan's place while they wait, then one final message.
+/// A Watch stream: the place a join gave (when the call joined), the fan's place while
+/// they wait, then one final message.
 async fn follow(
     room: WaitingRoom,
     fan: FanRef,
     sender: mpsc::Sender<std::result::Result<WatchResponse, Status>>,
+    joined: Option<Place>,
     mut read: Option<(Fan, Option<u64>)>,
 ) {
     use watch_response::Update;
@@ -414,6 +448,13 @@ async fn follow(
         }
     };
     let mut last_position = None;
+    if let Some(place) = joined {
+        // The position the join gave is not repeated as a first `waiting`.
+        last_position = Some(place.position);
+        if !send(Update::Joined(place)).await {
+            return;
+        }
+    }
     let mut closing = room.closing.clone();
     let closed =
         || Status::unavailable("the waiting room is shutting down; watch again to keep your place");

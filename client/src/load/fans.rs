@@ -260,21 +260,13 @@ pub(crate) async fn one_fan(
     let mut fan = Fan::new(Answer::Error("never answered".into()));
     loop {
         let joined_at = Instant::now();
-        let place = {
-            let _permit = joins
-                .acquire()
-                .await
-                .expect("the semaphore is never closed");
-            crate::room::join(room, &buyer.event, &user).await
-        };
-        let outcome = match place {
-            Ok(place) => {
-                fan.join_number.get_or_insert(place.join_number);
-                crate::room::watch(room, &place, |_| {}).await
-            }
-            Err(status) => Err(status),
-        };
+        let wait =
+            crate::room::join_and_watch(room, &buyer.event, &user, Some(joins), |_| {}).await;
         fan.waited.get_or_insert(joined_at.elapsed());
+        let outcome = wait.map(|wait| {
+            fan.join_number.get_or_insert(wait.join_number);
+            wait.outcome
+        });
         let admission = match outcome {
             Ok(crate::room::Final::Admitted(admission)) => admission,
             Ok(crate::room::Final::SoldOut(_)) => {

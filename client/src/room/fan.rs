@@ -1,6 +1,6 @@
 //! A fan's way through the room, which `purchase --room`, `drop` and `room watch` share:
-//! join (joining again keeps the place), follow the place over Watch, end admitted, sold
-//! out or expired.
+//! one Watch call that joins (joining again keeps the place) and follows the place, ending
+//! admitted, sold out or expired.
 
 use proto::v1::waiting_room_service_client::WaitingRoomServiceClient;
 use proto::v1::*;
@@ -25,49 +25,51 @@ pub struct Wait {
 /// How often a fan watches again after the stream broke (the room restarting, say).
 const WATCH_ATTEMPTS: u32 = 8;
 
-/// Joins the room (idempotent) and watches until the final message, calling `on_place`
-/// with every position update. A broken stream is watched again with backoff, a bounded
-/// number of times: the fan's place is kept in the room.
+/// Joins the room (idempotent) and watches until the final message, in one call (Watch
+/// with `join`), calling `on_place` with the place the join gave and every position
+/// update. A broken stream is joined and watched again with backoff, a bounded number of
+/// times: joining again keeps the fan's place.
 pub async fn wait_in_room(
     room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
     user_id: &str,
-    mut on_place: impl FnMut(&Place),
+    on_place: impl FnMut(&Place),
 ) -> Result<Wait, tonic::Status> {
-    let place = join(room, event_id, user_id).await?;
-    on_place(&place);
-    let outcome = watch(room, &place, on_place).await?;
-    Ok(Wait {
-        join_number: place.join_number,
-        outcome,
-    })
+    join_and_watch(room, event_id, user_id, None, on_place).await
 }
 
-/// Watches a joined fan's place until the final message (see [`wait_in_room`]).
-pub async fn watch(
+/// [`wait_in_room`], each join holding a permit of `joins` (when given) until the room
+/// has answered it: a drop bounds how many fans join at once.
+pub async fn join_and_watch(
     room: &mut WaitingRoomServiceClient<MeshChannel>,
-    place: &Place,
+    event_id: &str,
+    user_id: &str,
+    joins: Option<&tokio::sync::Semaphore>,
     mut on_place: impl FnMut(&Place),
-) -> Result<Final, tonic::Status> {
-    if place.state() == FanState::SoldOut {
-        return Ok(Final::SoldOut(SoldOut::default()));
-    }
-    let (event_id, user_id) = (place.event_id.as_str(), place.user_id.as_str());
+) -> Result<Wait, tonic::Status> {
+    let mut join_number = None;
     let mut attempt = 1;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let broken = match watch_once(room, event_id, user_id, &mut on_place).await {
-            Ok(outcome) => return Ok(outcome),
+        let permit = match joins {
+            Some(joins) => Some(joins.acquire().await.expect("the semaphore is never closed")),
+            None => None,
+        };
+        let broken = match watch_once(room, event_id, user_id, permit, &mut |place| {
+            join_number = Some(place.join_number);
+            on_place(place);
+        })
+        .await
+        {
+            Ok(outcome) => {
+                return Ok(Wait {
+                    join_number: join_number.unwrap_or_default(),
+                    outcome,
+                });
+            }
             Err(status) => status,
         };
-        if !matches!(
-            broken.code(),
-            tonic::Code::Unavailable
-                | tonic::Code::Unknown
-                | tonic::Code::Cancelled
-                | tonic::Code::ResourceExhausted
-        ) || attempt >= WATCH_ATTEMPTS
-        {
+        if !rewatch(&broken) || attempt >= WATCH_ATTEMPTS {
             return Err(broken);
         }
         tokio::time::sleep(backoff).await;
@@ -76,54 +78,42 @@ pub async fn watch(
     }
 }
 
-/// Joins, retrying a room that does not answer (Join is idempotent).
-pub async fn join(
-    room: &mut WaitingRoomServiceClient<MeshChannel>,
-    event_id: &str,
-    user_id: &str,
-) -> Result<Place, tonic::Status> {
-    let mut backoff = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match room
-            .join(JoinRequest {
-                event_id: event_id.to_owned(),
-                user_id: user_id.to_owned(),
-            })
-            .await
-        {
-            Ok(answer) => return Ok(answer.into_inner().place.unwrap_or_default()),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::Unavailable | tonic::Code::ResourceExhausted
-                ) && attempt < WATCH_ATTEMPTS =>
-            {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                attempt += 1;
-            }
-            Err(status) => return Err(status),
-        }
-    }
+/// Whether a broken Watch is worth calling again (the room restarting, or busy).
+fn rewatch(broken: &tonic::Status) -> bool {
+    matches!(
+        broken.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::ResourceExhausted
+    )
 }
 
+/// One Watch call that joins, until its final message, holding `permit` until the room
+/// has answered the join; `on_place` hears the place the join gave and every position.
 async fn watch_once(
     room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
     user_id: &str,
+    mut permit: Option<tokio::sync::SemaphorePermit<'_>>,
     on_place: &mut impl FnMut(&Place),
 ) -> Result<Final, tonic::Status> {
     let mut stream = room
         .watch(WatchRequest {
             event_id: event_id.to_owned(),
             user_id: user_id.to_owned(),
+            join: true,
         })
         .await?
         .into_inner();
     let mut outcome = None;
     while let Some(message) = stream.message().await? {
         match message.update {
+            Some(watch_response::Update::Joined(place)) => {
+                // The join is answered: the permit goes back.
+                permit.take();
+                on_place(&place);
+            }
             Some(watch_response::Update::Waiting(place)) => on_place(&place),
             Some(watch_response::Update::Admitted(admission)) => {
                 outcome = Some(Final::Admitted(admission));

@@ -5,7 +5,7 @@
 mod fan;
 mod view;
 
-pub use fan::{Final, Wait, join, wait_in_room, watch};
+pub use fan::{Final, Wait, join_and_watch, wait_in_room};
 use view::{describe, flowchart, live};
 
 use crate::endpoints::{self, Endpoints};

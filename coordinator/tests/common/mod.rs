@@ -140,6 +140,7 @@ impl World {
             .watch(WatchRequest {
                 event_id: event_id.into(),
                 user_id: user.into(),
+                join: false,
             })
             .await
             .expect("watching")

@@ -110,6 +110,7 @@ async fn calls_without_the_right_token_are_refused_and_write_nothing() {
             room.watch(WatchRequest {
                 event_id: event(),
                 user_id: "ana".into(),
+                join: false,
             })
             .await,
         ),

@@ -260,6 +260,7 @@ async fn a_room_whose_seats_are_held_while_a_card_is_declined_admits_the_next_fa
                     .watch(WatchRequest {
                         event_id: event,
                         user_id: bob_user,
+                        join: false,
                     })
                     .await
                     .expect("watching")
@@ -331,6 +332,7 @@ fn watch_in_background(
             .watch(WatchRequest {
                 event_id: event,
                 user_id: user,
+                join: false,
             })
             .await
             .expect("watching")

@@ -98,6 +98,7 @@ impl Rooms {
             .watch(WatchRequest {
                 event_id: event_id.into(),
                 user_id: user.into(),
+                join: false,
             })
             .await
             .expect("watching")
@@ -242,6 +243,109 @@ async fn fans_are_admitted_in_join_order_and_a_slot_comes_back_when_a_fan_leaves
     assert_eq!((room.admitted, room.left, room.waiting), (3, 1, 3));
 }
 
+/// A Watch that joins: every message of the stream, in order, until the final one (or
+/// until nothing more comes within `patience`).
+async fn join_and_watch(
+    room: &WaitingRoomServiceClient<MeshChannel>,
+    event_id: &str,
+    user: &str,
+    patience: Duration,
+) -> Vec<watch_response::Update> {
+    let mut stream = room
+        .clone()
+        .watch(WatchRequest {
+            event_id: event_id.into(),
+            user_id: user.into(),
+            join: true,
+        })
+        .await
+        .expect("watching")
+        .into_inner();
+    let mut updates = Vec::new();
+    while let Ok(message) = tokio::time::timeout(patience, stream.message()).await {
+        let Some(message) = message.expect("healthy") else {
+            break;
+        };
+        let update = message.update.expect("an update");
+        let last = !matches!(
+            update,
+            watch_response::Update::Joined(_) | watch_response::Update::Waiting(_)
+        );
+        updates.push(update);
+        if last {
+            break;
+        }
+    }
+    updates
+}
+
+fn joined(update: &watch_response::Update) -> &Place {
+    match update {
+        watch_response::Update::Joined(place) => place,
+        other => panic!("expected the join's place first, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_joins_opens_with_the_join_and_a_fan_already_in_line_keeps_their_place() {
+    let rooms = Rooms::start().await;
+    rooms.room("one-call", 10, 1, Duration::from_secs(60)).await;
+    let short = Duration::from_millis(500);
+
+    // ana joins by watching: her place first, then her admission (the one slot).
+    let ana = join_and_watch(&rooms.room, "one-call", "ana", Duration::from_secs(10)).await;
+    assert_eq!(ana.len(), 2, "{ana:?}");
+    assert_eq!(joined(&ana[0]).join_number, 1);
+    assert_eq!(admission_number(&ana[1]), 1);
+
+    // bob joined the usual way; watching with join keeps his place.
+    assert_eq!(rooms.join("one-call", "bob").await.join_number, 2);
+    let bob = join_and_watch(&rooms.room, "one-call", "bob", short).await;
+    assert_eq!(bob.len(), 1, "bob waits, and his place is not sent twice: {bob:?}");
+    let place = joined(&bob[0]);
+    assert_eq!(
+        (place.join_number, place.position, place.state()),
+        (2, 1, FanState::Waiting)
+    );
+
+    // cara is new: behind bob. ana watching again with join is told her admission again,
+    // her join number unchanged.
+    let cara = join_and_watch(&rooms.room, "one-call", "cara", short).await;
+    assert_eq!(
+        (joined(&cara[0]).join_number, joined(&cara[0]).position),
+        (3, 2)
+    );
+    let again = join_and_watch(&rooms.room, "one-call", "ana", short).await;
+    assert_eq!(joined(&again[0]).join_number, 1);
+    assert_eq!(joined(&again[0]).state(), FanState::Admitted);
+    assert_eq!(admission_number(&again[1]), 1);
+    let room = rooms.get("one-call").await;
+    assert_eq!((room.joined, room.waiting, room.active), (3, 2, 1));
+
+    // Bad input names the field and joins nobody; a room that does not exist is not found.
+    let mut client = rooms.room.clone();
+    let status = client
+        .watch(WatchRequest {
+            event_id: "one-call".into(),
+            user_id: "da n".into(),
+            join: true,
+        })
+        .await
+        .expect_err("bad user id");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("user_id"), "{status:?}");
+    let status = client
+        .watch(WatchRequest {
+            event_id: "no-room".into(),
+            user_id: "dan".into(),
+            join: true,
+        })
+        .await
+        .expect_err("no room");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(rooms.get("one-call").await.joined, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unused_admission_expires_and_its_slot_goes_to_the_next_fan() {
     // An unused admission keeps its slot for the claim grace past its expiry (a purchase
@@ -332,6 +436,7 @@ async fn bad_input_names_the_field_and_unknown_rooms_and_fans_are_not_found() {
         .watch(WatchRequest {
             event_id: "known".into(),
             user_id: "stranger".into(),
+            join: false,
         })
         .await
         .expect_err("never joined");
