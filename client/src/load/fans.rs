@@ -98,7 +98,8 @@ pub(crate) const MAX_REQUEUES: u64 = 3;
 /// machine takes a few recovery rounds (5 s, then 10 s, 20 s, ...).
 pub(crate) const LEAVE_ATTEMPTS: u32 = 125;
 
-/// Join calls in flight at once (fans keep their place and watch after joining).
+/// Joins in flight at once: a fan's Watch holds a permit until the room has answered its
+/// join (the stream then stays open, without one, until the fan's turn).
 pub(crate) const JOINS_IN_FLIGHT: usize = 256;
 
 /// Connections fans share to the room (each carries many watch streams).
