@@ -200,8 +200,9 @@ PAST_THE_WALLS = """## Past the walls
   coordinators, share the participants, which keep each log's branches apart (`log_id`,
   issue 23), so the need above is met by as many logs as its ratio says, on servers like
   this one, or fewer on bigger ones. The next lever is commits per sale: the steps are
-  group-committed already; the ownership renewals and the outbox could ride the decision's
-  own commit.
+  group-committed and the outbox row and 2PC's payment ride the decision's commit already;
+  the room's release note could ride the step group (docs/benchmarks.md, "What would save
+  the most next").
 - **One event's room in Redis.** A room's keys share one hash slot (`{event}`), so one
   event's room runs at one Redis shard's pace, whatever the cluster's size. Past it (a
   faster arrival, or scripts costlier than the `SET` this pace was measured with), an
