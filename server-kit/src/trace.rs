@@ -183,7 +183,8 @@ mod tests {
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
 
-    /// A subscriber with the OpenTelemetry layer, as `telemetry::init` installs.
+    /// A subscriber with the OpenTelemetry layer, as `telemetry::init` installs it when
+    /// nothing exports (the spans' ids only, the cheapest spans the mesh makes).
     fn traced() -> tracing::subscriber::DefaultGuard {
         use opentelemetry::trace::TracerProvider as _;
         opentelemetry::global::set_text_map_propagator(
@@ -191,7 +192,7 @@ mod tests {
         );
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+            .with(crate::telemetry::spans(provider.tracer("test"), false));
         tracing::subscriber::set_default(subscriber)
     }
 

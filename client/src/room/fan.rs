@@ -52,7 +52,12 @@ pub async fn join_and_watch(
     let mut backoff = Duration::from_millis(100);
     loop {
         let permit = match joins {
-            Some(joins) => Some(joins.acquire().await.expect("the semaphore is never closed")),
+            Some(joins) => Some(
+                joins
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
             None => None,
         };
         let broken = match watch_once(room, event_id, user_id, permit, &mut |place| {

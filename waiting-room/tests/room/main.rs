@@ -301,7 +301,11 @@ async fn a_watch_that_joins_opens_with_the_join_and_a_fan_already_in_line_keeps_
     // bob joined the usual way; watching with join keeps his place.
     assert_eq!(rooms.join("one-call", "bob").await.join_number, 2);
     let bob = join_and_watch(&rooms.room, "one-call", "bob", short).await;
-    assert_eq!(bob.len(), 1, "bob waits, and his place is not sent twice: {bob:?}");
+    assert_eq!(
+        bob.len(),
+        1,
+        "bob waits, and his place is not sent twice: {bob:?}"
+    );
     let place = joined(&bob[0]);
     assert_eq!(
         (place.join_number, place.position, place.state()),
