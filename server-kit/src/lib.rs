@@ -46,8 +46,9 @@ pub use options::{LogFormat, ServerOptions};
 /// (the workspace's Cargo.toml): mimalloc v3 otherwise advises transparent huge pages on
 /// its arenas, and the kernel then zeroes a whole 2 MiB page at a first touch — 69 % of
 /// the fans' client's CPU samples and 42 % of the room's in a 50,000-fan drop; without,
-/// that drop took 13–14 s instead of 16–18 s (docs/benchmarks.md). On a host whose THP
-/// setting is `always` rather than `madvise`, `MIMALLOC_ALLOW_THP=0` turns them off too.
+/// that drop took 13.0–16.4 s instead of 15.7–18.1 s (docs/benchmarks.md). `no_thp` only stops the
+/// advice: on a host whose THP setting is `always` rather than `madvise`,
+/// `MIMALLOC_ALLOW_THP=0` turns huge pages off for the whole process.
 pub type Allocator = mimalloc::MiMalloc;
 
 /// A named failpoint (the `fail` crate, compiled in with a crate's `failpoints` feature)

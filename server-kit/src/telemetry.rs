@@ -124,7 +124,12 @@ where
         .with_threads(exporting)
         .with_tracked_inactivity(exporting)
         .with_target(exporting)
-        .with_filter(filter::filter_fn(move |meta| {
-            *meta.level() <= Level::INFO && (exporting || meta.is_span())
-        }))
+        .with_filter(
+            filter::filter_fn(move |meta| {
+                *meta.level() <= Level::INFO && (exporting || meta.is_span())
+            })
+            // Says what LevelFilter::INFO said: nothing below INFO is wanted here, so that
+            // debug and trace callsites (and the `log` crate's records) stay off.
+            .with_max_level_hint(Level::INFO),
+        )
 }

@@ -112,7 +112,6 @@ impl WaitingRoom {
         }
     }
 
-    /// When the room's sale opens, for a fan in its pre-queue.
     /// Puts the fan in the queue (Join, and Watch with `join`): the caller must act for
     /// the fan and pass the rate limit. The join, and the place to answer with.
     async fn enter<T>(
@@ -147,6 +146,7 @@ impl WaitingRoom {
         Ok((joined, place))
     }
 
+    /// When the room's sale opens, for a fan in its pre-queue.
     async fn opens_at(&self, event_id: &str, state: FanState) -> Result<Option<i64>> {
         if state != FanState::PreQueue {
             return Ok(None);
@@ -361,8 +361,8 @@ impl WaitingRoomService for WaitingRoom {
             (None, Some(found))
         };
         let (sender, receiver) = mpsc::channel(4);
-        // The stream's first place is the record just read (or joined): at most one
-        // Redis call per Watch before the fan's turn.
+        // The stream's first place is the record just read, or what the join said: a
+        // waiting fan's Watch costs one Redis call (the read, or the join) before their turn.
         tokio::spawn(follow(self.clone(), fan, sender, joined, found));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }

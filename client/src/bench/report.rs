@@ -245,9 +245,9 @@ pub fn markdown(
         writeln!(w, "\n## How cost grows\n")?;
         writeln!(
             w,
-            "Each drop through the waiting room. CPU is every process of the stack during the \
-             drop (services, PostgreSQL, DynamoDB Local, Redis; not the fans' own client); \
-             memory is each process's peak resident set.\n"
+            "Each drop through the waiting room. CPU is every process during the drop (the \
+             services, PostgreSQL, DynamoDB Local, Redis and the fans' own client); memory is \
+             each process's peak resident set.\n"
         )?;
         let mut all: Vec<&Measured> = bench.drops.iter().chain(&bench.scaling).collect();
         all.sort_by_key(|m| (m.drop.seats, m.drop.fans, m.drop.protocol));

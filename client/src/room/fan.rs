@@ -18,6 +18,8 @@ pub enum Final {
 /// A fan's wait in a room.
 #[derive(Debug, Clone)]
 pub struct Wait {
+    /// The fan's join number (0 when the wait ended before a pre-queued fan was given
+    /// one).
     pub join_number: u64,
     pub outcome: Final,
 }
@@ -27,8 +29,10 @@ const WATCH_ATTEMPTS: u32 = 8;
 
 /// Joins the room (idempotent) and watches until the final message, in one call (Watch
 /// with `join`), calling `on_place` with the place the join gave and every position
-/// update. A broken stream is joined and watched again with backoff, a bounded number of
-/// times: joining again keeps the fan's place.
+/// update. A broken stream is watched again with backoff, a bounded number of times —
+/// without joining again once the room has answered the join (the fan's place is kept in
+/// the room; a fan whose place is gone hears NOT_FOUND rather than a new place at the
+/// back).
 pub async fn wait_in_room(
     room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
@@ -39,7 +43,7 @@ pub async fn wait_in_room(
 }
 
 /// [`wait_in_room`], each join holding a permit of `joins` (when given) until the room
-/// has answered it: a drop bounds how many fans join at once.
+/// has answered the call: a drop bounds how many fans join at once.
 pub async fn join_and_watch(
     room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
@@ -47,32 +51,39 @@ pub async fn join_and_watch(
     joins: Option<&tokio::sync::Semaphore>,
     mut on_place: impl FnMut(&Place),
 ) -> Result<Wait, tonic::Status> {
-    let mut join_number = None;
+    let mut join_number = 0;
+    let mut joined = false;
     let mut attempt = 1;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let permit = match joins {
-            Some(joins) => Some(
+        let permit = match (joined, joins) {
+            (false, Some(joins)) => Some(
                 joins
                     .acquire()
                     .await
                     .expect("the semaphore is never closed"),
             ),
-            None => None,
+            _ => None,
         };
-        let broken = match watch_once(room, event_id, user_id, permit, &mut |place| {
-            join_number = Some(place.join_number);
+        let watched = watch_once(room, event_id, user_id, !joined, permit, &mut |place| {
+            // A pre-queued fan's place has no number until the opening's shuffle.
+            if place.join_number != 0 {
+                join_number = place.join_number;
+            }
             on_place(place);
         })
-        .await
-        {
+        .await;
+        let broken = match watched {
             Ok(outcome) => {
                 return Ok(Wait {
-                    join_number: join_number.unwrap_or_default(),
+                    join_number,
                     outcome,
                 });
             }
-            Err(status) => status,
+            Err((answered, status)) => {
+                joined |= answered;
+                status
+            }
         };
         if !rewatch(&broken) || attempt >= WATCH_ATTEMPTS {
             return Err(broken);
@@ -94,32 +105,43 @@ fn rewatch(broken: &tonic::Status) -> bool {
     )
 }
 
-/// One Watch call that joins, until its final message, holding `permit` until the room
-/// has answered the join; `on_place` hears the place the join gave and every position.
+/// One Watch call (joining first when `join`) until its final message; `on_place` hears
+/// every place. `permit` goes back as soon as the room has answered the call (a joining
+/// Watch is answered once the fan is in line). An error says whether the room had
+/// answered the call (the fan is in line) before it.
 async fn watch_once(
     room: &mut WaitingRoomServiceClient<MeshChannel>,
     event_id: &str,
     user_id: &str,
-    mut permit: Option<tokio::sync::SemaphorePermit<'_>>,
+    join: bool,
+    permit: Option<tokio::sync::SemaphorePermit<'_>>,
     on_place: &mut impl FnMut(&Place),
-) -> Result<Final, tonic::Status> {
-    let mut stream = room
+) -> Result<Final, (bool, tonic::Status)> {
+    let answered = room
         .watch(WatchRequest {
             event_id: event_id.to_owned(),
             user_id: user_id.to_owned(),
-            join: true,
+            join,
         })
-        .await?
-        .into_inner();
+        .await;
+    drop(permit);
+    let mut stream = answered.map_err(|status| (false, status))?.into_inner();
+    follow(&mut stream, on_place)
+        .await
+        .map_err(|status| (true, status))
+}
+
+/// Reads a Watch stream to its final message.
+async fn follow(
+    stream: &mut tonic::Streaming<WatchResponse>,
+    on_place: &mut impl FnMut(&Place),
+) -> Result<Final, tonic::Status> {
     let mut outcome = None;
     while let Some(message) = stream.message().await? {
         match message.update {
-            Some(watch_response::Update::Joined(place)) => {
-                // The join is answered: the permit goes back.
-                permit.take();
-                on_place(&place);
-            }
-            Some(watch_response::Update::Waiting(place)) => on_place(&place),
+            Some(
+                watch_response::Update::Joined(place) | watch_response::Update::Waiting(place),
+            ) => on_place(&place),
             Some(watch_response::Update::Admitted(admission)) => {
                 outcome = Some(Final::Admitted(admission));
             }
